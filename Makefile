@@ -1,0 +1,49 @@
+# Two commands: `make run` serves the app on the embedded default; `make test` runs every check.
+# Both install what is missing first (scripts/setup.sh; a second run skips what is there).
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
+
+LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
+DATA_DIR ?= ./data
+export LEPTOS_SITE_ADDR DATA_DIR
+
+.PHONY: run test setup-run setup-test build-release build-debug fmt-check clippy rust-tests e2e bench
+
+## run: install what is missing, build (release, with wasm-opt) and serve on the embedded store
+run: setup-run build-release
+	@echo "Serving on http://$(LEPTOS_SITE_ADDR) (data in $(DATA_DIR)); Ctrl-C stops it."
+	LEPTOS_SITE_ROOT=target/site ./target/release/outbox
+
+## test: install what is missing, then format, clippy, Rust tests and Playwright in Chromium
+test: setup-test fmt-check clippy rust-tests e2e
+
+setup-run:
+	@scripts/setup.sh run
+
+setup-test:
+	@scripts/setup.sh test
+
+build-release:
+	cargo leptos build --release
+
+build-debug:
+	cargo leptos build
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p app --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
+
+rust-tests:
+	cargo test --workspace
+
+## e2e: Playwright against the debug build (the config starts the server on its own data dir)
+e2e: build-debug
+	cd end2end && npx playwright test
+
+## bench: HTTP load against the release server, beside the direct-store baseline
+bench:
+	cargo bench --bench orders -- $(BENCH_ARGS)

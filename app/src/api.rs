@@ -1,0 +1,96 @@
+//! Server functions of the UI and the service trait they call.
+//!
+//! Each server function is a one-liner: it looks up the [`OrdersApi`] implementation that the
+//! server binary provides as context and calls it. The trait exists only with the `ssr`
+//! feature, so the browser bundle carries nothing of the server.
+
+use crate::dto::{FieldErrorDto, ItemInput, OrderDetailDto, OrderDto, OrderPageDto};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use server_fn::codec::JsonEncoding;
+use server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use std::fmt;
+
+/// Errors the UI can show. Serialised as JSON, also through the no-JavaScript form redirect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UiError {
+    /// The form has problems; each is shown next to its field.
+    Invalid(Vec<FieldErrorDto>),
+    NotFound,
+    /// The order changed meanwhile or is cancelled.
+    Conflict(String),
+    /// Temporarily overloaded: try again.
+    Unavailable,
+    /// Something failed on the server; details are in the server log.
+    Internal,
+    /// The request did not reach the server or its answer was unreadable.
+    Transport(String),
+}
+
+impl fmt::Display for UiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UiError::Invalid(e) => write!(f, "{} field(s) need attention", e.len()),
+            UiError::NotFound => f.write_str("not found"),
+            UiError::Conflict(m) => f.write_str(m),
+            UiError::Unavailable => f.write_str("the server is busy, please try again"),
+            UiError::Internal => f.write_str("something went wrong on the server"),
+            UiError::Transport(m) => write!(f, "request failed: {m}"),
+        }
+    }
+}
+
+impl FromServerFnError for UiError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        UiError::Transport(value.to_string())
+    }
+}
+
+/// What the UI needs from the server; implemented by the server binary over its store.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait OrdersApi: Send + Sync + 'static {
+    async fn list_orders(&self, cursor: Option<String>) -> Result<OrderPageDto, UiError>;
+    async fn order_detail(&self, id: String) -> Result<Option<OrderDetailDto>, UiError>;
+    async fn create_order(
+        &self,
+        customer_id: String,
+        items: Vec<ItemInput>,
+    ) -> Result<OrderDto, UiError>;
+    /// A fresh customer id to prefill the form with.
+    fn suggest_customer_id(&self) -> String;
+}
+
+/// The server's [`OrdersApi`], provided as context by the server binary.
+#[cfg(feature = "ssr")]
+fn orders_api() -> Result<std::sync::Arc<dyn OrdersApi>, UiError> {
+    use_context::<std::sync::Arc<dyn OrdersApi>>().ok_or(UiError::Internal)
+}
+
+/// One page of orders, newest first.
+#[server(prefix = "/fn", endpoint = "list_orders")]
+pub async fn list_orders(cursor: Option<String>) -> Result<OrderPageDto, UiError> {
+    orders_api()?.list_orders(cursor).await
+}
+
+/// One order with its events.
+#[server(prefix = "/fn", endpoint = "order_detail")]
+pub async fn order_detail(id: String) -> Result<Option<OrderDetailDto>, UiError> {
+    orders_api()?.order_detail(id).await
+}
+
+/// A customer id for the create form.
+#[server(prefix = "/fn", endpoint = "suggest_customer_id")]
+pub async fn suggest_customer_id() -> Result<String, UiError> {
+    Ok(orders_api()?.suggest_customer_id())
+}
+
+/// Creates an order from the form and sends the browser to its page (also without JavaScript).
+#[server(prefix = "/fn", endpoint = "create_order")]
+pub async fn create_order(customer_id: String, items: Vec<ItemInput>) -> Result<OrderDto, UiError> {
+    let order = orders_api()?.create_order(customer_id, items).await?;
+    leptos_axum::redirect(&format!("/orders/{}", order.id));
+    Ok(order)
+}

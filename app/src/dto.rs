@@ -1,0 +1,88 @@
+//! Serde DTOs shared by the server (JSON API, server functions) and the browser.
+//!
+//! Ids and timestamps travel as strings (UUIDs, RFC 3339) so the browser bundle needs no uuid
+//! or time crate.
+
+use serde::{Deserialize, Serialize};
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderItemDto {
+    pub sku: String,
+    pub quantity: u32,
+    pub unit_price_cents: u64,
+}
+
+/// An order as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderDto {
+    pub id: String,
+    pub customer_id: String,
+    /// `created` or `cancelled`.
+    pub status: String,
+    /// Send this back as `expected_version` when changing the order.
+    pub version: u32,
+    pub items: Vec<OrderItemDto>,
+    pub total_cents: u64,
+    pub cancel_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An outbox event in its envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventDto {
+    /// Store-assigned commit position: gap-free, in commit order.
+    pub position: u64,
+    pub event_id: String,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub aggregate_version: u32,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub occurred_at: String,
+    pub schema_version: u32,
+}
+
+/// `GET /api/orders/{id}`: the order and its events in version order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderDetailDto {
+    pub order: OrderDto,
+    pub events: Vec<EventDto>,
+}
+
+/// `GET /api/orders`: one page, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPageDto {
+    pub orders: Vec<OrderDto>,
+    /// Pass as `cursor` to get the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A problem with one input field; `field` is a path such as `items[0].sku`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldErrorDto {
+    pub field: String,
+    pub message: String,
+}
+
+/// The JSON body of every API error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `validation_failed`.
+    pub error: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Per-field problems, when there are any.
+    #[serde(default)]
+    pub details: Vec<FieldErrorDto>,
+}
+
+/// One item row of the create-order form, as typed (validated on the server).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemInput {
+    pub sku: String,
+    pub quantity: String,
+    /// Price in the major unit, e.g. `12.50`.
+    pub unit_price: String,
+}

@@ -1,0 +1,88 @@
+//! `/orders/:id`: one order and its events as a timeline.
+
+use crate::api::order_detail;
+use crate::components::event_timeline::EventTimeline;
+use crate::components::status_badge::StatusBadge;
+use crate::dto::OrderDetailDto;
+use crate::format;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+#[component]
+pub fn OrderDetailPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let detail = Resource::new(id, order_detail);
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading order…"</p> }>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Ok(Some(d)) => view! { <OrderView detail=d/> }.into_any(),
+                    Ok(None) => {
+                        super::set_status(404);
+                        view! {
+                            <Title text="Order not found"/>
+                            <section class="card empty">
+                                <h1>"Order not found"</h1>
+                                <p>"No order has this id. " <a href="/orders">"Back to the orders"</a></p>
+                            </section>
+                        }.into_any()
+                    }
+                    Err(e) => view! { <p class="alert alert-error" role="alert">{e.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn OrderView(detail: OrderDetailDto) -> impl IntoView {
+    let OrderDetailDto { order, events } = detail;
+    let title = format!("Order {}", format::short_id(&order.id));
+    view! {
+        <Title text=title.clone()/>
+        <p class="breadcrumb"><a href="/orders">"Orders"</a>" / "<span class="mono">{format::short_id(&order.id).to_string()}</span></p>
+        <h1>{title}" " <StatusBadge status=order.status.clone()/></h1>
+        <div class="detail-layout">
+            <section class="card" aria-labelledby="summary-title">
+                <h2 id="summary-title">"Summary"</h2>
+                <dl class="meta">
+                    <dt>"Order id"</dt><dd class="mono">{order.id.clone()}</dd>
+                    <dt>"Customer"</dt><dd class="mono">{order.customer_id.clone()}</dd>
+                    <dt>"Version"</dt><dd>{order.version}</dd>
+                    <dt>"Created"</dt><dd>{format::timestamp(&order.created_at)}</dd>
+                    <dt>"Updated"</dt><dd>{format::timestamp(&order.updated_at)}</dd>
+                    <dt>"Total"</dt><dd>{format::money(order.total_cents)}</dd>
+                    {order.cancel_reason.clone().map(|r| view! { <dt>"Cancel reason"</dt><dd>{r}</dd> })}
+                </dl>
+                <div class="table-wrap">
+                    <table>
+                        <thead>
+                            <tr>
+                                <th scope="col">"SKU"</th>
+                                <th scope="col" class="num">"Quantity"</th>
+                                <th scope="col" class="num">"Unit price"</th>
+                                <th scope="col" class="num">"Line total"</th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {order.items.iter().map(|i| view! {
+                                <tr>
+                                    <td class="mono">{i.sku.clone()}</td>
+                                    <td class="num">{i.quantity}</td>
+                                    <td class="num">{format::money(i.unit_price_cents)}</td>
+                                    <td class="num">{format::money(u64::from(i.quantity) * i.unit_price_cents)}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                </div>
+            </section>
+            <section class="card" aria-labelledby="events-title">
+                <h2 id="events-title">"Events"</h2>
+                <EventTimeline events/>
+            </section>
+        </div>
+    }
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Installs what `make run` / `make test` need and is missing. Idempotent: every step checks
+# first and skips work already done (cargo-installed tools are checked by version).
+#
+#   scripts/setup.sh run    wasm target, cargo-leptos, wasm-bindgen CLI, npm packages
+#   scripts/setup.sh test   the same, plus Debian's chromium for Playwright
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+CARGO_LEPTOS_VERSION=0.3.10
+# The wasm-bindgen CLI must equal the library version locked in Cargo.lock.
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+
+say() { printf '[setup] %s\n' "$*"; }
+
+has_version() { # command, expected version: true when `command --version` mentions it
+  command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | grep -qF " $2"
+}
+
+wasm_target() {
+  if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    say "wasm32-unknown-unknown target: present"
+  else
+    say "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+}
+
+cargo_leptos() {
+  if has_version cargo-leptos "$CARGO_LEPTOS_VERSION"; then
+    say "cargo-leptos $CARGO_LEPTOS_VERSION: present"
+  else
+    say "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 15 minutes, once)"
+    cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads
+  fi
+}
+
+wasm_bindgen() {
+  if has_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
+    say "wasm-bindgen $WASM_BINDGEN_VERSION: present"
+  else
+    say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+    # Not --locked: one of its locked dependencies was yanked.
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+  fi
+}
+
+npm_packages() {
+  # Playwright (driving Debian's chromium, never downloading a browser) and binaryen (wasm-opt).
+  local stamp=end2end/node_modules/.package-lock.json
+  if [ -f "$stamp" ] && [ "$stamp" -nt end2end/package-lock.json ]; then
+    say "npm packages: present"
+  else
+    say "installing npm packages"
+    (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+  fi
+}
+
+chromium() {
+  if [ -x /usr/bin/chromium ]; then
+    say "chromium: present"
+  else
+    say "installing Debian's chromium"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  fi
+}
+
+case "${1:-run}" in
+  run) wasm_target; cargo_leptos; wasm_bindgen; npm_packages ;;
+  test) wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium ;;
+  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac

@@ -1,0 +1,73 @@
+//! All settings in one typed struct, read from flags or environment variables
+//! (`outbox --help` lists them with their defaults).
+
+use crate::store::sqlite::{SqliteOptions, Synchronous};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Transactional outbox console: order API, transactional writer and operations UI.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "LEPTOS_SITE_ADDR", default_value = "127.0.0.1:3000")]
+    pub site_addr: SocketAddr,
+
+    /// Directory of the built browser assets (cargo-leptos writes them to target/site).
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+
+    /// Directory for the embedded store's files (the SQLite database lives here).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// SQLite durability: `full` syncs every commit to disk before it is acknowledged.
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value = "full")]
+    pub sqlite_synchronous: Synchronous,
+
+    /// Most order changes committed together in one transaction (group commit).
+    #[arg(long, env = "WRITE_BATCH_MAX", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub write_batch_max: u32,
+
+    /// Writes that may wait for the writer; beyond this, requests get 503 and should retry.
+    #[arg(long, env = "WRITE_QUEUE_CAPACITY", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub write_queue_capacity: u32,
+
+    /// Read-only SQLite connections for queries.
+    #[arg(long, env = "SQLITE_READERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub sqlite_readers: u32,
+}
+
+impl Config {
+    /// Store options derived from this configuration.
+    pub fn sqlite(&self) -> SqliteOptions {
+        SqliteOptions {
+            data_dir: self.data_dir.clone(),
+            synchronous: self.sqlite_synchronous,
+            max_batch: self.write_batch_max as usize,
+            queue_capacity: self.write_queue_capacity as usize,
+            readers: self.sqlite_readers as usize,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_deployment() {
+        let c = Config::try_parse_from(["outbox"]).unwrap();
+        assert_eq!(c.site_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.sqlite_synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn nonsense_values_are_refused() {
+        assert!(Config::try_parse_from(["outbox", "--write-batch-max", "0"]).is_err());
+        assert!(Config::try_parse_from(["outbox", "--sqlite-synchronous", "off"]).is_err());
+        assert!(Config::try_parse_from(["outbox", "--site-addr", "nowhere"]).is_err());
+    }
+}

@@ -1,0 +1,107 @@
+//! Domain events and the envelope they travel in (the outbox row).
+
+use super::order::Order;
+use super::values::{OrderId, Version};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// `aggregate_type` of every order event; also the topic suffix of the relay to come.
+pub const AGGREGATE_TYPE_ORDER: &str = "order";
+/// Version of the payload shapes below; bump it when a payload changes incompatibly.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+/// What happened to an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderEvent {
+    Created,
+    ItemsUpdated,
+    Cancelled,
+}
+
+/// The `event_type` names as they appear on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    OrderCreated,
+    OrderItemsUpdated,
+    OrderCancelled,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrderCreated => "OrderCreated",
+            Self::OrderItemsUpdated => "OrderItemsUpdated",
+            Self::OrderCancelled => "OrderCancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "OrderCreated" => Some(Self::OrderCreated),
+            "OrderItemsUpdated" => Some(Self::OrderItemsUpdated),
+            "OrderCancelled" => Some(Self::OrderCancelled),
+            _ => None,
+        }
+    }
+}
+
+/// One outbox row: a domain event with everything a consumer needs to route, order and
+/// de-duplicate it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventEnvelope {
+    /// UUIDv7, unique per event: consumers drop duplicates by it.
+    pub event_id: Uuid,
+    pub aggregate_type: &'static str,
+    /// Kafka key of the relay to come: all events of one order share it, so they keep order.
+    pub aggregate_id: OrderId,
+    /// The order's version after this event: events of one order are numbered 1, 2, 3, …
+    pub aggregate_version: Version,
+    pub event_type: EventType,
+    /// JSON object describing the change; always carries `order_id`.
+    pub payload: Value,
+    pub occurred_at: DateTime<Utc>,
+    pub schema_version: u32,
+}
+
+impl EventEnvelope {
+    /// Describes `order` (already in its new state) as the event `kind`.
+    pub(super) fn for_order(order: &Order, kind: OrderEvent, now: DateTime<Utc>) -> Self {
+        let (event_type, payload) = match kind {
+            OrderEvent::Created => (
+                EventType::OrderCreated,
+                json!({
+                    "order_id": order.id,
+                    "customer_id": order.customer_id,
+                    "items": order.items,
+                    "total_cents": order.total_cents(),
+                }),
+            ),
+            OrderEvent::ItemsUpdated => (
+                EventType::OrderItemsUpdated,
+                json!({
+                    "order_id": order.id,
+                    "items": order.items,
+                    "total_cents": order.total_cents(),
+                }),
+            ),
+            OrderEvent::Cancelled => (
+                EventType::OrderCancelled,
+                json!({
+                    "order_id": order.id,
+                    "reason": order.cancel_reason.as_ref().map(|r| r.as_str()),
+                }),
+            ),
+        };
+        Self {
+            event_id: Uuid::now_v7(),
+            aggregate_type: AGGREGATE_TYPE_ORDER,
+            aggregate_id: order.id,
+            aggregate_version: order.version,
+            event_type,
+            payload,
+            occurred_at: now,
+            schema_version: EVENT_SCHEMA_VERSION,
+        }
+    }
+}

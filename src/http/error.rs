@@ -1,0 +1,132 @@
+//! `AppError`: the one error type of the HTTP edge. Every failure becomes a JSON body
+//! `{"error": code, "message": text, "details": [...]}` with a fitting 4xx/5xx status.
+//! Internal details are logged once here and never sent to clients.
+
+use crate::domain::{DomainError, ValidationErrors};
+use crate::store::StoreError;
+use app::dto::{ErrorBody, FieldErrorDto};
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Errors that reach HTTP clients.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400: a request line problem: bad path id, query parameter or header.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// 400: the body is not JSON at all.
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// 422: JSON of the wrong shape: wrong types, unknown or missing fields.
+    #[error("request body does not match the expected shape")]
+    InvalidBody(Vec<FieldErrorDto>),
+    /// 422: well-formed values that break the rules.
+    #[error("validation failed")]
+    Validation(ValidationErrors),
+    #[error("order not found")]
+    NotFound,
+    #[error("no such endpoint")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Conflict(DomainError),
+    #[error("the idempotency key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// 503: temporarily unable to take the request; clients should retry.
+    #[error("the service is temporarily overloaded, retry shortly")]
+    Unavailable,
+    /// 500: a bug or an unexpected failure; the cause is logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => AppError::NotFound,
+            StoreError::Domain(d) => AppError::Conflict(d),
+            StoreError::IdempotencyKeyReused => AppError::IdempotencyKeyReused,
+            StoreError::Overloaded | StoreError::WriterStopped => AppError::Unavailable,
+            StoreError::Corrupt(_) | StoreError::Backend(_) => AppError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ValidationErrors> for AppError {
+    fn from(e: ValidationErrors) -> Self {
+        AppError::Validation(e)
+    }
+}
+
+impl AppError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            AppError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            AppError::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            AppError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            AppError::Conflict(DomainError::VersionConflict { .. }) => {
+                (StatusCode::CONFLICT, "version_conflict")
+            }
+            AppError::Conflict(DomainError::AlreadyCancelled) => {
+                (StatusCode::CONFLICT, "order_cancelled")
+            }
+            AppError::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
+            AppError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            AppError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            AppError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    fn details(&self) -> Vec<FieldErrorDto> {
+        match self {
+            AppError::InvalidBody(d) => d.clone(),
+            AppError::Validation(v) => v
+                .errors()
+                .iter()
+                .map(|e| FieldErrorDto {
+                    field: e.field.clone(),
+                    message: e.message.clone(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let AppError::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        let body = ErrorBody {
+            error: code.to_string(),
+            message: self.to_string(),
+            details: self.details(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

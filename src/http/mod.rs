@@ -1,0 +1,71 @@
+//! The HTTP edge: the JSON API under `/api`, health probes, and the Leptos pages with their
+//! server functions.
+
+pub mod error;
+pub mod extract;
+mod health;
+mod orders;
+
+use crate::store::OutboxStore;
+use crate::ui::UiBridge;
+use app::api::OrdersApi;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::{get, post, put};
+use error::AppError;
+use extract::BODY_LIMIT;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use std::sync::Arc;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn OutboxStore>,
+    /// Where the pages find their assets and how they name the bundle.
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// The JSON API, mounted at `/api`. Unknown paths and methods answer in the API's error format.
+fn api() -> Router<AppState> {
+    Router::new()
+        .route("/orders", post(orders::create).get(orders::list))
+        .route("/orders/{id}", get(orders::get))
+        .route("/orders/{id}/items", put(orders::replace_items))
+        .route("/orders/{id}/cancel", post(orders::cancel))
+        .fallback(|| async { AppError::NoRoute })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let ui: Arc<dyn OrdersApi> = Arc::new(UiBridge::new(Arc::clone(&state.store)));
+    let context = move || provide_context(Arc::clone(&ui));
+    let routes = generate_route_list(app::App);
+    let options = state.leptos_options.clone();
+    Router::new()
+        .leptos_routes_with_context(&state, routes, context.clone(), move || {
+            app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, app::shell))
+        // Server functions read their bodies themselves; this bounds them like the API.
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .nest("/api", api())
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

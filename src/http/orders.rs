@@ -1,0 +1,150 @@
+//! The order endpoints of the JSON API.
+
+use super::AppState;
+use super::error::AppError;
+use super::extract::{ApiJson, ApiQuery, OptionalIdempotencyKey, OrderIdPath};
+use crate::domain::{CancelReason, NewOrder, OrderItems, RawItem, ValidationErrors, Version};
+use crate::store::{Applied, Command, OrderCursor};
+use crate::views;
+use app::dto::{OrderDetailDto, OrderDto, OrderPageDto};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Deserialize;
+
+/// Default and largest page size of `GET /api/orders`.
+const DEFAULT_PAGE: u32 = 20;
+const MAX_PAGE: u32 = 100;
+
+/// `POST /api/orders`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderBody {
+    customer_id: String,
+    items: Vec<RawItem>,
+}
+
+/// `PUT /api/orders/{id}/items`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceItemsBody {
+    items: Vec<RawItem>,
+    expected_version: Version,
+}
+
+/// `POST /api/orders/{id}/cancel`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    reason: String,
+    expected_version: Version,
+}
+
+/// `GET /api/orders` query.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Creates an order; with an `Idempotency-Key`, retries return the same order.
+pub async fn create(
+    State(state): State<AppState>,
+    OptionalIdempotencyKey(idempotency_key): OptionalIdempotencyKey,
+    ApiJson(body): ApiJson<CreateOrderBody>,
+) -> Result<(StatusCode, HeaderMap, Json<OrderDto>), AppError> {
+    let order = NewOrder::parse(&body.customer_id, &body.items)?;
+    let applied = state
+        .store
+        .apply(Command::Create {
+            order,
+            idempotency_key,
+        })
+        .await?;
+    let dto = views::order(applied.order());
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", dto.id)) {
+        headers.insert(header::LOCATION, location);
+    }
+    if matches!(applied, Applied::Replayed { .. }) {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok((StatusCode::CREATED, headers, Json(dto)))
+}
+
+/// The order and its events.
+pub async fn get(
+    State(state): State<AppState>,
+    OrderIdPath(id): OrderIdPath,
+) -> Result<Json<OrderDetailDto>, AppError> {
+    let (order, events) = state.store.order(id).await?.ok_or(AppError::NotFound)?;
+    Ok(Json(OrderDetailDto {
+        order: views::order(&order),
+        events: events.iter().map(views::event).collect(),
+    }))
+}
+
+/// Newest first, `limit` (1–100, default 20) per page, continued with `cursor`.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<OrderPageDto>, AppError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::BadRequest {
+            code: "invalid_query",
+            message: format!("limit must be between 1 and {MAX_PAGE}"),
+        });
+    }
+    let cursor = query
+        .cursor
+        .as_deref()
+        .map(OrderCursor::parse)
+        .transpose()
+        .map_err(|message| AppError::BadRequest {
+            code: "invalid_cursor",
+            message,
+        })?;
+    let page = state.store.orders(limit, cursor).await?;
+    Ok(Json(OrderPageDto {
+        orders: page.orders.iter().map(views::order).collect(),
+        next_cursor: page.next.map(|c| c.0.to_string()),
+    }))
+}
+
+/// Replaces the items of an order at `expected_version`.
+pub async fn replace_items(
+    State(state): State<AppState>,
+    OrderIdPath(id): OrderIdPath,
+    ApiJson(body): ApiJson<ReplaceItemsBody>,
+) -> Result<Json<OrderDto>, AppError> {
+    let items = OrderItems::parse(&body.items)?;
+    let applied = state
+        .store
+        .apply(Command::ReplaceItems {
+            id,
+            items,
+            expected_version: body.expected_version,
+        })
+        .await?;
+    Ok(Json(views::order(applied.order())))
+}
+
+/// Cancels an order at `expected_version` with a reason.
+pub async fn cancel(
+    State(state): State<AppState>,
+    OrderIdPath(id): OrderIdPath,
+    ApiJson(body): ApiJson<CancelBody>,
+) -> Result<Json<OrderDto>, AppError> {
+    let reason =
+        CancelReason::parse(&body.reason).map_err(|m| ValidationErrors::single("reason", m))?;
+    let applied = state
+        .store
+        .apply(Command::Cancel {
+            id,
+            reason,
+            expected_version: body.expected_version,
+        })
+        .await?;
+    Ok(Json(views::order(applied.order())))
+}

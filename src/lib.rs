@@ -1,0 +1,29 @@
+//! The outbox console server: a transactional order writer with an outbox, its JSON API, and
+//! the server side of the Leptos UI.
+//!
+//! Every order change and its domain event are committed in one atomic write by a single
+//! group-commit writer; each event gets a gap-free commit position for the relay.
+//!
+//! # Layout
+//!
+//! - [`config`]: every setting, from flags or environment variables.
+//! - [`domain`]: the order aggregate, value types (parse, don't validate) and events. Pure.
+//! - [`store`]: the `OutboxStore` seam and its SQLite implementation (`store/sqlite/`: schema
+//!   migrations, the group-commit writer, the read pool, SQL rows).
+//! - [`http`]: the axum router: JSON API (`http/orders.rs`), health probes, `AppError`,
+//!   extractors, and the Leptos page routes.
+//! - [`ui`]: the server side of the UI's server functions (implements `app::api::OrdersApi`).
+//! - [`views`]: domain → DTO conversions shared by the API and the UI.
+//! - [`telemetry`]: logging.
+//! - [`startup`]: `Application::build` / `run_until_stopped`, used by `main` and the tests.
+//!
+//! The UI itself lives in the `app` crate of this workspace; `schema/sqlite/` holds the SQL.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod ui;
+pub mod views;

@@ -1,0 +1,143 @@
+//! The store seam: applying an order command together with its outbox event in one atomic
+//! write, and reading orders back.
+//!
+//! [`OutboxStore`] is the trait the rest of the program uses; [`sqlite`] is the embedded
+//! implementation.
+
+pub mod sqlite;
+
+use crate::domain::{CancelReason, EventEnvelope, NewOrder, Order, OrderId, OrderItems, Version};
+use async_trait::async_trait;
+
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// A client-chosen key that makes an order creation safe to retry: 1 to 255 visible ASCII
+/// characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() || text.len() > MAX_IDEMPOTENCY_KEY_LEN {
+            return Err(format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"));
+        }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("may contain only visible ASCII characters".into());
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A change to apply through the transactional writer.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Create {
+        order: NewOrder,
+        idempotency_key: Option<IdempotencyKey>,
+    },
+    ReplaceItems {
+        id: OrderId,
+        items: OrderItems,
+        expected_version: Version,
+    },
+    Cancel {
+        id: OrderId,
+        reason: CancelReason,
+        expected_version: Version,
+    },
+}
+
+/// An outbox event as committed, with its commit position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Gap-free, strictly increasing in commit order; the relay's checkpoint is one of these.
+    pub position: u64,
+    pub envelope: EventEnvelope,
+}
+
+/// What a successful [`OutboxStore::apply`] did.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    /// The change and its event were committed durably.
+    Written { order: Order, event: StoredEvent },
+    /// An idempotent retry of an earlier creation: nothing new was written.
+    Replayed { order: Order },
+}
+
+impl Applied {
+    pub fn order(&self) -> &Order {
+        match self {
+            Applied::Written { order, .. } | Applied::Replayed { order } => order,
+        }
+    }
+}
+
+/// Where a page of the order list starts: orders strictly older than this cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderCursor(pub u64);
+
+impl OrderCursor {
+    /// Cursors are the opaque strings earlier pages returned (positive integers).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Self(n)),
+            _ => Err("cursor must be a value returned as next_cursor".into()),
+        }
+    }
+}
+
+/// One page of the order list, newest first.
+#[derive(Debug, Clone)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    /// Present when older orders remain.
+    pub next: Option<OrderCursor>,
+}
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("order not found")]
+    NotFound,
+    #[error(transparent)]
+    Domain(#[from] crate::domain::DomainError),
+    #[error("the idempotency key was already used for a different request")]
+    IdempotencyKeyReused,
+    /// The write queue is full: the caller should retry later.
+    #[error("the writer is overloaded")]
+    Overloaded,
+    /// The writer task is gone (it panicked or the store is shutting down).
+    #[error("the writer has stopped")]
+    WriterStopped,
+    /// A stored row could not be decoded: a bug or tampering, never the client's fault.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// The transactional store behind the order API.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Applies `command`: the order change and its outbox event are committed in one atomic
+    /// write, or nothing is written. Returns once the write is durable.
+    async fn apply(&self, command: Command) -> Result<Applied, StoreError>;
+
+    /// The order and its events in version order, or `None`.
+    async fn order(&self, id: OrderId) -> Result<Option<(Order, Vec<StoredEvent>)>, StoreError>;
+
+    /// Up to `limit` orders older than `before` (or the newest), newest first.
+    async fn orders(
+        &self,
+        limit: u32,
+        before: Option<OrderCursor>,
+    ) -> Result<OrderPage, StoreError>;
+
+    /// Proves the store takes durable writes right now (readiness).
+    async fn check_writable(&self) -> Result<(), StoreError>;
+}

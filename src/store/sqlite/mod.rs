@@ -1,0 +1,163 @@
+//! The embedded store: one SQLite file in WAL mode, written by a single group-commit writer
+//! ([`writer`]) and read through a small pool of read-only connections ([`read_pool`]).
+
+mod read_pool;
+mod rows;
+mod schema;
+mod writer;
+
+pub use schema::MigrationError;
+
+use super::{Applied, Command, OrderCursor, OrderPage, OutboxStore, StoreError, StoredEvent};
+use crate::domain::{Order, OrderId};
+use async_trait::async_trait;
+use read_pool::ReadPool;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use writer::Job;
+
+/// File name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "outbox.sqlite3";
+
+/// SQLite `synchronous` levels we allow. `Full` makes every acknowledged write durable even on
+/// power loss; `Normal` in WAL mode can lose the last commits on power loss (not on a process
+/// crash) and is offered only for measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
+/// How to open the embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Directory that holds the database file; created if missing.
+    pub data_dir: PathBuf,
+    pub synchronous: Synchronous,
+    /// Most requests committed in one transaction.
+    pub max_batch: usize,
+    /// Requests that may wait for the writer before new ones are refused as overloaded.
+    pub queue_capacity: usize,
+    /// Read-only connections for queries.
+    pub readers: usize,
+}
+
+/// Errors while opening the store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open database: {0}")]
+    Open(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Migration(#[from] MigrationError),
+    #[error("cannot open read connections: {0}")]
+    Readers(StoreError),
+    #[error("cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The SQLite implementation of [`OutboxStore`].
+pub struct SqliteStore {
+    /// Queue into the writer thread. Dropping the last handle stops the writer.
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<ReadPool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database, applies migrations and starts the writer.
+    pub fn open(options: &SqliteOptions) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(&options.data_dir).map_err(|source| OpenError::DataDir {
+            path: options.data_dir.clone(),
+            source,
+        })?;
+        let path = options.data_dir.join(DATABASE_FILE);
+        let mut conn = open_writer(&path, options.synchronous)?;
+        schema::migrate(&mut conn)?;
+        let readers = ReadPool::new(path, options.readers.max(1)).map_err(OpenError::Readers)?;
+        let (jobs, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let max_batch = options.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer::run(conn, rx, max_batch))
+            .map_err(OpenError::Thread)?;
+        Ok(Self {
+            jobs,
+            readers: Arc::new(readers),
+        })
+    }
+
+    /// Queues a job and waits for its answer.
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.try_send(job(tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => StoreError::WriterStopped,
+        })?;
+        rx.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    // WAL: readers never block the writer and one commit is one sequential append + fsync.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", synchronous.pragma())?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn apply(&self, command: Command) -> Result<Applied, StoreError> {
+        self.submit(|reply| Job::Apply { command, reply }).await
+    }
+
+    async fn order(&self, id: OrderId) -> Result<Option<(Order, Vec<StoredEvent>)>, StoreError> {
+        self.readers
+            .read(move |conn| {
+                // One read transaction, so the order and its events are from the same commit.
+                conn.execute_batch("BEGIN")?;
+                let result = rows::load_order(conn, id).and_then(|order| {
+                    order
+                        .map(|o| Ok((o, rows::load_events(conn, id)?)))
+                        .transpose()
+                });
+                conn.execute_batch("COMMIT")?;
+                result
+            })
+            .await
+    }
+
+    async fn orders(
+        &self,
+        limit: u32,
+        before: Option<OrderCursor>,
+    ) -> Result<OrderPage, StoreError> {
+        self.readers
+            .read(move |conn| rows::load_page(conn, limit, before))
+            .await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.submit(|reply| Job::Probe { reply }).await
+    }
+}

@@ -1,0 +1,303 @@
+//! SQL statements and row decoding for the SQLite store. All statements are parameterised and
+//! cached per connection.
+
+use crate::domain::{
+    AGGREGATE_TYPE_ORDER, CancelReason, CustomerId, EventEnvelope, EventType, NewOrder, Order,
+    OrderId, OrderItems, OrderStatus, RawItem,
+};
+use crate::store::{IdempotencyKey, OrderCursor, OrderPage, StoreError, StoredEvent};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+const ORDER_COLUMNS: &str =
+    "seq, id, customer_id, status, version, items, cancel_reason, created_at, updated_at";
+const EVENT_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, \
+     aggregate_version, event_type, payload, occurred_at, schema_version";
+
+fn timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| corrupt("timestamp", e))
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|e| corrupt("uuid", e))
+}
+
+/// The raw columns of an `orders` row, decoded into an [`Order`] by [`OrderRow::decode`].
+struct OrderRow {
+    seq: u64,
+    id: String,
+    customer_id: String,
+    status: String,
+    version: u32,
+    items: String,
+    cancel_reason: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl OrderRow {
+    fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            seq: r.get(0)?,
+            id: r.get(1)?,
+            customer_id: r.get(2)?,
+            status: r.get(3)?,
+            version: r.get(4)?,
+            items: r.get(5)?,
+            cancel_reason: r.get(6)?,
+            created_at: r.get(7)?,
+            updated_at: r.get(8)?,
+        })
+    }
+
+    /// Re-validates everything read back: a bad row is reported, never trusted.
+    fn decode(self) -> Result<Order, StoreError> {
+        let raw: Vec<RawItem> =
+            serde_json::from_str(&self.items).map_err(|e| corrupt("items", e))?;
+        Ok(Order {
+            id: OrderId(parse_uuid(&self.id)?),
+            customer_id: CustomerId::parse(&self.customer_id)
+                .map_err(|e| corrupt("customer_id", e))?,
+            items: OrderItems::parse(&raw).map_err(|e| corrupt("items", e))?,
+            status: OrderStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("status", &self.status))?,
+            version: self.version,
+            cancel_reason: self
+                .cancel_reason
+                .map(|r| CancelReason::parse(&r).map_err(|e| corrupt("cancel_reason", e)))
+                .transpose()?,
+            created_at: parse_time(&self.created_at)?,
+            updated_at: parse_time(&self.updated_at)?,
+        })
+    }
+}
+
+/// The raw columns of an `outbox` row, decoded by [`EventRow::decode`].
+struct EventRow {
+    position: u64,
+    event_id: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    aggregate_version: u32,
+    event_type: String,
+    payload: String,
+    occurred_at: String,
+    schema_version: u32,
+}
+
+impl EventRow {
+    fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            position: r.get(0)?,
+            event_id: r.get(1)?,
+            aggregate_type: r.get(2)?,
+            aggregate_id: r.get(3)?,
+            aggregate_version: r.get(4)?,
+            event_type: r.get(5)?,
+            payload: r.get(6)?,
+            occurred_at: r.get(7)?,
+            schema_version: r.get(8)?,
+        })
+    }
+
+    fn decode(self) -> Result<StoredEvent, StoreError> {
+        if self.aggregate_type != AGGREGATE_TYPE_ORDER {
+            return Err(corrupt("aggregate_type", self.aggregate_type));
+        }
+        Ok(StoredEvent {
+            position: self.position,
+            envelope: EventEnvelope {
+                event_id: parse_uuid(&self.event_id)?,
+                aggregate_type: AGGREGATE_TYPE_ORDER,
+                aggregate_id: OrderId(parse_uuid(&self.aggregate_id)?),
+                aggregate_version: self.aggregate_version,
+                event_type: EventType::parse(&self.event_type)
+                    .ok_or_else(|| corrupt("event_type", &self.event_type))?,
+                payload: serde_json::from_str(&self.payload).map_err(|e| corrupt("payload", e))?,
+                occurred_at: parse_time(&self.occurred_at)?,
+                schema_version: self.schema_version,
+            },
+        })
+    }
+}
+
+/// Loads one order.
+pub fn load_order(conn: &Connection, id: OrderId) -> Result<Option<Order>, StoreError> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1");
+    conn.prepare_cached(&sql)?
+        .query_row(params![id.to_string()], OrderRow::read)
+        .optional()?
+        .map(OrderRow::decode)
+        .transpose()
+}
+
+/// Loads the events of one order in version order.
+pub fn load_events(conn: &Connection, id: OrderId) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM outbox WHERE aggregate_id = ?1 ORDER BY aggregate_version"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![id.to_string()], EventRow::read)?;
+    rows.map(|r| r?.decode()).collect()
+}
+
+/// One page of orders, newest first.
+pub fn load_page(
+    conn: &Connection,
+    limit: u32,
+    before: Option<OrderCursor>,
+) -> Result<OrderPage, StoreError> {
+    let sql =
+        format!("SELECT {ORDER_COLUMNS} FROM orders WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2");
+    let before = before.map_or(i64::MAX, |c| c.0.min(i64::MAX as u64) as i64);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<OrderRow> = stmt
+        .query_map(params![before, i64::from(limit) + 1], OrderRow::read)?
+        .collect::<Result<_, _>>()?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = more.then(|| OrderCursor(rows.last().map_or(0, |r| r.seq)));
+    let orders = rows
+        .into_iter()
+        .map(OrderRow::decode)
+        .collect::<Result<_, _>>()?;
+    Ok(OrderPage { orders, next })
+}
+
+fn items_json(order: &Order) -> Result<String, StoreError> {
+    serde_json::to_string(&order.items).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// Inserts a new order row.
+pub fn insert_order(conn: &Connection, order: &Order) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO orders (id, customer_id, status, version, items, cancel_reason, \
+         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        order.id.to_string(),
+        order.customer_id.to_string(),
+        order.status.as_str(),
+        order.version,
+        items_json(order)?,
+        order.cancel_reason.as_ref().map(|r| r.as_str()),
+        timestamp(&order.created_at),
+        timestamp(&order.updated_at),
+    ])?;
+    Ok(())
+}
+
+/// Writes the new state of an existing order, guarded by its previous version.
+pub fn update_order(conn: &Connection, order: &Order) -> Result<(), StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE orders SET status = ?2, version = ?3, items = ?4, cancel_reason = ?5, \
+             updated_at = ?6 WHERE id = ?1 AND version = ?7",
+        )?
+        .execute(params![
+            order.id.to_string(),
+            order.status.as_str(),
+            order.version,
+            items_json(order)?,
+            order.cancel_reason.as_ref().map(|r| r.as_str()),
+            timestamp(&order.updated_at),
+            order.version - 1,
+        ])?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(format!(
+            "order {} changed under the single writer",
+            order.id
+        )))
+    }
+}
+
+/// Appends an event to the outbox and returns its commit position.
+pub fn insert_event(conn: &Connection, event: &EventEnvelope) -> Result<u64, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, \
+         event_type, payload, occurred_at, schema_version) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        event.event_id.to_string(),
+        event.aggregate_type,
+        event.aggregate_id.to_string(),
+        event.aggregate_version,
+        event.event_type.as_str(),
+        event.payload.to_string(),
+        timestamp(&event.occurred_at),
+        event.schema_version,
+    ])?;
+    Ok(conn.last_insert_rowid() as u64)
+}
+
+/// SHA-256 of the validated request: "the same request" means the same customer and items,
+/// however the JSON was spelled.
+pub fn fingerprint(order: &NewOrder) -> String {
+    let canonical = serde_json::to_vec(order).expect("a validated order always serialises");
+    Sha256::digest(&canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The fingerprint and order recorded for an idempotency key, if any.
+pub fn find_idempotency_key(
+    conn: &Connection,
+    key: &IdempotencyKey,
+) -> Result<Option<(String, OrderId)>, StoreError> {
+    let found: Option<(String, String)> = conn
+        .prepare_cached("SELECT fingerprint, order_id FROM idempotency_keys WHERE key = ?1")?
+        .query_row(params![key.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    found
+        .map(|(fp, id)| Ok((fp, OrderId(parse_uuid(&id)?))))
+        .transpose()
+}
+
+/// Records an idempotency key for a newly created order.
+pub fn insert_idempotency_key(
+    conn: &Connection,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    order: &Order,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO idempotency_keys (key, fingerprint, order_id, created_at) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        key.as_str(),
+        fingerprint,
+        order.id.to_string(),
+        timestamp(&order.created_at)
+    ])?;
+    Ok(())
+}
+
+/// Rewrites the probe row (readiness).
+pub fn touch_probe(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE store_probe SET checked_at = ?1 WHERE id = 1")?
+        .execute(params![timestamp(&Utc::now())])?;
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Logs (and, later, metrics and the live feed).
+
+pub mod logs;

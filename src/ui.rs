@@ -1,0 +1,208 @@
+//! The server side of the UI's server functions: implements the UI crate's `OrdersApi` over
+//! the store, turning form text into domain values and store errors into what the UI shows.
+
+use crate::domain::{NewOrder, OrderId, RawItem, ValidationErrors};
+use crate::store::{Command, OrderCursor, OutboxStore, StoreError};
+use crate::views;
+use app::api::{OrdersApi, UiError};
+use app::dto::{FieldErrorDto, ItemInput, OrderDetailDto, OrderDto, OrderPageDto};
+use async_trait::async_trait;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Orders shown per page in the UI.
+const UI_PAGE: u32 = 20;
+
+pub struct UiBridge {
+    store: Arc<dyn OutboxStore>,
+}
+
+impl UiBridge {
+    pub fn new(store: Arc<dyn OutboxStore>) -> Self {
+        Self { store }
+    }
+}
+
+fn ui_error(e: StoreError) -> UiError {
+    match e {
+        StoreError::NotFound => UiError::NotFound,
+        StoreError::Domain(d) => UiError::Conflict(d.to_string()),
+        StoreError::IdempotencyKeyReused => UiError::Conflict(e.to_string()),
+        StoreError::Overloaded | StoreError::WriterStopped => UiError::Unavailable,
+        StoreError::Corrupt(_) | StoreError::Backend(_) => {
+            tracing::error!(error = %e, "server function failed");
+            UiError::Internal
+        }
+    }
+}
+
+/// `12`, `12.5` or `12.50` (major units) → cents. Anything else is an error message.
+fn parse_price(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let invalid = || "must be an amount like 12.50".to_string();
+    if text.is_empty() {
+        return Err("is required".into());
+    }
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (text.contains('.') && !digits(fraction)) || fraction.len() > 2 {
+        return Err(invalid());
+    }
+    let whole: i64 = whole.parse().map_err(|_| invalid())?;
+    let cents: i64 = format!("{fraction:0<2}").parse().map_err(|_| invalid())?;
+    whole
+        .checked_mul(100)
+        .and_then(|w| w.checked_add(cents))
+        .ok_or_else(|| "is too large".to_string())
+}
+
+/// Form rows → raw items plus the errors of fields that are not even numbers. Unparseable
+/// numbers are replaced by valid placeholders so the domain still checks the other fields.
+fn raw_items(items: &[ItemInput]) -> (Vec<RawItem>, ValidationErrors) {
+    let mut errors = ValidationErrors::default();
+    let raw = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| RawItem {
+            sku: item.sku.trim().to_string(),
+            quantity: item.quantity.trim().parse().unwrap_or_else(|_| {
+                errors.add(format!("items[{i}].quantity"), "must be a whole number");
+                1
+            }),
+            unit_price_cents: parse_price(&item.unit_price).unwrap_or_else(|m| {
+                errors.add(format!("items[{i}].unit_price"), m);
+                0
+            }),
+        })
+        .collect();
+    (raw, errors)
+}
+
+/// Domain errors name `unit_price_cents`; the form field is `unit_price` in major units.
+fn form_field_errors(form: ValidationErrors, domain: ValidationErrors) -> Vec<FieldErrorDto> {
+    let domain = domain
+        .errors()
+        .iter()
+        .map(|e| match e.field.strip_suffix("unit_price_cents") {
+            Some(prefix) => FieldErrorDto {
+                field: format!("{prefix}unit_price"),
+                message: "must be between 0.00 and 1000000.00".into(),
+            },
+            None => FieldErrorDto {
+                field: e.field.clone(),
+                message: e.message.clone(),
+            },
+        });
+    form.errors()
+        .iter()
+        .map(|e| FieldErrorDto {
+            field: e.field.clone(),
+            message: e.message.clone(),
+        })
+        .chain(domain)
+        .collect()
+}
+
+#[async_trait]
+impl OrdersApi for UiBridge {
+    async fn list_orders(&self, cursor: Option<String>) -> Result<OrderPageDto, UiError> {
+        // A mangled cursor in the address bar shows the first page rather than an error.
+        let cursor = cursor.as_deref().and_then(|c| OrderCursor::parse(c).ok());
+        let page = self.store.orders(UI_PAGE, cursor).await.map_err(ui_error)?;
+        Ok(OrderPageDto {
+            orders: page.orders.iter().map(views::order).collect(),
+            next_cursor: page.next.map(|c| c.0.to_string()),
+        })
+    }
+
+    async fn order_detail(&self, id: String) -> Result<Option<OrderDetailDto>, UiError> {
+        let Ok(id) = OrderId::parse(&id) else {
+            return Ok(None);
+        };
+        let found = self.store.order(id).await.map_err(ui_error)?;
+        Ok(found.map(|(order, events)| OrderDetailDto {
+            order: views::order(&order),
+            events: events.iter().map(views::event).collect(),
+        }))
+    }
+
+    async fn create_order(
+        &self,
+        customer_id: String,
+        items: Vec<ItemInput>,
+    ) -> Result<OrderDto, UiError> {
+        let (raw, form_errors) = raw_items(&items);
+        let order = match NewOrder::parse(&customer_id, &raw) {
+            Ok(order) if form_errors.is_empty() => order,
+            Ok(_) => {
+                return Err(UiError::Invalid(form_field_errors(
+                    form_errors,
+                    ValidationErrors::default(),
+                )));
+            }
+            Err(domain) => return Err(UiError::Invalid(form_field_errors(form_errors, domain))),
+        };
+        let applied = self
+            .store
+            .apply(Command::Create {
+                order,
+                idempotency_key: None,
+            })
+            .await
+            .map_err(ui_error)?;
+        Ok(views::order(applied.order()))
+    }
+
+    fn suggest_customer_id(&self) -> String {
+        Uuid::new_v4().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_in_major_units_become_cents() {
+        assert_eq!(parse_price("12"), Ok(1200));
+        assert_eq!(parse_price("12.5"), Ok(1250));
+        assert_eq!(parse_price(" 0.07 "), Ok(7));
+        for bad in [
+            "",
+            "abc",
+            "1.234",
+            "-1",
+            "1,50",
+            ".5",
+            "5.",
+            "1e3",
+            "99999999999999999999",
+        ] {
+            assert!(parse_price(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn form_errors_use_the_form_field_names() {
+        let rows = vec![ItemInput {
+            sku: "bad sku".into(),
+            quantity: "two".into(),
+            unit_price: "2000000".into(),
+        }];
+        let (raw, form) = raw_items(&rows);
+        let domain = NewOrder::parse("x", &raw).unwrap_err();
+        let fields: Vec<_> = form_field_errors(form, domain)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "items[0].quantity",
+                "customer_id",
+                "items[0].sku",
+                "items[0].unit_price"
+            ]
+        );
+    }
+}

@@ -1,0 +1,57 @@
+//! Conversions from domain and store types to the DTOs shared with the UI crate.
+
+use crate::domain::{EventEnvelope, Order};
+use crate::store::StoredEvent;
+use app::dto::{EventDto, OrderDto, OrderItemDto};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+fn time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub fn order(o: &Order) -> OrderDto {
+    OrderDto {
+        id: o.id.to_string(),
+        customer_id: o.customer_id.to_string(),
+        status: o.status.as_str().to_string(),
+        version: o.version,
+        items: o
+            .items
+            .as_slice()
+            .iter()
+            .map(|i| OrderItemDto {
+                sku: i.sku.as_str().to_string(),
+                quantity: i.quantity.get(),
+                unit_price_cents: i.unit_price_cents.get(),
+            })
+            .collect(),
+        total_cents: o.total_cents(),
+        cancel_reason: o.cancel_reason.as_ref().map(|r| r.as_str().to_string()),
+        created_at: time(&o.created_at),
+        updated_at: time(&o.updated_at),
+    }
+}
+
+pub fn event(e: &StoredEvent) -> EventDto {
+    let EventEnvelope {
+        event_id,
+        aggregate_type,
+        aggregate_id,
+        aggregate_version,
+        event_type,
+        payload,
+        occurred_at,
+        schema_version,
+    } = &e.envelope;
+    EventDto {
+        position: e.position,
+        event_id: event_id.to_string(),
+        aggregate_type: aggregate_type.to_string(),
+        aggregate_id: aggregate_id.to_string(),
+        aggregate_version: *aggregate_version,
+        event_type: event_type.as_str().to_string(),
+        payload: payload.clone(),
+        occurred_at: time(occurred_at),
+        schema_version: *schema_version,
+    }
+}

@@ -1,0 +1,135 @@
+//! The `spawn_app` harness and small helpers shared by the tests.
+
+use clap::Parser;
+use outbox::config::Config;
+use outbox::startup::Application;
+use outbox::store::sqlite::DATABASE_FILE;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// A running application with its own data directory, stopped when dropped.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: Client,
+    pub data_dir: TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+/// Configuration for a test instance: port 0, the given data directory, durable writes.
+pub fn test_config(data_dir: &Path) -> Config {
+    Config::try_parse_from([
+        "outbox",
+        "--site-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.to_str().expect("utf-8 temp path"),
+        "--sqlite-synchronous",
+        "full",
+        "--site-root",
+        "target/site",
+    ])
+    .expect("test configuration parses")
+}
+
+pub async fn spawn_app() -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let app = Application::build(&test_config(data_dir.path()))
+        .await
+        .expect("application builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        client: Client::new(),
+        data_dir,
+        _stop: stop,
+    }
+}
+
+/// A valid create-order body.
+pub fn order_body(skus: &[&str]) -> Value {
+    json!({
+        "customer_id": "0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d",
+        "items": skus.iter().map(|s| json!({"sku": s, "quantity": 2, "unit_price_cents": 150})).collect::<Vec<_>>(),
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.path().join(DATABASE_FILE)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Creates an order and returns its JSON; panics unless the answer is 201.
+    pub async fn create_order(&self, skus: &[&str]) -> Value {
+        let response = self.post_json("/api/orders", &order_body(skus)).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("order json")
+    }
+
+    /// `POST /api/orders/{id}/cancel`.
+    pub async fn cancel(&self, id: &str, expected_version: u32, reason: &str) -> Response {
+        let body = json!({"reason": reason, "expected_version": expected_version});
+        self.post_json(&format!("/api/orders/{id}/cancel"), &body)
+            .await
+    }
+
+    /// `PUT /api/orders/{id}/items`.
+    pub async fn replace_items(&self, id: &str, expected_version: u32, items: Value) -> Response {
+        self.client
+            .put(self.url(&format!("/api/orders/{id}/items")))
+            .json(&json!({"expected_version": expected_version, "items": items}))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Rows in `table`, read straight from the database file.
+    pub fn count(&self, table: &str) -> i64 {
+        count_rows(&self.db_path(), table)
+    }
+}
+
+/// Rows in `table` of the database at `path`.
+pub fn count_rows(path: &Path, table: &str) -> i64 {
+    let conn = rusqlite::Connection::open(path).expect("open database");
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .expect("count rows")
+}
+
+/// Reads an error body and checks its status and code; returns the body.
+pub async fn expect_error(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status for expected {code}");
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["error"], code, "error code in {body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(body["details"].is_array());
+    body
+}

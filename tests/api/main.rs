@@ -1,0 +1,10 @@
+//! Integration tests: one binary. Each test spawns the application on port 0 with its own
+//! temporary data directory (`helpers::spawn_app`), or the real server binary (`crash`).
+
+mod bad_input;
+mod concurrency;
+mod crash;
+mod helpers;
+mod idempotency;
+mod orders;
+mod store_contract;

@@ -1,0 +1,266 @@
+//! Success paths of every endpoint.
+
+use crate::helpers::{expect_error, spawn_app};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn create_returns_201_with_the_order_and_its_location() {
+    let app = spawn_app().await;
+    let response = app
+        .post_json("/api/orders", &crate::helpers::order_body(&["A-1", "B-2"]))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/orders/{}", order["id"].as_str().unwrap())
+    );
+    assert_eq!(order["status"], "created");
+    assert_eq!(order["version"], 1);
+    assert_eq!(order["total_cents"], 600);
+    assert_eq!(order["items"][1]["sku"], "B-2");
+    assert_eq!((app.count("orders"), app.count("outbox")), (1, 1));
+}
+
+#[tokio::test]
+async fn get_returns_the_order_and_its_event_envelope() {
+    let app = spawn_app().await;
+    let order = app.create_order(&["A-1"]).await;
+    let id = order["id"].as_str().unwrap();
+    let response = app.get(&format!("/api/orders/{id}")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let detail: Value = response.json().await.unwrap();
+    assert_eq!(detail["order"], order);
+    let events = detail["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    let event_id = uuid::Uuid::parse_str(e["event_id"].as_str().unwrap()).unwrap();
+    assert_eq!(event_id.get_version_num(), 7, "event ids are UUIDv7");
+    assert_eq!(e["aggregate_type"], "order");
+    assert_eq!(e["aggregate_id"], id);
+    assert_eq!(e["aggregate_version"], 1);
+    assert_eq!(e["event_type"], "OrderCreated");
+    assert_eq!(e["schema_version"], 1);
+    assert_eq!(e["position"], 1);
+    assert_eq!(e["payload"]["order_id"], id);
+    assert_eq!(e["payload"]["customer_id"], order["customer_id"]);
+    assert_eq!(e["payload"]["items"], order["items"]);
+    assert!(e["occurred_at"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn list_is_newest_first_and_cursor_paginated() {
+    let app = spawn_app().await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(app.create_order(&[&format!("S{i}")]).await["id"].clone());
+    }
+    created.reverse();
+    let mut seen = Vec::new();
+    let mut path = "/api/orders?limit=2".to_string();
+    loop {
+        let page: Value = app.get(&path).await.json().await.unwrap();
+        let orders = page["orders"].as_array().unwrap();
+        assert!(orders.len() <= 2);
+        seen.extend(orders.iter().map(|o| o["id"].clone()));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/orders?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, created);
+    let default: Value = app.get("/api/orders").await.json().await.unwrap();
+    assert_eq!(default["orders"].as_array().unwrap().len(), 5);
+    assert!(default["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn replacing_items_bumps_the_version_and_appends_one_event() {
+    let app = spawn_app().await;
+    let id = app.create_order(&["A-1"]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let response = app
+        .replace_items(
+            &id,
+            1,
+            json!([{"sku": "Z-9", "quantity": 3, "unit_price_cents": 100}]),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(order["version"], 2);
+    assert_eq!(order["total_cents"], 300);
+    let detail: Value = app
+        .get(&format!("/api/orders/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<_> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["event_type"].clone(), e["aggregate_version"].clone()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            (json!("OrderCreated"), json!(1)),
+            (json!("OrderItemsUpdated"), json!(2))
+        ]
+    );
+    assert_eq!(detail["events"][1]["payload"]["items"][0]["sku"], "Z-9");
+}
+
+#[tokio::test]
+async fn a_cancelled_order_refuses_every_further_change() {
+    let app = spawn_app().await;
+    let id = app.create_order(&["A-1"]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let response = app.cancel(&id, 1, "customer changed their mind").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(
+        (order["status"].clone(), order["version"].clone()),
+        (json!("cancelled"), json!(2))
+    );
+    assert_eq!(order["cancel_reason"], "customer changed their mind");
+
+    expect_error(
+        app.cancel(&id, 2, "again").await,
+        StatusCode::CONFLICT,
+        "order_cancelled",
+    )
+    .await;
+    let items = app
+        .replace_items(
+            &id,
+            2,
+            json!([{"sku": "Z", "quantity": 1, "unit_price_cents": 1}]),
+        )
+        .await;
+    expect_error(items, StatusCode::CONFLICT, "order_cancelled").await;
+    assert_eq!((app.count("orders"), app.count("outbox")), (1, 2));
+}
+
+#[tokio::test]
+async fn a_stale_version_is_409_and_writes_nothing() {
+    let app = spawn_app().await;
+    let id = app.create_order(&["A-1"]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let response = app.cancel(&id, 5, "r").await;
+    let body = expect_error(response, StatusCode::CONFLICT, "version_conflict").await;
+    assert!(body["message"].as_str().unwrap().contains("version 1"));
+    let detail: Value = app
+        .get(&format!("/api/orders/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["order"]["status"], "created");
+    assert_eq!(app.count("outbox"), 1);
+}
+
+#[tokio::test]
+async fn unknown_orders_are_404() {
+    let app = spawn_app().await;
+    let missing = "01a21b60-3c0e-7485-95f2-000000000000";
+    expect_error(
+        app.get(&format!("/api/orders/{missing}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        app.cancel(missing, 1, "r").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        app.get("/api/nothing-here").await,
+        StatusCode::NOT_FOUND,
+        "no_route",
+    )
+    .await;
+    let delete = app
+        .client
+        .delete(app.url("/api/orders"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(delete, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    assert_eq!(app.count("outbox"), 0);
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["components"][0]["name"], "store");
+    assert_eq!(body["components"][0]["status"], "up");
+}
+
+#[tokio::test]
+async fn readiness_is_503_when_the_store_cannot_write() {
+    let app = spawn_app().await;
+    // Make the database read-only underneath the running writer: the probe must fail.
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["components"][0]["status"], "down");
+    conn.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn pages_render_on_the_server() {
+    let app = spawn_app().await;
+    let id = app.create_order(&["PAGE-1"]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let list = app.get("/orders").await;
+    assert_eq!(list.status(), StatusCode::OK);
+    let html = list.text().await.unwrap();
+    assert!(
+        html.contains(&format!("data-order-id=\"{id}\"")),
+        "list shows the order"
+    );
+    assert!(
+        html.contains("action=\"/fn/create_order\""),
+        "form posts to the server function"
+    );
+    let detail = app
+        .get(&format!("/orders/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(detail.contains("PAGE-1") && detail.contains("OrderCreated"));
+    let missing = app
+        .get("/orders/01a21b60-3c0e-7485-95f2-000000000000")
+        .await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/no/such/page").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
