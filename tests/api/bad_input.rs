@@ -193,20 +193,12 @@ async fn hostile_values_are_refused_and_harmless() {
         )
         .await;
     }
-    let id = app.create_order(&["SAFE"]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.create_order_id(&["SAFE"]).await;
     // A reason full of SQL and markup is stored verbatim, as data.
     let reason = "'); DELETE FROM outbox; -- <b>bold</b>";
     let response = app.cancel(&id, 1, reason).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let detail: Value = app
-        .get(&format!("/api/orders/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = app.get_json(&format!("/api/orders/{id}")).await;
     assert_eq!(detail["order"]["cancel_reason"], reason);
     assert_eq!((app.count("orders"), app.count("outbox")), (1, 2));
 }
@@ -214,10 +206,7 @@ async fn hostile_values_are_refused_and_harmless() {
 #[tokio::test]
 async fn change_bodies_are_validated_too() {
     let app = spawn_app().await;
-    let id = app.create_order(&["A"]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.create_order_id(&["A"]).await;
     let json = Some("application/json");
     let cancel = format!("/api/orders/{id}/cancel");
     let items = format!("/api/orders/{id}/items");

@@ -11,12 +11,7 @@ async fn two_hundred_concurrent_creates_give_two_hundred_orders_and_events() {
     let app = spawn_app().await;
     let requests = (0..200).map(|i| {
         let app = &app;
-        async move {
-            app.create_order(&[&format!("C-{i}")]).await["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
+        async move { app.create_order_id(&[&format!("C-{i}")]).await }
     });
     let ids: HashSet<String> = join_all(requests).await.into_iter().collect();
     assert_eq!(ids.len(), 200);
@@ -45,10 +40,7 @@ async fn two_hundred_concurrent_creates_give_two_hundred_orders_and_events() {
 #[tokio::test]
 async fn concurrent_changes_at_the_same_version_let_exactly_one_win() {
     let app = spawn_app().await;
-    let id = app.create_order(&["A"]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.create_order_id(&["A"]).await;
     let attempts = (0..20).map(|i| {
         let (app, id) = (&app, &id);
         async move {

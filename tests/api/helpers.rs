@@ -94,6 +94,17 @@ impl TestApp {
         response.json().await.expect("order json")
     }
 
+    /// Creates an order and returns its id.
+    pub async fn create_order_id(&self, skus: &[&str]) -> String {
+        let order = self.create_order(skus).await;
+        order["id"].as_str().expect("order id").to_string()
+    }
+
+    /// GETs `path` and parses the JSON body, whatever the status.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.expect("JSON body")
+    }
+
     /// `POST /api/orders/{id}/cancel`.
     pub async fn cancel(&self, id: &str, expected_version: u32, reason: &str) -> Response {
         let body = json!({"reason": reason, "expected_version": expected_version});

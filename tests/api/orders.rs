@@ -61,7 +61,7 @@ async fn list_is_newest_first_and_cursor_paginated() {
     let mut seen = Vec::new();
     let mut path = "/api/orders?limit=2".to_string();
     loop {
-        let page: Value = app.get(&path).await.json().await.unwrap();
+        let page: Value = app.get_json(&path).await;
         let orders = page["orders"].as_array().unwrap();
         assert!(orders.len() <= 2);
         seen.extend(orders.iter().map(|o| o["id"].clone()));
@@ -71,7 +71,7 @@ async fn list_is_newest_first_and_cursor_paginated() {
         }
     }
     assert_eq!(seen, created);
-    let default: Value = app.get("/api/orders").await.json().await.unwrap();
+    let default: Value = app.get_json("/api/orders").await;
     assert_eq!(default["orders"].as_array().unwrap().len(), 5);
     assert!(default["next_cursor"].is_null());
 }
@@ -79,10 +79,7 @@ async fn list_is_newest_first_and_cursor_paginated() {
 #[tokio::test]
 async fn replacing_items_bumps_the_version_and_appends_one_event() {
     let app = spawn_app().await;
-    let id = app.create_order(&["A-1"]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.create_order_id(&["A-1"]).await;
     let response = app
         .replace_items(
             &id,
@@ -94,12 +91,7 @@ async fn replacing_items_bumps_the_version_and_appends_one_event() {
     let order: Value = response.json().await.unwrap();
     assert_eq!(order["version"], 2);
     assert_eq!(order["total_cents"], 300);
-    let detail: Value = app
-        .get(&format!("/api/orders/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = app.get_json(&format!("/api/orders/{id}")).await;
     let types: Vec<_> = detail["events"]
         .as_array()
         .unwrap()
@@ -119,10 +111,7 @@ async fn replacing_items_bumps_the_version_and_appends_one_event() {
 #[tokio::test]
 async fn a_cancelled_order_refuses_every_further_change() {
     let app = spawn_app().await;
-    let id = app.create_order(&["A-1"]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.create_order_id(&["A-1"]).await;
     let response = app.cancel(&id, 1, "customer changed their mind").await;
     assert_eq!(response.status(), StatusCode::OK);
     let order: Value = response.json().await.unwrap();
@@ -152,19 +141,11 @@ async fn a_cancelled_order_refuses_every_further_change() {
 #[tokio::test]
 async fn a_stale_version_is_409_and_writes_nothing() {
     let app = spawn_app().await;
-    let id = app.create_order(&["A-1"]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.create_order_id(&["A-1"]).await;
     let response = app.cancel(&id, 5, "r").await;
     let body = expect_error(response, StatusCode::CONFLICT, "version_conflict").await;
     assert!(body["message"].as_str().unwrap().contains("version 1"));
-    let detail: Value = app
-        .get(&format!("/api/orders/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = app.get_json(&format!("/api/orders/{id}")).await;
     assert_eq!(detail["order"]["status"], "created");
     assert_eq!(app.count("outbox"), 1);
 }
@@ -233,10 +214,7 @@ async fn readiness_is_503_when_the_store_cannot_write() {
 #[tokio::test]
 async fn pages_render_on_the_server() {
     let app = spawn_app().await;
-    let id = app.create_order(&["PAGE-1"]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app.create_order_id(&["PAGE-1"]).await;
     let list = app.get("/orders").await;
     assert_eq!(list.status(), StatusCode::OK);
     let html = list.text().await.unwrap();

@@ -1,5 +1,6 @@
 //! `/orders/:id`: one order and its events as a timeline.
 
+use super::not_found::Missing;
 use crate::api::order_detail;
 use crate::components::event_timeline::EventTimeline;
 use crate::components::status_badge::StatusBadge;
@@ -19,16 +20,9 @@ pub fn OrderDetailPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match detail.await {
                     Ok(Some(d)) => view! { <OrderView detail=d/> }.into_any(),
-                    Ok(None) => {
-                        super::set_status(404);
-                        view! {
-                            <Title text="Order not found"/>
-                            <section class="card empty">
-                                <h1>"Order not found"</h1>
-                                <p>"No order has this id. " <a href="/orders">"Back to the orders"</a></p>
-                            </section>
-                        }.into_any()
-                    }
+                    Ok(None) => view! {
+                        <Missing title="Order not found" message="No order has this id."/>
+                    }.into_any(),
                     Err(e) => view! { <p class="alert alert-error" role="alert">{e.to_string()}</p> }.into_any(),
                 }
             })}

@@ -10,7 +10,7 @@
 //! gaps, and read-check-write sequences inside a request need no further locking.
 
 use super::rows;
-use crate::domain::{Order, OrderId};
+use crate::domain::{EventEnvelope, Order, OrderId};
 use crate::store::{Applied, Command, StoreError, StoredEvent};
 use chrono::{SubsecRound, Utc};
 use rusqlite::{Connection, TransactionBehavior};
@@ -161,35 +161,29 @@ fn apply(conn: &Connection, command: Command) -> Result<Applied, StoreError> {
             id,
             items,
             expected_version,
-        } => {
-            let current = rows::load_order(conn, id)?.ok_or(StoreError::NotFound)?;
-            let (order, event) = current.replace_items(items, expected_version, now)?;
-            change(conn, order, event)
-        }
+        } => change(conn, id, |o| o.replace_items(items, expected_version, now)),
         Command::Cancel {
             id,
             reason,
             expected_version,
-        } => {
-            let current = rows::load_order(conn, id)?.ok_or(StoreError::NotFound)?;
-            let (order, event) = current.cancel(reason, expected_version, now)?;
-            change(conn, order, event)
-        }
+        } => change(conn, id, |o| o.cancel(reason, expected_version, now)),
     }
 }
 
-/// Persists a change to an existing order with its event.
+/// Loads an order, lets the state machine decide, and persists the new state with its event.
 fn change(
     conn: &Connection,
-    order: Order,
-    event: crate::domain::EventEnvelope,
+    id: OrderId,
+    decide: impl FnOnce(&Order) -> Result<(Order, EventEnvelope), crate::domain::DomainError>,
 ) -> Result<Applied, StoreError> {
+    let current = rows::load_order(conn, id)?.ok_or(StoreError::NotFound)?;
+    let (order, event) = decide(&current)?;
     rows::update_order(conn, &order)?;
     let position = rows::insert_event(conn, &event)?;
     Ok(written(order, event, position))
 }
 
-fn written(order: Order, envelope: crate::domain::EventEnvelope, position: u64) -> Applied {
+fn written(order: Order, envelope: EventEnvelope, position: u64) -> Applied {
     Applied::Written {
         order,
         event: StoredEvent { position, envelope },
