@@ -14,7 +14,7 @@
 //!   extractors, and the Leptos page routes.
 //! - [`ui`]: the server side of the UI's server functions (implements `app::api::OrdersApi`).
 //! - [`views`]: domain → DTO conversions shared by the API and the UI.
-//! - [`telemetry`]: logging.
+//! - [`telemetry`]: log output, filtered by `RUST_LOG`.
 //! - [`startup`]: `Application::build` / `run_until_stopped`, used by `main` and the tests.
 //!
 //! The UI itself lives in the `app` crate of this workspace; `schema/sqlite/` holds the SQL.

@@ -63,34 +63,73 @@ pub trait OrdersApi: Send + Sync + 'static {
     fn suggest_customer_id(&self) -> String;
 }
 
+impl UiError {
+    /// The HTTP status that fits this error.
+    #[cfg(feature = "ssr")]
+    fn status(&self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            UiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            UiError::NotFound => StatusCode::NOT_FOUND,
+            UiError::Conflict(_) => StatusCode::CONFLICT,
+            UiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            UiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            UiError::Transport(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
 /// The server's [`OrdersApi`], provided as context by the server binary.
 #[cfg(feature = "ssr")]
 fn orders_api() -> Result<std::sync::Arc<dyn OrdersApi>, UiError> {
     use_context::<std::sync::Arc<dyn OrdersApi>>().ok_or(UiError::Internal)
 }
 
+/// Gives an error its proper status (leptos would answer 500). Plain HTML form posts keep the
+/// redirect back to the form, which carries the error in its URL.
+#[cfg(feature = "ssr")]
+fn with_status(error: UiError) -> UiError {
+    let html_form = use_context::<http::request::Parts>().is_some_and(|parts| {
+        parts
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"))
+    });
+    if !html_form && let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(error.status());
+    }
+    error
+}
+
 /// One page of orders, newest first.
 #[server(prefix = "/fn", endpoint = "list_orders")]
 pub async fn list_orders(cursor: Option<String>) -> Result<OrderPageDto, UiError> {
-    orders_api()?.list_orders(cursor).await
+    let api = orders_api().map_err(with_status)?;
+    api.list_orders(cursor).await.map_err(with_status)
 }
 
 /// One order with its events.
 #[server(prefix = "/fn", endpoint = "order_detail")]
 pub async fn order_detail(id: String) -> Result<Option<OrderDetailDto>, UiError> {
-    orders_api()?.order_detail(id).await
+    let api = orders_api().map_err(with_status)?;
+    api.order_detail(id).await.map_err(with_status)
 }
 
 /// A customer id for the create form.
 #[server(prefix = "/fn", endpoint = "suggest_customer_id")]
 pub async fn suggest_customer_id() -> Result<String, UiError> {
-    Ok(orders_api()?.suggest_customer_id())
+    Ok(orders_api().map_err(with_status)?.suggest_customer_id())
 }
 
 /// Creates an order from the form and sends the browser to its page (also without JavaScript).
 #[server(prefix = "/fn", endpoint = "create_order")]
 pub async fn create_order(customer_id: String, items: Vec<ItemInput>) -> Result<OrderDto, UiError> {
-    let order = orders_api()?.create_order(customer_id, items).await?;
+    let api = orders_api().map_err(with_status)?;
+    let order = api
+        .create_order(customer_id, items)
+        .await
+        .map_err(with_status)?;
     leptos_axum::redirect(&format!("/orders/{}", order.id));
     Ok(order)
 }

@@ -242,3 +242,57 @@ async fn pages_render_on_the_server() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// The UI's form endpoint: a browser without JavaScript is redirected back with the errors;
+/// a script gets a 4xx (never a 500) with the field errors. Nothing is written either way.
+#[tokio::test]
+async fn the_form_endpoint_answers_bad_input_with_4xx_or_a_redirect() {
+    let app = spawn_app().await;
+    let form = "customer_id=nope&items%5B0%5D%5Bsku%5D=bad+sku&items%5B0%5D%5Bquantity%5D=0&items%5B0%5D%5Bunit_price%5D=x";
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |accept: &'static str| {
+        no_redirects
+            .post(app.url("/fn/create_order"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", accept)
+            .header("referer", app.url("/orders"))
+            .body(form)
+            .send()
+    };
+    let script = post("application/json").await.unwrap();
+    assert_eq!(script.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = script.text().await.unwrap();
+    assert!(
+        body.contains("items[0].sku") && body.contains("customer_id"),
+        "{body}"
+    );
+
+    let browser = post("text/html").await.unwrap();
+    assert_eq!(browser.status(), StatusCode::FOUND);
+    let location = browser.headers()["location"].to_str().unwrap();
+    assert!(
+        location.contains("/orders?") && location.contains("__err="),
+        "{location}"
+    );
+    assert_eq!((app.count("orders"), app.count("outbox")), (0, 0));
+
+    let valid = "customer_id=0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d&items%5B0%5D%5Bsku%5D=FORM-1&items%5B0%5D%5Bquantity%5D=2&items%5B0%5D%5Bunit_price%5D=1.50";
+    let created = no_redirects
+        .post(app.url("/fn/create_order"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "text/html")
+        .body(valid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::FOUND);
+    let location = created.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with("/orders/"), "{location}");
+    let id = location.trim_start_matches("/orders/");
+    let detail = app.get_json(&format!("/api/orders/{id}")).await;
+    assert_eq!(detail["order"]["items"][0]["unit_price_cents"], 150);
+    assert_eq!((app.count("orders"), app.count("outbox")), (1, 1));
+}

@@ -6,7 +6,7 @@ use leptos_meta::Title;
 /// A 404 card with a way back to the orders.
 #[component]
 pub fn Missing(title: &'static str, message: &'static str) -> impl IntoView {
-    super::set_status(404);
+    super::set_not_found();
     view! {
         <Title text=title/>
         <section class="card empty">

@@ -138,16 +138,16 @@ fn apply(conn: &Connection, command: Command) -> Result<Applied, StoreError> {
             idempotency_key,
         } => {
             let fingerprint = idempotency_key.as_ref().map(|_| rows::fingerprint(&order));
-            if let (Some(key), Some(fp)) = (&idempotency_key, &fingerprint) {
-                if let Some((stored, id)) = rows::find_idempotency_key(conn, key)? {
-                    if &stored != fp {
-                        return Err(StoreError::IdempotencyKeyReused);
-                    }
-                    let order = rows::load_order(conn, id)?.ok_or_else(|| {
-                        StoreError::Corrupt(format!("idempotency key points at missing order {id}"))
-                    })?;
-                    return Ok(Applied::Replayed { order });
+            if let (Some(key), Some(fp)) = (&idempotency_key, &fingerprint)
+                && let Some((stored, id)) = rows::find_idempotency_key(conn, key)?
+            {
+                if &stored != fp {
+                    return Err(StoreError::IdempotencyKeyReused);
                 }
+                let order = rows::load_order(conn, id)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("idempotency key points at missing order {id}"))
+                })?;
+                return Ok(Applied::Replayed { order });
             }
             let (order, event) = Order::create(OrderId::generate(), order, now);
             rows::insert_order(conn, &order)?;
