@@ -3,17 +3,26 @@
 //! durability (`synchronous=FULL`) and the same concurrency.
 //!
 //! Options (after `--`): `--connections N` (default 64), `--seconds S` (default 10).
-//! Prints a Markdown report for docs/BENCHMARKS.md.
+//! Prints a Markdown report for docs/BENCHMARKS.md, with the CPU time each side spent per
+//! order (read from /proc), because client and server share this machine's cores.
+//!
+//! The load generator keeps one HTTP/1.1 connection per worker (hyper's connection API) and
+//! sends pre-serialised bodies, so that as little CPU as possible goes to the client.
 
 use futures::future::join_all;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
 use outbox::domain::{NewOrder, RawItem};
 use outbox::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use outbox::store::{Command, OutboxStore};
 use serde_json::json;
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::process::Command as Process;
 
 const CUSTOMER: &str = "0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d";
@@ -46,6 +55,8 @@ struct Run {
     failed: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// CPU seconds spent by (server, load generator) during the run.
+    cpu: (f64, f64),
 }
 
 impl Run {
@@ -62,39 +73,73 @@ impl Run {
     }
 
     fn row(&self, name: &str) -> String {
+        let per_order = |cpu: f64| cpu * 1e6 / self.ok.max(1) as f64;
         format!(
-            "| {name} | {:.0} | {:.1} | {:.1} | {} | {} |",
+            "| {name} | {:.0} | {:.1} | {:.1} | {} | {} | {:.0} | {:.0} |",
             self.per_second(),
             self.percentile(0.50).as_secs_f64() * 1e3,
             self.percentile(0.99).as_secs_f64() * 1e3,
             self.ok,
-            self.failed
+            self.failed,
+            per_order(self.cpu.0),
+            per_order(self.cpu.1),
         )
     }
 }
 
-/// Runs `workers` loops of `op` until the deadline and gathers the results.
-async fn drive<F, Fut>(workers: usize, duration: Duration, op: F) -> Run
+/// CPU seconds (user + system) used so far by process `pid`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Runs `workers` loops until the deadline. Each worker starts from `init(worker)` and calls
+/// `op(state)` repeatedly; `op` hands the state back with whether the operation succeeded.
+async fn drive<S, Init, InitFut, Op, OpFut>(
+    workers: usize,
+    duration: Duration,
+    init: Init,
+    op: Op,
+) -> Run
 where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
+    S: Send + 'static,
+    Init: Fn(usize) -> InitFut + Clone + Send + 'static,
+    InitFut: std::future::Future<Output = S> + Send,
+    Op: Fn(S) -> OpFut + Clone + Send + 'static,
+    OpFut: std::future::Future<Output = (S, bool)> + Send,
 {
+    let mut states = Vec::with_capacity(workers);
+    for w in 0..workers {
+        states.push(init.clone()(w).await);
+    }
     let start = Instant::now();
     let deadline = start + duration;
-    let tasks = (0..workers).map(|w| {
+    let tasks = states.into_iter().map(|mut state| {
         let op = op.clone();
         tokio::spawn(async move {
             let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
-            let mut n = 0;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                if op(w * 1_000_000 + n).await {
+                let (next, success) = op(state).await;
+                state = next;
+                if success {
                     ok += 1;
                     latencies.push(t.elapsed());
                 } else {
                     failed += 1;
                 }
-                n += 1;
             }
             (ok, failed, latencies)
         })
@@ -104,6 +149,7 @@ where
         failed: 0,
         elapsed: Duration::ZERO,
         latencies: Vec::new(),
+        cpu: (0.0, 0.0),
     };
     for r in join_all(tasks).await {
         let (ok, failed, latencies) = r.expect("worker");
@@ -114,6 +160,12 @@ where
     run.elapsed = start.elapsed();
     run.latencies.sort_unstable();
     run
+}
+
+/// A create-order body; every request of a worker sends the same bytes.
+fn order_json(worker: usize) -> Bytes {
+    let body = json!({"customer_id": CUSTOMER, "items": [{"sku": format!("B-{worker}"), "quantity": 1, "unit_price_cents": 999}]});
+    Bytes::from(serde_json::to_vec(&body).expect("json"))
 }
 
 async fn http_run(o: &Options, connections: usize) -> Run {
@@ -127,21 +179,46 @@ async fn http_run(o: &Options, connections: usize) -> Run {
         .kill_on_drop(true)
         .spawn()
         .expect("server starts");
+    let server_pid = server.id().expect("server pid");
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
     let line = lines.next_line().await.unwrap().expect("address line");
-    let url = format!("{}/api/orders", line.trim_start_matches("listening on "));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .build()
-        .unwrap();
-    let run = drive(connections, Duration::from_secs(o.seconds), move |n| {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            let body = json!({"customer_id": CUSTOMER, "items": [{"sku": format!("B-{n}"), "quantity": 1, "unit_price_cents": 999}]});
-            matches!(client.post(&url).json(&body).send().await, Ok(r) if r.status() == 201)
-        }
-    })
-    .await;
+    let addr: SocketAddr = line
+        .trim_start_matches("listening on http://")
+        .parse()
+        .expect("address");
+    let init = move |worker: usize| async move {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("HTTP/1.1 handshake");
+        tokio::spawn(connection);
+        (sender, order_json(worker))
+    };
+    let op = move |(mut sender, body): (
+        hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+        Bytes,
+    )| async move {
+        let request = hyper::Request::post("/api/orders")
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(body.clone()))
+            .expect("request");
+        let ok = match sender.send_request(request).await {
+            Ok(response) => {
+                let created = response.status() == 201;
+                created && response.into_body().collect().await.is_ok()
+            }
+            Err(_) => false,
+        };
+        ((sender, body), ok)
+    };
+    let (server_cpu, client_cpu) = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
+    let mut run = drive(connections, Duration::from_secs(o.seconds), init, op).await;
+    run.cpu = (
+        cpu_seconds(server_pid) - server_cpu,
+        cpu_seconds(std::process::id()) - client_cpu,
+    );
     server.start_kill().ok();
     run
 }
@@ -158,25 +235,31 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
         })
         .expect("store opens"),
     );
-    drive(concurrency, Duration::from_secs(o.seconds), move |n| {
+    let init = move |_| {
         let store = Arc::clone(&store);
-        async move {
-            let items = [RawItem {
-                sku: format!("B-{n}"),
-                quantity: 1,
-                unit_price_cents: 999,
-            }];
-            let order = NewOrder::parse(CUSTOMER, &items).expect("valid order");
-            store
-                .apply(Command::Create {
-                    order,
-                    idempotency_key: None,
-                })
-                .await
-                .is_ok()
-        }
-    })
-    .await
+        async move { store }
+    };
+    let op = |store: Arc<dyn OutboxStore>| async move {
+        let items = [RawItem {
+            sku: "B-1".into(),
+            quantity: 1,
+            unit_price_cents: 999,
+        }];
+        let order = NewOrder::parse(CUSTOMER, &items).expect("valid order");
+        let ok = store
+            .apply(Command::Create {
+                order,
+                idempotency_key: None,
+            })
+            .await
+            .is_ok();
+        (store, ok)
+    };
+    let cpu = cpu_seconds(std::process::id());
+    let mut run = drive(concurrency, Duration::from_secs(o.seconds), init, op).await;
+    // The store runs inside this process: all of it is "server" time.
+    run.cpu = (cpu_seconds(std::process::id()) - cpu, 0.0);
+    run
 }
 
 fn machine() -> String {
@@ -205,8 +288,10 @@ async fn main() {
         "Command: `make bench BENCH_ARGS=\"--connections {c} --seconds {}\"`\n",
         o.seconds
     );
-    println!("| scenario | orders/s | p50 ms | p99 ms | ok | failed |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| scenario | orders/s | p50 ms | p99 ms | ok | failed | server CPU µs/order | load generator CPU µs/order |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     println!(
         "{}",
         http.row(&format!("HTTP POST /api/orders, {c} connections"))

@@ -93,14 +93,34 @@ fn form_field_errors(form: ValidationErrors, domain: ValidationErrors) -> Vec<Fi
                 message: e.message.clone(),
             },
         });
-    form.errors()
+    let mut all: Vec<FieldErrorDto> = form
+        .errors()
         .iter()
         .map(|e| FieldErrorDto {
             field: e.field.clone(),
             message: e.message.clone(),
         })
         .chain(domain)
-        .collect()
+        .collect();
+    all.sort_by_key(|e| form_position(&e.field));
+    all
+}
+
+/// Where a field sits in the form, top to bottom: customer, item rows in order, the item list.
+fn form_position(field: &str) -> (usize, usize, usize) {
+    let Some(rest) = field.strip_prefix("items[") else {
+        return if field == "items" {
+            (2, 0, 0)
+        } else {
+            (0, 0, 0)
+        };
+    };
+    let (index, name) = rest.split_once("].").unwrap_or((rest, ""));
+    let column = ["sku", "quantity", "unit_price"]
+        .iter()
+        .position(|c| *c == name)
+        .unwrap_or(3);
+    (1, index.parse().unwrap_or(usize::MAX), column)
 }
 
 #[async_trait]
@@ -198,9 +218,9 @@ mod tests {
         assert_eq!(
             fields,
             [
-                "items[0].quantity",
                 "customer_id",
                 "items[0].sku",
+                "items[0].quantity",
                 "items[0].unit_price"
             ]
         );

@@ -6,6 +6,7 @@
 
 use crate::api::{CreateOrder, UiError, suggest_customer_id};
 use crate::dto::FieldErrorDto;
+use crate::format;
 use leptos::prelude::*;
 
 /// Field paths of the server's validation errors → message, for one field.
@@ -51,7 +52,7 @@ pub fn OrderForm() -> impl IntoView {
                     <p>"Please fix the highlighted fields:"</p>
                     <ul>
                         {move || errors.get().into_iter()
-                            .map(|e| view! { <li><code>{e.field}</code>": "{e.message}</li> })
+                            .map(|e| view! { <li><strong>{format::field_label(&e.field)}</strong>": "{e.message}</li> })
                             .collect_view()}
                     </ul>
                 </div>

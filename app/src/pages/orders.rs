@@ -37,7 +37,7 @@ pub fn OrdersPage() -> impl IntoView {
                                                     <th scope="col" class="num">"Items"</th>
                                                     <th scope="col" class="num">"Total"</th>
                                                     <th scope="col" class="num">"Version"</th>
-                                                    <th scope="col">"Created"</th>
+                                                    <th scope="col">"Created (UTC)"</th>
                                                 </tr>
                                             </thead>
                                             <tbody>
@@ -48,7 +48,7 @@ pub fn OrdersPage() -> impl IntoView {
                                                         <td class="num">{o.items.len()}</td>
                                                         <td class="num">{format::money(o.total_cents)}</td>
                                                         <td class="num">{o.version}</td>
-                                                        <td><time datetime=o.created_at.clone()>{format::timestamp(&o.created_at)}</time></td>
+                                                        <td><time datetime=o.created_at.clone()>{format::timestamp_utc(&o.created_at)}</time></td>
                                                     </tr>
                                                 }).collect_view()}
                                             </tbody>
