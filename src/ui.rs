@@ -28,7 +28,9 @@ fn ui_error(e: StoreError) -> UiError {
         StoreError::NotFound => UiError::NotFound,
         StoreError::Domain(d) => UiError::Conflict(d.to_string()),
         StoreError::IdempotencyKeyReused => UiError::Conflict(e.to_string()),
-        StoreError::Overloaded | StoreError::WriterStopped => UiError::Unavailable,
+        StoreError::Overloaded | StoreError::WriterStopped | StoreError::Unavailable(_) => {
+            UiError::Unavailable
+        }
         StoreError::Corrupt(_) | StoreError::Backend(_) => {
             tracing::error!(error = %e, "server function failed");
             UiError::Internal

@@ -52,7 +52,9 @@ impl From<StoreError> for AppError {
             StoreError::NotFound => AppError::NotFound,
             StoreError::Domain(d) => AppError::Conflict(d),
             StoreError::IdempotencyKeyReused => AppError::IdempotencyKeyReused,
-            StoreError::Overloaded | StoreError::WriterStopped => AppError::Unavailable,
+            StoreError::Overloaded | StoreError::WriterStopped | StoreError::Unavailable(_) => {
+                AppError::Unavailable
+            }
             StoreError::Corrupt(_) | StoreError::Backend(_) => AppError::Internal(e.to_string()),
         }
     }

@@ -39,6 +39,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             Err(match e {
                 StoreError::Overloaded => "write queue full",
                 StoreError::WriterStopped => "writer stopped",
+                StoreError::Unavailable(_) => "database busy or locked",
                 _ => "write probe failed",
             }
             .to_string())

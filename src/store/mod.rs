@@ -100,7 +100,7 @@ pub struct OrderPage {
 }
 
 /// Errors of the store layer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("order not found")]
     NotFound,
@@ -114,6 +114,9 @@ pub enum StoreError {
     /// The writer task is gone (it panicked or the store is shutting down).
     #[error("the writer has stopped")]
     WriterStopped,
+    /// The database is busy or locked by someone else: retrying later may succeed.
+    #[error("the database is temporarily unavailable: {0}")]
+    Unavailable(String),
     /// A stored row could not be decoded: a bug or tampering, never the client's fault.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),

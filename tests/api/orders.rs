@@ -296,3 +296,21 @@ async fn the_form_endpoint_answers_bad_input_with_4xx_or_a_redirect() {
     assert_eq!(detail["order"]["items"][0]["unit_price_cents"], 150);
     assert_eq!((app.count("orders"), app.count("outbox")), (1, 1));
 }
+
+#[tokio::test]
+async fn a_locked_database_answers_503_and_writes_nothing() {
+    let app = spawn_app().await;
+    let other = rusqlite::Connection::open(app.db_path()).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // The writer waits out its busy timeout, then gives up on this batch.
+    let response = app
+        .post_json("/api/orders", &crate::helpers::order_body(&["LOCKED"]))
+        .await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    expect_error(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    other.execute_batch("ROLLBACK").unwrap();
+    assert_eq!((app.count("orders"), app.count("outbox")), (0, 0));
+    // Once the lock is gone, writes go through again.
+    app.create_order(&["UNLOCKED"]).await;
+    assert_eq!(app.count("outbox"), 1);
+}

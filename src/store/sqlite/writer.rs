@@ -28,6 +28,17 @@ pub enum Job {
     },
 }
 
+impl Job {
+    /// Answers a job that could not run at all.
+    fn fail(self, error: StoreError) {
+        // A caller that went away (timeout, disconnect) simply misses its answer.
+        match self {
+            Job::Apply { reply, .. } => drop(reply.send(Err(error))),
+            Job::Probe { reply } => drop(reply.send(Err(error))),
+        }
+    }
+}
+
 /// The answer owed to one job once the batch's fate is known.
 enum Pending {
     Apply(
@@ -42,14 +53,12 @@ enum Pending {
 
 impl Pending {
     /// Answers the caller. If the batch failed to commit, writes that had succeeded are
-    /// reported as failed instead: nothing of theirs is stored.
-    fn answer(self, commit: &Result<(), String>) {
-        let failed = |e: &String| StoreError::Backend(format!("commit failed: {e}"));
-        // A caller that went away (timeout, disconnect) simply misses its answer.
+    /// reported with the commit's error instead: nothing of theirs is stored.
+    fn answer(self, commit: &Result<(), StoreError>) {
         match (self, commit) {
-            (Pending::Apply(tx, Ok(_)), Err(e)) => drop(tx.send(Err(failed(e)))),
+            (Pending::Apply(tx, Ok(_)), Err(e)) => drop(tx.send(Err(e.clone()))),
             (Pending::Apply(tx, result), _) => drop(tx.send(result)),
-            (Pending::Probe(tx, Ok(())), Err(e)) => drop(tx.send(Err(failed(e)))),
+            (Pending::Probe(tx, Ok(())), Err(e)) => drop(tx.send(Err(e.clone()))),
             (Pending::Probe(tx, result), _) => drop(tx.send(result)),
         }
     }
@@ -77,10 +86,9 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
-            let e = Err(e.to_string());
-            batch
-                .drain(..)
-                .for_each(|job| pending_error(job).answer(&e));
+            let e = StoreError::from(e);
+            tracing::error!(error = %e, batch = size, "cannot begin the write transaction");
+            batch.drain(..).for_each(|job| job.fail(e.clone()));
             return;
         }
     };
@@ -93,20 +101,11 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
             Job::Probe { reply } => Pending::Probe(reply, in_savepoint(&tx, rows::touch_probe)),
         });
     }
-    let commit = tx.commit().map_err(|e| e.to_string());
+    let commit = tx.commit().map_err(StoreError::from);
     if let Err(e) = &commit {
         tracing::error!(error = %e, batch = size, "group commit failed");
     }
     answers.into_iter().for_each(|a| a.answer(&commit));
-}
-
-/// The answer for a job that never ran because the transaction could not start.
-fn pending_error(job: Job) -> Pending {
-    let e = || StoreError::Backend("transaction could not start".into());
-    match job {
-        Job::Apply { reply, .. } => Pending::Apply(reply, Err(e())),
-        Job::Probe { reply } => Pending::Probe(reply, Err(e())),
-    }
 }
 
 /// Runs `f` in a savepoint: kept on success, rolled back on error.
