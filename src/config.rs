@@ -1,6 +1,8 @@
 //! All settings in one typed struct, read from flags or environment variables
 //! (`outbox --help` lists them with their defaults).
 
+use crate::publish::DEFAULT_TOPIC_TEMPLATE;
+use crate::relay::RelayMode;
 use crate::store::sqlite::{SqliteOptions, Synchronous};
 use clap::Parser;
 use std::net::SocketAddr;
@@ -37,6 +39,22 @@ pub struct Config {
     /// Read-only SQLite connections for queries.
     #[arg(long, env = "SQLITE_READERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub sqlite_readers: u32,
+
+    /// How the relay learns of new events: `streaming` (woken by every commit) or `polling`.
+    #[arg(long, env = "RELAY_MODE", value_enum, default_value = "streaming")]
+    pub relay_mode: RelayMode,
+
+    /// Polling mode: wait between queries for new events, in milliseconds.
+    #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub poll_interval_ms: u64,
+
+    /// Most events the relay reads and publishes per step.
+    #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub relay_batch_size: u32,
+
+    /// Topic of each event; `{aggregate_type}` is replaced (orders → `outbox.event.order`).
+    #[arg(long, env = "TOPIC_TEMPLATE", default_value = DEFAULT_TOPIC_TEMPLATE)]
+    pub topic_template: String,
 }
 
 impl Config {

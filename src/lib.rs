@@ -2,14 +2,20 @@
 //! the server side of the Leptos UI.
 //!
 //! Every order change and its domain event are committed in one atomic write by a single
-//! group-commit writer; each event gets a gap-free commit position for the relay.
+//! group-commit writer; each event gets a gap-free commit position, and the relay publishes the
+//! events in that order, moving its checkpoint only after the sink acknowledged them.
 //!
 //! # Layout
 //!
 //! - [`config`]: every setting, from flags or environment variables.
 //! - [`domain`]: the order aggregate, value types (parse, don't validate) and events. Pure.
 //! - [`store`]: the `OutboxStore` seam and its SQLite implementation (`store/sqlite/`: schema
-//!   migrations, the group-commit writer, the read pool, SQL rows).
+//!   migrations, the group-commit writer, order commands, relay progress, the topic log's SQL,
+//!   the read pool, SQL rows).
+//! - [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing) and the embedded
+//!   topic log sink (`publish/local.rs`).
+//! - [`relay`]: the relay step function (`relay/mod.rs`) and its supervised runner with the
+//!   polling and streaming modes (`relay/runner.rs`).
 //! - [`http`]: the axum router: JSON API (`http/orders.rs`), health probes, `AppError`,
 //!   extractors, and the Leptos page routes.
 //! - [`ui`]: the server side of the UI's server functions (implements `app::api::OrdersApi`).
@@ -22,6 +28,8 @@
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod publish;
+pub mod relay;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -3,18 +3,29 @@
 
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::publish::TopicRouter;
+use crate::publish::local::LocalLogPublisher;
+use crate::relay::runner::{self, RelaySettings};
 use crate::store::sqlite::{OpenError, SqliteStore};
 use leptos::config::LeptosOptions;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long shutdown waits for the relay to finish its step in flight.
+const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot open the store: {0}")]
     Store(#[from] OpenError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -29,10 +40,14 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     local_addr: SocketAddr,
+    /// Set to true to stop the relay; it finishes its step in flight first.
+    stop_relay: watch::Sender<bool>,
+    relay: JoinHandle<()>,
 }
 
 impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
+        let topics = TopicRouter::new(&config.topic_template).map_err(StartupError::Config)?;
         let store = Arc::new(SqliteStore::open(&config.sqlite())?);
         let bind = |source| StartupError::Bind {
             addr: config.site_addr,
@@ -46,14 +61,26 @@ impl Application {
             .site_pkg_dir("pkg")
             .site_addr(local_addr)
             .build();
+        let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
+        let (stop_relay, stopped) = watch::channel(false);
+        let settings = RelaySettings {
+            mode: config.relay_mode,
+            poll_interval: Duration::from_millis(config.poll_interval_ms),
+            batch_size: config.relay_batch_size,
+            topics,
+        };
+        let relay = runner::spawn(store.clone(), publisher, settings, stopped);
         let router = http::router(AppState {
-            store,
+            store: store.clone(),
+            topic_log: store,
             leptos_options,
         });
         Ok(Self {
             listener,
             router,
             local_addr,
+            stop_relay,
+            relay,
         })
     }
 
@@ -62,14 +89,23 @@ impl Application {
         self.local_addr
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes: stops taking requests, lets those in flight finish,
+    /// then stops the relay after its step in flight (its checkpoint saved).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        axum::serve(self.listener, self.router)
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(StartupError::Serve)
+            .map_err(StartupError::Serve);
+        let _ = self.stop_relay.send(true);
+        if tokio::time::timeout(RELAY_STOP_TIMEOUT, self.relay)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the relay did not stop within {RELAY_STOP_TIMEOUT:?}");
+        }
+        served
     }
 }

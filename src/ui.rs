@@ -141,11 +141,9 @@ impl OrdersApi for UiBridge {
         let Ok(id) = OrderId::parse(&id) else {
             return Ok(None);
         };
-        let found = self.store.order(id).await.map_err(ui_error)?;
-        Ok(found.map(|(order, events)| OrderDetailDto {
-            order: views::order(&order),
-            events: events.iter().map(views::event).collect(),
-        }))
+        views::order_detail(self.store.as_ref(), id)
+            .await
+            .map_err(ui_error)
     }
 
     async fn create_order(

@@ -1,13 +1,10 @@
 //! Conversions from domain and store types to the DTOs shared with the UI crate.
 
+use crate::domain::OrderId;
+use crate::domain::timestamp as time;
 use crate::domain::{EventEnvelope, Order};
-use crate::store::StoredEvent;
-use app::dto::{EventDto, OrderDto, OrderItemDto};
-use chrono::{DateTime, SecondsFormat, Utc};
-
-fn time(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
+use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
+use app::dto::{DeliveryDto, EventDto, OrderDetailDto, OrderDto, OrderItemDto};
 
 pub fn order(o: &Order) -> OrderDto {
     OrderDto {
@@ -32,7 +29,27 @@ pub fn order(o: &Order) -> OrderDto {
     }
 }
 
-pub fn event(e: &StoredEvent) -> EventDto {
+/// Loads an order with its events and their delivery state, as the API and the pages show it.
+pub async fn order_detail(
+    store: &dyn OutboxStore,
+    id: OrderId,
+) -> Result<Option<OrderDetailDto>, StoreError> {
+    let Some((order, events)) = store.order(id).await? else {
+        return Ok(None);
+    };
+    let deliveries = store
+        .deliveries(events.iter().map(|e| e.position).collect())
+        .await?;
+    Ok(Some(OrderDetailDto {
+        order: self::order(&order),
+        events: events
+            .iter()
+            .map(|e| event(e, deliveries.get(&e.position)))
+            .collect(),
+    }))
+}
+
+pub fn event(e: &StoredEvent, delivery: Option<&DeliveryRecord>) -> EventDto {
     let EventEnvelope {
         event_id,
         aggregate_type,
@@ -53,5 +70,12 @@ pub fn event(e: &StoredEvent) -> EventDto {
         payload: payload.clone(),
         occurred_at: time(occurred_at),
         schema_version: *schema_version,
+        delivery: delivery.map(|d| DeliveryDto {
+            topic: d.topic.clone(),
+            partition: d.partition,
+            offset: d.offset,
+            published_at: time(&d.published_at),
+            latency_ms: (d.published_at - *occurred_at).num_milliseconds(),
+        }),
     }
 }

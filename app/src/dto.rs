@@ -42,6 +42,8 @@ pub struct EventDto {
     pub payload: serde_json::Value,
     pub occurred_at: String,
     pub schema_version: u32,
+    /// Present once the relay published the event.
+    pub delivery: Option<DeliveryDto>,
 }
 
 /// `GET /api/orders/{id}`: the order and its events in version order.
@@ -85,4 +87,46 @@ pub struct ItemInput {
     pub quantity: String,
     /// Price in the major unit, e.g. `12.50`.
     pub unit_price: String,
+}
+
+/// Where an event was published, and how long after its commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryDto {
+    pub topic: String,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+    pub published_at: String,
+    /// Commit → sink acknowledgement, in milliseconds.
+    pub latency_ms: i64,
+}
+
+/// A topic of the embedded log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicDto {
+    pub topic: String,
+    pub messages: u64,
+    /// The offset the next message will get.
+    pub next_offset: i64,
+}
+
+/// One message of the embedded log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicMessageDto {
+    pub offset: i64,
+    /// The aggregate id.
+    pub key: String,
+    pub value: serde_json::Value,
+    pub headers: serde_json::Value,
+    pub appended_at: String,
+}
+
+/// `GET /api/topics/{topic}/messages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicMessagesDto {
+    pub topic: String,
+    pub messages: Vec<TopicMessageDto>,
+    /// Pass as `from_offset` to continue reading.
+    pub next_offset: i64,
+    /// The offset the next appended message will get.
+    pub end_offset: i64,
 }

@@ -39,6 +39,12 @@ test('creates an order with two items and shows it with its OrderCreated event',
   const created = detail.event('OrderCreated');
   await expect(created).toHaveCount(1);
   await expect(created).toContainText('v1');
+  // The relay publishes it to the embedded topic log; a reload shows where it went.
+  await expect(async () => {
+    await page.reload();
+    await expect(detail.event('OrderCreated')).toContainText('published', { timeout: 1000 });
+  }).toPass({ timeout: 10_000 });
+  await expect(detail.event('OrderCreated')).toContainText('outbox.event.order');
 
   // The API agrees: two items and exactly one event.
   const body = await (await request.get(`/api/orders/${id}`)).json();

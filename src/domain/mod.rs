@@ -8,6 +8,11 @@ mod order;
 mod validation;
 mod values;
 
+/// The one text format of timestamps, on the wire and in storage: RFC 3339, UTC, microseconds.
+pub fn timestamp(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 pub use event::{AGGREGATE_TYPE_ORDER, EVENT_SCHEMA_VERSION, EventEnvelope, EventType, OrderEvent};
 pub use order::{DomainError, Order, OrderStatus};
 pub use validation::{FieldError, ValidationErrors};

@@ -5,7 +5,9 @@ pub mod error;
 pub mod extract;
 mod health;
 mod orders;
+mod topics;
 
+use crate::publish::local::TopicLog;
 use crate::store::OutboxStore;
 use crate::ui::UiBridge;
 use app::api::OrdersApi;
@@ -25,6 +27,8 @@ use tower_http::trace::TraceLayer;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn OutboxStore>,
+    /// The embedded topic log, readable through `/api/topics`.
+    pub topic_log: Arc<dyn TopicLog>,
     /// Where the pages find their assets and how they name the bundle.
     pub leptos_options: LeptosOptions,
 }
@@ -42,6 +46,8 @@ fn api() -> Router<AppState> {
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/items", put(orders::replace_items))
         .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/topics", get(topics::list))
+        .route("/topics/{topic}/messages", get(topics::messages))
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

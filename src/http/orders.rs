@@ -77,11 +77,8 @@ pub async fn get(
     State(state): State<AppState>,
     OrderIdPath(id): OrderIdPath,
 ) -> Result<Json<OrderDetailDto>, AppError> {
-    let (order, events) = state.store.order(id).await?.ok_or(AppError::NotFound)?;
-    Ok(Json(OrderDetailDto {
-        order: views::order(&order),
-        events: events.iter().map(views::event).collect(),
-    }))
+    let detail = views::order_detail(state.store.as_ref(), id).await?;
+    Ok(Json(detail.ok_or(AppError::NotFound)?))
 }
 
 /// Newest first, `limit` (1–100, default 20) per page, continued with `cursor`.

@@ -8,6 +8,9 @@ pub mod sqlite;
 
 use crate::domain::{CancelReason, EventEnvelope, NewOrder, Order, OrderId, OrderItems, Version};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use tokio::sync::watch;
 
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -99,6 +102,16 @@ pub struct OrderPage {
     pub next: Option<OrderCursor>,
 }
 
+/// Where a published event went, recorded together with the relay's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub topic: String,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+    /// When the sink acknowledged it.
+    pub published_at: DateTime<Utc>,
+}
+
 /// Errors of the store layer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -143,4 +156,29 @@ pub trait OutboxStore: Send + Sync + 'static {
 
     /// Proves the store takes durable writes right now (readiness).
     async fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// Up to `limit` committed events with a position above `after`, in commit order.
+    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The last position `relay` saved (0 if none).
+    async fn checkpoint(&self, relay: &str) -> Result<u64, StoreError>;
+
+    /// Durably records where events went and moves `relay`'s checkpoint to `position`, in one
+    /// write. Call it only after the sink acknowledged everything up to `position`.
+    async fn record_progress(
+        &self,
+        relay: &str,
+        position: u64,
+        deliveries: Vec<(u64, DeliveryRecord)>,
+    ) -> Result<(), StoreError>;
+
+    /// Delivery records of the events at `positions` (absent ones are not yet published).
+    async fn deliveries(
+        &self,
+        positions: Vec<u64>,
+    ) -> Result<HashMap<u64, DeliveryRecord>, StoreError>;
+
+    /// The newest committed position, updated after every commit (the streaming relay's
+    /// wake-up call).
+    fn commits(&self) -> watch::Receiver<u64>;
 }

@@ -19,9 +19,10 @@ pub struct TestApp {
     _stop: oneshot::Sender<()>,
 }
 
-/// Configuration for a test instance: port 0, the given data directory, durable writes.
-pub fn test_config(data_dir: &Path) -> Config {
-    Config::try_parse_from([
+/// Configuration for a test instance: port 0, the given data directory, durable writes, and
+/// any `extra` flags.
+pub fn test_config(data_dir: &Path, extra: &[&str]) -> Config {
+    let base = [
         "outbox",
         "--site-addr",
         "127.0.0.1:0",
@@ -31,13 +32,18 @@ pub fn test_config(data_dir: &Path) -> Config {
         "full",
         "--site-root",
         "target/site",
-    ])
-    .expect("test configuration parses")
+    ];
+    Config::try_parse_from(base.iter().chain(extra)).expect("test configuration parses")
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// An application started with extra configuration flags.
+pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let app = Application::build(&test_config(data_dir.path()))
+    let app = Application::build(&test_config(data_dir.path(), extra))
         .await
         .expect("application builds");
     let addr = app.local_addr();
@@ -143,4 +149,20 @@ pub async fn expect_error(response: Response, status: StatusCode, code: &str) ->
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     assert!(body["details"].is_array());
     body
+}
+
+/// Waits until `check` holds, checking every 20 ms for at most 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

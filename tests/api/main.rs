@@ -7,4 +7,5 @@ mod crash;
 mod helpers;
 mod idempotency;
 mod orders;
+mod relay;
 mod store_contract;

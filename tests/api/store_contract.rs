@@ -199,7 +199,7 @@ macro_rules! contract_tests {
 
 async fn sqlite_store() -> (Arc<dyn OutboxStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let config = crate::helpers::test_config(dir.path());
+    let config = crate::helpers::test_config(dir.path(), &[]);
     let store = outbox::store::sqlite::SqliteStore::open(&config.sqlite()).unwrap();
     (Arc::new(store), dir)
 }

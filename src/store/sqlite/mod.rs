@@ -1,21 +1,29 @@
 //! The embedded store: one SQLite file in WAL mode, written by a single group-commit writer
 //! ([`writer`]) and read through a small pool of read-only connections ([`read_pool`]).
 
+mod commands;
+mod progress;
 mod read_pool;
 mod rows;
 mod schema;
+mod topic_log;
 mod writer;
 
 pub use schema::MigrationError;
 
-use super::{Applied, Command, OrderCursor, OrderPage, OutboxStore, StoreError, StoredEvent};
+use super::{
+    Applied, Command, DeliveryRecord, OrderCursor, OrderPage, OutboxStore, StoreError, StoredEvent,
+};
 use crate::domain::{Order, OrderId};
+use crate::publish::local::{LoggedMessage, TopicLog, TopicSummary};
+use crate::publish::{Delivery, Message};
 use async_trait::async_trait;
 use read_pool::ReadPool;
 use rusqlite::Connection;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use writer::Job;
 
 /// File name of the database inside the data directory.
@@ -76,6 +84,8 @@ pub struct SqliteStore {
     /// Queue into the writer thread. Dropping the last handle stops the writer.
     jobs: mpsc::Sender<Job>,
     readers: Arc<ReadPool>,
+    /// The newest committed outbox position, published by the writer after each commit.
+    head: watch::Receiver<u64>,
 }
 
 impl SqliteStore {
@@ -88,29 +98,34 @@ impl SqliteStore {
         let path = options.data_dir.join(DATABASE_FILE);
         let mut conn = open_writer(&path, options.synchronous)?;
         schema::migrate(&mut conn)?;
+        let newest = writer::newest_position(&conn).map_err(OpenError::Readers)?;
         let readers = ReadPool::new(path, options.readers.max(1)).map_err(OpenError::Readers)?;
         let (jobs, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let (head_tx, head) = watch::channel(newest);
         let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, max_batch))
+            .spawn(move || writer::run(conn, rx, max_batch, head_tx))
             .map_err(OpenError::Thread)?;
         Ok(Self {
             jobs,
             readers: Arc::new(readers),
+            head,
         })
     }
 
-    /// Queues a job and waits for its answer.
-    async fn submit<T>(
+    /// Runs `work` in the writer's next batch and waits until it is committed (or failed).
+    async fn write<T: Send + 'static>(
         &self,
-        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.jobs.try_send(job(tx)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => StoreError::WriterStopped,
-        })?;
+        self.jobs
+            .try_send(writer::job(work, tx))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => StoreError::WriterStopped,
+            })?;
         rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 }
@@ -128,7 +143,7 @@ fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Connection, rusq
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn apply(&self, command: Command) -> Result<Applied, StoreError> {
-        self.submit(|reply| Job::Apply { command, reply }).await
+        self.write(move |conn| commands::apply(conn, command)).await
     }
 
     async fn order(&self, id: OrderId) -> Result<Option<(Order, Vec<StoredEvent>)>, StoreError> {
@@ -158,6 +173,66 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
-        self.submit(|reply| Job::Probe { reply }).await
+        self.write(rows::touch_probe).await
+    }
+
+    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        self.readers
+            .read(move |conn| progress::events_after(conn, after, limit))
+            .await
+    }
+
+    async fn checkpoint(&self, relay: &str) -> Result<u64, StoreError> {
+        let relay = relay.to_string();
+        self.readers
+            .read(move |conn| progress::checkpoint(conn, &relay))
+            .await
+    }
+
+    async fn record_progress(
+        &self,
+        relay: &str,
+        position: u64,
+        deliveries: Vec<(u64, DeliveryRecord)>,
+    ) -> Result<(), StoreError> {
+        let relay = relay.to_string();
+        self.write(move |conn| progress::record(conn, &relay, position, &deliveries))
+            .await
+    }
+
+    async fn deliveries(
+        &self,
+        positions: Vec<u64>,
+    ) -> Result<HashMap<u64, DeliveryRecord>, StoreError> {
+        self.readers
+            .read(move |conn| progress::deliveries(conn, &positions))
+            .await
+    }
+
+    fn commits(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+}
+
+#[async_trait]
+impl TopicLog for SqliteStore {
+    async fn append(&self, messages: Vec<Message>) -> Result<Vec<Delivery>, StoreError> {
+        self.write(move |conn| topic_log::append(conn, &messages))
+            .await
+    }
+
+    async fn topics(&self) -> Result<Vec<TopicSummary>, StoreError> {
+        self.readers.read(topic_log::topics).await
+    }
+
+    async fn read(
+        &self,
+        topic: String,
+        from_offset: i64,
+        limit: u32,
+    ) -> Result<Vec<LoggedMessage>, StoreError> {
+        self.readers
+            .read(move |conn| topic_log::read(conn, &topic, from_offset, limit))
+            .await
     }
 }

@@ -3,10 +3,10 @@
 
 use crate::domain::{
     AGGREGATE_TYPE_ORDER, CancelReason, CustomerId, EventEnvelope, EventType, NewOrder, Order,
-    OrderId, OrderItems, OrderStatus, RawItem,
+    OrderId, OrderItems, OrderStatus, RawItem, timestamp,
 };
 use crate::store::{IdempotencyKey, OrderCursor, OrderPage, StoreError, StoredEvent};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -26,15 +26,11 @@ const ORDER_COLUMNS: &str =
 const EVENT_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, \
      aggregate_version, event_type, payload, occurred_at, schema_version";
 
-fn timestamp(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {detail}"))
 }
 
-fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| corrupt("timestamp", e))
@@ -95,7 +91,7 @@ impl OrderRow {
 }
 
 /// The raw columns of an `outbox` row, decoded by [`EventRow::decode`].
-struct EventRow {
+pub(super) struct EventRow {
     position: u64,
     event_id: String,
     aggregate_type: String,
@@ -108,7 +104,9 @@ struct EventRow {
 }
 
 impl EventRow {
-    fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
+    pub(super) const COLUMNS: &'static str = EVENT_COLUMNS;
+
+    pub(super) fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             position: r.get(0)?,
             event_id: r.get(1)?,
@@ -122,7 +120,7 @@ impl EventRow {
         })
     }
 
-    fn decode(self) -> Result<StoredEvent, StoreError> {
+    pub(super) fn decode(self) -> Result<StoredEvent, StoreError> {
         if self.aggregate_type != AGGREGATE_TYPE_ORDER {
             return Err(corrupt("aggregate_type", self.aggregate_type));
         }

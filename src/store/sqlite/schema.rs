@@ -7,10 +7,13 @@
 use rusqlite::Connection;
 
 /// (version, SQL) in ascending order. Never edit a released migration: add a new one.
-const MIGRATIONS: &[(u32, &str)] = &[(
-    1,
-    include_str!("../../../schema/sqlite/0001_orders_outbox.sql"),
-)];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (
+        1,
+        include_str!("../../../schema/sqlite/0001_orders_outbox.sql"),
+    ),
+    (2, include_str!("../../../schema/sqlite/0002_relay.sql")),
+];
 
 /// Errors while bringing the schema up to date.
 #[derive(Debug, thiserror::Error)]
@@ -55,17 +58,18 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), 1);
-        assert_eq!(migrate(&mut conn).unwrap(), 1);
+        assert_eq!(migrate(&mut conn).unwrap(), 2);
+        assert_eq!(migrate(&mut conn).unwrap(), 2);
         let tables: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN \
-                 ('orders', 'outbox', 'idempotency_keys', 'store_probe')",
+                 ('orders', 'outbox', 'idempotency_keys', 'store_probe', 'topic_messages', \
+                 'relay_checkpoints', 'deliveries')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 4);
+        assert_eq!(tables, 7);
     }
 
     #[test]

@@ -1,0 +1,77 @@
+//! Reading the embedded topic log: `GET /api/topics` and
+//! `GET /api/topics/{topic}/messages?from_offset=&limit=`.
+
+use super::AppState;
+use super::error::AppError;
+use super::extract::ApiQuery;
+use crate::domain::timestamp;
+use app::dto::{TopicDto, TopicMessageDto, TopicMessagesDto};
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, Deserialize)]
+pub struct MessagesQuery {
+    from_offset: Option<i64>,
+    limit: Option<u32>,
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<TopicDto>>, AppError> {
+    let topics = state.topic_log.topics().await?;
+    Ok(Json(
+        topics
+            .into_iter()
+            .map(|t| TopicDto {
+                topic: t.topic,
+                messages: t.messages,
+                next_offset: t.next_offset,
+            })
+            .collect(),
+    ))
+}
+
+pub async fn messages(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    ApiQuery(query): ApiQuery<MessagesQuery>,
+) -> Result<Json<TopicMessagesDto>, AppError> {
+    let bad = |message: String| AppError::BadRequest {
+        code: "invalid_query",
+        message,
+    };
+    let from_offset = query.from_offset.unwrap_or(0);
+    if from_offset < 0 {
+        return Err(bad("from_offset must not be negative".into()));
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let known = state.topic_log.topics().await?;
+    let Some(summary) = known.into_iter().find(|t| t.topic == topic) else {
+        return Err(AppError::NotFound);
+    };
+    let messages = state
+        .topic_log
+        .read(topic.clone(), from_offset, limit)
+        .await?;
+    let next_offset = messages.last().map_or(from_offset, |m| m.offset + 1);
+    Ok(Json(TopicMessagesDto {
+        topic,
+        end_offset: summary.next_offset,
+        next_offset,
+        messages: messages
+            .into_iter()
+            .map(|m| TopicMessageDto {
+                offset: m.offset,
+                key: m.key,
+                value: m.value,
+                headers: m.headers,
+                appended_at: timestamp(&m.appended_at),
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,120 @@
+//! The publisher seam: turning outbox events into sink messages and handing them to a sink.
+//!
+//! [`Message`] is what every sink receives: Debezium-outbox-router style topic, key = the
+//! aggregate id (so one aggregate's events stay in order), value = the payload, and the
+//! envelope fields as headers. [`local`] is the embedded topic log.
+
+pub mod local;
+
+use crate::store::StoredEvent;
+use async_trait::async_trait;
+
+/// Default topic template: orders go to `outbox.event.order`.
+pub const DEFAULT_TOPIC_TEMPLATE: &str = "outbox.event.{aggregate_type}";
+
+/// One message for a sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    /// The aggregate id: all events of one aggregate share a key, hence a partition.
+    pub key: String,
+    /// The event payload as JSON text.
+    pub value: String,
+    /// Envelope fields, in a fixed order.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Message {
+    /// The message for `event`, routed by `topics`.
+    pub fn from_event(event: &StoredEvent, topics: &TopicRouter) -> Self {
+        let e = &event.envelope;
+        Self {
+            topic: topics.topic_for(e.aggregate_type),
+            key: e.aggregate_id.to_string(),
+            value: e.payload.to_string(),
+            headers: vec![
+                ("event_id", e.event_id.to_string()),
+                ("event_type", e.event_type.as_str().to_string()),
+                ("aggregate_type", e.aggregate_type.to_string()),
+                ("aggregate_id", e.aggregate_id.to_string()),
+                ("aggregate_version", e.aggregate_version.to_string()),
+                ("occurred_at", crate::domain::timestamp(&e.occurred_at)),
+                ("schema_version", e.schema_version.to_string()),
+                ("content-type", "application/json".to_string()),
+            ],
+        }
+    }
+}
+
+/// Where a sink put a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub topic: String,
+    /// `None` where the sink has no partitions to speak of.
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+}
+
+/// Why a sink refused or lost a message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct PublishError(pub String);
+
+/// A sink for outbox messages.
+#[async_trait]
+pub trait Publisher: Send + Sync + 'static {
+    /// Publishes `batch` in order and reports each message's outcome, in the same order.
+    /// Messages with the same key must reach the sink in the order given.
+    async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>>;
+
+    /// A short name for logs and status pages.
+    fn name(&self) -> &'static str;
+}
+
+/// Topic routing by template; `{aggregate_type}` is replaced by the event's aggregate type.
+#[derive(Debug, Clone)]
+pub struct TopicRouter {
+    template: String,
+}
+
+impl TopicRouter {
+    /// A router for `template`; it must contain `{aggregate_type}` and give a valid Kafka
+    /// topic name (1–249 characters of `A-Za-z0-9._-`).
+    pub fn new(template: &str) -> Result<Self, String> {
+        if !template.contains("{aggregate_type}") {
+            return Err("the topic template must contain {aggregate_type}".into());
+        }
+        let sample = template.replace("{aggregate_type}", "order");
+        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if sample.is_empty() || sample.len() > 249 || !sample.chars().all(valid) {
+            return Err(format!("{sample:?} is not a valid topic name"));
+        }
+        Ok(Self {
+            template: template.to_string(),
+        })
+    }
+
+    pub fn topic_for(&self, aggregate_type: &str) -> String {
+        self.template.replace("{aggregate_type}", aggregate_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_route_by_aggregate_type() {
+        let r = TopicRouter::new(DEFAULT_TOPIC_TEMPLATE).unwrap();
+        assert_eq!(r.topic_for("order"), "outbox.event.order");
+        assert_eq!(
+            TopicRouter::new("events-{aggregate_type}")
+                .unwrap()
+                .topic_for("order"),
+            "events-order"
+        );
+        assert!(TopicRouter::new("static-topic").is_err());
+        assert!(TopicRouter::new("bad topic {aggregate_type}").is_err());
+        assert!(TopicRouter::new(&format!("{}{{aggregate_type}}", "x".repeat(249))).is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! Drives the relay in a background task: one step after another, waiting between them in
+//! the configured mode, restarting from the saved checkpoint with backoff after an error or a
+//! panic, and stopping cleanly (after the step in flight) when asked to.
+
+use super::{Outcome, Relay, RelayError, RelayMode};
+use crate::publish::{Publisher, TopicRouter};
+use crate::store::OutboxStore;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// First and longest wait before a failed relay is restarted.
+const RESTART_MIN: Duration = Duration::from_millis(100);
+const RESTART_MAX: Duration = Duration::from_secs(10);
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub mode: RelayMode,
+    /// Wait between polls when idle (polling mode).
+    pub poll_interval: Duration,
+    pub batch_size: u32,
+    pub topics: TopicRouter,
+}
+
+/// Starts the supervised relay. It runs until `stop` becomes true.
+pub fn spawn(
+    store: Arc<dyn OutboxStore>,
+    publisher: Arc<dyn Publisher>,
+    settings: RelaySettings,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(supervise(store, publisher, settings, stop))
+}
+
+async fn supervise(
+    store: Arc<dyn OutboxStore>,
+    publisher: Arc<dyn Publisher>,
+    settings: RelaySettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = RESTART_MIN;
+    tracing::info!(mode = ?settings.mode, sink = publisher.name(), "relay starting");
+    loop {
+        // A panic inside the run ends its task, not the supervisor.
+        let run = tokio::spawn(run(
+            Arc::clone(&store),
+            Arc::clone(&publisher),
+            settings.clone(),
+            stop.clone(),
+        ));
+        let (error, progressed) = match run.await {
+            Ok(Ok(())) => break,
+            Ok(Err((e, progressed))) => (e.to_string(), progressed),
+            Err(panic) => (format!("relay task panicked: {panic}"), false),
+        };
+        if progressed {
+            backoff = RESTART_MIN;
+        }
+        tracing::warn!(%error, retry_in = ?backoff, "relay stopped by an error; restarting from its checkpoint");
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        backoff = (backoff * 2).min(RESTART_MAX);
+    }
+    tracing::info!("relay stopped");
+}
+
+/// One life of the relay: resume from the checkpoint, then step until stopped or failed.
+/// On failure, also says whether any step had succeeded (to reset the restart backoff).
+async fn run(
+    store: Arc<dyn OutboxStore>,
+    publisher: Arc<dyn Publisher>,
+    settings: RelaySettings,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), (RelayError, bool)> {
+    let mut commits = store.commits();
+    let mut relay = Relay::resume(
+        Arc::clone(&store),
+        publisher,
+        settings.topics,
+        settings.batch_size,
+    )
+    .await
+    .map_err(|e| (e.into(), false))?;
+    let mut progressed = false;
+    while !*stop.borrow() {
+        // Mark the newest commit as seen *before* reading, so a commit during the step wakes
+        // the next wait instead of being missed.
+        commits.borrow_and_update();
+        match relay.step().await {
+            Ok(Outcome::Published { .. }) => progressed = true,
+            Ok(Outcome::Idle) => {
+                let woke = match settings.mode {
+                    RelayMode::Polling => tokio::select! {
+                        () = tokio::time::sleep(settings.poll_interval) => true,
+                        _ = stop.changed() => false,
+                    },
+                    RelayMode::Streaming => tokio::select! {
+                        changed = commits.changed() => changed.is_ok(),
+                        _ = stop.changed() => false,
+                    },
+                };
+                if !woke {
+                    break;
+                }
+            }
+            Err(e) => return Err((e, progressed)),
+        }
+    }
+    Ok(())
+}

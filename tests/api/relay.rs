@@ -1,0 +1,317 @@
+//! The relay against the embedded topic log: every committed event arrives, in per-key
+//! version order, with its headers; checkpoints survive restarts; failures never skip events.
+
+use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with};
+use async_trait::async_trait;
+use outbox::domain::{NewOrder, RawItem};
+use outbox::publish::local::{LocalLogPublisher, TopicLog};
+use outbox::publish::{Delivery, Message, PublishError, Publisher, TopicRouter};
+use outbox::relay::{Outcome, Relay, RelayError};
+use outbox::store::sqlite::SqliteStore;
+use outbox::store::{Command, OutboxStore};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const TOPIC: &str = "outbox.event.order";
+
+/// Every message of the order topic, read through the API.
+async fn topic_messages(app: &TestApp) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = app
+            .get_json(&format!(
+                "/api/topics/{TOPIC}/messages?from_offset={from}&limit=1000"
+            ))
+            .await;
+        let Some(batch) = page["messages"].as_array() else {
+            return all; // the topic does not exist yet
+        };
+        if batch.is_empty() {
+            return all;
+        }
+        all.extend(batch.iter().cloned());
+        from = page["next_offset"].as_i64().unwrap();
+    }
+}
+
+/// Creates orders and changes some of them; returns how many events that made.
+async fn write_some(app: &TestApp, orders: usize) -> usize {
+    let mut events = 0;
+    for i in 0..orders {
+        let id = app.create_order_id(&[&format!("R-{i}")]).await;
+        events += 1;
+        if i % 3 == 0 {
+            let items = json!([{"sku": "R-X", "quantity": 1, "unit_price_cents": 5}]);
+            assert_eq!(
+                app.replace_items(&id, 1, items).await.status(),
+                StatusCode::OK
+            );
+            assert_eq!(app.cancel(&id, 2, "test").await.status(), StatusCode::OK);
+            events += 2;
+        }
+    }
+    events
+}
+
+/// The topic holds exactly the outbox, in commit order, keyed and headed correctly.
+async fn assert_topic_matches_outbox(app: &TestApp, expected: usize) {
+    let messages = topic_messages(app).await;
+    assert_eq!(messages.len(), expected);
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT event_id, event_type, aggregate_id, aggregate_version, payload FROM outbox ORDER BY position")
+        .unwrap();
+    let outbox: Vec<(String, String, String, i64, String)> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut last_version: HashMap<String, i64> = HashMap::new();
+    for (offset, (m, (event_id, event_type, aggregate_id, version, payload))) in
+        messages.iter().zip(&outbox).enumerate()
+    {
+        assert_eq!(m["offset"], offset as i64);
+        assert_eq!(m["key"], *aggregate_id, "keyed by aggregate id");
+        assert_eq!(m["value"], serde_json::from_str::<Value>(payload).unwrap());
+        let h = &m["headers"];
+        assert_eq!(h["event_id"], *event_id);
+        assert_eq!(h["event_type"], *event_type);
+        assert_eq!(h["aggregate_type"], "order");
+        assert_eq!(h["aggregate_id"], *aggregate_id);
+        assert_eq!(h["aggregate_version"], version.to_string());
+        assert_eq!(h["schema_version"], "1");
+        assert_eq!(h["content-type"], "application/json");
+        assert!(h["occurred_at"].as_str().unwrap().ends_with('Z'));
+        let previous = last_version
+            .insert(aggregate_id.clone(), *version)
+            .unwrap_or(0);
+        assert_eq!(
+            *version,
+            previous + 1,
+            "per-key order follows aggregate_version"
+        );
+    }
+}
+
+async fn drained(app: &TestApp, expected: usize) {
+    eventually("every event is on the topic", || async {
+        topic_messages(app).await.len() >= expected
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn streaming_mode_publishes_every_event_in_order() {
+    let app = spawn_app().await;
+    let expected = write_some(&app, 30).await;
+    drained(&app, expected).await;
+    assert_topic_matches_outbox(&app, expected).await;
+    let topics = app.get_json("/api/topics").await;
+    assert_eq!(
+        topics,
+        json!([{"topic": TOPIC, "messages": expected, "next_offset": expected}])
+    );
+}
+
+#[tokio::test]
+async fn polling_mode_publishes_every_event_in_order() {
+    let app = spawn_app_with(&["--relay-mode", "polling", "--poll-interval-ms", "50"]).await;
+    let expected = write_some(&app, 30).await;
+    drained(&app, expected).await;
+    assert_topic_matches_outbox(&app, expected).await;
+}
+
+#[tokio::test]
+async fn the_order_page_shows_where_each_event_went() {
+    let app = spawn_app().await;
+    let id = app.create_order_id(&["D-1"]).await;
+    eventually("the event is published", || async {
+        !app.get_json(&format!("/api/orders/{id}")).await["events"][0]["delivery"].is_null()
+    })
+    .await;
+    let detail = app.get_json(&format!("/api/orders/{id}")).await;
+    let delivery = &detail["events"][0]["delivery"];
+    assert_eq!(delivery["topic"], TOPIC);
+    assert_eq!(delivery["partition"], 0);
+    assert_eq!(delivery["offset"], 0);
+    assert!(delivery["latency_ms"].as_i64().unwrap() >= 0);
+    let html = app
+        .get(&format!("/orders/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("published") && html.contains(TOPIC),
+        "the page shows the delivery"
+    );
+}
+
+#[tokio::test]
+async fn topic_reads_validate_their_input() {
+    let app = spawn_app().await;
+    app.create_order_id(&["T-1"]).await;
+    drained(&app, 1).await;
+    for query in [
+        "from_offset=-1",
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "from_offset=abc",
+    ] {
+        let r = app
+            .get(&format!("/api/topics/{TOPIC}/messages?{query}"))
+            .await;
+        crate::helpers::expect_error(r, StatusCode::BAD_REQUEST, "invalid_query").await;
+    }
+    let r = app.get("/api/topics/no.such.topic/messages").await;
+    crate::helpers::expect_error(r, StatusCode::NOT_FOUND, "not_found").await;
+    let past_the_end = app
+        .get_json(&format!("/api/topics/{TOPIC}/messages?from_offset=5"))
+        .await;
+    assert_eq!(past_the_end["messages"], json!([]));
+    assert_eq!(past_the_end["end_offset"], 1);
+}
+
+// ----- The step function, driven directly -----
+
+fn create() -> Command {
+    let items = [RawItem {
+        sku: "S".into(),
+        quantity: 1,
+        unit_price_cents: 1,
+    }];
+    Command::Create {
+        order: NewOrder::parse("0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d", &items).unwrap(),
+        idempotency_key: None,
+    }
+}
+
+async fn open_store(dir: &std::path::Path) -> Arc<SqliteStore> {
+    let config = crate::helpers::test_config(dir, &[]);
+    Arc::new(SqliteStore::open(&config.sqlite()).unwrap())
+}
+
+fn router() -> TopicRouter {
+    TopicRouter::new(outbox::publish::DEFAULT_TOPIC_TEMPLATE).unwrap()
+}
+
+#[tokio::test]
+async fn a_restarted_relay_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).await;
+    for _ in 0..5 {
+        store.apply(create()).await.unwrap();
+    }
+    let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
+    let mut relay = Relay::resume(store.clone(), publisher.clone(), router(), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        relay.step().await.unwrap(),
+        Outcome::Published {
+            count: 2,
+            checkpoint: 2
+        }
+    );
+    drop(relay);
+    drop(publisher);
+    drop(store);
+
+    // A new process on the same data: the checkpoint is where the last one left it.
+    let store = open_store(dir.path()).await;
+    let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
+    let mut relay = Relay::resume(store.clone(), publisher, router(), 100)
+        .await
+        .unwrap();
+    assert_eq!(relay.checkpoint(), 2);
+    assert_eq!(
+        relay.step().await.unwrap(),
+        Outcome::Published {
+            count: 3,
+            checkpoint: 5
+        }
+    );
+    assert_eq!(relay.step().await.unwrap(), Outcome::Idle);
+    let topics = store.topics().await.unwrap();
+    assert_eq!(topics[0].messages, 5, "no event published twice");
+}
+
+/// A sink that fails the `fail_at`-th message it ever sees (counting from 0), once.
+struct FlakySink {
+    inner: LocalLogPublisher,
+    seen: AtomicUsize,
+    fail_at: usize,
+}
+
+#[async_trait]
+impl Publisher for FlakySink {
+    async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
+        let start = self.seen.fetch_add(batch.len(), Ordering::SeqCst);
+        if (start..start + batch.len()).contains(&self.fail_at) {
+            let ok = self.fail_at - start;
+            let mut results = self.inner.publish(&batch[..ok]).await;
+            results.extend(
+                batch[ok..]
+                    .iter()
+                    .map(|_| Err(PublishError("broker said no".into()))),
+            );
+            return results;
+        }
+        self.inner.publish(batch).await
+    }
+
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+}
+
+#[tokio::test]
+async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).await;
+    for _ in 0..6 {
+        store.apply(create()).await.unwrap();
+    }
+    let sink = Arc::new(FlakySink {
+        inner: LocalLogPublisher::new(store.clone()),
+        seen: AtomicUsize::new(0),
+        fail_at: 3,
+    });
+    let mut relay = Relay::resume(store.clone(), sink, router(), 100)
+        .await
+        .unwrap();
+    match relay.step().await {
+        Err(RelayError::Publish { position, .. }) => assert_eq!(position, 4),
+        other => panic!("expected a publish failure, got {other:?}"),
+    }
+    assert_eq!(
+        relay.checkpoint(),
+        3,
+        "acknowledged events before the failure are kept"
+    );
+    assert_eq!(
+        store.checkpoint(outbox::relay::RELAY_NAME).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        relay.step().await.unwrap(),
+        Outcome::Published {
+            count: 3,
+            checkpoint: 6
+        }
+    );
+    let messages = store.read(TOPIC.into(), 0, 100).await.unwrap();
+    let offsets: Vec<i64> = messages.iter().map(|m| m.offset).collect();
+    assert_eq!(
+        offsets,
+        [0, 1, 2, 3, 4, 5],
+        "nothing skipped, nothing doubled"
+    );
+}
