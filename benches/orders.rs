@@ -1,6 +1,7 @@
 //! `make bench`: durable order creation over HTTP against the release server binary, and in
 //! the same run the baseline: the store's write path called directly (no HTTP), with the same
-//! durability (`synchronous=FULL`) and the same concurrency.
+//! durability (`synchronous=FULL`), the same concurrency, and the same relay publishing every
+//! event to the embedded topic log in streaming mode, so the two differ only by HTTP.
 //!
 //! Options (after `--`): `--connections N` (default 64), `--seconds S` (default 10).
 //! Prints a Markdown report for docs/BENCHMARKS.md, with the CPU time each side spent per
@@ -14,6 +15,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use outbox::domain::{NewOrder, RawItem};
+use outbox::publish::local::LocalLogPublisher;
+use outbox::publish::{DEFAULT_TOPIC_TEMPLATE, TopicRouter};
+use outbox::relay::RelayMode;
+use outbox::relay::runner::{self, RelaySettings};
 use outbox::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use outbox::store::{Command, OutboxStore};
 use serde_json::json;
@@ -57,6 +62,8 @@ struct Run {
     latencies: Vec<Duration>,
     /// CPU seconds spent by (server, load generator) during the run.
     cpu: (f64, f64),
+    /// How long after the load stopped the relay had every event on the topic.
+    drain: Duration,
 }
 
 impl Run {
@@ -75,7 +82,7 @@ impl Run {
     fn row(&self, name: &str) -> String {
         let per_order = |cpu: f64| cpu * 1e6 / self.ok.max(1) as f64;
         format!(
-            "| {name} | {:.0} | {:.1} | {:.1} | {} | {} | {:.0} | {:.0} |",
+            "| {name} | {:.0} | {:.1} | {:.1} | {} | {} | {:.0} | {:.0} | {} |",
             self.per_second(),
             self.percentile(0.50).as_secs_f64() * 1e3,
             self.percentile(0.99).as_secs_f64() * 1e3,
@@ -83,6 +90,7 @@ impl Run {
             self.failed,
             per_order(self.cpu.0),
             per_order(self.cpu.1),
+            self.drain.as_millis(),
         )
     }
 }
@@ -150,6 +158,7 @@ where
         elapsed: Duration::ZERO,
         latencies: Vec::new(),
         cpu: (0.0, 0.0),
+        drain: Duration::ZERO,
     };
     for r in join_all(tasks).await {
         let (ok, failed, latencies) = r.expect("worker");
@@ -160,6 +169,23 @@ where
     run.elapsed = start.elapsed();
     run.latencies.sort_unstable();
     run
+}
+
+/// Waits until the embedded topic log holds as many messages as the outbox has events, and
+/// says how long that took.
+async fn drain_time(data_dir: &std::path::Path) -> Duration {
+    let db = data_dir.join(outbox::store::sqlite::DATABASE_FILE);
+    let conn = rusqlite::Connection::open(db).expect("open database");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap_or(-1) };
+    let start = Instant::now();
+    while count("SELECT count(*) FROM topic_messages") < count("SELECT count(*) FROM outbox") {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the relay never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
 }
 
 /// A create-order body; every request of a worker sends the same bytes.
@@ -225,15 +251,30 @@ async fn http_run(o: &Options, connections: usize) -> Run {
 
 async fn store_run(o: &Options, concurrency: usize) -> Run {
     let data = tempfile::tempdir().expect("temp dir");
-    let store: Arc<dyn OutboxStore> = Arc::new(
+    let sqlite = Arc::new(
         SqliteStore::open(&SqliteOptions {
             data_dir: data.path().to_path_buf(),
             synchronous: Synchronous::Full,
             max_batch: 512,
             queue_capacity: 8192,
-            readers: 1,
+            readers: 4,
         })
         .expect("store opens"),
+    );
+    let store: Arc<dyn OutboxStore> = sqlite.clone();
+    // The server's defaults: streaming relay into the embedded topic log.
+    let settings = RelaySettings {
+        mode: RelayMode::Streaming,
+        poll_interval: Duration::from_millis(500),
+        batch_size: 500,
+        topics: TopicRouter::new(DEFAULT_TOPIC_TEMPLATE).expect("topic template"),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let relay = runner::spawn(
+        store.clone(),
+        Arc::new(LocalLogPublisher::new(sqlite)),
+        settings,
+        stopped,
     );
     let init = move |_| {
         let store = Arc::clone(&store);
@@ -257,8 +298,11 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
     };
     let cpu = cpu_seconds(std::process::id());
     let mut run = drive(concurrency, Duration::from_secs(o.seconds), init, op).await;
-    // The store runs inside this process: all of it is "server" time.
+    // The store and the relay run inside this process: all of it is "server" time.
     run.cpu = (cpu_seconds(std::process::id()) - cpu, 0.0);
+    run.drain = drain_time(data.path()).await;
+    let _ = stop.send(true);
+    let _ = relay.await;
     run
 }
 
@@ -289,9 +333,9 @@ async fn main() {
         o.seconds
     );
     println!(
-        "| scenario | orders/s | p50 ms | p99 ms | ok | failed | server CPU µs/order | load generator CPU µs/order |"
+        "| scenario | orders/s | p50 ms | p99 ms | ok | failed | server CPU µs/order | load generator CPU µs/order | relay drained after (ms) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
         "{}",
         http.row(&format!("HTTP POST /api/orders, {c} connections"))
