@@ -52,6 +52,14 @@ pub struct Config {
     #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub relay_batch_size: u32,
 
+    /// Published events older than this are deleted (`30s`, `15m`, `12h`, `7d`).
+    #[arg(long, env = "OUTBOX_RETENTION", default_value = "7d", value_parser = crate::relay::retention::parse_duration)]
+    pub outbox_retention: std::time::Duration,
+
+    /// How often the retention sweep runs, in milliseconds.
+    #[arg(long, env = "RETENTION_INTERVAL_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..=86_400_000))]
+    pub retention_interval_ms: u64,
+
     /// Topic of each event; `{aggregate_type}` is replaced (orders → `outbox.event.order`).
     #[arg(long, env = "TOPIC_TEMPLATE", default_value = DEFAULT_TOPIC_TEMPLATE)]
     pub topic_template: String,

@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::publish::TopicRouter;
 use crate::publish::local::LocalLogPublisher;
+use crate::relay::retention;
 use crate::relay::runner::{self, RelaySettings};
 use crate::store::sqlite::{OpenError, SqliteStore};
 use leptos::config::LeptosOptions;
@@ -40,9 +41,10 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     local_addr: SocketAddr,
-    /// Set to true to stop the relay; it finishes its step in flight first.
+    /// Set to true to stop the background tasks; the relay finishes its step in flight first.
     stop_relay: watch::Sender<bool>,
-    relay: JoinHandle<()>,
+    /// The relay and the retention sweeper.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Application {
@@ -69,7 +71,15 @@ impl Application {
             batch_size: config.relay_batch_size,
             topics,
         };
-        let relay = runner::spawn(store.clone(), publisher, settings, stopped);
+        let background = vec![
+            runner::spawn(store.clone(), publisher, settings, stopped.clone()),
+            retention::spawn(
+                store.clone(),
+                config.outbox_retention,
+                Duration::from_millis(config.retention_interval_ms),
+                stopped,
+            ),
+        ];
         let router = http::router(AppState {
             store: store.clone(),
             topic_log: store,
@@ -80,7 +90,7 @@ impl Application {
             router,
             local_addr,
             stop_relay,
-            relay,
+            background,
         })
     }
 
@@ -100,7 +110,12 @@ impl Application {
             .await
             .map_err(StartupError::Serve);
         let _ = self.stop_relay.send(true);
-        if tokio::time::timeout(RELAY_STOP_TIMEOUT, self.relay)
+        let stopped = async {
+            for task in self.background {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(RELAY_STOP_TIMEOUT, stopped)
             .await
             .is_err()
         {

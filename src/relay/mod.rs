@@ -5,6 +5,7 @@
 //! deterministically; [`runner`] drives it in production, in polling or streaming mode, and
 //! restarts it after failures.
 
+pub mod retention;
 pub mod runner;
 
 use crate::publish::{Message, PublishError, Publisher, TopicRouter};

@@ -178,6 +178,15 @@ pub trait OutboxStore: Send + Sync + 'static {
         positions: Vec<u64>,
     ) -> Result<HashMap<u64, DeliveryRecord>, StoreError>;
 
+    /// Deletes up to `limit` of the oldest events that `relay` already published and that
+    /// occurred before `before`; unpublished events are never deleted. Returns the count.
+    async fn delete_published(
+        &self,
+        relay: &str,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+
     /// The newest committed position, updated after every commit (the streaming relay's
     /// wake-up call).
     fn commits(&self) -> watch::Receiver<u64>;

@@ -315,3 +315,66 @@ async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
         "nothing skipped, nothing doubled"
     );
 }
+
+// ----- Retention -----
+
+#[tokio::test]
+async fn retention_deletes_only_published_events_older_than_the_cutoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).await;
+    for _ in 0..5 {
+        store.apply(create()).await.unwrap();
+    }
+    let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
+    let mut relay = Relay::resume(store.clone(), publisher, router(), 3)
+        .await
+        .unwrap();
+    relay.step().await.unwrap(); // positions 1..=3 published, 4 and 5 pending
+    let name = outbox::relay::RELAY_NAME;
+    let an_hour = chrono::Duration::hours(1);
+
+    // Nothing is old enough yet.
+    let past = chrono::Utc::now() - an_hour;
+    assert_eq!(store.delete_published(name, past, 100).await.unwrap(), 0);
+    // Everything is old enough, but only the published events go; in batches of `limit`.
+    let future = chrono::Utc::now() + an_hour;
+    assert_eq!(store.delete_published(name, future, 2).await.unwrap(), 2);
+    assert_eq!(store.delete_published(name, future, 100).await.unwrap(), 1);
+    assert_eq!(store.delete_published(name, future, 100).await.unwrap(), 0);
+    let remaining: Vec<u64> = store
+        .events_after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(remaining, [4, 5], "unpublished events are never deleted");
+    assert!(store.deliveries(vec![1, 2, 3]).await.unwrap().is_empty());
+
+    // New events continue the positions; the relay carries on where it was.
+    store.apply(create()).await.unwrap();
+    assert_eq!(
+        relay.step().await.unwrap(),
+        Outcome::Published {
+            count: 3,
+            checkpoint: 6
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_running_app_sweeps_published_events_past_retention() {
+    let app = spawn_app_with(&["--outbox-retention", "0s", "--retention-interval-ms", "20"]).await;
+    let expected = write_some(&app, 6).await;
+    drained(&app, expected).await;
+    eventually("published events are swept", || async {
+        app.count("outbox") == 0
+    })
+    .await;
+    assert_eq!(app.count("orders"), 6, "orders themselves stay");
+    assert_eq!(
+        topic_messages(&app).await.len(),
+        expected,
+        "the topic keeps its messages"
+    );
+}

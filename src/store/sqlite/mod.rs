@@ -209,6 +209,17 @@ impl OutboxStore for SqliteStore {
             .await
     }
 
+    async fn delete_published(
+        &self,
+        relay: &str,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let relay = relay.to_string();
+        self.write(move |conn| progress::delete_published(conn, &relay, &before, limit))
+            .await
+    }
+
     fn commits(&self) -> watch::Receiver<u64> {
         self.head.clone()
     }

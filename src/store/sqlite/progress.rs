@@ -87,3 +87,38 @@ pub fn deliveries(
     }
     Ok(found)
 }
+
+/// Deletes up to `limit` of the oldest events that `relay` has published (position at or below
+/// its checkpoint) and that occurred before `before`, with their delivery records. Events are
+/// walked in commit order and the walk stops at the first one that is too young, so an event is
+/// never deleted before it was published, nor before its time. Returns how many were deleted.
+pub fn delete_published(
+    conn: &Connection,
+    relay: &str,
+    before: &chrono::DateTime<chrono::Utc>,
+    limit: u32,
+) -> Result<u64, StoreError> {
+    let published = checkpoint(conn, relay)?;
+    let cutoff = timestamp(before);
+    let mut stmt = conn.prepare_cached(
+        "SELECT position, occurred_at FROM outbox WHERE position <= ?1 ORDER BY position LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![published, limit], |r| {
+        Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut last = None;
+    for row in rows {
+        let (position, occurred_at) = row?;
+        if occurred_at >= cutoff {
+            break;
+        }
+        last = Some(position);
+    }
+    let Some(last) = last else { return Ok(0) };
+    let deleted = conn
+        .prepare_cached("DELETE FROM outbox WHERE position <= ?1")?
+        .execute(params![last])?;
+    conn.prepare_cached("DELETE FROM deliveries WHERE position <= ?1")?
+        .execute(params![last])?;
+    Ok(deleted as u64)
+}

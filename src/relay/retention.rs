@@ -1,0 +1,88 @@
+//! Outbox retention: a background task that deletes published events older than the
+//! retention period, in small batches so it never holds the writer for long. Unpublished
+//! events are never deleted.
+
+use super::RELAY_NAME;
+use crate::store::OutboxStore;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Events deleted per write transaction.
+const BATCH: u32 = 1000;
+
+/// Starts the sweeper: every `interval`, delete what is older than `retention`.
+pub fn spawn(
+    store: Arc<dyn OutboxStore>,
+    retention: Duration,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        loop {
+            let before = chrono::Utc::now() - retention;
+            let mut total = 0;
+            loop {
+                match store.delete_published(RELAY_NAME, before, BATCH).await {
+                    Ok(n) => {
+                        total += n;
+                        if n < u64::from(BATCH) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox retention failed; trying again later");
+                        break;
+                    }
+                }
+            }
+            if total > 0 {
+                tracing::info!(deleted = total, "outbox retention removed published events");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    })
+}
+
+/// Parses `30s`, `15m`, `12h`, `7d` (a whole number and a unit).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?}: add a unit (s, m, h or d)"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a whole number before the unit"))?;
+    let seconds = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    seconds
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_with_units() {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "7", "d", "7w", "-1d", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
