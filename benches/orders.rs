@@ -263,8 +263,9 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
     );
     let store: Arc<dyn OutboxStore> = sqlite.clone();
     // The server's defaults: streaming relay into the embedded topic log.
+    let (_mode, mode) = tokio::sync::watch::channel(RelayMode::Streaming);
     let settings = RelaySettings {
-        mode: RelayMode::Streaming,
+        mode,
         poll_interval: Duration::from_millis(500),
         batch_size: 500,
         topics: TopicRouter::new(DEFAULT_TOPIC_TEMPLATE).expect("topic template"),

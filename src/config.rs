@@ -60,6 +60,11 @@ pub struct Config {
     #[arg(long, env = "RETENTION_INTERVAL_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..=86_400_000))]
     pub retention_interval_ms: u64,
 
+    /// Secret for admin actions (`Authorization: Bearer …`). Unset: a random one is generated
+    /// at start-up and printed once to the log.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = crate::http::auth::Secret::parse)]
+    pub admin_token: Option<crate::http::auth::Secret>,
+
     /// Topic of each event; `{aggregate_type}` is replaced (orders → `outbox.event.order`).
     #[arg(long, env = "TOPIC_TEMPLATE", default_value = DEFAULT_TOPIC_TEMPLATE)]
     pub topic_template: String,

@@ -14,10 +14,12 @@
 //!   the read pool, SQL rows).
 //! - [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing) and the embedded
 //!   topic log sink (`publish/local.rs`).
-//! - [`relay`]: the relay step function (`relay/mod.rs`) and its supervised runner with the
-//!   polling and streaming modes (`relay/runner.rs`).
-//! - [`http`]: the axum router: JSON API (`http/orders.rs`), health probes, `AppError`,
-//!   extractors, and the Leptos page routes.
+//! - [`relay`]: the relay step function (`relay/mod.rs`), its supervised runner with the
+//!   polling and streaming modes (`relay/runner.rs`), and outbox retention
+//!   (`relay/retention.rs`).
+//! - [`http`]: the axum router: JSON API (`http/orders.rs`, `http/topics.rs`), admin endpoints
+//!   (`http/admin.rs`) behind bearer-token authentication (`http/auth.rs`), health probes,
+//!   `AppError`, extractors, and the Leptos page routes.
 //! - [`ui`]: the server side of the UI's server functions (implements `app::api::OrdersApi`).
 //! - [`views`]: domain → DTO conversions shared by the API and the UI.
 //! - [`telemetry`]: log output, filtered by `RUST_LOG`.

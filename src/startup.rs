@@ -2,6 +2,7 @@
 //! shutdown future completes. Tests use the same path with port 0 and a temporary directory.
 
 use crate::config::Config;
+use crate::http::auth::{AdminToken, Secret};
 use crate::http::{self, AppState};
 use crate::publish::TopicRouter;
 use crate::publish::local::LocalLogPublisher;
@@ -65,8 +66,9 @@ impl Application {
             .build();
         let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
         let (stop_relay, stopped) = watch::channel(false);
+        let (relay_mode, mode) = watch::channel(config.relay_mode);
         let settings = RelaySettings {
-            mode: config.relay_mode,
+            mode,
             poll_interval: Duration::from_millis(config.poll_interval_ms),
             batch_size: config.relay_batch_size,
             topics,
@@ -80,9 +82,20 @@ impl Application {
                 stopped,
             ),
         ];
+        let secret = config.admin_token.clone().unwrap_or_else(|| {
+            let generated = Secret::generate();
+            // The only time the secret is ever written out.
+            tracing::warn!(
+                admin_token = generated.expose(),
+                "ADMIN_TOKEN is not set: generated one for this run (shown only now)"
+            );
+            generated
+        });
         let router = http::router(AppState {
             store: store.clone(),
             topic_log: store,
+            admin_token: AdminToken::new(&secret),
+            relay_mode: Arc::new(relay_mode),
             leptos_options,
         });
         Ok(Self {

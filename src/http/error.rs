@@ -28,6 +28,9 @@ pub enum AppError {
     NotFound,
     #[error("no such endpoint")]
     NoRoute,
+    /// 401: an admin action without the right `Authorization: Bearer` token.
+    #[error("admin authentication required")]
+    Unauthorized,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error(transparent)]
@@ -75,6 +78,7 @@ impl AppError {
             AppError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             AppError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Conflict(DomainError::VersionConflict { .. }) => {
                 (StatusCode::CONFLICT, "version_conflict")
@@ -124,6 +128,11 @@ impl IntoResponse for AppError {
             details: self.details(),
         };
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

@@ -1,6 +1,8 @@
 //! The HTTP edge: the JSON API under `/api`, health probes, and the Leptos pages with their
 //! server functions.
 
+mod admin;
+pub mod auth;
 pub mod error;
 pub mod extract;
 mod health;
@@ -8,9 +10,11 @@ mod orders;
 mod topics;
 
 use crate::publish::local::TopicLog;
+use crate::relay::RelayMode;
 use crate::store::OutboxStore;
 use crate::ui::UiBridge;
 use app::api::OrdersApi;
+use auth::AdminToken;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post, put};
@@ -20,6 +24,7 @@ use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::sync::Arc;
+use tokio::sync::watch;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -29,6 +34,10 @@ pub struct AppState {
     pub store: Arc<dyn OutboxStore>,
     /// The embedded topic log, readable through `/api/topics`.
     pub topic_log: Arc<dyn TopicLog>,
+    /// Digest of the admin secret that admin endpoints require.
+    pub admin_token: AdminToken,
+    /// The relay's mode; admin requests switch it.
+    pub relay_mode: Arc<watch::Sender<RelayMode>>,
     /// Where the pages find their assets and how they name the bundle.
     pub leptos_options: LeptosOptions,
 }
@@ -48,6 +57,10 @@ fn api() -> Router<AppState> {
         .route("/orders/{id}/cancel", post(orders::cancel))
         .route("/topics", get(topics::list))
         .route("/topics/{topic}/messages", get(topics::messages))
+        .route(
+            "/admin/relay/mode",
+            get(admin::relay_mode).post(admin::set_relay_mode),
+        )
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -17,7 +17,10 @@ use std::sync::Arc;
 pub const RELAY_NAME: &str = "main";
 
 /// How the relay learns of new events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum RelayMode {
     /// Query for new events every poll interval.
     Polling,

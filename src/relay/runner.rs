@@ -17,7 +17,8 @@ const RESTART_MAX: Duration = Duration::from_secs(10);
 /// How the relay runs.
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
-    pub mode: RelayMode,
+    /// The current mode; changing it takes effect at the relay's next wait.
+    pub mode: watch::Receiver<RelayMode>,
     /// Wait between polls when idle (polling mode).
     pub poll_interval: Duration,
     pub batch_size: u32,
@@ -41,7 +42,7 @@ async fn supervise(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = RESTART_MIN;
-    tracing::info!(mode = ?settings.mode, sink = publisher.name(), "relay starting");
+    tracing::info!(mode = ?*settings.mode.borrow(), sink = publisher.name(), "relay starting");
     loop {
         // A panic inside the run ends its task, not the supervisor.
         let run = tokio::spawn(run(
@@ -77,6 +78,7 @@ async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), (RelayError, bool)> {
     let mut commits = store.commits();
+    let mut mode = settings.mode;
     let mut relay = Relay::resume(
         Arc::clone(&store),
         publisher,
@@ -93,13 +95,17 @@ async fn run(
         match relay.step().await {
             Ok(Outcome::Published { .. }) => progressed = true,
             Ok(Outcome::Idle) => {
-                let woke = match settings.mode {
+                // A mode switch ends the wait, so the new mode applies at once.
+                let current = *mode.borrow_and_update();
+                let woke = match current {
                     RelayMode::Polling => tokio::select! {
                         () = tokio::time::sleep(settings.poll_interval) => true,
+                        _ = mode.changed() => true,
                         _ = stop.changed() => false,
                     },
                     RelayMode::Streaming => tokio::select! {
                         changed = commits.changed() => changed.is_ok(),
+                        _ = mode.changed() => true,
                         _ = stop.changed() => false,
                     },
                 };

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+/// The admin secret of every test instance.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// A running application with its own data directory, stopped when dropped.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -32,6 +35,8 @@ pub fn test_config(data_dir: &Path, extra: &[&str]) -> Config {
         "full",
         "--site-root",
         "target/site",
+        "--admin-token",
+        ADMIN_TOKEN,
     ];
     Config::try_parse_from(base.iter().chain(extra)).expect("test configuration parses")
 }

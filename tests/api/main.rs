@@ -1,6 +1,7 @@
 //! Integration tests: one binary. Each test spawns the application on port 0 with its own
 //! temporary data directory (`helpers::spawn_app`), or the real server binary (`crash`).
 
+mod admin;
 mod bad_input;
 mod concurrency;
 mod crash;

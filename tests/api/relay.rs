@@ -39,7 +39,7 @@ async fn topic_messages(app: &TestApp) -> Vec<Value> {
 }
 
 /// Creates orders and changes some of them; returns how many events that made.
-async fn write_some(app: &TestApp, orders: usize) -> usize {
+pub async fn write_some(app: &TestApp, orders: usize) -> usize {
     let mut events = 0;
     for i in 0..orders {
         let id = app.create_order_id(&[&format!("R-{i}")]).await;
@@ -58,7 +58,7 @@ async fn write_some(app: &TestApp, orders: usize) -> usize {
 }
 
 /// The topic holds exactly the outbox, in commit order, keyed and headed correctly.
-async fn assert_topic_matches_outbox(app: &TestApp, expected: usize) {
+pub async fn assert_topic_matches_outbox(app: &TestApp, expected: usize) {
     let messages = topic_messages(app).await;
     assert_eq!(messages.len(), expected);
     let conn = rusqlite::Connection::open(app.db_path()).unwrap();
@@ -99,7 +99,7 @@ async fn assert_topic_matches_outbox(app: &TestApp, expected: usize) {
     }
 }
 
-async fn drained(app: &TestApp, expected: usize) {
+pub async fn drained(app: &TestApp, expected: usize) {
     eventually("every event is on the topic", || async {
         topic_messages(app).await.len() >= expected
     })
