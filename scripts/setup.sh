@@ -3,12 +3,15 @@
 # first and skips work already done (cargo-installed tools are checked by version).
 #
 #   scripts/setup.sh run    wasm target, cargo-leptos, wasm-bindgen CLI, npm packages
-#   scripts/setup.sh test   the same, plus Debian's chromium for Playwright
+#   scripts/setup.sh test   the same, plus Debian's chromium for Playwright and the tansu
+#                           Kafka-protocol broker for the Kafka tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 CARGO_LEPTOS_VERSION=0.3.10
+# Newer tansu releases need a newer rustc than these machines have.
+TANSU_VERSION=0.6.0
 # The wasm-bindgen CLI must equal the library version locked in Cargo.lock.
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 
@@ -57,6 +60,15 @@ npm_packages() {
   fi
 }
 
+tansu() {
+  if has_version tansu "$TANSU_VERSION"; then
+    say "tansu $TANSU_VERSION: present"
+  else
+    say "installing tansu $TANSU_VERSION (a Kafka-compatible broker for the tests; once)"
+    cargo install tansu --version "$TANSU_VERSION" --features dynostore
+  fi
+}
+
 chromium() {
   if [ -x /usr/bin/chromium ]; then
     say "chromium: present"
@@ -69,6 +81,6 @@ chromium() {
 
 case "${1:-run}" in
   run) wasm_target; cargo_leptos; wasm_bindgen; npm_packages ;;
-  test) wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium ;;
+  test) wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; tansu ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac

@@ -2,6 +2,7 @@
 //! (`outbox --help` lists them with their defaults).
 
 use crate::publish::DEFAULT_TOPIC_TEMPLATE;
+use crate::publish::kafka::KafkaSettings;
 use crate::relay::RelayMode;
 use crate::store::sqlite::{SqliteOptions, Synchronous};
 use clap::Parser;
@@ -65,12 +66,43 @@ pub struct Config {
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = crate::http::auth::Secret::parse)]
     pub admin_token: Option<crate::http::auth::Secret>,
 
+    /// Kafka/Redpanda bootstrap servers (`host:port,…`). Unset: the embedded topic log.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Partitions of topics the relay creates at start-up.
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub kafka_partitions: i32,
+
+    /// Replication factor of topics the relay creates at start-up.
+    #[arg(long, env = "KAFKA_REPLICATION", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub kafka_replication: i32,
+
+    /// Bound of the producer's send buffer, in KiB (librdkafka's own default is 1 GiB).
+    #[arg(long, env = "KAFKA_QUEUE_MAX_KBYTES", default_value_t = 32_768, value_parser = clap::value_parser!(u32).range(1..=2_097_151))]
+    pub kafka_queue_max_kbytes: u32,
+
+    /// How long the producer retries one message before reporting it failed, in milliseconds.
+    #[arg(long, env = "KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub kafka_message_timeout_ms: u64,
+
     /// Topic of each event; `{aggregate_type}` is replaced (orders → `outbox.event.order`).
     #[arg(long, env = "TOPIC_TEMPLATE", default_value = DEFAULT_TOPIC_TEMPLATE)]
     pub topic_template: String,
 }
 
 impl Config {
+    /// Kafka settings, when brokers are configured.
+    pub fn kafka(&self) -> Option<KafkaSettings> {
+        self.kafka_brokers.as_ref().map(|brokers| KafkaSettings {
+            brokers: brokers.clone(),
+            partitions: self.kafka_partitions,
+            replication: self.kafka_replication,
+            queue_max_kbytes: self.kafka_queue_max_kbytes,
+            message_timeout: std::time::Duration::from_millis(self.kafka_message_timeout_ms),
+        })
+    }
+
     /// Store options derived from this configuration.
     pub fn sqlite(&self) -> SqliteOptions {
         SqliteOptions {

@@ -12,8 +12,8 @@
 //! - [`store`]: the `OutboxStore` seam and its SQLite implementation (`store/sqlite/`: schema
 //!   migrations, the group-commit writer, order commands, relay progress, the topic log's SQL,
 //!   the read pool, SQL rows).
-//! - [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing) and the embedded
-//!   topic log sink (`publish/local.rs`).
+//! - [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing), the embedded
+//!   topic log sink (`publish/local.rs`) and the Kafka sink (`publish/kafka.rs`).
 //! - [`relay`]: the relay step function (`relay/mod.rs`), its supervised runner with the
 //!   polling and streaming modes (`relay/runner.rs`), and outbox retention
 //!   (`relay/retention.rs`).

@@ -2,10 +2,12 @@
 //! shutdown future completes. Tests use the same path with port 0 and a temporary directory.
 
 use crate::config::Config;
+use crate::domain::AGGREGATE_TYPE_ORDER;
 use crate::http::auth::{AdminToken, Secret};
 use crate::http::{self, AppState};
-use crate::publish::TopicRouter;
+use crate::publish::kafka::{KafkaPublisher, KafkaSetupError};
 use crate::publish::local::LocalLogPublisher;
+use crate::publish::{Publisher, TopicRouter};
 use crate::relay::retention;
 use crate::relay::runner::{self, RelaySettings};
 use crate::store::sqlite::{OpenError, SqliteStore};
@@ -28,6 +30,8 @@ pub enum StartupError {
     Store(#[from] OpenError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Kafka(#[from] KafkaSetupError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -64,7 +68,14 @@ impl Application {
             .site_pkg_dir("pkg")
             .site_addr(local_addr)
             .build();
-        let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
+        let publisher: Arc<dyn Publisher> = match config.kafka() {
+            Some(kafka) => {
+                let topic = topics.topic_for(AGGREGATE_TYPE_ORDER);
+                tracing::info!(brokers = %kafka.brokers, %topic, "publishing to Kafka");
+                Arc::new(KafkaPublisher::new(&kafka, vec![topic])?)
+            }
+            None => Arc::new(LocalLogPublisher::new(store.clone())),
+        };
         let (stop_relay, stopped) = watch::channel(false);
         let (relay_mode, mode) = watch::channel(config.relay_mode);
         let settings = RelaySettings {

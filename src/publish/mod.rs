@@ -2,8 +2,9 @@
 //!
 //! [`Message`] is what every sink receives: Debezium-outbox-router style topic, key = the
 //! aggregate id (so one aggregate's events stay in order), value = the payload, and the
-//! envelope fields as headers. [`local`] is the embedded topic log.
+//! envelope fields as headers. [`local`] is the embedded topic log, [`kafka`] the Kafka sink.
 
+pub mod kafka;
 pub mod local;
 
 use crate::store::StoredEvent;
@@ -69,6 +70,9 @@ pub trait Publisher: Send + Sync + 'static {
 
     /// A short name for logs and status pages.
     fn name(&self) -> &'static str;
+
+    /// Sends whatever is still buffered; called once when the relay stops.
+    fn close(&self) {}
 }
 
 /// Topic routing by template; `{aggregate_type}` is replaced by the event's aggregate type.

@@ -66,6 +66,7 @@ async fn supervise(
         }
         backoff = (backoff * 2).min(RESTART_MAX);
     }
+    publisher.close();
     tracing::info!("relay stopped");
 }
 

@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod helpers;
 mod idempotency;
+mod kafka;
 mod orders;
 mod relay;
 mod store_contract;
