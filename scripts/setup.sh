@@ -60,7 +60,8 @@ npm_packages() {
   fi
 }
 
-tansu() {
+# Named apart from the command: inside, `tansu` must mean the installed binary.
+tansu_broker() {
   if has_version tansu "$TANSU_VERSION"; then
     say "tansu $TANSU_VERSION: present"
   else
@@ -81,6 +82,6 @@ chromium() {
 
 case "${1:-run}" in
   run) wasm_target; cargo_leptos; wasm_bindgen; npm_packages ;;
-  test) wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; tansu ;;
+  test) wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; tansu_broker ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
