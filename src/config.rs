@@ -70,11 +70,11 @@ pub struct Config {
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
 
-    /// Partitions of topics the relay creates at start-up.
+    /// Partitions of topics the relay creates before its first publish.
     #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub kafka_partitions: i32,
 
-    /// Replication factor of topics the relay creates at start-up.
+    /// Replication factor of topics the relay creates before its first publish.
     #[arg(long, env = "KAFKA_REPLICATION", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100))]
     pub kafka_replication: i32,
 

@@ -18,9 +18,9 @@ use std::time::Duration;
 pub struct KafkaSettings {
     /// `host:port,host:port` bootstrap list.
     pub brokers: String,
-    /// Partitions of topics created at start-up.
+    /// Partitions of topics created before the first publish.
     pub partitions: i32,
-    /// Replication factor of topics created at start-up.
+    /// Replication factor of topics created before the first publish.
     pub replication: i32,
     /// Bound of the producer's send buffer (librdkafka's default is 1 GiB).
     pub queue_max_kbytes: u32,
@@ -40,17 +40,10 @@ pub struct KafkaPublisher {
     topics_ready: tokio::sync::OnceCell<()>,
 }
 
-/// Why the sink could not start.
+/// Why the sink could not be set up (the client configuration was refused).
 #[derive(Debug, thiserror::Error)]
-pub enum KafkaSetupError {
-    #[error("cannot create the Kafka client: {0}")]
-    Client(#[from] KafkaError),
-    #[error("cannot create topic {topic}: {code}")]
-    Topic {
-        topic: String,
-        code: RDKafkaErrorCode,
-    },
-}
+#[error("cannot create the Kafka client: {0}")]
+pub struct KafkaSetupError(#[from] KafkaError);
 
 impl KafkaPublisher {
     /// Creates the clients. Nothing here waits for the cluster, so the application starts
