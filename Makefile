@@ -4,11 +4,17 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
+# The Kafka tests' broker: tansu with SQLite storage (so it can restart with its topics),
+# installed by scripts/setup.sh into a folder named by version and features.
+TANSU_VERSION := 0.6.0
+TANSU := $(HOME)/.cache/outbox-tools/tansu-$(TANSU_VERSION)-sqlite/bin/tansu
+export TANSU_VERSION TANSU
+
 LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
 DATA_DIR ?= ./data
 export LEPTOS_SITE_ADDR DATA_DIR
 
-.PHONY: run test setup-run setup-test build-release build-debug fmt-check clippy rust-tests e2e bench
+.PHONY: run test setup-run setup-test build-release build-debug fmt-check clippy rust-tests e2e bench bench-orders bench-relay
 
 ## run: install what is missing, build (release, with wasm-opt) and serve on the embedded store
 run: setup-run build-release
@@ -44,6 +50,14 @@ rust-tests:
 e2e: build-debug
 	cd end2end && npx playwright test
 
-## bench: HTTP load against the release server, beside the direct-store baseline
-bench:
+## bench: both benches; docs/BENCHMARKS.md has their reports
+bench: bench-orders bench-relay
+
+## bench-orders: HTTP load against the release server, beside the direct-store baseline
+bench-orders:
 	cargo bench --bench orders -- $(BENCH_ARGS)
+
+## bench-relay: backlog drain into tansu beside a raw producer; latency per relay mode; RSS
+bench-relay:
+	@scripts/setup.sh bench
+	cargo bench --bench relay -- $(RELAY_BENCH_ARGS)

@@ -17,18 +17,19 @@ use hyper_util::rt::TokioIo;
 use outbox::domain::{NewOrder, RawItem};
 use outbox::publish::local::LocalLogPublisher;
 use outbox::publish::{DEFAULT_TOPIC_TEMPLATE, TopicRouter};
-use outbox::relay::RelayMode;
 use outbox::relay::runner::{self, RelaySettings};
+use outbox::relay::{RelayMode, Resilience};
+use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
+use outbox::resilience::retry::RetryConfig;
 use outbox::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use outbox::store::{Command, OutboxStore};
 use serde_json::json;
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use support::{Server, cpu_seconds, rss_mib};
 use tokio::net::TcpStream;
-use tokio::process::Command as Process;
+
+mod support;
 
 const CUSTOMER: &str = "0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d";
 
@@ -39,19 +40,10 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut o = Options {
-        connections: 64,
-        seconds: 10,
-    };
-    let args: Vec<String> = std::env::args().collect();
-    for pair in args.windows(2) {
-        match pair[0].as_str() {
-            "--connections" => o.connections = pair[1].parse().expect("--connections N"),
-            "--seconds" => o.seconds = pair[1].parse().expect("--seconds S"),
-            _ => {}
-        }
+    Options {
+        connections: support::arg("--connections", 64),
+        seconds: support::arg("--seconds", 10),
     }
-    o
 }
 
 /// Completed operations and their latencies.
@@ -64,6 +56,8 @@ struct Run {
     cpu: (f64, f64),
     /// How long after the load stopped the relay had every event on the topic.
     drain: Duration,
+    /// The server's resident memory at the end of the load, in MiB (0 when in-process).
+    server_rss: f64,
 }
 
 impl Run {
@@ -72,11 +66,7 @@ impl Run {
     }
 
     fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[i]
+        support::percentile(&self.latencies, p)
     }
 
     fn row(&self, name: &str) -> String {
@@ -93,24 +83,6 @@ impl Run {
             self.drain.as_millis(),
         )
     }
-}
-
-/// CPU seconds (user + system) used so far by process `pid`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Runs `workers` loops until the deadline. Each worker starts from `init(worker)` and calls
@@ -159,6 +131,7 @@ where
         latencies: Vec::new(),
         cpu: (0.0, 0.0),
         drain: Duration::ZERO,
+        server_rss: 0.0,
     };
     for r in join_all(tasks).await {
         let (ok, failed, latencies) = r.expect("worker");
@@ -196,22 +169,8 @@ fn order_json(worker: usize) -> Bytes {
 
 async fn http_run(o: &Options, connections: usize) -> Run {
     let data = tempfile::tempdir().expect("temp dir");
-    let mut server = Process::new(env!("CARGO_BIN_EXE_outbox"))
-        .env("DATA_DIR", data.path())
-        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
-        .env("SQLITE_SYNCHRONOUS", "full")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("server starts");
-    let server_pid = server.id().expect("server pid");
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().expect("address line");
-    let addr: SocketAddr = line
-        .trim_start_matches("listening on http://")
-        .parse()
-        .expect("address");
+    let server = Server::start(data.path(), &[]).await;
+    let (server_pid, addr) = (server.pid, server.addr);
     let init = move |worker: usize| async move {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
@@ -245,7 +204,8 @@ async fn http_run(o: &Options, connections: usize) -> Run {
         cpu_seconds(server_pid) - server_cpu,
         cpu_seconds(std::process::id()) - client_cpu,
     );
-    server.start_kill().ok();
+    run.server_rss = rss_mib(server_pid);
+    drop(server);
     run
 }
 
@@ -269,6 +229,11 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
         poll_interval: Duration::from_millis(500),
         batch_size: 500,
         topics: TopicRouter::new(DEFAULT_TOPIC_TEMPLATE).expect("topic template"),
+        resilience: Resilience {
+            retry: RetryConfig::default(),
+            breaker: Arc::new(CircuitBreaker::new(BreakerConfig::default())),
+        },
+        activity: Arc::default(),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let relay = runner::spawn(
@@ -307,19 +272,6 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
     run
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cores} cores, {cpu}")
-}
-
 #[tokio::main]
 async fn main() {
     let o = options();
@@ -328,7 +280,7 @@ async fn main() {
     let http = http_run(&o, c).await;
     let store = store_run(&o, c).await;
     let single = store_run(&o, 1).await;
-    println!("Machine: {}  ", machine());
+    println!("Machine: {}  ", support::machine());
     println!(
         "Command: `make bench BENCH_ARGS=\"--connections {c} --seconds {}\"`\n",
         o.seconds
@@ -350,7 +302,8 @@ async fn main() {
         single.row("store.apply direct, 1 at a time (no group commit possible)")
     );
     println!(
-        "\nHTTP / direct-store ratio: {:.2}",
-        http.per_second() / store.per_second()
+        "\nHTTP / direct-store ratio: {:.2}. Server RSS at the end of the HTTP run: {:.0} MiB.",
+        http.per_second() / store.per_second(),
+        http.server_rss
     );
 }

@@ -5,13 +5,12 @@
 #   scripts/setup.sh run    wasm target, cargo-leptos, wasm-bindgen CLI, npm packages
 #   scripts/setup.sh test   the same, plus Debian's chromium for Playwright and the tansu
 #                           Kafka-protocol broker for the Kafka tests
+#   scripts/setup.sh bench  the tansu broker only (the relay bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 CARGO_LEPTOS_VERSION=0.3.10
-# Newer tansu releases need a newer rustc than these machines have.
-TANSU_VERSION=0.6.0
 # The wasm-bindgen CLI must equal the library version locked in Cargo.lock.
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 
@@ -60,13 +59,16 @@ npm_packages() {
   fi
 }
 
-# Named apart from the command: inside, `tansu` must mean the installed binary.
+# tansu with SQLite storage, into its own folder ($TANSU and $TANSU_VERSION come from the
+# Makefile). Newer tansu releases need a newer rustc than these machines have.
 tansu_broker() {
-  if has_version tansu "$TANSU_VERSION"; then
+  : "${TANSU:?set by the Makefile}" "${TANSU_VERSION:?set by the Makefile}"
+  if has_version "$TANSU" "$TANSU_VERSION"; then
     say "tansu $TANSU_VERSION: present"
   else
-    say "installing tansu $TANSU_VERSION (a Kafka-compatible broker for the tests; once)"
-    cargo install tansu --version "$TANSU_VERSION" --features dynostore
+    say "installing tansu $TANSU_VERSION with SQLite storage (the tests' Kafka broker; once)"
+    cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql \
+      --root "$(dirname "$(dirname "$TANSU")")"
   fi
 }
 
@@ -82,6 +84,7 @@ chromium() {
 
 case "${1:-run}" in
   run) wasm_target; cargo_leptos; wasm_bindgen; npm_packages ;;
+  bench) tansu_broker ;;
   test) wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; tansu_broker ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac

@@ -4,10 +4,13 @@
 use crate::publish::DEFAULT_TOPIC_TEMPLATE;
 use crate::publish::kafka::KafkaSettings;
 use crate::relay::RelayMode;
+use crate::resilience::breaker::BreakerConfig;
+use crate::resilience::retry::{Jitter, RetryConfig};
 use crate::store::sqlite::{SqliteOptions, Synchronous};
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Transactional outbox console: order API, transactional writer and operations UI.
 #[derive(Debug, Clone, Parser)]
@@ -82,9 +85,52 @@ pub struct Config {
     #[arg(long, env = "KAFKA_QUEUE_MAX_KBYTES", default_value_t = 32_768, value_parser = clap::value_parser!(u32).range(1..=2_097_151))]
     pub kafka_queue_max_kbytes: u32,
 
-    /// How long the producer retries one message before reporting it failed, in milliseconds.
-    #[arg(long, env = "KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    /// How long the producer keeps retrying one message before reporting it failed, in
+    /// milliseconds (librdkafka's `message.timeout.ms`). Long, so a broker outage does not
+    /// make the producer give up on (and later resend) what it holds.
+    #[arg(long, env = "KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub kafka_message_timeout_ms: u64,
+
+    /// How long one relay publish waits for acknowledgements before counting it as failed
+    /// (the messages stay queued and are picked up by the retry), in milliseconds.
+    #[arg(long, env = "KAFKA_ACK_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub kafka_ack_timeout_ms: u64,
+
+    /// Publish attempts per event before it is dead-lettered (while the breaker is closed).
+    #[arg(long, env = "RETRY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub retry_max_attempts: u32,
+
+    /// Wait after the first failed publish, in milliseconds (before jitter).
+    #[arg(long, env = "RETRY_INITIAL_DELAY_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub retry_initial_delay_ms: u64,
+
+    /// Longest wait between publish attempts, in milliseconds (before jitter).
+    #[arg(long, env = "RETRY_MAX_DELAY_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub retry_max_delay_ms: u64,
+
+    /// Growth of the wait from one attempt to the next.
+    #[arg(long, env = "RETRY_MULTIPLIER", default_value_t = 2.0, value_parser = parse_multiplier)]
+    pub retry_multiplier: f64,
+
+    /// Randomness of each wait: `full` (uniform between zero and the wait) or `none`.
+    #[arg(long, env = "RETRY_JITTER", value_enum, default_value = "full")]
+    pub retry_jitter: Jitter,
+
+    /// Consecutive failed publishes that open the circuit breaker.
+    #[arg(long, env = "BREAKER_FAILURE_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub breaker_failure_threshold: u32,
+
+    /// How long the open breaker refuses publishes before probing, in milliseconds.
+    #[arg(long, env = "BREAKER_OPEN_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub breaker_open_timeout_ms: u64,
+
+    /// Probe publishes allowed at a time while the breaker is half-open.
+    #[arg(long, env = "BREAKER_HALF_OPEN_MAX_CALLS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub breaker_half_open_max_calls: u32,
+
+    /// Successful probes that close a half-open breaker.
+    #[arg(long, env = "BREAKER_SUCCESS_THRESHOLD", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub breaker_success_threshold: u32,
 
     /// Topic of each event; `{aggregate_type}` is replaced (orders → `outbox.event.order`).
     #[arg(long, env = "TOPIC_TEMPLATE", default_value = DEFAULT_TOPIC_TEMPLATE)]
@@ -99,8 +145,28 @@ impl Config {
             partitions: self.kafka_partitions,
             replication: self.kafka_replication,
             queue_max_kbytes: self.kafka_queue_max_kbytes,
-            message_timeout: std::time::Duration::from_millis(self.kafka_message_timeout_ms),
+            message_timeout: Duration::from_millis(self.kafka_message_timeout_ms),
+            ack_timeout: Duration::from_millis(self.kafka_ack_timeout_ms),
         })
+    }
+
+    pub fn retry(&self) -> RetryConfig {
+        RetryConfig {
+            max_attempts: self.retry_max_attempts,
+            initial_delay: Duration::from_millis(self.retry_initial_delay_ms),
+            max_delay: Duration::from_millis(self.retry_max_delay_ms),
+            multiplier: self.retry_multiplier,
+            jitter: self.retry_jitter,
+        }
+    }
+
+    pub fn breaker(&self) -> BreakerConfig {
+        BreakerConfig {
+            failure_threshold: self.breaker_failure_threshold,
+            open_timeout: Duration::from_millis(self.breaker_open_timeout_ms),
+            half_open_max_calls: self.breaker_half_open_max_calls,
+            success_threshold: self.breaker_success_threshold,
+        }
     }
 
     /// Store options derived from this configuration.
@@ -112,6 +178,18 @@ impl Config {
             queue_capacity: self.write_queue_capacity as usize,
             readers: self.sqlite_readers as usize,
         }
+    }
+}
+
+/// A retry multiplier: a number from 1 to 10.
+fn parse_multiplier(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (1.0..=10.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err("must be between 1 and 10".into())
     }
 }
 

@@ -32,6 +32,7 @@ pub mod domain;
 pub mod http;
 pub mod publish;
 pub mod relay;
+pub mod resilience;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -4,12 +4,15 @@
 use crate::config::Config;
 use crate::domain::AGGREGATE_TYPE_ORDER;
 use crate::http::auth::{AdminToken, Secret};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, RelayHandles};
+use crate::publish::faults::FaultInjector;
 use crate::publish::kafka::{KafkaPublisher, KafkaSetupError};
 use crate::publish::local::LocalLogPublisher;
 use crate::publish::{Publisher, TopicRouter};
-use crate::relay::retention;
 use crate::relay::runner::{self, RelaySettings};
+use crate::relay::{Resilience, retention};
+use crate::resilience::breaker::CircuitBreaker;
+use crate::resilience::dlq::Replayer;
 use crate::store::sqlite::{OpenError, SqliteStore};
 use leptos::config::LeptosOptions;
 use std::future::Future;
@@ -68,13 +71,26 @@ impl Application {
             .site_pkg_dir("pkg")
             .site_addr(local_addr)
             .build();
-        let publisher: Arc<dyn Publisher> = match config.kafka() {
+        let sink: Arc<dyn Publisher> = match config.kafka() {
             Some(kafka) => {
                 let topic = topics.topic_for(AGGREGATE_TYPE_ORDER);
                 tracing::info!(brokers = %kafka.brokers, %topic, "publishing to Kafka");
                 Arc::new(KafkaPublisher::new(&kafka, vec![topic])?)
             }
             None => Arc::new(LocalLogPublisher::new(store.clone())),
+        };
+        let faults = Arc::new(FaultInjector::new(sink));
+        let breaker = Arc::new(CircuitBreaker::new(config.breaker()));
+        let relay = RelayHandles {
+            activity: Arc::default(),
+            breaker: Arc::clone(&breaker),
+            faults: Arc::clone(&faults),
+            replayer: Arc::new(Replayer {
+                store: store.clone(),
+                publisher: faults.clone(),
+                breaker: Arc::clone(&breaker),
+                topics: topics.clone(),
+            }),
         };
         let (stop_relay, stopped) = watch::channel(false);
         let (relay_mode, mode) = watch::channel(config.relay_mode);
@@ -83,9 +99,14 @@ impl Application {
             poll_interval: Duration::from_millis(config.poll_interval_ms),
             batch_size: config.relay_batch_size,
             topics,
+            resilience: Resilience {
+                retry: config.retry(),
+                breaker,
+            },
+            activity: Arc::clone(&relay.activity),
         };
         let background = vec![
-            runner::spawn(store.clone(), publisher, settings, stopped.clone()),
+            runner::spawn(store.clone(), faults, settings, stopped.clone()),
             retention::spawn(
                 store.clone(),
                 config.outbox_retention,
@@ -107,6 +128,7 @@ impl Application {
             topic_log: store,
             admin_token: AdminToken::new(&secret),
             relay_mode: Arc::new(relay_mode),
+            relay,
             leptos_options,
         });
         Ok(Self {

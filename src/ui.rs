@@ -27,7 +27,9 @@ fn ui_error(e: StoreError) -> UiError {
     match e {
         StoreError::NotFound => UiError::NotFound,
         StoreError::Domain(d) => UiError::Conflict(d.to_string()),
-        StoreError::IdempotencyKeyReused => UiError::Conflict(e.to_string()),
+        StoreError::IdempotencyKeyReused | StoreError::NotPending(_) => {
+            UiError::Conflict(e.to_string())
+        }
         StoreError::Overloaded | StoreError::WriterStopped | StoreError::Unavailable(_) => {
             UiError::Unavailable
         }

@@ -3,8 +3,13 @@
 use crate::domain::OrderId;
 use crate::domain::timestamp as time;
 use crate::domain::{EventEnvelope, Order};
+use crate::resilience::breaker::{BreakerSnapshot, BreakerState};
+use crate::resilience::dlq::{DeadLetter, DeadLetterCounts};
 use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
-use app::dto::{DeliveryDto, EventDto, OrderDetailDto, OrderDto, OrderItemDto};
+use app::dto::{
+    BreakerDto, DeadLetterCountsDto, DeadLetterDto, DeliveryDto, EventDto, OrderDetailDto,
+    OrderDto, OrderItemDto, ReplayAttemptDto, TransitionDto,
+};
 
 pub fn order(o: &Order) -> OrderDto {
     OrderDto {
@@ -77,5 +82,64 @@ pub fn event(e: &StoredEvent, delivery: Option<&DeliveryRecord>) -> EventDto {
             published_at: time(&d.published_at),
             latency_ms: (d.published_at - *occurred_at).num_milliseconds(),
         }),
+    }
+}
+
+pub fn dead_letter(d: &DeadLetter) -> DeadLetterDto {
+    DeadLetterDto {
+        id: d.id,
+        event: event(&d.event, None),
+        error_kind: d.kind.as_str().to_string(),
+        error_message: d.error.clone(),
+        failure_count: d.failures,
+        first_failed_at: time(&d.first_failed_at),
+        last_failed_at: time(&d.last_failed_at),
+        status: d.status.as_str().to_string(),
+        discard_reason: d.discard_reason.clone(),
+        order_broken_for: d.event.envelope.aggregate_id.to_string(),
+        updated_at: time(&d.updated_at),
+        attempts: d
+            .attempts
+            .iter()
+            .map(|a| ReplayAttemptDto {
+                at: time(&a.at),
+                outcome: if a.delivered { "delivered" } else { "failed" }.to_string(),
+                detail: a.detail.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn breaker_state(s: BreakerState) -> String {
+    match s {
+        BreakerState::Closed => "closed",
+        BreakerState::Open => "open",
+        BreakerState::HalfOpen => "half_open",
+    }
+    .to_string()
+}
+
+pub fn breaker(b: &BreakerSnapshot) -> BreakerDto {
+    BreakerDto {
+        state: breaker_state(b.state),
+        consecutive_failures: b.consecutive_failures,
+        transitions: b
+            .transitions
+            .iter()
+            .map(|t| TransitionDto {
+                at: time(&t.at),
+                from: breaker_state(t.from),
+                to: breaker_state(t.to),
+                reason: t.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn dead_letter_counts(c: DeadLetterCounts) -> DeadLetterCountsDto {
+    DeadLetterCountsDto {
+        pending: c.pending,
+        replayed: c.replayed,
+        discarded: c.discarded,
     }
 }

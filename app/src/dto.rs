@@ -130,3 +130,113 @@ pub struct TopicMessagesDto {
     /// The offset the next appended message will get.
     pub end_offset: i64,
 }
+
+/// One replay attempt of a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayAttemptDto {
+    pub at: String,
+    /// `delivered` or `failed`.
+    pub outcome: String,
+    /// Where it went, or why it failed.
+    pub detail: String,
+}
+
+/// A dead letter: an event the relay could not publish while the sink was healthy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterDto {
+    pub id: i64,
+    /// The original event, exactly as replay publishes it (same `event_id`).
+    pub event: EventDto,
+    /// `permanent` or `retries_exhausted`.
+    pub error_kind: String,
+    pub error_message: String,
+    pub failure_count: u32,
+    pub first_failed_at: String,
+    pub last_failed_at: String,
+    /// `pending`, `replayed` or `discarded`.
+    pub status: String,
+    pub discard_reason: Option<String>,
+    /// The aggregate whose per-key order this record broke: its later events were published
+    /// without this one.
+    pub order_broken_for: String,
+    pub updated_at: String,
+    /// Oldest first (only in `GET /api/admin/dlq/{id}` and replay answers).
+    pub attempts: Vec<ReplayAttemptDto>,
+}
+
+/// `GET /api/admin/dlq`: one page, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterPageDto {
+    pub items: Vec<DeadLetterDto>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// What happened to one record of a bulk replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayResultDto {
+    pub id: i64,
+    /// `replayed`, `failed` or `skipped` (not pending, or not found).
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// `POST /api/admin/dlq/replay`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkReplayDto {
+    pub replayed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub results: Vec<ReplayResultDto>,
+}
+
+/// A change of the circuit breaker's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionDto {
+    pub at: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+/// The circuit breaker around the publisher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerDto {
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+    pub consecutive_failures: u32,
+    /// Oldest first, the most recent ones only.
+    pub transitions: Vec<TransitionDto>,
+}
+
+/// Dead letters per status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterCountsDto {
+    pub pending: u64,
+    pub replayed: u64,
+    pub discarded: u64,
+}
+
+/// `GET /api/admin/relay`: what the relay is doing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayStatusDto {
+    /// `polling` or `streaming`.
+    pub mode: String,
+    /// `starting`, `running`, `retrying`, `paused` or `stopped`.
+    pub state: String,
+    pub state_since: String,
+    /// The most recent publish failure, until the next success.
+    pub last_error: Option<String>,
+    /// `kafka` or `embedded-log`.
+    pub sink: String,
+    /// The last commit position handled (published or dead-lettered).
+    pub checkpoint: u64,
+    /// Events committed after the checkpoint.
+    pub pending: u64,
+    /// Age of the oldest pending event; absent when nothing is pending.
+    pub oldest_pending_age_ms: Option<i64>,
+    pub breaker: BreakerDto,
+    pub dead_letters: DeadLetterCountsDto,
+    /// The simulated fault, if one is active (`POST /api/admin/faults`).
+    pub fault: Option<serde_json::Value>,
+}

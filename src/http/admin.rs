@@ -1,12 +1,18 @@
-//! Admin endpoints (all need the admin token): relay control.
+//! Admin endpoints (all need the admin token): relay mode and status, fault injection.
 
 use super::AppState;
 use super::auth::Admin;
 use super::error::AppError;
 use super::extract::ApiJson;
+use crate::domain::{EventType, ValidationErrors, timestamp};
+use crate::publish::Publisher;
+use crate::publish::faults::Fault;
 use crate::relay::RelayMode;
+use crate::views;
+use app::dto::RelayStatusDto;
 use axum::Json;
 use axum::extract::State;
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -37,4 +43,76 @@ pub async fn set_relay_mode(
     state.relay_mode.send_replace(body.mode);
     tracing::info!(mode = ?body.mode, "relay mode switched");
     Ok(Json(ModeAnswer { mode: body.mode }))
+}
+
+/// `GET /api/admin/relay`: mode, state, checkpoint, backlog, breaker with its recent
+/// transitions, dead letters per status, and the simulated fault if one is active.
+pub async fn relay_status(
+    _admin: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<RelayStatusDto>, AppError> {
+    let activity = state.relay.activity.get();
+    let backlog = state.store.backlog(activity.checkpoint).await?;
+    let counts = state.store.dead_letter_counts().await?;
+    let fault = state.relay.faults.fault();
+    let mode = match *state.relay_mode.borrow() {
+        RelayMode::Polling => "polling",
+        RelayMode::Streaming => "streaming",
+    };
+    Ok(Json(RelayStatusDto {
+        mode: mode.to_string(),
+        state: serde_plain(&activity.state),
+        state_since: timestamp(&activity.since),
+        last_error: activity.last_error,
+        sink: state.relay.faults.name().to_string(),
+        checkpoint: activity.checkpoint,
+        pending: backlog.pending,
+        oldest_pending_age_ms: backlog
+            .oldest
+            .map(|t| (Utc::now() - t).num_milliseconds().max(0)),
+        breaker: views::breaker(&state.relay.breaker.snapshot()),
+        dead_letters: views::dead_letter_counts(counts),
+        fault: fault
+            .is_active()
+            .then(|| serde_json::to_value(&fault).unwrap_or_default()),
+    }))
+}
+
+/// A unit enum's serde name (`RelayState::Running` → `running`).
+fn serde_plain<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// `GET /api/admin/faults`: the simulated fault (`{"mode": "none"}` when there is none).
+pub async fn faults(_admin: Admin, State(state): State<AppState>) -> Json<Fault> {
+    Json(state.relay.faults.fault())
+}
+
+/// `POST /api/admin/faults`: sets the simulated fault: `none`, `down`, `slow` (with
+/// `latency_ms`) or `poison` (with `event_type` and/or `every_n`).
+pub async fn set_faults(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiJson(fault): ApiJson<Fault>,
+) -> Result<Json<Fault>, AppError> {
+    if let Err(message) = fault.validate() {
+        let mut errors = ValidationErrors::default();
+        errors.add("", message);
+        return Err(errors.into());
+    }
+    if let Fault::Poison {
+        event_type: Some(t),
+        ..
+    } = &fault
+        && EventType::parse(t).is_none()
+    {
+        let mut errors = ValidationErrors::default();
+        errors.add("event_type", format!("{t:?} is not an event type"));
+        return Err(errors.into());
+    }
+    state.relay.faults.set(fault.clone());
+    Ok(Json(fault))
 }

@@ -26,6 +26,18 @@ pub enum AppError {
     Validation(ValidationErrors),
     #[error("order not found")]
     NotFound,
+    /// 404 for something other than an order; says what was missing.
+    #[error("{0} not found")]
+    Missing(&'static str),
+    /// 409: a dead letter that was already replayed or discarded.
+    #[error("{0}")]
+    NotPending(String),
+    /// 503: the sink is unavailable (circuit breaker open); nothing was attempted.
+    #[error("{0}")]
+    SinkUnavailable(String),
+    /// 502: the sink did not acknowledge a replay; the attempt is recorded.
+    #[error("{0}")]
+    ReplayFailed(String),
     #[error("no such endpoint")]
     NoRoute,
     /// 401: an admin action without the right `Authorization: Bearer` token.
@@ -53,6 +65,7 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => AppError::NotFound,
+            StoreError::NotPending(_) => AppError::NotPending(e.to_string()),
             StoreError::Domain(d) => AppError::Conflict(d),
             StoreError::IdempotencyKeyReused => AppError::IdempotencyKeyReused,
             StoreError::Overloaded | StoreError::WriterStopped | StoreError::Unavailable(_) => {
@@ -76,7 +89,10 @@ impl AppError {
             AppError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             AppError::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             AppError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::NotFound | AppError::Missing(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::NotPending(_) => (StatusCode::CONFLICT, "not_pending"),
+            AppError::SinkUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "sink_unavailable"),
+            AppError::ReplayFailed(_) => (StatusCode::BAD_GATEWAY, "replay_failed"),
             AppError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

@@ -3,14 +3,19 @@
 
 mod admin;
 pub mod auth;
+mod dlq;
 pub mod error;
 pub mod extract;
 mod health;
 mod orders;
 mod topics;
 
+use crate::publish::faults::FaultInjector;
 use crate::publish::local::TopicLog;
 use crate::relay::RelayMode;
+use crate::relay::activity::RelayActivity;
+use crate::resilience::breaker::CircuitBreaker;
+use crate::resilience::dlq::Replayer;
 use crate::store::OutboxStore;
 use crate::ui::UiBridge;
 use app::api::OrdersApi;
@@ -38,8 +43,22 @@ pub struct AppState {
     pub admin_token: AdminToken,
     /// The relay's mode; admin requests switch it.
     pub relay_mode: Arc<watch::Sender<RelayMode>>,
+    /// The relay's moving parts that admin endpoints show and steer.
+    pub relay: RelayHandles,
     /// Where the pages find their assets and how they name the bundle.
     pub leptos_options: LeptosOptions,
+}
+
+/// Shared with the running relay.
+#[derive(Clone)]
+pub struct RelayHandles {
+    /// What the relay is doing, as its runner reports it.
+    pub activity: Arc<RelayActivity>,
+    pub breaker: Arc<CircuitBreaker>,
+    /// The sink as the relay sees it, with fault injection in front.
+    pub faults: Arc<FaultInjector>,
+    /// Publishes dead letters again through the same sink and breaker.
+    pub replayer: Arc<Replayer>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -57,10 +76,17 @@ fn api() -> Router<AppState> {
         .route("/orders/{id}/cancel", post(orders::cancel))
         .route("/topics", get(topics::list))
         .route("/topics/{topic}/messages", get(topics::messages))
+        .route("/admin/relay", get(admin::relay_status))
         .route(
             "/admin/relay/mode",
             get(admin::relay_mode).post(admin::set_relay_mode),
         )
+        .route("/admin/faults", get(admin::faults).post(admin::set_faults))
+        .route("/admin/dlq", get(dlq::list))
+        .route("/admin/dlq/replay", post(dlq::replay_many))
+        .route("/admin/dlq/{id}", get(dlq::get))
+        .route("/admin/dlq/{id}/replay", post(dlq::replay))
+        .route("/admin/dlq/{id}/discard", post(dlq::discard))
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

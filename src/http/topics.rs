@@ -50,8 +50,7 @@ pub async fn messages(
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}")));
     }
-    let known = state.topic_log.topics().await?;
-    let Some(summary) = known.into_iter().find(|t| t.topic == topic) else {
+    let Some(summary) = state.topic_log.topic(topic.clone()).await? else {
         return Err(AppError::NotFound);
     };
     let messages = state

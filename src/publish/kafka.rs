@@ -1,17 +1,32 @@
 //! Kafka or Redpanda through rdkafka: an idempotent producer (`enable.idempotence=true`,
 //! `acks=all`), key = aggregate id, the envelope as headers. A batch is enqueued without
 //! waiting for each send; the deliveries are then awaited together, in order.
+//!
+//! A publish waits at most `ack_timeout` for acknowledgements. Messages still unacknowledged
+//! then stay in librdkafka's queue (which keeps retrying them in order, up to
+//! `message_timeout`) and are reported as transient failures; when the relay retries them, the
+//! waiting deliveries are picked up again instead of sending the events a second time. After
+//! such a timeout the next publish first checks that a broker answers, and fails at once if
+//! none does, so the circuit breaker learns of an outage in seconds without anything being
+//! sent twice.
 
-use super::{Delivery, Message, PublishError, Publisher};
+use super::{Delivery, FailureKind, Message, PublishError, Publisher};
 use async_trait::async_trait;
+use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// How long the check for a reachable broker may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How to reach and use the cluster.
 #[derive(Debug, Clone)]
@@ -26,6 +41,46 @@ pub struct KafkaSettings {
     pub queue_max_kbytes: u32,
     /// How long librdkafka keeps retrying one message before reporting it failed.
     pub message_timeout: Duration,
+    /// How long one publish waits for acknowledgements before reporting the rest as
+    /// transient failures (they stay queued and are picked up by the retry).
+    pub ack_timeout: Duration,
+}
+
+/// The producer's settings: idempotent with `acks=all` (no duplicates or reordering from the
+/// producer's own retries), a bounded send buffer, and a short linger to fill batches.
+pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set(
+            "queue.buffering.max.kbytes",
+            settings.queue_max_kbytes.to_string(),
+        )
+        .set(
+            "message.timeout.ms",
+            settings.message_timeout.as_millis().to_string(),
+        )
+        .set("linger.ms", "1");
+    config
+}
+
+/// The Kafka record for `m`: its topic, key, value and headers.
+pub fn record(m: &Message) -> FutureRecord<'_, [u8], [u8]> {
+    let headers = m
+        .headers
+        .iter()
+        .fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            })
+        });
+    FutureRecord::to(&m.topic)
+        .key(m.key.as_bytes())
+        .payload(m.value.as_bytes())
+        .headers(headers)
 }
 
 /// The Kafka sink.
@@ -38,6 +93,11 @@ pub struct KafkaPublisher {
     replication: i32,
     /// Set once the topics exist; until then every publish tries to create them.
     topics_ready: tokio::sync::OnceCell<()>,
+    ack_timeout: Duration,
+    /// Deliveries still awaited after their publish gave up waiting, by event id.
+    in_flight: Mutex<HashMap<String, DeliveryFuture>>,
+    /// Set when acknowledgements stopped coming; the next publish probes a broker first.
+    suspect: AtomicBool,
 }
 
 /// Why the sink could not be set up (the client configuration was refused).
@@ -49,22 +109,10 @@ impl KafkaPublisher {
     /// Creates the clients. Nothing here waits for the cluster, so the application starts
     /// (and takes orders) while Kafka is down; `topics` are created before the first publish.
     pub fn new(settings: &KafkaSettings, topics: Vec<String>) -> Result<Self, KafkaSetupError> {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &settings.brokers);
-        let admin = config.create()?;
-        let producer = config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set(
-                "queue.buffering.max.kbytes",
-                settings.queue_max_kbytes.to_string(),
-            )
-            .set(
-                "message.timeout.ms",
-                settings.message_timeout.as_millis().to_string(),
-            )
-            .set("linger.ms", "5")
+        let admin = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
             .create()?;
+        let producer = producer_config(settings).create()?;
         Ok(Self {
             producer,
             admin,
@@ -72,6 +120,9 @@ impl KafkaPublisher {
             partitions: settings.partitions,
             replication: settings.replication,
             topics_ready: tokio::sync::OnceCell::new(),
+            ack_timeout: settings.ack_timeout,
+            in_flight: Mutex::new(HashMap::new()),
+            suspect: AtomicBool::new(false),
         })
     }
 
@@ -93,12 +144,15 @@ impl KafkaPublisher {
             .admin
             .create_topics(&new, &options)
             .await
-            .map_err(|e| PublishError(format!("cannot create topics: {e}")))?;
+            .map_err(|e| failure(&e, "cannot create topics"))?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(PublishError(format!("cannot create topic {topic}: {code}")));
+                    return Err(PublishError {
+                        kind: classify(code),
+                        message: format!("cannot create topic {topic}: {code}"),
+                    });
                 }
             }
         }
@@ -107,43 +161,101 @@ impl KafkaPublisher {
     }
 }
 
+/// Whether an rdkafka error code can go away by itself. Everything not known to be about
+/// the message or the client's rights is treated as transient.
+pub fn classify(code: RDKafkaErrorCode) -> FailureKind {
+    use RDKafkaErrorCode as C;
+    match code {
+        C::MessageSizeTooLarge
+        | C::InvalidMessageSize
+        | C::MessageBatchTooLarge
+        | C::InvalidMessage
+        | C::InvalidRecord
+        | C::BadMessage
+        | C::InvalidTopic
+        | C::InvalidArgument
+        | C::InvalidRequiredAcks
+        | C::PolicyViolation
+        | C::TopicAuthorizationFailed
+        | C::ClusterAuthorizationFailed
+        | C::TransactionalIdAuthorizationFailed
+        | C::SaslAuthenticationFailed
+        | C::Authentication => FailureKind::Permanent,
+        _ => FailureKind::Transient,
+    }
+}
+
+/// `e` as a publish error, classified by its code; `context` says what was being done.
+fn failure(e: &KafkaError, context: &str) -> PublishError {
+    PublishError {
+        kind: e
+            .rdkafka_error_code()
+            .map_or(FailureKind::Transient, classify),
+        message: format!("{context}: {e}"),
+    }
+}
+
 #[async_trait]
 impl Publisher for KafkaPublisher {
     async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
-        if let Err(e) = self
-            .topics_ready
-            .get_or_try_init(|| self.create_topics())
-            .await
-        {
+        if let Err(e) = self.ready().await {
             return batch.iter().map(|_| Err(e.clone())).collect();
         }
-        // Enqueue everything first. After a message that could not be enqueued (buffer full),
-        // nothing more is sent: a later event of the same key must not overtake it.
+        let deadline = tokio::time::Instant::now() + self.ack_timeout;
+        // Enqueue everything first (or pick up the delivery still awaited from an earlier
+        // try). After a message that could not be enqueued, nothing more is sent: a later
+        // event of the same key must not overtake it.
         let mut pending = Vec::with_capacity(batch.len());
+        let mut unsent = None;
         for m in batch {
-            let headers = m
-                .headers
-                .iter()
-                .fold(OwnedHeaders::new(), |h, (key, value)| {
-                    h.insert(Header {
-                        key,
-                        value: Some(value.as_bytes()),
-                    })
-                });
-            let record = FutureRecord::to(&m.topic)
-                .key(m.key.as_bytes())
-                .payload(m.value.as_bytes())
-                .headers(headers);
-            match self.producer.send_result(record) {
+            let waiting = self.lock_in_flight().remove(event_id(m));
+            if let Some(delivery) = waiting {
+                pending.push(delivery);
+                continue;
+            }
+            match self.producer.send_result(record(m)) {
                 Ok(delivery) => pending.push(delivery),
                 Err((e, _)) => {
-                    return self
-                        .settle(batch, pending, Some(PublishError(e.to_string())))
-                        .await;
+                    unsent = Some(failure(&e, "cannot enqueue"));
+                    break;
                 }
             }
         }
-        self.settle(batch, pending, None).await
+        let mut results = Vec::with_capacity(batch.len());
+        let mut expired = false;
+        for (m, mut delivery) in batch.iter().zip(pending) {
+            let outcome = if expired {
+                // Past the deadline already: take what is done, leave the rest waiting.
+                (&mut delivery).now_or_never()
+            } else {
+                tokio::time::timeout_at(deadline, &mut delivery).await.ok()
+            };
+            results.push(match outcome {
+                Some(Ok(Ok(d))) => Ok(Delivery {
+                    topic: m.topic.clone(),
+                    partition: Some(d.partition),
+                    offset: Some(d.offset),
+                }),
+                Some(Ok(Err((e, _)))) => Err(failure(&e, "delivery failed")),
+                Some(Err(_)) => Err(PublishError::transient("the producer dropped the delivery")),
+                None => {
+                    expired = true;
+                    self.suspect.store(true, Ordering::SeqCst);
+                    self.lock_in_flight()
+                        .insert(event_id(m).to_string(), delivery);
+                    Err(PublishError::transient(format!(
+                        "not acknowledged within {} ms",
+                        self.ack_timeout.as_millis()
+                    )))
+                }
+            });
+        }
+        if let Some(first) = unsent {
+            let after = PublishError::transient("not sent: an earlier message of the batch failed");
+            results.push(Err(first));
+            results.resize(batch.len(), Err(after));
+        }
+        results
     }
 
     fn name(&self) -> &'static str {
@@ -158,28 +270,81 @@ impl Publisher for KafkaPublisher {
 }
 
 impl KafkaPublisher {
-    /// Awaits the enqueued deliveries in order; messages after them failed with `unsent`.
-    async fn settle(
-        &self,
-        batch: &[Message],
-        pending: Vec<rdkafka::producer::DeliveryFuture>,
-        unsent: Option<PublishError>,
-    ) -> Vec<Result<Delivery, PublishError>> {
-        let mut results = Vec::with_capacity(batch.len());
-        for (m, delivery) in batch.iter().zip(pending) {
-            results.push(match delivery.await {
-                Ok(Ok(d)) => Ok(Delivery {
-                    topic: m.topic.clone(),
-                    partition: Some(d.partition),
-                    offset: Some(d.offset),
-                }),
-                Ok(Err((e, _))) => Err(PublishError(e.to_string())),
-                Err(_) => Err(PublishError("the producer dropped the delivery".into())),
-            });
+    /// The topics exist and, if acknowledgements stopped coming earlier, a broker answers.
+    async fn ready(&self) -> Result<(), PublishError> {
+        self.topics_ready
+            .get_or_try_init(|| self.create_topics())
+            .await?;
+        if self.suspect.load(Ordering::SeqCst) {
+            let client = self.producer.clone();
+            let probe = tokio::task::spawn_blocking(move || {
+                client
+                    .client()
+                    .fetch_metadata(None, PROBE_TIMEOUT)
+                    .map(|_| ())
+            })
+            .await
+            .unwrap_or_else(|_| Err(KafkaError::Canceled));
+            probe.map_err(|e| PublishError::transient(format!("no Kafka broker answers: {e}")))?;
+            self.suspect.store(false, Ordering::SeqCst);
         }
-        if let Some(e) = unsent {
-            results.extend(std::iter::repeat_n(Err(e), batch.len() - results.len()));
+        // Deliveries that completed meanwhile (or belong to events given up on) are dropped.
+        self.lock_in_flight()
+            .retain(|_, delivery| delivery.now_or_never().is_none());
+        Ok(())
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, DeliveryFuture>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The event id header every outbox message carries.
+fn event_id(m: &Message) -> &str {
+    m.header("event_id").unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_about_the_message_or_rights_are_permanent() {
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidTopic,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::ClusterAuthorizationFailed,
+            RDKafkaErrorCode::InvalidRecord,
+            RDKafkaErrorCode::BadMessage,
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+        ] {
+            assert_eq!(classify(code), FailureKind::Permanent, "{code:?}");
         }
-        results
+    }
+
+    #[test]
+    fn outages_timeouts_and_leader_changes_are_transient() {
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::LeaderNotAvailable,
+            RDKafkaErrorCode::RequestTimedOut,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::NotEnoughReplicas,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            assert_eq!(classify(code), FailureKind::Transient, "{code:?}");
+        }
+        let e = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert_eq!(failure(&e, "x").kind, FailureKind::Permanent);
+        assert_eq!(
+            failure(&KafkaError::Canceled, "x").kind,
+            FailureKind::Transient
+        );
     }
 }

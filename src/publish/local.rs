@@ -33,6 +33,8 @@ pub trait TopicLog: Send + Sync + 'static {
     /// Appends durably, in order; returns each message's offset.
     async fn append(&self, messages: Vec<Message>) -> Result<Vec<Delivery>, StoreError>;
     async fn topics(&self) -> Result<Vec<TopicSummary>, StoreError>;
+    /// One topic's summary, without looking at the others.
+    async fn topic(&self, topic: String) -> Result<Option<TopicSummary>, StoreError>;
     async fn read(
         &self,
         topic: String,
@@ -57,10 +59,11 @@ impl Publisher for LocalLogPublisher {
     async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
         match self.log.append(batch.to_vec()).await {
             Ok(deliveries) => deliveries.into_iter().map(Ok).collect(),
-            // One transaction: all of the batch failed.
+            // One transaction: all of the batch failed. A store error is a broken or busy
+            // database, never the message's fault.
             Err(e) => batch
                 .iter()
-                .map(|_| Err(PublishError(e.to_string())))
+                .map(|_| Err(PublishError::transient(e.to_string())))
                 .collect(),
         }
     }

@@ -4,6 +4,7 @@
 //! aggregate id (so one aggregate's events stay in order), value = the payload, and the
 //! envelope fields as headers. [`local`] is the embedded topic log, [`kafka`] the Kafka sink.
 
+pub mod faults;
 pub mod kafka;
 pub mod local;
 
@@ -45,6 +46,14 @@ impl Message {
             ],
         }
     }
+
+    /// The value of header `name`, if the message has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
 }
 
 /// Where a sink put a message.
@@ -56,10 +65,40 @@ pub struct Delivery {
     pub offset: Option<i64>,
 }
 
+/// Whether trying again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Timeouts, transport errors, leader changes, the broker being down: retry later.
+    Transient,
+    /// The message itself is refused (too large, invalid topic, not authorised, cannot be
+    /// serialised): retrying cannot help.
+    Permanent,
+}
+
 /// Why a sink refused or lost a message.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct PublishError(pub String);
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PublishError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl PublishError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Transient,
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Permanent,
+            message: message.into(),
+        }
+    }
+}
 
 /// A sink for outbox messages.
 #[async_trait]

@@ -5,13 +5,18 @@
 //! deterministically; [`runner`] drives it in production, in polling or streaming mode, and
 //! restarts it after failures.
 
+pub mod activity;
 pub mod retention;
 pub mod runner;
 
-use crate::publish::{Message, PublishError, Publisher, TopicRouter};
-use crate::store::{DeliveryRecord, OutboxStore, StoreError};
-use chrono::Utc;
+use crate::publish::{Delivery, FailureKind, Message, PublishError, Publisher, TopicRouter};
+use crate::resilience::breaker::{BreakerState, CircuitBreaker, Refusal};
+use crate::resilience::dlq::{DeadLetterKind, NewDeadLetter};
+use crate::resilience::retry::RetryConfig;
+use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Name of the relay's checkpoint row.
 pub const RELAY_NAME: &str = "main";
@@ -31,19 +36,48 @@ pub enum RelayMode {
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// `count` events were acknowledged; the checkpoint is now `checkpoint`.
-    Published { count: usize, checkpoint: u64 },
+    /// `count` events were acknowledged and `dead_lettered` given up on; the checkpoint is
+    /// now `checkpoint`.
+    Published {
+        count: usize,
+        dead_lettered: usize,
+        checkpoint: u64,
+    },
     /// Nothing new after the checkpoint.
     Idle,
+    /// The event at `position` failed transiently for the `attempt`-th time; the events
+    /// acknowledged before it are recorded. Try again after `delay`.
+    Retrying {
+        position: u64,
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
+    /// The circuit breaker is open: nothing was read or sent and the checkpoint stays. Try
+    /// again after `retry_in`.
+    Paused { retry_in: Duration },
 }
 
-/// Why a step failed. The checkpoint never passes an unacknowledged event.
+/// Why a step failed: only the store can make it fail; sink failures are outcomes.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("publishing the event at position {position} failed: {error}")]
-    Publish { position: u64, error: PublishError },
+}
+
+/// The event at the head of the stream that keeps failing transiently.
+#[derive(Debug, Clone)]
+struct Failing {
+    position: u64,
+    failures: u32,
+    first_failed_at: DateTime<Utc>,
+}
+
+/// What the relay needs besides the store and the sink.
+#[derive(Debug, Clone)]
+pub struct Resilience {
+    pub retry: RetryConfig,
+    pub breaker: Arc<CircuitBreaker>,
 }
 
 /// The relay's state between steps.
@@ -51,10 +85,12 @@ pub struct Relay {
     store: Arc<dyn OutboxStore>,
     publisher: Arc<dyn Publisher>,
     topics: TopicRouter,
+    resilience: Resilience,
     /// Most events read and published per step.
     batch_size: u32,
-    /// The last acknowledged position, as saved in the store.
+    /// The last position handled (acknowledged or dead-lettered), as saved in the store.
     checkpoint: u64,
+    failing: Option<Failing>,
 }
 
 impl Relay {
@@ -63,6 +99,7 @@ impl Relay {
         store: Arc<dyn OutboxStore>,
         publisher: Arc<dyn Publisher>,
         topics: TopicRouter,
+        resilience: Resilience,
         batch_size: u32,
     ) -> Result<Self, StoreError> {
         let checkpoint = store.checkpoint(RELAY_NAME).await?;
@@ -70,8 +107,10 @@ impl Relay {
             store,
             publisher,
             topics,
+            resilience,
             batch_size: batch_size.max(1),
             checkpoint,
+            failing: None,
         })
     }
 
@@ -79,10 +118,18 @@ impl Relay {
         self.checkpoint
     }
 
-    /// Publishes the next batch after the checkpoint, in commit order. Events acknowledged
-    /// before the first failure are recorded and the checkpoint moves past them; the failed
-    /// event and everything after it are retried by the next step.
+    /// Publishes the next batch after the checkpoint, in commit order.
+    ///
+    /// Acknowledged events are recorded and the checkpoint moves past them. An event the sink
+    /// refuses for good is dead-lettered (the rest of the stream goes on). At the first
+    /// transient failure the step stops: the event is retried after a backoff delay, and
+    /// dead-lettered once its attempts run out while the breaker stays closed. While the
+    /// breaker is open nothing is sent, nothing is dead-lettered and the checkpoint stays.
     pub async fn step(&mut self) -> Result<Outcome, RelayError> {
+        let breaker = Arc::clone(&self.resilience.breaker);
+        if let Some(retry_in) = breaker.refusing() {
+            return Ok(Outcome::Paused { retry_in });
+        }
         let events = self
             .store
             .events_after(self.checkpoint, self.batch_size)
@@ -90,49 +137,160 @@ impl Relay {
         if events.is_empty() {
             return Ok(Outcome::Idle);
         }
+        if let Err(refusal) = breaker.try_acquire() {
+            let retry_in = match refusal {
+                Refusal::Open { retry_in } => retry_in,
+                Refusal::ProbesBusy => PROBE_WAIT,
+            };
+            return Ok(Outcome::Paused { retry_in });
+        }
         let messages: Vec<Message> = events
             .iter()
             .map(|e| Message::from_event(e, &self.topics))
             .collect();
-        let mut results = self.publisher.publish(&messages).await.into_iter();
-        let published_at = Utc::now();
-        let mut acknowledged = Vec::with_capacity(events.len());
-        let mut failure = None;
-        for event in &events {
-            match results.next() {
-                Some(Ok(d)) => acknowledged.push((
-                    event.position,
-                    DeliveryRecord {
-                        topic: d.topic,
-                        partition: d.partition,
-                        offset: d.offset,
-                        published_at,
-                    },
-                )),
-                Some(Err(error)) => {
-                    failure = Some((event.position, error));
-                    break;
+        let results = self.publisher.publish(&messages).await;
+        let now = Utc::now();
+        let mut done = Done::default();
+        let mut stopped = None;
+        for (event, result) in events
+            .iter()
+            .zip(results.into_iter().chain(std::iter::repeat_with(|| {
+                Err(PublishError::transient("the sink reported no outcome"))
+            })))
+        {
+            match result {
+                Ok(d) => done.acknowledge(event.position, d, now),
+                Err(e) if e.kind == FailureKind::Permanent => {
+                    let (failures, first) = self.failures_of(event.position, now);
+                    done.dead_letter(event.clone(), e, failures, first, now);
                 }
-                None => {
-                    let error = PublishError("the sink reported no outcome".into());
-                    failure = Some((event.position, error));
+                Err(e) => {
+                    stopped = Some((event, e));
                     break;
                 }
             }
         }
-        let count = acknowledged.len();
-        if let Some(&(last, _)) = acknowledged.last() {
-            self.store
-                .record_progress(RELAY_NAME, last, acknowledged)
-                .await?;
-            self.checkpoint = last;
+        // The sink's health: a transient failure with nothing acknowledged counts against it;
+        // anything acknowledged, or only refused messages, counts for it.
+        match &stopped {
+            Some((_, e)) if done.acknowledged.is_empty() => breaker.on_failure(&e.message),
+            _ => breaker.on_success(),
         }
-        match failure {
-            Some((position, error)) => Err(RelayError::Publish { position, error }),
-            None => Ok(Outcome::Published {
-                count,
-                checkpoint: self.checkpoint,
-            }),
+        let outcome = match stopped {
+            None => None,
+            Some((event, error)) => {
+                let (failures, first) = self.failures_of(event.position, now);
+                if breaker.state() != BreakerState::Closed {
+                    // The sink is down, not this event: pause, and count afresh afterwards.
+                    self.failing = None;
+                    Some(Outcome::Paused {
+                        retry_in: breaker.refusing().unwrap_or(PROBE_WAIT),
+                    })
+                } else if self.resilience.retry.may_retry(failures) {
+                    self.failing = Some(Failing {
+                        position: event.position,
+                        failures,
+                        first_failed_at: first,
+                    });
+                    Some(Outcome::Retrying {
+                        position: event.position,
+                        attempt: failures,
+                        delay: self.resilience.retry.delay(failures),
+                        error: error.message,
+                    })
+                } else {
+                    done.dead_letter(event.clone(), error, failures, first, now);
+                    None
+                }
+            }
+        };
+        self.save(&done).await?;
+        Ok(outcome.unwrap_or(Outcome::Published {
+            count: done.acknowledged.len(),
+            dead_lettered: done.dead_letters.len(),
+            checkpoint: self.checkpoint,
+        }))
+    }
+
+    /// Failures of the event at `position` including the one just seen, and when the first
+    /// of them happened.
+    fn failures_of(&self, position: u64, now: DateTime<Utc>) -> (u32, DateTime<Utc>) {
+        match &self.failing {
+            Some(f) if f.position == position => (f.failures + 1, f.first_failed_at),
+            _ => (1, now),
         }
+    }
+
+    /// Records what this step finished and moves the checkpoint past it.
+    async fn save(&mut self, done: &Done) -> Result<(), StoreError> {
+        let Some(last) = done.last else {
+            return Ok(());
+        };
+        self.store
+            .record_progress(
+                RELAY_NAME,
+                last,
+                done.acknowledged.clone(),
+                done.dead_letters.clone(),
+            )
+            .await?;
+        self.checkpoint = last;
+        if self.failing.as_ref().is_some_and(|f| f.position <= last) {
+            self.failing = None;
+        }
+        Ok(())
+    }
+}
+
+/// How long to wait when another probe holds the half-open breaker's only slot.
+const PROBE_WAIT: Duration = Duration::from_millis(50);
+
+/// The events a step finished with, in commit order.
+#[derive(Default)]
+struct Done {
+    acknowledged: Vec<(u64, DeliveryRecord)>,
+    dead_letters: Vec<NewDeadLetter>,
+    /// The last finished position.
+    last: Option<u64>,
+}
+
+impl Done {
+    fn acknowledge(&mut self, position: u64, d: Delivery, at: DateTime<Utc>) {
+        self.acknowledged.push((
+            position,
+            DeliveryRecord {
+                topic: d.topic,
+                partition: d.partition,
+                offset: d.offset,
+                published_at: at,
+            },
+        ));
+        self.last = Some(position);
+    }
+
+    fn dead_letter(
+        &mut self,
+        event: StoredEvent,
+        error: PublishError,
+        failures: u32,
+        first_failed_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        tracing::warn!(
+            position = event.position,
+            event_id = %event.envelope.event_id,
+            aggregate_id = %event.envelope.aggregate_id,
+            error = %error,
+            "dead-lettered; later events of this aggregate go on without it"
+        );
+        self.last = Some(event.position);
+        self.dead_letters.push(NewDeadLetter {
+            event,
+            kind: DeadLetterKind::after(error.kind),
+            error: error.message,
+            failures,
+            first_failed_at,
+            last_failed_at: now,
+        });
     }
 }

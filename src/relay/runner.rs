@@ -2,7 +2,8 @@
 //! the configured mode, restarting from the saved checkpoint with backoff after an error or a
 //! panic, and stopping cleanly (after the step in flight) when asked to.
 
-use super::{Outcome, Relay, RelayError, RelayMode};
+use super::activity::{RelayActivity, RelayState};
+use super::{Outcome, Relay, RelayError, RelayMode, Resilience};
 use crate::publish::{Publisher, TopicRouter};
 use crate::store::OutboxStore;
 use std::sync::Arc;
@@ -23,6 +24,9 @@ pub struct RelaySettings {
     pub poll_interval: Duration,
     pub batch_size: u32,
     pub topics: TopicRouter,
+    pub resilience: Resilience,
+    /// Where the runner reports what the relay is doing.
+    pub activity: Arc<RelayActivity>,
 }
 
 /// Starts the supervised relay. It runs until `stop` becomes true.
@@ -60,6 +64,9 @@ async fn supervise(
             backoff = RESTART_MIN;
         }
         tracing::warn!(%error, retry_in = ?backoff, "relay stopped by an error; restarting from its checkpoint");
+        settings
+            .activity
+            .set(RelayState::Starting, None, Some(error));
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
             _ = stop.wait_for(|s| *s) => break,
@@ -67,6 +74,7 @@ async fn supervise(
         backoff = (backoff * 2).min(RESTART_MAX);
     }
     publisher.close();
+    settings.activity.set(RelayState::Stopped, None, None);
     tracing::info!("relay stopped");
 }
 
@@ -80,22 +88,49 @@ async fn run(
 ) -> Result<(), (RelayError, bool)> {
     let mut commits = store.commits();
     let mut mode = settings.mode;
+    let activity = settings.activity;
     let mut relay = Relay::resume(
         Arc::clone(&store),
         publisher,
         settings.topics,
+        settings.resilience,
         settings.batch_size,
     )
     .await
     .map_err(|e| (e.into(), false))?;
+    activity.set(RelayState::Running, Some(relay.checkpoint()), None);
     let mut progressed = false;
     while !*stop.borrow() {
         // Mark the newest commit as seen *before* reading, so a commit during the step wakes
         // the next wait instead of being missed.
         commits.borrow_and_update();
-        match relay.step().await {
-            Ok(Outcome::Published { .. }) => progressed = true,
+        let outcome = relay.step().await;
+        let checkpoint = Some(relay.checkpoint());
+        match outcome {
+            Ok(Outcome::Published { .. }) => {
+                progressed = true;
+                activity.set(RelayState::Running, checkpoint, None);
+            }
+            Ok(Outcome::Retrying {
+                position,
+                attempt,
+                delay,
+                error,
+            }) => {
+                tracing::warn!(position, attempt, retry_in = ?delay, %error, "publish failed; retrying");
+                activity.set(RelayState::Retrying, checkpoint, Some(error));
+                if !pause(delay, &mut stop).await {
+                    break;
+                }
+            }
+            Ok(Outcome::Paused { retry_in }) => {
+                activity.set(RelayState::Paused, checkpoint, None);
+                if !pause(retry_in, &mut stop).await {
+                    break;
+                }
+            }
             Ok(Outcome::Idle) => {
+                activity.set(RelayState::Running, checkpoint, None);
                 // A mode switch ends the wait, so the new mode applies at once.
                 let current = *mode.borrow_and_update();
                 let woke = match current {
@@ -118,4 +153,12 @@ async fn run(
         }
     }
     Ok(())
+}
+
+/// Waits `delay`; false if asked to stop meanwhile.
+async fn pause(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
 }

@@ -7,6 +7,9 @@
 pub mod sqlite;
 
 use crate::domain::{CancelReason, EventEnvelope, NewOrder, Order, OrderId, OrderItems, Version};
+use crate::resilience::dlq::{
+    DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterStatus, NewDeadLetter, ReplayOutcome,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -112,11 +115,22 @@ pub struct DeliveryRecord {
     pub published_at: DateTime<Utc>,
 }
 
+/// The events the relay has not handled yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    pub pending: u64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
 /// Errors of the store layer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    #[error("order not found")]
+    /// The order or dead letter does not exist.
+    #[error("not found")]
     NotFound,
+    /// A dead letter was already replayed or discarded.
+    #[error("the dead letter is {}, not pending", .0.as_str())]
+    NotPending(DeadLetterStatus),
     #[error(transparent)]
     Domain(#[from] crate::domain::DomainError),
     #[error("the idempotency key was already used for a different request")]
@@ -163,14 +177,38 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// The last position `relay` saved (0 if none).
     async fn checkpoint(&self, relay: &str) -> Result<u64, StoreError>;
 
-    /// Durably records where events went and moves `relay`'s checkpoint to `position`, in one
-    /// write. Call it only after the sink acknowledged everything up to `position`.
+    /// Durably records where events went, stores the events given up on as dead letters, and
+    /// moves `relay`'s checkpoint to `position`, all in one write. Call it only once every
+    /// event up to `position` is either acknowledged by the sink or in `dead_letters`.
     async fn record_progress(
         &self,
         relay: &str,
         position: u64,
         deliveries: Vec<(u64, DeliveryRecord)>,
+        dead_letters: Vec<NewDeadLetter>,
     ) -> Result<(), StoreError>;
+
+    /// How many events wait after `checkpoint`, and when the oldest of them occurred.
+    async fn backlog(&self, checkpoint: u64) -> Result<Backlog, StoreError>;
+
+    /// Dead letters matching `filter`, newest first (without their attempts).
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// One dead letter with its replay attempts, or `None`.
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError>;
+
+    /// Records a replay attempt of pending dead letter `id`; a delivery also marks it
+    /// `replayed` and records where the event went. Fails with `NotPending` otherwise.
+    async fn record_replay(
+        &self,
+        id: i64,
+        outcome: ReplayOutcome,
+    ) -> Result<DeadLetter, StoreError>;
+
+    /// Marks pending dead letter `id` as `discarded` with `reason`.
+    async fn discard_dead_letter(&self, id: i64, reason: String) -> Result<DeadLetter, StoreError>;
+
+    async fn dead_letter_counts(&self) -> Result<DeadLetterCounts, StoreError>;
 
     /// Delivery records of the events at `positions` (absent ones are not yet published).
     async fn deliveries(

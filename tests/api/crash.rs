@@ -1,7 +1,11 @@
 //! kill -9 during a burst of writes: every acknowledged change survives with exactly one event
 //! per version, and no event exists without its order change.
 
-use crate::helpers::{count_rows, order_body};
+use crate::broker::{Broker, PARTITIONS, consume, topic_size};
+use crate::helpers::{
+    count_rows, eventually, eventually_within, last_position, order_body, relay_checkpoint, scalar,
+};
+use crate::topic_check::assert_topic_holds_outbox;
 use futures::future::join_all;
 use outbox::store::sqlite::DATABASE_FILE;
 use reqwest::{Client, StatusCode};
@@ -10,24 +14,26 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
-/// Concurrent client connections in the burst.
+/// Concurrent client connections in a burst.
 const CLIENTS: usize = 32;
-/// Acknowledged writes after which the server is killed (the clients keep sending).
-const KILL_AFTER: usize = 400;
-/// Upper bound of requests per client, so the burst ends even if the kill never lands.
-const MAX_PER_CLIENT: usize = 2_000;
+/// Most events the relay publishes in one batch (the servers here run with it).
+const BATCH: i64 = 500;
 
-/// The real server binary on a free port, started on `data_dir`.
-async fn start_server(data_dir: &Path) -> (Child, String) {
+/// The real server binary on a free port, started on `data_dir` with `env` added.
+async fn start_server(data_dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    let batch = BATCH.to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_outbox"))
         .env("DATA_DIR", data_dir)
         .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
         .env("SQLITE_SYNCHRONOUS", "full")
+        .env("RELAY_BATCH_SIZE", &batch)
         .env("RUST_LOG", "error")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -47,80 +53,107 @@ async fn start_server(data_dir: &Path) -> (Child, String) {
     (child, base)
 }
 
-/// What the server acknowledged: (order id, version).
-type Acks = Arc<std::sync::Mutex<Vec<(String, u64)>>>;
+/// A burst of writes from many clients that is cut by kill -9.
+struct Burst {
+    /// What the server acknowledged: (order id, version).
+    acks: std::sync::Mutex<Vec<(String, u64)>>,
+    /// Acknowledged writes so far.
+    count: AtomicUsize,
+    /// Creates not yet sent; the burst ends when they run out.
+    creates_left: AtomicUsize,
+    /// Acknowledged writes after which the server is killed (the clients keep sending).
+    kill_after: usize,
+    reached: Notify,
+}
 
-/// One client: create an order, then change it, again and again, recording every 2xx.
-async fn client(base: String, acks: Acks, count: Arc<AtomicUsize>, reached: Arc<Notify>) {
-    let http = Client::new();
-    let ack = |id: &str, version: u64| {
-        acks.lock().unwrap().push((id.to_string(), version));
-        if count.fetch_add(1, Ordering::SeqCst) + 1 == KILL_AFTER {
-            reached.notify_one();
+impl Burst {
+    /// Sends up to `creates` creates (every other one followed by a change) from
+    /// [`CLIENTS`] connections to the server at `base`, kill -9s it after `kill_after`
+    /// acknowledged writes, and returns what was acknowledged.
+    async fn run(
+        server: &mut Child,
+        base: &str,
+        creates: usize,
+        kill_after: usize,
+    ) -> Vec<(String, u64)> {
+        let burst = Arc::new(Burst {
+            acks: std::sync::Mutex::default(),
+            count: AtomicUsize::new(0),
+            creates_left: AtomicUsize::new(creates),
+            kill_after,
+            reached: Notify::new(),
+        });
+        let clients = tokio::spawn(join_all(
+            (0..CLIENTS).map(|_| Arc::clone(&burst).client(base.to_string())),
+        ));
+        burst.reached.notified().await;
+        server.start_kill().expect("SIGKILL sent");
+        server.wait().await.unwrap();
+        clients.await.unwrap();
+        let acks = burst.acks.lock().unwrap().clone();
+        assert!(acks.len() >= kill_after);
+        acks
+    }
+
+    fn ack(&self, id: &str, version: u64) {
+        self.acks.lock().unwrap().push((id.to_string(), version));
+        if self.count.fetch_add(1, Ordering::SeqCst) + 1 == self.kill_after {
+            self.reached.notify_one();
         }
-    };
-    for i in 0..MAX_PER_CLIENT {
-        let Ok(r) = http
-            .post(format!("{base}/api/orders"))
-            .json(&order_body(&["CRASH"]))
-            .send()
-            .await
-        else {
-            return;
-        };
-        if r.status() != StatusCode::CREATED {
-            return;
-        }
-        let Ok(order) = r.json::<Value>().await else {
-            return;
-        };
-        let id = order["id"].as_str().unwrap().to_string();
-        ack(&id, 1);
-        if i % 2 == 0 {
-            let body = json!({"expected_version": 1, "items": [{"sku": "CHANGED", "quantity": 1, "unit_price_cents": 1}]});
+    }
+
+    /// One client: create an order, change every other one, until the server is gone or
+    /// the creates run out.
+    async fn client(self: Arc<Self>, base: String) {
+        let http = Client::new();
+        let mut i = 0;
+        while self
+            .creates_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            i += 1;
             let Ok(r) = http
-                .put(format!("{base}/api/orders/{id}/items"))
-                .json(&body)
+                .post(format!("{base}/api/orders"))
+                .json(&order_body(&["CRASH"]))
                 .send()
                 .await
             else {
                 return;
             };
-            if r.status() != StatusCode::OK {
+            if r.status() != StatusCode::CREATED {
                 return;
             }
-            ack(&id, 2);
+            let Ok(order) = r.json::<Value>().await else {
+                return;
+            };
+            let id = order["id"].as_str().unwrap().to_string();
+            self.ack(&id, 1);
+            if i % 2 == 0 {
+                let body = json!({"expected_version": 1, "items": [{"sku": "CHANGED", "quantity": 1, "unit_price_cents": 1}]});
+                let Ok(r) = http
+                    .put(format!("{base}/api/orders/{id}/items"))
+                    .json(&body)
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                if r.status() != StatusCode::OK {
+                    return;
+                }
+                self.ack(&id, 2);
+            }
         }
     }
 }
 
-#[tokio::test]
-async fn kill_9_mid_burst_loses_no_acknowledged_write() {
-    let data = tempfile::tempdir().unwrap();
-    let (mut server, base) = start_server(data.path()).await;
-
-    let acks: Acks = Arc::default();
-    let count = Arc::new(AtomicUsize::new(0));
-    let reached = Arc::new(Notify::new());
-    let clients = tokio::spawn(join_all((0..CLIENTS).map(|_| {
-        client(
-            base.clone(),
-            Arc::clone(&acks),
-            Arc::clone(&count),
-            Arc::clone(&reached),
-        )
-    })));
-    reached.notified().await;
-    server.start_kill().expect("SIGKILL sent");
-    server.wait().await.unwrap();
-    clients.await.unwrap();
-    let acks = acks.lock().unwrap().clone();
-    assert!(acks.len() >= KILL_AFTER);
-
-    // Restart on the same data: everything acknowledged is there.
-    let (_server, base) = start_server(data.path()).await;
+/// Every acknowledged change is served by the restarted server at `base`, with one event
+/// per version; and the database at `db` as a whole is consistent, including the writes that
+/// were in flight at the kill.
+async fn assert_acknowledged_writes_survived(base: &str, db: &Path, acks: &[(String, u64)]) {
     let http = Client::new();
-    for (id, version) in &acks {
+    for (id, version) in acks {
         let detail: Value = http
             .get(format!("{base}/api/orders/{id}"))
             .send()
@@ -145,30 +178,25 @@ async fn kill_9_mid_burst_loses_no_acknowledged_write() {
             "one event per version of {id}"
         );
     }
-
-    // And the database as a whole is consistent, including writes that were in flight.
-    let db = data.path().join(DATABASE_FILE);
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let scalar = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(
-        scalar("SELECT count(*) FROM outbox WHERE aggregate_id NOT IN (SELECT id FROM orders)"),
+        scalar(
+            db,
+            "SELECT count(*) FROM outbox WHERE aggregate_id NOT IN (SELECT id FROM orders)"
+        ),
         0,
         "no orphan events"
     );
     assert_eq!(
         scalar(
+            db,
             "SELECT count(*) FROM orders o WHERE o.version != (SELECT count(*) FROM outbox e WHERE e.aggregate_id = o.id)"
         ),
         0,
         "every order has exactly one event per version"
     );
-    let events = count_rows(&db, "outbox");
-    assert_eq!(scalar("SELECT sum(version) FROM orders"), events);
-    assert_eq!(
-        scalar("SELECT max(position) FROM outbox"),
-        events,
-        "positions are gap-free"
-    );
+    let events = count_rows(db, "outbox");
+    assert_eq!(scalar(db, "SELECT sum(version) FROM orders"), events);
+    assert_eq!(last_position(db), events, "positions are gap-free");
     assert_eq!(
         http.get(format!("{base}/readyz"))
             .send()
@@ -177,23 +205,95 @@ async fn kill_9_mid_burst_loses_no_acknowledged_write() {
             .status(),
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn kill_9_mid_burst_loses_no_acknowledged_write() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, base) = start_server(data.path(), &[]).await;
+    let acks = Burst::run(&mut server, &base, CLIENTS * 2_000, 400).await;
+    let db = data.path().join(DATABASE_FILE);
+    let checkpoint_at_kill = relay_checkpoint(&db);
+
+    let (_server, base) = start_server(data.path(), &[]).await;
+    assert_acknowledged_writes_survived(&base, &db, &acks).await;
 
     // The restarted relay delivers every committed event; duplicates (same event_id) can only
     // come from the batch that was in flight at the kill.
-    let distinct = "SELECT count(DISTINCT json_extract(headers, '$.event_id')) FROM topic_messages";
-    crate::helpers::eventually("the relay delivered every event", || async {
-        scalar(distinct) == events
+    let events = last_position(&db);
+    eventually("the relay delivered every event", || async {
+        relay_checkpoint(&db) == events
     })
     .await;
-    let missing = scalar(
-        "SELECT count(*) FROM outbox WHERE event_id NOT IN \
-         (SELECT json_extract(headers, '$.event_id') FROM topic_messages)",
-    );
-    assert_eq!(missing, 0);
+    let distinct = "SELECT count(DISTINCT json_extract(headers, '$.event_id')) FROM topic_messages";
+    assert_eq!(scalar(&db, distinct), events, "every event is on the topic");
     let duplicates = count_rows(&db, "topic_messages") - events;
     assert!(
-        duplicates <= 500,
+        duplicates <= BATCH,
         "{duplicates} duplicates: more than one relay batch"
+    );
+    let outside = scalar(
+        &db,
+        &format!(
+            "SELECT count(*) FROM (SELECT json_extract(headers, '$.event_id') AS id FROM topic_messages \
+             GROUP BY id HAVING count(*) > 1) d JOIN outbox o ON o.event_id = d.id \
+             WHERE o.position <= {checkpoint_at_kill} OR o.position > {checkpoint_at_kill} + {BATCH}"
+        ),
+    );
+    assert_eq!(
+        outside, 0,
+        "only the batch after the saved checkpoint was sent twice"
+    );
+}
+
+/// The same with the relay publishing to a real Kafka-protocol broker: kill -9 during a burst
+/// of 5,000 creates; after the restart every acknowledged event is on the topic, and only the
+/// batch in flight at the kill (after the saved checkpoint) arrives twice.
+#[tokio::test]
+async fn kill_9_while_publishing_to_kafka_loses_nothing() {
+    let broker = Broker::start().await;
+    let partitions = PARTITIONS.to_string();
+    let env = [
+        ("KAFKA_BROKERS", broker.address.as_str()),
+        ("KAFKA_PARTITIONS", partitions.as_str()),
+    ];
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, base) = start_server(data.path(), &env).await;
+    let acks = Burst::run(&mut server, &base, 5_000, 3_000).await;
+    let db = data.path().join(DATABASE_FILE);
+    let checkpoint_at_kill = relay_checkpoint(&db);
+
+    let (_server, base) = start_server(data.path(), &env).await;
+    assert_acknowledged_writes_survived(&base, &db, &acks).await;
+    let events = last_position(&db);
+    eventually_within(
+        Duration::from_secs(60),
+        "the relay acknowledged every event",
+        || async { relay_checkpoint(&db) == events },
+    )
+    .await;
+
+    let size = topic_size(&broker.address).await;
+    let messages = consume(&broker.address, size).await;
+    assert_eq!(messages.len(), size, "read the whole topic");
+    let duplicates = assert_topic_holds_outbox(&db, &messages);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for event_id in &duplicates {
+        let position: i64 = conn
+            .query_row(
+                "SELECT position FROM outbox WHERE event_id = ?1",
+                [event_id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            position > checkpoint_at_kill && position <= checkpoint_at_kill + BATCH,
+            "event {event_id} at {position} was sent twice, but the checkpoint at the kill was {checkpoint_at_kill}"
+        );
+    }
+    assert_eq!(
+        messages.len() - duplicates.len(),
+        usize::try_from(events).unwrap()
     );
 }
 
@@ -202,7 +302,7 @@ async fn kill_9_mid_burst_loses_no_acknowledged_write() {
 #[tokio::test]
 async fn sigterm_stops_cleanly_with_the_checkpoint_saved() {
     let data = tempfile::tempdir().unwrap();
-    let (mut server, base) = start_server(data.path()).await;
+    let (mut server, base) = start_server(data.path(), &[]).await;
     let http = Client::new();
     let creates = (0..300).map(|i| {
         let (http, base) = (&http, &base);
@@ -234,14 +334,7 @@ async fn sigterm_stops_cleanly_with_the_checkpoint_saved() {
     assert!(status.success(), "clean exit, got {status}");
 
     let db = data.path().join(DATABASE_FILE);
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let checkpoint: i64 = conn
-        .query_row(
-            "SELECT coalesce(max(position), 0) FROM relay_checkpoints",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let checkpoint = relay_checkpoint(&db);
     // Everything appended to the topic is covered by the saved checkpoint: no batch was cut.
     assert_eq!(count_rows(&db, "topic_messages"), checkpoint);
     assert_eq!(count_rows(&db, "outbox"), 300);

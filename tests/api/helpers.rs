@@ -8,6 +8,7 @@ use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
@@ -141,9 +142,26 @@ impl TestApp {
 
 /// Rows in `table` of the database at `path`.
 pub fn count_rows(path: &Path, table: &str) -> i64 {
+    scalar(path, &format!("SELECT count(*) FROM {table}"))
+}
+
+/// The relay's saved checkpoint in the database at `path` (0 before its first save).
+pub fn relay_checkpoint(path: &Path) -> i64 {
+    scalar(
+        path,
+        "SELECT coalesce(max(position), 0) FROM relay_checkpoints",
+    )
+}
+
+/// The last commit position in the database at `path`.
+pub fn last_position(path: &Path) -> i64 {
+    scalar(path, "SELECT coalesce(max(position), 0) FROM outbox")
+}
+
+/// The one integer `sql` selects from the database at `path`.
+pub fn scalar(path: &Path, sql: &str) -> i64 {
     let conn = rusqlite::Connection::open(path).expect("open database");
-    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .expect("count rows")
+    conn.query_row(sql, [], |r| r.get(0)).expect(sql)
 }
 
 /// Reads an error body and checks its status and code; returns the body.
@@ -157,17 +175,26 @@ pub async fn expect_error(response: Response, status: StatusCode, code: &str) ->
 }
 
 /// Waits until `check` holds, checking every 20 ms for at most 10 s.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    eventually_within(Duration::from_secs(10), what, check).await;
+}
+
+/// Waits until `check` holds, checking every 20 ms for at most `limit`.
+pub async fn eventually_within<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
     while !check().await {
         assert!(
             std::time::Instant::now() < deadline,
             "timed out waiting until {what}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bad_input;
+mod broker;
 mod concurrency;
 mod crash;
 mod helpers;
@@ -11,3 +12,4 @@ mod kafka;
 mod orders;
 mod relay;
 mod store_contract;
+mod topic_check;

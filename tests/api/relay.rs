@@ -2,20 +2,20 @@
 //! version order, with its headers; checkpoints survive restarts; failures never skip events.
 
 use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with};
+use crate::topic_check::{Consumed, TOPIC, assert_topic_holds_outbox};
 use async_trait::async_trait;
 use outbox::domain::{NewOrder, RawItem};
 use outbox::publish::local::{LocalLogPublisher, TopicLog};
 use outbox::publish::{Delivery, Message, PublishError, Publisher, TopicRouter};
-use outbox::relay::{Outcome, Relay, RelayError};
+use outbox::relay::{Outcome, Relay, Resilience};
+use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
+use outbox::resilience::retry::{Jitter, RetryConfig};
 use outbox::store::sqlite::SqliteStore;
 use outbox::store::{Command, OutboxStore};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-const TOPIC: &str = "outbox.event.order";
 
 /// Every message of the order topic, read through the API.
 async fn topic_messages(app: &TestApp) -> Vec<Value> {
@@ -57,45 +57,35 @@ pub async fn write_some(app: &TestApp, orders: usize) -> usize {
     events
 }
 
-/// The topic holds exactly the outbox, in commit order, keyed and headed correctly.
+/// The topic holds exactly the outbox, once each, in commit order, keyed and headed correctly.
 pub async fn assert_topic_matches_outbox(app: &TestApp, expected: usize) {
-    let messages = topic_messages(app).await;
+    let messages: Vec<Consumed> = topic_messages(app)
+        .await
+        .into_iter()
+        .map(|m| Consumed {
+            partition: 0,
+            offset: m["offset"].as_i64().unwrap(),
+            key: m["key"].as_str().unwrap().to_string(),
+            value: m["value"].clone(),
+            headers: serde_json::from_value(m["headers"].clone()).unwrap(),
+        })
+        .collect();
     assert_eq!(messages.len(), expected);
+    let duplicates = assert_topic_holds_outbox(&app.db_path(), &messages);
+    assert!(duplicates.is_empty(), "published twice: {duplicates:?}");
+    // The embedded log has one partition, appended in commit order.
     let conn = rusqlite::Connection::open(app.db_path()).unwrap();
     let mut stmt = conn
-        .prepare("SELECT event_id, event_type, aggregate_id, aggregate_version, payload FROM outbox ORDER BY position")
+        .prepare("SELECT event_id FROM outbox ORDER BY position")
         .unwrap();
-    let outbox: Vec<(String, String, String, i64, String)> = stmt
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
+    let in_commit_order: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    let mut last_version: HashMap<String, i64> = HashMap::new();
-    for (offset, (m, (event_id, event_type, aggregate_id, version, payload))) in
-        messages.iter().zip(&outbox).enumerate()
-    {
-        assert_eq!(m["offset"], offset as i64);
-        assert_eq!(m["key"], *aggregate_id, "keyed by aggregate id");
-        assert_eq!(m["value"], serde_json::from_str::<Value>(payload).unwrap());
-        let h = &m["headers"];
-        assert_eq!(h["event_id"], *event_id);
-        assert_eq!(h["event_type"], *event_type);
-        assert_eq!(h["aggregate_type"], "order");
-        assert_eq!(h["aggregate_id"], *aggregate_id);
-        assert_eq!(h["aggregate_version"], version.to_string());
-        assert_eq!(h["schema_version"], "1");
-        assert_eq!(h["content-type"], "application/json");
-        assert!(h["occurred_at"].as_str().unwrap().ends_with('Z'));
-        let previous = last_version
-            .insert(aggregate_id.clone(), *version)
-            .unwrap_or(0);
-        assert_eq!(
-            *version,
-            previous + 1,
-            "per-key order follows aggregate_version"
-        );
+    for (offset, (m, event_id)) in messages.iter().zip(&in_commit_order).enumerate() {
+        assert_eq!(m.offset, offset as i64);
+        assert_eq!(m.event_id(), event_id, "offset {offset} is in commit order");
     }
 }
 
@@ -198,8 +188,19 @@ async fn open_store(dir: &std::path::Path) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(&config.sqlite()).unwrap())
 }
 
-fn router() -> TopicRouter {
+pub fn router() -> TopicRouter {
     TopicRouter::new(outbox::publish::DEFAULT_TOPIC_TEMPLATE).unwrap()
+}
+
+/// The default retry and breaker settings, without jitter.
+pub fn resilience() -> Resilience {
+    Resilience {
+        retry: RetryConfig {
+            jitter: Jitter::None,
+            ..RetryConfig::default()
+        },
+        breaker: Arc::new(CircuitBreaker::new(BreakerConfig::default())),
+    }
 }
 
 #[tokio::test]
@@ -210,13 +211,14 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
         store.apply(create()).await.unwrap();
     }
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
-    let mut relay = Relay::resume(store.clone(), publisher.clone(), router(), 2)
+    let mut relay = Relay::resume(store.clone(), publisher.clone(), router(), resilience(), 2)
         .await
         .unwrap();
     assert_eq!(
         relay.step().await.unwrap(),
         Outcome::Published {
             count: 2,
+            dead_lettered: 0,
             checkpoint: 2
         }
     );
@@ -227,7 +229,7 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
     // A new process on the same data: the checkpoint is where the last one left it.
     let store = open_store(dir.path()).await;
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
-    let mut relay = Relay::resume(store.clone(), publisher, router(), 100)
+    let mut relay = Relay::resume(store.clone(), publisher, router(), resilience(), 100)
         .await
         .unwrap();
     assert_eq!(relay.checkpoint(), 2);
@@ -235,6 +237,7 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
         relay.step().await.unwrap(),
         Outcome::Published {
             count: 3,
+            dead_lettered: 0,
             checkpoint: 5
         }
     );
@@ -260,7 +263,7 @@ impl Publisher for FlakySink {
             results.extend(
                 batch[ok..]
                     .iter()
-                    .map(|_| Err(PublishError("broker said no".into()))),
+                    .map(|_| Err(PublishError::transient("broker said no"))),
             );
             return results;
         }
@@ -284,12 +287,14 @@ async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
         seen: AtomicUsize::new(0),
         fail_at: 3,
     });
-    let mut relay = Relay::resume(store.clone(), sink, router(), 100)
+    let mut relay = Relay::resume(store.clone(), sink, router(), resilience(), 100)
         .await
         .unwrap();
     match relay.step().await {
-        Err(RelayError::Publish { position, .. }) => assert_eq!(position, 4),
-        other => panic!("expected a publish failure, got {other:?}"),
+        Ok(Outcome::Retrying {
+            position, attempt, ..
+        }) => assert_eq!((position, attempt), (4, 1)),
+        other => panic!("expected a retry, got {other:?}"),
     }
     assert_eq!(
         relay.checkpoint(),
@@ -304,6 +309,7 @@ async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
         relay.step().await.unwrap(),
         Outcome::Published {
             count: 3,
+            dead_lettered: 0,
             checkpoint: 6
         }
     );
@@ -326,7 +332,7 @@ async fn retention_deletes_only_published_events_older_than_the_cutoff() {
         store.apply(create()).await.unwrap();
     }
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
-    let mut relay = Relay::resume(store.clone(), publisher, router(), 3)
+    let mut relay = Relay::resume(store.clone(), publisher, router(), resilience(), 3)
         .await
         .unwrap();
     relay.step().await.unwrap(); // positions 1..=3 published, 4 and 5 pending
@@ -357,6 +363,7 @@ async fn retention_deletes_only_published_events_older_than_the_cutoff() {
         relay.step().await.unwrap(),
         Outcome::Published {
             count: 3,
+            dead_lettered: 0,
             checkpoint: 6
         }
     );

@@ -2,6 +2,7 @@
 //! ([`writer`]) and read through a small pool of read-only connections ([`read_pool`]).
 
 mod commands;
+mod dead_letters;
 mod progress;
 mod read_pool;
 mod rows;
@@ -12,11 +13,15 @@ mod writer;
 pub use schema::MigrationError;
 
 use super::{
-    Applied, Command, DeliveryRecord, OrderCursor, OrderPage, OutboxStore, StoreError, StoredEvent,
+    Applied, Backlog, Command, DeliveryRecord, OrderCursor, OrderPage, OutboxStore, StoreError,
+    StoredEvent,
 };
 use crate::domain::{Order, OrderId};
 use crate::publish::local::{LoggedMessage, TopicLog, TopicSummary};
 use crate::publish::{Delivery, Message};
+use crate::resilience::dlq::{
+    DeadLetter, DeadLetterCounts, DeadLetterFilter, NewDeadLetter, ReplayOutcome,
+};
 use async_trait::async_trait;
 use read_pool::ReadPool;
 use rusqlite::Connection;
@@ -194,10 +199,50 @@ impl OutboxStore for SqliteStore {
         relay: &str,
         position: u64,
         deliveries: Vec<(u64, DeliveryRecord)>,
+        letters: Vec<NewDeadLetter>,
     ) -> Result<(), StoreError> {
         let relay = relay.to_string();
-        self.write(move |conn| progress::record(conn, &relay, position, &deliveries))
+        self.write(move |conn| {
+            dead_letters::insert(conn, &letters)?;
+            progress::record(conn, &relay, position, &deliveries)
+        })
+        .await
+    }
+
+    async fn backlog(&self, checkpoint: u64) -> Result<Backlog, StoreError> {
+        self.readers
+            .read(move |conn| dead_letters::backlog(conn, checkpoint))
             .await
+    }
+
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+        self.readers
+            .read(move |conn| dead_letters::list(conn, &filter))
+            .await
+    }
+
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        self.readers
+            .read(move |conn| dead_letters::get(conn, id))
+            .await
+    }
+
+    async fn record_replay(
+        &self,
+        id: i64,
+        outcome: ReplayOutcome,
+    ) -> Result<DeadLetter, StoreError> {
+        self.write(move |conn| dead_letters::record_replay(conn, id, &outcome))
+            .await
+    }
+
+    async fn discard_dead_letter(&self, id: i64, reason: String) -> Result<DeadLetter, StoreError> {
+        self.write(move |conn| dead_letters::discard(conn, id, &reason))
+            .await
+    }
+
+    async fn dead_letter_counts(&self) -> Result<DeadLetterCounts, StoreError> {
+        self.readers.read(dead_letters::counts).await
     }
 
     async fn deliveries(
@@ -234,6 +279,12 @@ impl TopicLog for SqliteStore {
 
     async fn topics(&self) -> Result<Vec<TopicSummary>, StoreError> {
         self.readers.read(topic_log::topics).await
+    }
+
+    async fn topic(&self, topic: String) -> Result<Option<TopicSummary>, StoreError> {
+        self.readers
+            .read(move |conn| topic_log::topic(conn, &topic))
+            .await
     }
 
     async fn read(

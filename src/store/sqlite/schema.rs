@@ -13,6 +13,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         include_str!("../../../schema/sqlite/0001_orders_outbox.sql"),
     ),
     (2, include_str!("../../../schema/sqlite/0002_relay.sql")),
+    (
+        3,
+        include_str!("../../../schema/sqlite/0003_dead_letters.sql"),
+    ),
 ];
 
 /// Errors while bringing the schema up to date.
@@ -58,18 +62,18 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), 2);
-        assert_eq!(migrate(&mut conn).unwrap(), 2);
+        assert_eq!(migrate(&mut conn).unwrap(), 3);
+        assert_eq!(migrate(&mut conn).unwrap(), 3);
         let tables: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN \
                  ('orders', 'outbox', 'idempotency_keys', 'store_probe', 'topic_messages', \
-                 'relay_checkpoints', 'deliveries')",
+                 'relay_checkpoints', 'deliveries', 'dead_letters', 'dead_letter_attempts')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 7);
+        assert_eq!(tables, 9);
     }
 
     #[test]

@@ -68,6 +68,19 @@ pub fn topics(conn: &Connection) -> Result<Vec<TopicSummary>, StoreError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// One topic, found through the primary key (no scan); `None` if nothing was appended to it.
+/// Offsets start at 0 and nothing is deleted, so the count is the next offset.
+pub fn topic(conn: &Connection, topic: &str) -> Result<Option<TopicSummary>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT max(log_offset) FROM topic_messages WHERE topic = ?1")?;
+    let last: Option<i64> = stmt.query_row(params![topic], |r| r.get(0))?;
+    Ok(last.map(|last| TopicSummary {
+        topic: topic.to_string(),
+        messages: u64::try_from(last + 1).unwrap_or(0),
+        next_offset: last + 1,
+    }))
+}
+
 /// Up to `limit` messages of `topic` from `from_offset` on.
 pub fn read(
     conn: &Connection,

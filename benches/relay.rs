@@ -1,0 +1,397 @@
+//! `make bench`, relay part: the relay publishing to a real Kafka-protocol broker (tansu, the
+//! binary named by `TANSU`, which the Makefile sets), beside a raw rdkafka producer measured
+//! in the same run against the same broker.
+//!
+//! 1. **Backlog drain.** `--backlog` events (default 100,000) are committed while no server
+//!    runs; then the release server starts with `KAFKA_BROKERS` and its relay drains them.
+//!    Events/s from the server's start until its checkpoint covers the backlog; the server's
+//!    RSS is sampled while it drains and once it is idle. **Baseline:** a raw `FutureProducer`
+//!    with the relay's producer settings sends the very same messages (built from the same
+//!    outbox) to another topic on the same broker, all enqueued at once and then awaited.
+//! 2. **Commit→acknowledged latency** at a steady `--rate` (default 1,000 orders/s) for
+//!    `--seconds` (default 10), in streaming and in polling mode (`--poll-interval-ms`, default
+//!    500): creates over HTTP paced by a timer; afterwards each event's latency is its
+//!    delivery's `published_at` (taken when the broker acknowledged) minus its `occurred_at`
+//!    (stamped before the commit), read from the database.
+//!
+//! Prints a Markdown report for docs/BENCHMARKS.md.
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use outbox::domain::{NewOrder, RawItem};
+use outbox::publish::kafka::{self, KafkaSettings};
+use outbox::publish::{Message, TopicRouter};
+use outbox::store::sqlite::{DATABASE_FILE, SqliteOptions, SqliteStore, Synchronous};
+use outbox::store::{Command, OutboxStore};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+use std::collections::VecDeque;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use support::{Server, cpu_seconds, percentile, rss_mib};
+use tokio::process::{Child, Command as Process};
+
+mod support;
+
+const CUSTOMER: &str = "0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d";
+const PARTITIONS: i32 = 3;
+
+/// A tansu broker with in-memory storage on a free port, killed when dropped.
+struct Broker {
+    _process: Child,
+    address: String,
+}
+
+async fn start_broker() -> Broker {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let url = format!("tcp://{address}");
+    let program = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
+    let process = Process::new(&program)
+        .args(["broker", "--storage-engine", "memory://tansu/"])
+        .args(["--listener-url", &url, "--advertised-listener-url", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} runs (`make bench` installs tansu): {e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&address).await.is_err() {
+        assert!(Instant::now() < deadline, "tansu never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Broker {
+        _process: process,
+        address,
+    }
+}
+
+/// The server's settings for the Kafka sink, and the same for the baseline producer.
+fn kafka_settings(broker: &Broker) -> KafkaSettings {
+    KafkaSettings {
+        brokers: broker.address.clone(),
+        partitions: PARTITIONS,
+        replication: 1,
+        queue_max_kbytes: 32_768,
+        message_timeout: Duration::from_secs(300),
+        ack_timeout: Duration::from_secs(5),
+    }
+}
+
+fn store_options(dir: &Path) -> SqliteOptions {
+    SqliteOptions {
+        data_dir: dir.to_path_buf(),
+        synchronous: Synchronous::Full,
+        max_batch: 512,
+        queue_capacity: 8192,
+        readers: 4,
+    }
+}
+
+fn create() -> Command {
+    let items = [RawItem {
+        sku: "B-1".into(),
+        quantity: 1,
+        unit_price_cents: 999,
+    }];
+    Command::Create {
+        order: NewOrder::parse(CUSTOMER, &items).expect("valid order"),
+        idempotency_key: None,
+    }
+}
+
+/// Commits `events` creates into a new store in `dir` (64 at a time) and returns the
+/// messages the relay will make of them, routed to `raw_topic_template` instead.
+async fn prefill(dir: &Path, events: usize, raw_topic_template: &str) -> Vec<Message> {
+    let store = Arc::new(SqliteStore::open(&store_options(dir)).expect("store opens"));
+    let next = Arc::new(AtomicUsize::new(0));
+    join_all((0..64).map(|_| {
+        let (store, next) = (Arc::clone(&store), Arc::clone(&next));
+        async move {
+            while next.fetch_add(1, Ordering::Relaxed) < events {
+                store.apply(create()).await.expect("create");
+            }
+        }
+    }))
+    .await;
+    let router = TopicRouter::new(raw_topic_template).expect("template");
+    let mut messages = Vec::with_capacity(events);
+    while messages.len() < events {
+        let after = messages.len() as u64;
+        let batch = store.events_after(after, 10_000).await.expect("read");
+        messages.extend(batch.iter().map(|e| Message::from_event(e, &router)));
+    }
+    messages
+}
+
+/// The one integer `sql` selects.
+fn scalar(conn: &rusqlite::Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+}
+
+const CHECKPOINT: &str = "SELECT coalesce(max(position), 0) FROM relay_checkpoints";
+
+/// What the backlog drain measured.
+struct Drain {
+    events: usize,
+    elapsed: Duration,
+    peak_rss: f64,
+    idle_rss: f64,
+    cpu: f64,
+}
+
+/// Starts the server on the prefilled `dir` and waits until its relay has acknowledged all
+/// `events`, sampling its memory.
+async fn drain(dir: &Path, broker: &Broker, events: usize) -> Drain {
+    let partitions = PARTITIONS.to_string();
+    let start = Instant::now();
+    let server = Server::start(
+        dir,
+        &[
+            ("KAFKA_BROKERS", &broker.address),
+            ("KAFKA_PARTITIONS", &partitions),
+        ],
+    )
+    .await;
+    let conn = rusqlite::Connection::open(dir.join(DATABASE_FILE)).expect("database");
+    let mut peak_rss: f64 = 0.0;
+    while scalar(&conn, CHECKPOINT) < events as i64 {
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "the relay never drained"
+        );
+        peak_rss = peak_rss.max(rss_mib(server.pid));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.elapsed();
+    let cpu = cpu_seconds(server.pid);
+    // Let the allocator settle, then look again: nothing is arriving any more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    Drain {
+        events,
+        elapsed,
+        peak_rss,
+        idle_rss: rss_mib(server.pid),
+        cpu,
+    }
+}
+
+/// The raw producer: every message enqueued as fast as the buffer allows, then all awaited.
+async fn raw_producer(broker: &Broker, messages: &[Message]) -> Duration {
+    let settings = kafka_settings(broker);
+    let admin: AdminClient<DefaultClientContext> = kafka::producer_config(&settings)
+        .create()
+        .expect("admin client");
+    let topics: Vec<NewTopic<'_>> = vec![NewTopic::new(
+        &messages[0].topic,
+        PARTITIONS,
+        TopicReplication::Fixed(1),
+    )];
+    admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .expect("create topic");
+    let producer: FutureProducer = kafka::producer_config(&settings)
+        .create()
+        .expect("producer");
+    let start = Instant::now();
+    let mut pending = VecDeque::new();
+    for m in messages {
+        loop {
+            match producer.send_result(kafka::record(m)) {
+                Ok(delivery) => {
+                    pending.push_back(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    let oldest = pending.pop_front().expect("a full queue has messages");
+                    oldest.await.expect("delivery").expect("acknowledged");
+                }
+                Err((e, _)) => panic!("send failed: {e}"),
+            }
+        }
+    }
+    for delivery in pending {
+        delivery.await.expect("delivery").expect("acknowledged");
+    }
+    start.elapsed()
+}
+
+/// What one steady-rate run measured.
+struct Steady {
+    sent: usize,
+    ok: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+/// Creates orders over HTTP at `rate` per second for `seconds` against a server in `mode`,
+/// then reads every event's commit→acknowledged latency from the database.
+async fn steady(broker: &Broker, mode: &str, poll_ms: u64, rate: u32, seconds: u64) -> Steady {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let partitions = PARTITIONS.to_string();
+    let poll = poll_ms.to_string();
+    let template = format!("bench.{mode}.{{aggregate_type}}");
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("KAFKA_BROKERS", &broker.address),
+            ("KAFKA_PARTITIONS", &partitions),
+            ("RELAY_MODE", mode),
+            ("POLL_INTERVAL_MS", &poll),
+            ("TOPIC_TEMPLATE", &template),
+        ],
+    )
+    .await;
+    let url = format!("http://{}/api/orders", server.addr);
+    let body = serde_json::json!({"customer_id": CUSTOMER, "items": [{"sku": "L-1", "quantity": 1, "unit_price_cents": 999}]});
+    let http = reqwest::Client::new();
+    let post = |http: reqwest::Client, url: String, body: serde_json::Value| async move {
+        http.post(url)
+            .json(&body)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 201)
+    };
+    let conn = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).expect("database");
+    // Warm up: the first publish creates the topic; it is not counted.
+    assert!(post(http.clone(), url.clone(), body.clone()).await);
+    while scalar(&conn, CHECKPOINT) < 1 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let sent = usize::try_from(u64::from(rate) * seconds).expect("count");
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let mut requests = Vec::with_capacity(sent);
+    for _ in 0..sent {
+        ticks.tick().await;
+        requests.push(tokio::spawn(post(http.clone(), url.clone(), body.clone())));
+    }
+    let ok = join_all(requests)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(true)))
+        .count();
+    let elapsed = start.elapsed();
+    let last = scalar(&conn, "SELECT coalesce(max(position), 0) FROM outbox");
+    while scalar(&conn, CHECKPOINT) < last {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut statement = conn
+        .prepare(
+            "SELECT o.occurred_at, d.published_at FROM outbox o JOIN deliveries d \
+             ON d.position = o.position WHERE o.position > 1",
+        )
+        .expect("query");
+    let parse = |t: String| t.parse::<DateTime<Utc>>().expect("timestamp");
+    let mut latencies: Vec<Duration> = statement
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .expect("rows")
+        .map(|row| {
+            let (occurred, published) = row.expect("row");
+            (parse(published) - parse(occurred))
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        })
+        .collect();
+    latencies.sort_unstable();
+    drop(server);
+    Steady {
+        sent,
+        ok,
+        elapsed,
+        latencies,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[tokio::main]
+async fn main() {
+    let backlog: usize = support::arg("--backlog", 100_000);
+    let rate: u32 = support::arg("--rate", 1_000);
+    let seconds: u64 = support::arg("--seconds", 10);
+    let poll_ms: u64 = support::arg("--poll-interval-ms", 500);
+    let broker = start_broker().await;
+
+    eprintln!("committing a backlog of {backlog} events");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let messages = prefill(dir.path(), backlog, "bench.raw.{aggregate_type}").await;
+    let bytes: usize = messages
+        .iter()
+        .map(|m| {
+            m.key.len()
+                + m.value.len()
+                + m.headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+        })
+        .sum();
+    eprintln!("raw producer: {backlog} messages");
+    let raw = raw_producer(&broker, &messages).await;
+    drop(messages);
+    eprintln!("relay: draining the backlog");
+    let drained = drain(dir.path(), &broker, backlog).await;
+    let mut steady_runs = Vec::new();
+    for mode in ["streaming", "polling"] {
+        eprintln!("{mode}: {rate} orders/s for {seconds} s");
+        steady_runs.push((mode, steady(&broker, mode, poll_ms, rate, seconds).await));
+    }
+
+    let per_second = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    let relay_rate = per_second(drained.events, drained.elapsed);
+    let raw_rate = per_second(backlog, raw);
+    println!("Machine: {}  ", support::machine());
+    println!(
+        "Command: `make bench-relay RELAY_BENCH_ARGS=\"--backlog {backlog} --rate {rate} --seconds {seconds} --poll-interval-ms {poll_ms}\"`  "
+    );
+    println!(
+        "Broker: tansu (memory storage) on loopback; messages average {} bytes (key + value + headers)\n",
+        bytes / backlog.max(1)
+    );
+    println!("| backlog drain | events | seconds | events/s | server CPU s |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| relay (server binary, Kafka sink) | {} | {:.2} | {relay_rate:.0} | {:.1} |",
+        drained.events,
+        drained.elapsed.as_secs_f64(),
+        drained.cpu
+    );
+    println!(
+        "| raw rdkafka producer (baseline) | {backlog} | {:.2} | {raw_rate:.0} | – |",
+        raw.as_secs_f64()
+    );
+    println!(
+        "\nRelay / raw producer ratio: **{:.2}**. Server RSS: peak while draining **{:.0} MiB**, idle after **{:.0} MiB**.\n",
+        relay_rate / raw_rate,
+        drained.peak_rss,
+        drained.idle_rss
+    );
+    println!("| mode | target rate/s | achieved/s | ok | failed | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (mode, s) in &steady_runs {
+        println!(
+            "| {mode} | {rate} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} |",
+            per_second(s.ok, s.elapsed),
+            s.ok,
+            s.sent - s.ok,
+            ms(percentile(&s.latencies, 0.50)),
+            ms(percentile(&s.latencies, 0.99)),
+            ms(s.latencies.last().copied().unwrap_or_default()),
+        );
+    }
+}

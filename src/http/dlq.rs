@@ -1,0 +1,294 @@
+//! The dead letter queue's admin endpoints (all need the admin token): list with filters and
+//! text search, read one, replay one or many, discard one.
+
+use super::AppState;
+use super::auth::Admin;
+use super::error::AppError;
+use super::extract::{ApiJson, ApiQuery};
+use crate::domain::{EventType, OrderId, ValidationErrors};
+use crate::resilience::dlq::{DeadLetterFilter, DeadLetterStatus, ReplayError};
+use crate::views;
+use app::dto::{BulkReplayDto, DeadLetterDto, DeadLetterPageDto, ReplayResultDto};
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 200;
+/// Most records one bulk replay handles.
+pub const MAX_BULK: u32 = 1000;
+/// Longest text search and discard reason.
+const MAX_TEXT: usize = 200;
+const MAX_REASON: usize = 500;
+
+/// `GET /api/admin/dlq` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    event_type: Option<String>,
+    aggregate_id: Option<String>,
+    q: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<i64>,
+}
+
+/// The filter a query or a bulk-replay body describes; `limit` is set by the caller.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterBody {
+    event_type: Option<String>,
+    aggregate_id: Option<String>,
+    q: Option<String>,
+}
+
+/// 1 to `max` characters, none of them control characters.
+fn plain_text(text: &str, max: usize) -> bool {
+    !text.is_empty() && text.chars().count() <= max && !text.chars().any(char::is_control)
+}
+
+fn bad_query(message: String) -> AppError {
+    AppError::BadRequest {
+        code: "invalid_query",
+        message,
+    }
+}
+
+/// Checks the filter fields; `field` names them in errors.
+fn filter(
+    event_type: Option<String>,
+    aggregate_id: Option<String>,
+    q: Option<String>,
+) -> Result<DeadLetterFilter, String> {
+    if let Some(t) = &event_type {
+        EventType::parse(t).ok_or_else(|| format!("event_type {t:?} is not an event type"))?;
+    }
+    let aggregate_id = aggregate_id
+        .map(|id| OrderId::parse(&id).map_err(|m| format!("aggregate_id {m}")))
+        .transpose()?;
+    if q.as_deref().is_some_and(|text| !plain_text(text, MAX_TEXT)) {
+        return Err(format!(
+            "q must be 1 to {MAX_TEXT} characters without control characters"
+        ));
+    }
+    Ok(DeadLetterFilter {
+        event_type,
+        aggregate_id,
+        text: q,
+        ..DeadLetterFilter::default()
+    })
+}
+
+/// `GET /api/admin/dlq`: records matching the filters, newest first, paginated by `cursor`.
+pub async fn list(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<DeadLetterPageDto>, AppError> {
+    let mut f = filter(query.event_type, query.aggregate_id, query.q).map_err(bad_query)?;
+    f.status = query
+        .status
+        .map(|s| {
+            DeadLetterStatus::parse(&s).ok_or_else(|| {
+                bad_query(format!(
+                    "status {s:?} is not pending, replayed or discarded"
+                ))
+            })
+        })
+        .transpose()?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(bad_query(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    if query.cursor.is_some_and(|c| c < 1) {
+        return Err(bad_query("cursor must be a positive record id".into()));
+    }
+    f.before_id = query.cursor;
+    // One more than asked tells whether another page follows.
+    f.limit = limit + 1;
+    let mut items = state.store.dead_letters(f).await?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    Ok(Json(DeadLetterPageDto {
+        next_cursor: more.then(|| items.last().map(|d| d.id)).flatten(),
+        items: items.iter().map(views::dead_letter).collect(),
+    }))
+}
+
+/// The `{id}` path segment as a record id (400 unless a positive integer).
+fn record_id(raw: &str) -> Result<i64, AppError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| AppError::BadRequest {
+            code: "invalid_id",
+            message: "a dead letter id is a positive integer".into(),
+        })
+}
+
+/// `GET /api/admin/dlq/{id}`: one record with its replay history.
+pub async fn get(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeadLetterDto>, AppError> {
+    let id = record_id(&id)?;
+    let letter = state
+        .store
+        .dead_letter(id)
+        .await?
+        .ok_or(AppError::Missing("dead letter"))?;
+    Ok(Json(views::dead_letter(&letter)))
+}
+
+impl From<ReplayError> for AppError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::NotFound => AppError::Missing("dead letter"),
+            ReplayError::NotPending(_) => AppError::NotPending(e.to_string()),
+            ReplayError::SinkUnavailable { .. } => AppError::SinkUnavailable(e.to_string()),
+            ReplayError::Failed(_) => AppError::ReplayFailed(e.to_string()),
+            ReplayError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// `POST /api/admin/dlq/{id}/replay`: publishes the original envelope (same `event_id`);
+/// 200 with the record, now `replayed`, once the sink acknowledged.
+pub async fn replay(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeadLetterDto>, AppError> {
+    let id = record_id(&id)?;
+    let letter = state.relay.replayer.replay(id).await?;
+    Ok(Json(views::dead_letter(&letter)))
+}
+
+/// `POST /api/admin/dlq/replay` body: record ids, or a filter over pending records.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBody {
+    ids: Option<Vec<i64>>,
+    filter: Option<FilterBody>,
+}
+
+/// `POST /api/admin/dlq/replay`: replays the listed records (or up to 1,000 pending ones
+/// matching the filter) oldest first, and reports each outcome.
+pub async fn replay_many(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<BulkBody>,
+) -> Result<Json<BulkReplayDto>, AppError> {
+    let mut errors = ValidationErrors::default();
+    let ids: Vec<i64> = match (body.ids, body.filter) {
+        (Some(ids), None) => {
+            if ids.is_empty() || ids.len() > MAX_BULK as usize {
+                errors.add("ids", format!("give 1 to {MAX_BULK} ids"));
+            }
+            if ids.iter().any(|id| *id < 1) {
+                errors.add("ids", "ids are positive integers");
+            }
+            // Oldest first: per-aggregate order is kept among the replayed events.
+            ids.into_iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        }
+        (None, Some(f)) => match filter(f.event_type, f.aggregate_id, f.q) {
+            Ok(mut f) => {
+                f.status = Some(DeadLetterStatus::Pending);
+                f.limit = MAX_BULK;
+                let mut ids: Vec<i64> = state
+                    .store
+                    .dead_letters(f)
+                    .await?
+                    .iter()
+                    .map(|d| d.id)
+                    .collect();
+                ids.reverse();
+                ids
+            }
+            Err(message) => {
+                errors.add("filter", message);
+                Vec::new()
+            }
+        },
+        _ => {
+            errors.add("", "give either ids or filter");
+            Vec::new()
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    let mut report = BulkReplayDto {
+        replayed: 0,
+        failed: 0,
+        skipped: 0,
+        results: Vec::with_capacity(ids.len()),
+    };
+    for id in ids {
+        let (outcome, error) = match state.relay.replayer.replay(id).await {
+            Ok(_) => {
+                report.replayed += 1;
+                ("replayed", None)
+            }
+            Err(e @ (ReplayError::NotFound | ReplayError::NotPending(_))) => {
+                report.skipped += 1;
+                ("skipped", Some(e.to_string()))
+            }
+            Err(ReplayError::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                report.failed += 1;
+                ("failed", Some(e.to_string()))
+            }
+        };
+        report.results.push(ReplayResultDto {
+            id,
+            outcome: outcome.to_string(),
+            error,
+        });
+    }
+    Ok(Json(report))
+}
+
+/// `POST /api/admin/dlq/{id}/discard` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscardBody {
+    reason: String,
+}
+
+/// `POST /api/admin/dlq/{id}/discard`: sets a pending record aside, with a reason.
+pub async fn discard(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DiscardBody>,
+) -> Result<Json<DeadLetterDto>, AppError> {
+    let id = record_id(&id)?;
+    let reason = body.reason.trim();
+    if reason.is_empty()
+        || reason.chars().count() > MAX_REASON
+        || reason.chars().any(char::is_control)
+    {
+        let mut errors = ValidationErrors::default();
+        errors.add(
+            "reason",
+            format!("must be 1 to {MAX_REASON} characters without control characters"),
+        );
+        return Err(errors.into());
+    }
+    let letter = state
+        .store
+        .discard_dead_letter(id, reason.to_string())
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound => AppError::Missing("dead letter"),
+            crate::store::StoreError::NotPending(_) => AppError::NotPending(e.to_string()),
+            other => other.into(),
+        })?;
+    Ok(Json(views::dead_letter(&letter)))
+}

@@ -1,0 +1,278 @@
+//! Fault injection: a publisher wrapper that fails, slows down or poisons publishes on
+//! request (`POST /api/admin/faults`), so operators and tests can watch retries, the circuit
+//! breaker and the dead letter queue at work against any sink.
+
+use super::{Delivery, Message, PublishError, Publisher};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Longest latency `slow` may add.
+pub const MAX_LATENCY_MS: u64 = 60_000;
+
+/// The simulated fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Publishes go to the sink unchanged.
+    #[default]
+    None,
+    /// Every publish fails transiently, as if the broker were unreachable.
+    Down,
+    /// Every publish waits `latency_ms` first.
+    Slow { latency_ms: u64 },
+    /// Messages of `event_type`, and/or every `every_n`-th message, fail permanently.
+    Poison {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_type: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        every_n: Option<u64>,
+    },
+}
+
+impl Fault {
+    /// Checks the settings a mode needs; the message says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Fault::Slow { latency_ms } if !(1..=MAX_LATENCY_MS).contains(latency_ms) => {
+                Err(format!("latency_ms must be between 1 and {MAX_LATENCY_MS}"))
+            }
+            Fault::Poison {
+                event_type: None,
+                every_n: None,
+            } => Err("poison needs event_type, every_n or both".into()),
+            Fault::Poison {
+                every_n: Some(0), ..
+            } => Err("every_n must be at least 1".into()),
+            Fault::Poison {
+                event_type: Some(t),
+                ..
+            } if t.is_empty() || t.len() > 100 => {
+                Err("event_type must be 1 to 100 characters".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        *self != Fault::None
+    }
+}
+
+/// Wraps a sink; with [`Fault::None`] it adds nothing but a read lock.
+pub struct FaultInjector {
+    inner: Arc<dyn Publisher>,
+    fault: RwLock<Fault>,
+    /// Messages seen while poisoning, for `every_n`.
+    seen: AtomicU64,
+}
+
+impl FaultInjector {
+    pub fn new(inner: Arc<dyn Publisher>) -> Self {
+        Self {
+            inner,
+            fault: RwLock::new(Fault::None),
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    pub fn fault(&self) -> Fault {
+        self.fault
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets the fault (validate it first); `every_n` counts from this moment.
+    pub fn set(&self, fault: Fault) {
+        tracing::warn!(?fault, "fault injection changed");
+        self.seen.store(0, Ordering::SeqCst);
+        *self
+            .fault
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fault;
+    }
+
+    /// Publishes the unpoisoned messages and fails the poisoned ones, keeping the order.
+    async fn poison(
+        &self,
+        batch: &[Message],
+        event_type: Option<&str>,
+        every_n: Option<u64>,
+    ) -> Vec<Result<Delivery, PublishError>> {
+        let poisoned: Vec<bool> = batch
+            .iter()
+            .map(|m| {
+                let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+                let by_type = event_type.is_some_and(|t| m.header("event_type") == Some(t));
+                let by_count = every_n.is_some_and(|every| n.is_multiple_of(every));
+                by_type || by_count
+            })
+            .collect();
+        let clean: Vec<Message> = batch
+            .iter()
+            .zip(&poisoned)
+            .filter(|(_, p)| !**p)
+            .map(|(m, _)| m.clone())
+            .collect();
+        let mut published = self.inner.publish(&clean).await.into_iter();
+        poisoned
+            .iter()
+            .map(|p| {
+                if *p {
+                    Err(PublishError::permanent(
+                        "simulated poison message (fault injection)",
+                    ))
+                } else {
+                    published.next().unwrap_or_else(|| {
+                        Err(PublishError::transient("the sink reported no outcome"))
+                    })
+                }
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Publisher for FaultInjector {
+    async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
+        match self.fault() {
+            Fault::None => self.inner.publish(batch).await,
+            Fault::Down => batch
+                .iter()
+                .map(|_| {
+                    Err(PublishError::transient(
+                        "simulated outage: the sink is down (fault injection)",
+                    ))
+                })
+                .collect(),
+            Fault::Slow { latency_ms } => {
+                tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+                self.inner.publish(batch).await
+            }
+            Fault::Poison {
+                event_type,
+                every_n,
+            } => self.poison(batch, event_type.as_deref(), every_n).await,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::FailureKind;
+    use std::sync::Mutex;
+
+    /// Accepts everything and remembers what it got.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl Publisher for Recorder {
+        async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
+            let mut got = self.0.lock().unwrap();
+            batch
+                .iter()
+                .map(|m| {
+                    got.push(m.key.clone());
+                    Ok(Delivery {
+                        topic: m.topic.clone(),
+                        partition: None,
+                        offset: None,
+                    })
+                })
+                .collect()
+        }
+
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+    }
+
+    fn message(key: &str, event_type: &str) -> Message {
+        Message {
+            topic: "t".into(),
+            key: key.into(),
+            value: "{}".into(),
+            headers: vec![("event_type", event_type.into())],
+        }
+    }
+
+    fn kinds(results: &[Result<Delivery, PublishError>]) -> Vec<Option<FailureKind>> {
+        results
+            .iter()
+            .map(|r| r.as_ref().err().map(|e| e.kind))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn down_fails_everything_transiently_and_none_passes_through() {
+        let sink = Arc::new(Recorder::default());
+        let faults = FaultInjector::new(sink.clone());
+        let batch = [message("a", "x"), message("b", "x")];
+        faults.set(Fault::Down);
+        let results = faults.publish(&batch).await;
+        assert_eq!(kinds(&results), [Some(FailureKind::Transient); 2]);
+        assert!(sink.0.lock().unwrap().is_empty());
+        faults.set(Fault::None);
+        assert_eq!(kinds(&faults.publish(&batch).await), [None, None]);
+        assert_eq!(*sink.0.lock().unwrap(), ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn poison_fails_matching_messages_permanently_and_keeps_the_rest_in_order() {
+        let sink = Arc::new(Recorder::default());
+        let faults = FaultInjector::new(sink.clone());
+        faults.set(Fault::Poison {
+            event_type: Some("bad".into()),
+            every_n: None,
+        });
+        let batch = [message("a", "ok"), message("b", "bad"), message("c", "ok")];
+        let results = faults.publish(&batch).await;
+        assert_eq!(kinds(&results), [None, Some(FailureKind::Permanent), None]);
+        assert_eq!(*sink.0.lock().unwrap(), ["a", "c"]);
+
+        faults.set(Fault::Poison {
+            event_type: None,
+            every_n: Some(2),
+        });
+        let results = faults.publish(&batch).await;
+        assert_eq!(kinds(&results), [None, Some(FailureKind::Permanent), None]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_adds_its_latency() {
+        let faults = FaultInjector::new(Arc::new(Recorder::default()));
+        faults.set(Fault::Slow { latency_ms: 250 });
+        let start = tokio::time::Instant::now();
+        faults.publish(&[message("a", "x")]).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        assert!(Fault::Slow { latency_ms: 0 }.validate().is_err());
+        assert!(Fault::Slow { latency_ms: 60_001 }.validate().is_err());
+        assert!(Fault::Slow { latency_ms: 10 }.validate().is_ok());
+        let poison = |event_type: Option<&str>, every_n| Fault::Poison {
+            event_type: event_type.map(str::to_string),
+            every_n,
+        };
+        assert!(poison(None, None).validate().is_err());
+        assert!(poison(None, Some(0)).validate().is_err());
+        assert!(poison(Some(""), None).validate().is_err());
+        assert!(poison(Some("order_cancelled"), None).validate().is_ok());
+        assert!(Fault::Down.validate().is_ok());
+    }
+}

@@ -1,0 +1,149 @@
+//! A real Kafka-protocol broker for the tests: a tansu process on a free loopback port, with
+//! its log in an SQLite file of its own, so it can be stopped and started again with its
+//! topics intact. `make test` installs tansu and sets `TANSU` to its path.
+//!
+//! Also here: an rdkafka consumer that reads a topic back.
+
+use crate::helpers::eventually;
+use crate::topic_check::{Consumed, TOPIC};
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message as _};
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+/// Partitions the Kafka tests ask the relay to create.
+pub const PARTITIONS: i32 = 3;
+
+/// A tansu broker process, killed when dropped.
+pub struct Broker {
+    process: Option<Child>,
+    /// `host:port` for `bootstrap.servers`; the same across restarts.
+    pub address: String,
+    /// Holds the broker's SQLite log.
+    storage: TempDir,
+}
+
+impl Broker {
+    pub async fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut broker = Broker {
+            process: None,
+            address: format!("127.0.0.1:{port}"),
+            storage: tempfile::tempdir().expect("temp dir"),
+        };
+        broker.resume().await;
+        broker
+    }
+
+    /// Starts the process (again) on the same port and storage, and waits until it listens.
+    pub async fn resume(&mut self) {
+        assert!(self.process.is_none(), "the broker is already running");
+        let url = format!("tcp://{}", self.address);
+        let program = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
+        let process = Command::new(&program)
+            .current_dir(self.storage.path())
+            .args(["broker", "--storage-engine", "sqlite://tansu.db"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{program} runs (`make test` installs tansu with SQLite storage): {e}")
+            });
+        self.process = Some(process);
+        let address = self.address.clone();
+        eventually("tansu accepts connections", || async {
+            tokio::net::TcpStream::connect(&address).await.is_ok()
+        })
+        .await;
+    }
+
+    /// Kills the process (SIGKILL: the broker gets no chance to say goodbye) and waits until
+    /// it is gone.
+    pub async fn kill(&mut self) {
+        let mut process = self.process.take().expect("the broker is running");
+        process.kill().await.expect("SIGKILL");
+    }
+}
+
+fn consumer(brokers: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "outbox-tests")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
+
+/// How many messages the topic holds: the sum of its partitions' high watermarks.
+pub async fn topic_size(brokers: &str) -> usize {
+    let brokers = brokers.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer = consumer(&brokers);
+        (0..PARTITIONS)
+            .map(|p| {
+                let (low, high) = consumer
+                    .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                assert_eq!(low, 0, "nothing was deleted from partition {p}");
+                usize::try_from(high).unwrap()
+            })
+            .sum()
+    })
+    .await
+    .unwrap()
+}
+
+/// Reads the topic from the beginning until `expected` messages arrived (60 s at most).
+pub async fn consume(brokers: &str, expected: usize) -> Vec<Consumed> {
+    let brokers = brokers.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer = consumer(&brokers);
+        let mut partitions = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            partitions
+                .add_partition_offset(TOPIC, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&partitions).expect("assign");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while seen.len() < expected && Instant::now() < deadline {
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = message.expect("consume");
+            let headers = m.headers().map_or_else(HashMap::new, |h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            });
+            seen.push(Consumed {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                value: serde_json::from_slice(m.payload().unwrap_or_default())
+                    .expect("JSON payload"),
+                headers,
+            });
+        }
+        seen
+    })
+    .await
+    .unwrap()
+}
