@@ -41,6 +41,8 @@ mod support;
 
 const CUSTOMER: &str = "0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d";
 const PARTITIONS: i32 = 3;
+/// The admin secret of the bench's servers (fault injection needs it).
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
 /// A tansu broker with in-memory storage on a free port, killed when dropped.
 struct Broker {
@@ -234,55 +236,75 @@ struct Steady {
     latencies: Vec<Duration>,
 }
 
+/// Creates one order; true on 201.
+async fn create_order(http: reqwest::Client, url: String) -> bool {
+    let body = serde_json::json!({"customer_id": CUSTOMER, "items": [{"sku": "L-1", "quantity": 1, "unit_price_cents": 999}]});
+    http.post(url)
+        .json(&body)
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 201)
+}
+
+/// Sends `count` creates to `url` at `rate` per second (each on its own task, so a slow
+/// answer does not slow the pace); returns how many succeeded.
+async fn paced(url: String, rate: u32, count: usize) -> usize {
+    let http = reqwest::Client::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut requests = Vec::with_capacity(count);
+    for _ in 0..count {
+        ticks.tick().await;
+        requests.push(tokio::spawn(create_order(http.clone(), url.clone())));
+    }
+    join_all(requests)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(true)))
+        .count()
+}
+
+/// A server publishing to `broker` under `name`'s own topic, with `env` added, after one
+/// warm-up order (the first publish creates the topic). Returns it with its database.
+async fn warm_server(
+    broker: &Broker,
+    dir: &Path,
+    name: &str,
+    env: &[(&str, &str)],
+) -> (Server, rusqlite::Connection) {
+    let partitions = PARTITIONS.to_string();
+    let template = format!("bench.{name}.{{aggregate_type}}");
+    let base = [
+        ("KAFKA_BROKERS", broker.address.as_str()),
+        ("KAFKA_PARTITIONS", &partitions),
+        ("TOPIC_TEMPLATE", &template),
+        ("ADMIN_TOKEN", ADMIN_TOKEN),
+    ];
+    let server = Server::start(dir, &[&base[..], env].concat()).await;
+    let conn = rusqlite::Connection::open(dir.join(DATABASE_FILE)).expect("database");
+    let url = format!("http://{}/api/orders", server.addr);
+    assert!(create_order(reqwest::Client::new(), url).await);
+    while scalar(&conn, CHECKPOINT) < 1 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (server, conn)
+}
+
 /// Creates orders over HTTP at `rate` per second for `seconds` against a server in `mode`,
 /// then reads every event's commit→acknowledged latency from the database.
 async fn steady(broker: &Broker, mode: &str, poll_ms: u64, rate: u32, seconds: u64) -> Steady {
     let dir = tempfile::tempdir().expect("temp dir");
-    let partitions = PARTITIONS.to_string();
     let poll = poll_ms.to_string();
-    let template = format!("bench.{mode}.{{aggregate_type}}");
-    let server = Server::start(
+    let (server, conn) = warm_server(
+        broker,
         dir.path(),
-        &[
-            ("KAFKA_BROKERS", &broker.address),
-            ("KAFKA_PARTITIONS", &partitions),
-            ("RELAY_MODE", mode),
-            ("POLL_INTERVAL_MS", &poll),
-            ("TOPIC_TEMPLATE", &template),
-        ],
+        mode,
+        &[("RELAY_MODE", mode), ("POLL_INTERVAL_MS", &poll)],
     )
     .await;
-    let url = format!("http://{}/api/orders", server.addr);
-    let body = serde_json::json!({"customer_id": CUSTOMER, "items": [{"sku": "L-1", "quantity": 1, "unit_price_cents": 999}]});
-    let http = reqwest::Client::new();
-    let post = |http: reqwest::Client, url: String, body: serde_json::Value| async move {
-        http.post(url)
-            .json(&body)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 201)
-    };
-    let conn = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).expect("database");
-    // Warm up: the first publish creates the topic; it is not counted.
-    assert!(post(http.clone(), url.clone(), body.clone()).await);
-    while scalar(&conn, CHECKPOINT) < 1 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-
     let sent = usize::try_from(u64::from(rate) * seconds).expect("count");
-    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let start = Instant::now();
-    let mut requests = Vec::with_capacity(sent);
-    for _ in 0..sent {
-        ticks.tick().await;
-        requests.push(tokio::spawn(post(http.clone(), url.clone(), body.clone())));
-    }
-    let ok = join_all(requests)
-        .await
-        .into_iter()
-        .filter(|r| matches!(r, Ok(true)))
-        .count();
+    let ok = paced(format!("http://{}/api/orders", server.addr), rate, sent).await;
     let elapsed = start.elapsed();
     let last = scalar(&conn, "SELECT coalesce(max(position), 0) FROM outbox");
     while scalar(&conn, CHECKPOINT) < last {
@@ -312,6 +334,91 @@ async fn steady(broker: &Broker, mode: &str, poll_ms: u64, rate: u32, seconds: u
         ok,
         elapsed,
         latencies,
+    }
+}
+
+/// What the outage scenario measured.
+struct Outage {
+    /// From clearing the fault until everything committed before that was acknowledged.
+    recovery: Duration,
+    /// Events waiting when the fault was cleared.
+    backlog: i64,
+    ok: usize,
+    sent: usize,
+    dead_letters: i64,
+    /// The breaker's transitions, as `from→to` names.
+    transitions: Vec<String>,
+}
+
+/// Steady creates at `rate` per second; after 5 s the sink fails (fault injection `down`)
+/// for `outage`, then works again; measures how long the relay takes to catch up. Runs with
+/// the default retry and breaker settings.
+async fn outage(broker: &Broker, rate: u32, outage: Duration) -> Outage {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, conn) = warm_server(broker, dir.path(), "outage", &[]).await;
+    let before = Duration::from_secs(5);
+    let total = before + outage + Duration::from_secs(5);
+    let sent = usize::try_from(u64::from(rate) * total.as_secs()).expect("count");
+    let load = tokio::spawn(paced(
+        format!("http://{}/api/orders", server.addr),
+        rate,
+        sent,
+    ));
+    let admin = |body: serde_json::Value| {
+        let url = format!("http://{}/api/admin/faults", server.addr);
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .expect("fault request");
+            assert!(r.status().is_success(), "fault request: {}", r.status());
+        }
+    };
+    tokio::time::sleep(before).await;
+    admin(serde_json::json!({"mode": "down"})).await;
+    tokio::time::sleep(outage).await;
+    let target = scalar(&conn, "SELECT coalesce(max(position), 0) FROM outbox");
+    let backlog = target - scalar(&conn, CHECKPOINT);
+    let cleared = Instant::now();
+    admin(serde_json::json!({"mode": "none"})).await;
+    while scalar(&conn, CHECKPOINT) < target {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let recovery = cleared.elapsed();
+    let ok = load.await.expect("load");
+    let status: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/api/admin/relay", server.addr))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("status JSON");
+    let transitions = status["breaker"]["transitions"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .map(|t| {
+                    format!(
+                        "{}→{}",
+                        t["from"].as_str().unwrap_or("?"),
+                        t["to"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Outage {
+        recovery,
+        backlog,
+        ok,
+        sent,
+        dead_letters: scalar(&conn, "SELECT count(*) FROM dead_letters"),
+        transitions,
     }
 }
 
@@ -351,13 +458,17 @@ async fn main() {
         eprintln!("{mode}: {rate} orders/s for {seconds} s");
         steady_runs.push((mode, steady(&broker, mode, poll_ms, rate, seconds).await));
     }
+    let outage_rate: u32 = support::arg("--outage-rate", 500);
+    let outage_seconds: u64 = support::arg("--outage-seconds", 10);
+    eprintln!("outage: {outage_rate} orders/s, sink down for {outage_seconds} s");
+    let o = outage(&broker, outage_rate, Duration::from_secs(outage_seconds)).await;
 
     let per_second = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
     let relay_rate = per_second(drained.events, drained.elapsed);
     let raw_rate = per_second(backlog, raw);
     println!("Machine: {}  ", support::machine());
     println!(
-        "Command: `make bench-relay RELAY_BENCH_ARGS=\"--backlog {backlog} --rate {rate} --seconds {seconds} --poll-interval-ms {poll_ms}\"`  "
+        "Command: `make bench-relay RELAY_BENCH_ARGS=\"--backlog {backlog} --rate {rate} --seconds {seconds} --poll-interval-ms {poll_ms} --outage-rate {outage_rate} --outage-seconds {outage_seconds}\"`  "
     );
     println!(
         "Broker: tansu (memory storage) on loopback; messages average {} bytes (key + value + headers)\n",
@@ -394,4 +505,15 @@ async fn main() {
             ms(s.latencies.last().copied().unwrap_or_default()),
         );
     }
+    println!(
+        "\nOutage: {outage_rate} orders/s, the sink down (fault injection) for {outage_seconds} s after 5 s, default retry and breaker settings. \
+         Backlog when the fault was cleared: {} events; caught up **{:.1} s** later. \
+         Dead letters afterwards: **{}**. Creates: {} of {} succeeded. Breaker: {}.",
+        o.backlog,
+        o.recovery.as_secs_f64(),
+        o.dead_letters,
+        o.ok,
+        o.sent,
+        o.transitions.join(", ")
+    );
 }

@@ -10,16 +10,23 @@
 //! - [`config`]: every setting, from flags or environment variables.
 //! - [`domain`]: the order aggregate, value types (parse, don't validate) and events. Pure.
 //! - [`store`]: the `OutboxStore` seam and its SQLite implementation (`store/sqlite/`: schema
-//!   migrations, the group-commit writer, order commands, relay progress, the topic log's SQL,
-//!   the read pool, SQL rows).
-//! - [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing), the embedded
-//!   topic log sink (`publish/local.rs`) and the Kafka sink (`publish/kafka.rs`).
-//! - [`relay`]: the relay step function (`relay/mod.rs`), its supervised runner with the
-//!   polling and streaming modes (`relay/runner.rs`), and outbox retention
-//!   (`relay/retention.rs`).
+//!   migrations, the group-commit writer, order commands, relay progress, dead letters, the
+//!   topic log's SQL, the read pool, SQL rows).
+//! - [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing, transient vs
+//!   permanent `PublishError`), the embedded topic log sink (`publish/local.rs`), the Kafka
+//!   sink with its error classification (`publish/kafka.rs`), and the fault-injecting wrapper
+//!   (`publish/faults.rs`).
+//! - [`relay`]: the relay step function with its retry / pause / dead-letter decisions
+//!   (`relay/mod.rs`), its supervised runner with the polling and streaming modes
+//!   (`relay/runner.rs`), what it is doing for the status page (`relay/activity.rs`), and
+//!   outbox retention (`relay/retention.rs`).
+//! - [`resilience`]: retry delays with backoff and jitter (`resilience/retry.rs`), the circuit
+//!   breaker (`resilience/breaker.rs`), and the dead letter queue's types and replay
+//!   (`resilience/dlq.rs`; its SQL is `store/sqlite/dead_letters.rs`).
 //! - [`http`]: the axum router: JSON API (`http/orders.rs`, `http/topics.rs`), admin endpoints
-//!   (`http/admin.rs`) behind bearer-token authentication (`http/auth.rs`), health probes,
-//!   `AppError`, extractors, and the Leptos page routes.
+//!   for the relay and faults (`http/admin.rs`) and the dead letter queue (`http/dlq.rs`)
+//!   behind bearer-token authentication (`http/auth.rs`), health probes, `AppError`,
+//!   extractors, and the Leptos page routes.
 //! - [`ui`]: the server side of the UI's server functions (implements `app::api::OrdersApi`).
 //! - [`views`]: domain → DTO conversions shared by the API and the UI.
 //! - [`telemetry`]: log output, filtered by `RUST_LOG`.

@@ -86,17 +86,18 @@ pub fn event(e: &StoredEvent, delivery: Option<&DeliveryRecord>) -> EventDto {
 }
 
 pub fn dead_letter(d: &DeadLetter) -> DeadLetterDto {
+    let f = &d.failure;
     DeadLetterDto {
         id: d.id,
-        event: event(&d.event, None),
-        error_kind: d.kind.as_str().to_string(),
-        error_message: d.error.clone(),
-        failure_count: d.failures,
-        first_failed_at: time(&d.first_failed_at),
-        last_failed_at: time(&d.last_failed_at),
+        event: event(&f.event, None),
+        error_kind: f.kind.as_str().to_string(),
+        error_message: f.error.clone(),
+        failure_count: f.failures,
+        first_failed_at: time(&f.first_failed_at),
+        last_failed_at: time(&f.last_failed_at),
         status: d.status.as_str().to_string(),
         discard_reason: d.discard_reason.clone(),
-        order_broken_for: d.event.envelope.aggregate_id.to_string(),
+        order_broken_for: f.event.envelope.aggregate_id.to_string(),
         updated_at: time(&d.updated_at),
         attempts: d
             .attempts

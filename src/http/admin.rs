@@ -61,7 +61,7 @@ pub async fn relay_status(
     };
     Ok(Json(RelayStatusDto {
         mode: mode.to_string(),
-        state: serde_plain(&activity.state),
+        state: activity.state.as_str().to_string(),
         state_since: timestamp(&activity.since),
         last_error: activity.last_error,
         sink: state.relay.faults.name().to_string(),
@@ -76,14 +76,6 @@ pub async fn relay_status(
             .is_active()
             .then(|| serde_json::to_value(&fault).unwrap_or_default()),
     }))
-}
-
-/// A unit enum's serde name (`RelayState::Running` → `running`).
-fn serde_plain<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// `GET /api/admin/faults`: the simulated fault (`{"mode": "none"}` when there is none).

@@ -12,15 +12,15 @@ use std::time::Duration;
 /// Longest latency `slow` may add.
 pub const MAX_LATENCY_MS: u64 = 60_000;
 
-/// The simulated fault.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// The simulated fault. (The modes without settings are empty struct variants so that
+/// serde refuses settings sent with them, such as `{"mode": "down", "latency_ms": 5}`.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
     /// Publishes go to the sink unchanged.
-    #[default]
-    None,
+    None {},
     /// Every publish fails transiently, as if the broker were unreachable.
-    Down,
+    Down {},
     /// Every publish waits `latency_ms` first.
     Slow { latency_ms: u64 },
     /// Messages of `event_type`, and/or every `every_n`-th message, fail permanently.
@@ -30,6 +30,12 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         every_n: Option<u64>,
     },
+}
+
+impl Default for Fault {
+    fn default() -> Self {
+        Fault::None {}
+    }
 }
 
 impl Fault {
@@ -57,7 +63,7 @@ impl Fault {
     }
 
     pub fn is_active(&self) -> bool {
-        *self != Fault::None
+        *self != Fault::None {}
     }
 }
 
@@ -73,7 +79,7 @@ impl FaultInjector {
     pub fn new(inner: Arc<dyn Publisher>) -> Self {
         Self {
             inner,
-            fault: RwLock::new(Fault::None),
+            fault: RwLock::new(Fault::default()),
             seen: AtomicU64::new(0),
         }
     }
@@ -139,8 +145,8 @@ impl FaultInjector {
 impl Publisher for FaultInjector {
     async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
         match self.fault() {
-            Fault::None => self.inner.publish(batch).await,
-            Fault::Down => batch
+            Fault::None {} => self.inner.publish(batch).await,
+            Fault::Down {} => batch
                 .iter()
                 .map(|_| {
                     Err(PublishError::transient(
@@ -221,11 +227,11 @@ mod tests {
         let sink = Arc::new(Recorder::default());
         let faults = FaultInjector::new(sink.clone());
         let batch = [message("a", "x"), message("b", "x")];
-        faults.set(Fault::Down);
+        faults.set(Fault::Down {});
         let results = faults.publish(&batch).await;
         assert_eq!(kinds(&results), [Some(FailureKind::Transient); 2]);
         assert!(sink.0.lock().unwrap().is_empty());
-        faults.set(Fault::None);
+        faults.set(Fault::None {});
         assert_eq!(kinds(&faults.publish(&batch).await), [None, None]);
         assert_eq!(*sink.0.lock().unwrap(), ["a", "b"]);
     }
@@ -273,6 +279,6 @@ mod tests {
         assert!(poison(None, Some(0)).validate().is_err());
         assert!(poison(Some(""), None).validate().is_err());
         assert!(poison(Some("order_cancelled"), None).validate().is_ok());
-        assert!(Fault::Down.validate().is_ok());
+        assert!(Fault::Down {}.validate().is_ok());
     }
 }

@@ -20,7 +20,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -202,6 +202,15 @@ impl Publisher for KafkaPublisher {
             return batch.iter().map(|_| Err(e.clone())).collect();
         }
         let deadline = tokio::time::Instant::now() + self.ack_timeout;
+        // Deliveries kept from earlier tries are picked up below if their event is in this
+        // batch (even if they completed meanwhile: the event is on the broker then); others
+        // are dropped once complete (their events were handled some other way).
+        {
+            let ids: HashSet<&str> = batch.iter().map(event_id).collect();
+            self.lock_in_flight().retain(|id, delivery| {
+                ids.contains(id.as_str()) || delivery.now_or_never().is_none()
+            });
+        }
         // Enqueue everything first (or pick up the delivery still awaited from an earlier
         // try). After a message that could not be enqueued, nothing more is sent: a later
         // event of the same key must not overtake it.
@@ -288,9 +297,6 @@ impl KafkaPublisher {
             probe.map_err(|e| PublishError::transient(format!("no Kafka broker answers: {e}")))?;
             self.suspect.store(false, Ordering::SeqCst);
         }
-        // Deliveries that completed meanwhile (or belong to events given up on) are dropped.
-        self.lock_in_flight()
-            .retain(|_, delivery| delivery.now_or_never().is_none());
         Ok(())
     }
 

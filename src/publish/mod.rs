@@ -66,8 +66,7 @@ pub struct Delivery {
 }
 
 /// Whether trying again can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
     /// Timeouts, transport errors, leader changes, the broker being down: retry later.
     Transient,

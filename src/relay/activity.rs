@@ -5,8 +5,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Mutex;
 
 /// The relay's condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayState {
     /// Not started yet, or restarting after a store error.
     Starting,
@@ -17,6 +16,18 @@ pub enum RelayState {
     /// The circuit breaker is open: nothing is sent and the checkpoint stays.
     Paused,
     Stopped,
+}
+
+impl RelayState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Paused => "paused",
+            Self::Stopped => "stopped",
+        }
+    }
 }
 
 /// A copy of the relay's condition.

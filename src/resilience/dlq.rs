@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Where a record stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadLetterStatus {
     /// Waiting for an operator.
     Pending,
@@ -45,8 +44,7 @@ impl DeadLetterStatus {
 }
 
 /// Why an event was dead-lettered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadLetterKind {
     /// The sink refused it for good (too large, invalid topic, not authorised, …).
     Permanent,
@@ -104,13 +102,8 @@ pub struct ReplayAttempt {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
     pub id: i64,
-    /// The original event: replay publishes exactly this.
-    pub event: StoredEvent,
-    pub kind: DeadLetterKind,
-    pub error: String,
-    pub failures: u32,
-    pub first_failed_at: DateTime<Utc>,
-    pub last_failed_at: DateTime<Utc>,
+    /// The event (exactly what replay publishes) and how it failed.
+    pub failure: NewDeadLetter,
     pub status: DeadLetterStatus,
     pub discard_reason: Option<String>,
     pub updated_at: DateTime<Utc>,
@@ -132,7 +125,7 @@ pub struct DeadLetterFilter {
 }
 
 /// Records per status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeadLetterCounts {
     pub pending: u64,
     pub replayed: u64,
@@ -199,7 +192,7 @@ impl Replayer {
             };
             return Err(ReplayError::SinkUnavailable { retry_in });
         }
-        let message = Message::from_event(&letter.event, &self.topics);
+        let message = Message::from_event(&letter.failure.event, &self.topics);
         let result = self.publisher.publish(std::slice::from_ref(&message)).await;
         let outcome = match result.into_iter().next() {
             Some(Ok(d)) => {

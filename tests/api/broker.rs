@@ -4,7 +4,6 @@
 //!
 //! Also here: an rdkafka consumer that reads a topic back.
 
-use crate::helpers::eventually;
 use crate::topic_check::{Consumed, TOPIC};
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
@@ -61,11 +60,18 @@ impl Broker {
                 panic!("{program} runs (`make test` installs tansu with SQLite storage): {e}")
             });
         self.process = Some(process);
-        let address = self.address.clone();
-        eventually("tansu accepts connections", || async {
-            tokio::net::TcpStream::connect(&address).await.is_ok()
-        })
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(&self.address).await.is_err() {
+            let child = self.process.as_mut().expect("just started");
+            if let Some(status) = child.try_wait().expect("tansu status") {
+                panic!(
+                    "{program} exited ({status}) instead of listening: it needs SQLite storage \
+                     (`make test` installs it and sets TANSU)"
+                );
+            }
+            assert!(Instant::now() < deadline, "tansu never listened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Kills the process (SIGKILL: the broker gets no chance to say goodbye) and waits until

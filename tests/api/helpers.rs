@@ -134,6 +134,37 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// An admin request with the right token; `body` is sent as JSON.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// `GET path` as admin; panics unless 200, returns the JSON.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let response = self.admin(reqwest::Method::GET, path, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("JSON body")
+    }
+
+    /// `POST path` as admin; panics unless 200, returns the JSON.
+    pub async fn admin_post(&self, path: &str, body: Value) -> Value {
+        let response = self.admin(reqwest::Method::POST, path, Some(body)).await;
+        assert_eq!(response.status(), StatusCode::OK, "POST {path}");
+        response.json().await.expect("JSON body")
+    }
+
     /// Rows in `table`, read straight from the database file.
     pub fn count(&self, table: &str) -> i64 {
         count_rows(&self.db_path(), table)

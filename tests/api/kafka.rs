@@ -10,7 +10,7 @@ use crate::topic_check::{TOPIC, assert_topic_holds_outbox};
 use std::time::Duration;
 
 /// The application publishing to `broker`, in `mode`, with `extra` flags.
-async fn app_on(broker: &Broker, mode: &str, extra: &[&str]) -> TestApp {
+pub async fn app_on(broker: &Broker, mode: &str, extra: &[&str]) -> TestApp {
     let partitions = PARTITIONS.to_string();
     let flags = [
         "--kafka-brokers",

@@ -11,5 +11,6 @@ mod idempotency;
 mod kafka;
 mod orders;
 mod relay;
+mod resilience;
 mod store_contract;
 mod topic_check;

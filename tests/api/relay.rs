@@ -171,7 +171,7 @@ async fn topic_reads_validate_their_input() {
 
 // ----- The step function, driven directly -----
 
-fn create() -> Command {
+pub fn create() -> Command {
     let items = [RawItem {
         sku: "S".into(),
         quantity: 1,
@@ -183,7 +183,7 @@ fn create() -> Command {
     }
 }
 
-async fn open_store(dir: &std::path::Path) -> Arc<SqliteStore> {
+pub async fn open_store(dir: &std::path::Path) -> Arc<SqliteStore> {
     let config = crate::helpers::test_config(dir, &[]);
     Arc::new(SqliteStore::open(&config.sqlite()).unwrap())
 }

@@ -84,12 +84,15 @@ struct RecordRow {
 fn decode((event, row): (EventRow, RecordRow)) -> Result<DeadLetter, StoreError> {
     Ok(DeadLetter {
         id: row.id,
-        event: event.decode()?,
-        kind: DeadLetterKind::parse(&row.kind).ok_or_else(|| corrupt("error_kind", &row.kind))?,
-        error: row.error,
-        failures: row.failures,
-        first_failed_at: parse_time(&row.first_failed_at)?,
-        last_failed_at: parse_time(&row.last_failed_at)?,
+        failure: NewDeadLetter {
+            event: event.decode()?,
+            kind: DeadLetterKind::parse(&row.kind)
+                .ok_or_else(|| corrupt("error_kind", &row.kind))?,
+            error: row.error,
+            failures: row.failures,
+            first_failed_at: parse_time(&row.first_failed_at)?,
+            last_failed_at: parse_time(&row.last_failed_at)?,
+        },
         status: DeadLetterStatus::parse(&row.status)
             .ok_or_else(|| corrupt("status", &row.status))?,
         discard_reason: row.discard_reason,
@@ -195,17 +198,7 @@ pub fn record_replay(
     let now = timestamp(&chrono::Utc::now());
     let (result, detail) = match outcome {
         ReplayOutcome::Delivered(d) => {
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO deliveries (position, topic, partition, log_offset, \
-                 published_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                letter.event.position,
-                d.topic,
-                d.partition,
-                d.offset,
-                timestamp(&d.published_at)
-            ])?;
+            super::progress::record_delivery(conn, letter.failure.event.position, d)?;
             conn.prepare_cached(
                 "UPDATE dead_letters SET status = 'replayed', updated_at = ?2 WHERE id = ?1",
             )?

@@ -38,18 +38,8 @@ pub fn record(
     position: u64,
     deliveries: &[(u64, DeliveryRecord)],
 ) -> Result<(), StoreError> {
-    let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO deliveries (position, topic, partition, log_offset, published_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for (pos, d) in deliveries {
-        insert.execute(params![
-            pos,
-            d.topic,
-            d.partition,
-            d.offset,
-            timestamp(&d.published_at)
-        ])?;
+    for (position, d) in deliveries {
+        record_delivery(conn, *position, d)?;
     }
     conn.prepare_cached(
         "INSERT INTO relay_checkpoints (relay, position, updated_at) VALUES (?1, ?2, ?3) \
@@ -57,6 +47,26 @@ pub fn record(
          updated_at = excluded.updated_at",
     )?
     .execute(params![relay, position, timestamp(&chrono::Utc::now())])?;
+    Ok(())
+}
+
+/// Records where the event at `position` went (replacing an earlier record).
+pub fn record_delivery(
+    conn: &Connection,
+    position: u64,
+    d: &DeliveryRecord,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO deliveries (position, topic, partition, log_offset, published_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        position,
+        d.topic,
+        d.partition,
+        d.offset,
+        timestamp(&d.published_at)
+    ])?;
     Ok(())
 }
 

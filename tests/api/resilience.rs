@@ -1,0 +1,759 @@
+//! Resilience end to end: outages open the circuit breaker and pause the relay without
+//! dead-lettering anything; poison events go to the dead letter queue while the rest flows;
+//! dead letters are replayed (same `event_id`) or discarded. Against the embedded log and a
+//! real tansu broker. Also the relay step's retry and dead-letter decisions, driven directly.
+
+use crate::broker::{Broker, consume, topic_size};
+use crate::helpers::{
+    TestApp, eventually, eventually_within, expect_error, last_position, relay_checkpoint,
+    spawn_app_with,
+};
+use crate::relay::{assert_topic_matches_outbox, resilience, router, write_some};
+use crate::topic_check::assert_topic_holds_outbox;
+use async_trait::async_trait;
+use futures::StreamExt;
+use outbox::publish::local::LocalLogPublisher;
+use outbox::publish::{Delivery, Message, PublishError, Publisher};
+use outbox::relay::{Outcome, Relay};
+use outbox::store::OutboxStore;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Quick retries and a short open breaker, so a test sees every state in seconds.
+const FAST: [&str; 6] = [
+    "--retry-initial-delay-ms",
+    "10",
+    "--retry-max-delay-ms",
+    "50",
+    "--breaker-open-timeout-ms",
+    "500",
+];
+
+/// How long the outages last.
+const OUTAGE: Duration = Duration::from_secs(10);
+
+/// Creates `orders` orders, 16 at a time, changing every fourth; returns the event count.
+async fn write_many(app: &TestApp, orders: usize) -> usize {
+    futures::stream::iter(0..orders)
+        .map(|i| async move {
+            let id = app.create_order_id(&[&format!("M-{i}")]).await;
+            if i % 4 == 0 {
+                let items = json!([{"sku": "M-X", "quantity": 3, "unit_price_cents": 7}]);
+                assert_eq!(
+                    app.replace_items(&id, 1, items).await.status(),
+                    StatusCode::OK
+                );
+                2
+            } else {
+                1
+            }
+        })
+        .buffer_unordered(16)
+        .fold(0, |sum, n| async move { sum + n })
+        .await
+}
+
+async fn status(app: &TestApp) -> Value {
+    app.admin_get("/api/admin/relay").await
+}
+
+async fn breaker_state(app: &TestApp) -> String {
+    status(app).await["breaker"]["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The breaker went closed → open → half-open → closed at least once, in that order.
+async fn assert_breaker_tripped_and_recovered(app: &TestApp) {
+    let s = status(app).await;
+    assert_eq!(s["breaker"]["state"], "closed");
+    let path: Vec<(String, String)> = s["breaker"]["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert!(t["at"].as_str().unwrap().ends_with('Z'));
+            assert!(!t["reason"].as_str().unwrap().is_empty());
+            (
+                t["from"].as_str().unwrap().to_string(),
+                t["to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(path.first(), Some(&pair("closed", "open")), "{path:?}");
+    assert!(path.contains(&pair("open", "half_open")), "{path:?}");
+    assert_eq!(path.last(), Some(&pair("half_open", "closed")), "{path:?}");
+}
+
+/// Waits until every committed event is handled.
+async fn caught_up(app: &TestApp) {
+    let db = app.db_path();
+    eventually_within(Duration::from_secs(60), "the relay caught up", || async {
+        relay_checkpoint(&db) == last_position(&db)
+    })
+    .await;
+}
+
+async fn set_fault(app: &TestApp, fault: Value) {
+    let answer = app.admin_post("/api/admin/faults", fault.clone()).await;
+    assert_eq!(answer, fault);
+}
+
+/// (a) `down` for 10 s while 1,000 orders are written: the breaker opens, the relay pauses
+/// with its checkpoint where it was, nothing is dead-lettered; after `none` everything
+/// arrives once, in order per key.
+async fn simulated_outage(app: &TestApp) -> usize {
+    let before = write_some(app, 5).await;
+    caught_up(app).await;
+    let checkpoint = relay_checkpoint(&app.db_path());
+    let started = Instant::now();
+    set_fault(app, json!({"mode": "down"})).await;
+    let during = write_many(app, 1_000).await;
+    eventually("the breaker opens", || async {
+        breaker_state(app).await == "open"
+    })
+    .await;
+    let s = status(app).await;
+    assert_eq!(s["fault"], json!({"mode": "down"}));
+    assert!(s["pending"].as_u64().unwrap() >= during as u64);
+    assert!(s["oldest_pending_age_ms"].as_i64().unwrap() >= 0);
+    assert!(
+        s["last_error"].as_str().is_some() || s["state"] == "paused",
+        "{s}"
+    );
+    // The outage lasts its full length; the relay keeps probing meanwhile.
+    tokio::time::sleep(OUTAGE.saturating_sub(started.elapsed())).await;
+    assert_eq!(
+        relay_checkpoint(&app.db_path()),
+        checkpoint,
+        "nothing moves while the sink is down"
+    );
+    assert_eq!(
+        app.count("dead_letters"),
+        0,
+        "an outage is no reason for the DLQ"
+    );
+    set_fault(app, json!({"mode": "none"})).await;
+    caught_up(app).await;
+    assert_breaker_tripped_and_recovered(app).await;
+    let s = status(app).await;
+    assert_eq!(
+        s["dead_letters"],
+        json!({"pending": 0, "replayed": 0, "discarded": 0})
+    );
+    assert_eq!(s["fault"], Value::Null);
+    assert_eq!(s["pending"], 0);
+    before + during
+}
+
+#[tokio::test]
+async fn an_outage_of_the_embedded_log_pauses_the_relay_and_loses_nothing() {
+    let app = spawn_app_with(&FAST).await;
+    let expected = simulated_outage(&app).await;
+    assert_topic_matches_outbox(&app, expected).await;
+}
+
+/// The application publishing to `broker`, with quick retries and a short ack timeout.
+async fn kafka_app(broker: &Broker) -> TestApp {
+    let extra = [&["--kafka-ack-timeout-ms", "1000"][..], &FAST[..]].concat();
+    crate::kafka::app_on(broker, "streaming", &extra).await
+}
+
+/// Every outbox event is on the broker's topic exactly once, in order per key.
+async fn assert_broker_holds_outbox_once(app: &TestApp, broker: &Broker, expected: usize) {
+    let size = topic_size(&broker.address).await;
+    assert_eq!(size, expected, "each event once on the topic");
+    let messages = consume(&broker.address, size).await;
+    let duplicates = assert_topic_holds_outbox(&app.db_path(), &messages);
+    assert!(duplicates.is_empty(), "published twice: {duplicates:?}");
+}
+
+#[tokio::test]
+async fn a_simulated_kafka_outage_pauses_the_relay_and_loses_nothing() {
+    let broker = Broker::start().await;
+    let app = kafka_app(&broker).await;
+    let expected = simulated_outage(&app).await;
+    assert_broker_holds_outbox_once(&app, &broker, expected).await;
+}
+
+/// (b) The real broker process is killed for 10 s while orders keep coming: the breaker
+/// opens, nothing is dead-lettered, and once tansu is back every event arrives once.
+#[tokio::test]
+async fn a_real_broker_outage_under_load_pauses_the_relay_and_loses_nothing() {
+    let mut broker = Broker::start().await;
+    let app = kafka_app(&broker).await;
+    let mut expected = write_some(&app, 5).await;
+    caught_up(&app).await;
+    let started = Instant::now();
+    broker.kill().await;
+    // Load throughout the outage: bursts of 50 orders, five times a second.
+    while started.elapsed() < OUTAGE {
+        expected += write_many(&app, 50).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(breaker_state(&app).await, "open");
+    assert_eq!(app.count("dead_letters"), 0);
+    broker.resume().await;
+    caught_up(&app).await;
+    assert_breaker_tripped_and_recovered(&app).await;
+    assert_eq!(app.count("dead_letters"), 0);
+    assert_broker_holds_outbox_once(&app, &broker, expected).await;
+}
+
+/// Orders with every third one cancelled; returns (events, cancellations).
+async fn orders_with_cancellations(app: &TestApp, orders: usize) -> (usize, usize) {
+    let mut events = 0;
+    let mut cancelled = 0;
+    for i in 0..orders {
+        let id = app.create_order_id(&[&format!("P-{i}")]).await;
+        events += 1;
+        if i % 3 == 0 {
+            assert_eq!(
+                app.cancel(&id, 1, "poison test").await.status(),
+                StatusCode::OK
+            );
+            events += 1;
+            cancelled += 1;
+        }
+    }
+    (events, cancelled)
+}
+
+/// (c) + (d): poisoned `OrderCancelled` events go to the DLQ (permanent: not retried) while
+/// everything else is delivered; then they are replayed, one and in bulk, with their
+/// original event ids.
+#[tokio::test]
+async fn poison_events_are_dead_lettered_and_replayed_with_their_event_ids() {
+    let app = spawn_app_with(&FAST).await;
+    set_fault(
+        &app,
+        json!({"mode": "poison", "event_type": "OrderCancelled"}),
+    )
+    .await;
+    let (events, cancelled) = orders_with_cancellations(&app, 12).await;
+    caught_up(&app).await;
+    let s = status(&app).await;
+    assert_eq!(s["breaker"]["state"], "closed", "poison is not an outage");
+    assert_eq!(s["dead_letters"]["pending"], cancelled);
+    let page = app.admin_get("/api/admin/dlq?status=pending").await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), cancelled);
+    for d in items {
+        assert_eq!(d["event"]["event_type"], "OrderCancelled");
+        assert_eq!(d["error_kind"], "permanent");
+        assert_eq!(d["failure_count"], 1, "permanent failures are not retried");
+        assert_eq!(d["status"], "pending");
+        assert_eq!(d["order_broken_for"], d["event"]["aggregate_id"]);
+        assert!(d["error_message"].as_str().unwrap().contains("poison"));
+    }
+    // Everything else went through, in order.
+    let topic = app.get_json("/api/topics").await;
+    assert_eq!(topic[0]["messages"], events - cancelled);
+
+    set_fault(&app, json!({"mode": "none"})).await;
+    // One by id.
+    let first = &items[items.len() - 1];
+    let id = first["id"].as_i64().unwrap();
+    let replayed = app
+        .admin_post(&format!("/api/admin/dlq/{id}/replay"), json!({}))
+        .await;
+    assert_eq!(replayed["status"], "replayed");
+    assert_eq!(replayed["attempts"][0]["outcome"], "delivered");
+    assert_eq!(replayed["event"]["event_id"], first["event"]["event_id"]);
+    let again = app
+        .admin(Method::POST, &format!("/api/admin/dlq/{id}/replay"), None)
+        .await;
+    expect_error(again, StatusCode::CONFLICT, "not_pending").await;
+    // The rest in bulk, by filter.
+    let bulk = app
+        .admin_post(
+            "/api/admin/dlq/replay",
+            json!({"filter": {"event_type": "OrderCancelled"}}),
+        )
+        .await;
+    assert_eq!(bulk["replayed"], cancelled - 1);
+    assert_eq!(bulk["failed"], 0);
+    let s = status(&app).await;
+    assert_eq!(
+        s["dead_letters"],
+        json!({"pending": 0, "replayed": cancelled, "discarded": 0})
+    );
+    // Every event is on the topic now, each once, with its original id.
+    let messages = app
+        .get_json("/api/topics/outbox.event.order/messages?limit=1000")
+        .await;
+    let ids: std::collections::HashSet<String> = messages["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["headers"]["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), events);
+    assert_eq!(
+        messages["messages"].as_array().unwrap().len(),
+        events,
+        "replay sent each dead letter once"
+    );
+    // The order page shows the replayed event as published.
+    let order = first["event"]["aggregate_id"].as_str().unwrap();
+    let detail = app.get_json(&format!("/api/orders/{order}")).await;
+    assert!(
+        detail["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| !e["delivery"].is_null())
+    );
+}
+
+#[tokio::test]
+async fn poison_on_kafka_dead_letters_only_the_poisoned_events() {
+    let broker = Broker::start().await;
+    let app = kafka_app(&broker).await;
+    set_fault(&app, json!({"mode": "poison", "every_n": 5})).await;
+    let events = write_some(&app, 20).await;
+    caught_up(&app).await;
+    let dead = app.count("dead_letters") as usize;
+    assert!(
+        dead >= events / 5 - 1 && dead <= events / 5 + 1,
+        "{dead} of {events}"
+    );
+    assert_eq!(topic_size(&broker.address).await, events - dead);
+    set_fault(&app, json!({"mode": "none"})).await;
+    let bulk = app
+        .admin_post("/api/admin/dlq/replay", json!({"filter": {}}))
+        .await;
+    assert_eq!(bulk["replayed"], dead);
+    let size = topic_size(&broker.address).await;
+    assert_eq!(size, events);
+    let messages = consume(&broker.address, size).await;
+    let ids: std::collections::HashSet<&str> = messages.iter().map(|m| m.event_id()).collect();
+    assert_eq!(ids.len(), events, "replayed with the original event ids");
+}
+
+#[tokio::test]
+async fn dead_letters_are_discarded_with_a_reason_and_listed_by_filter() {
+    let app = spawn_app_with(&FAST).await;
+    set_fault(
+        &app,
+        json!({"mode": "poison", "event_type": "OrderCancelled"}),
+    )
+    .await;
+    let (_, cancelled) = orders_with_cancellations(&app, 7).await;
+    caught_up(&app).await;
+    let page = app.admin_get("/api/admin/dlq?limit=2").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].as_i64().unwrap();
+    let rest = app
+        .admin_get(&format!("/api/admin/dlq?limit=100&cursor={cursor}"))
+        .await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), cancelled - 2);
+    assert!(rest["next_cursor"].is_null());
+
+    let d = &page["items"][0];
+    let id = d["id"].as_i64().unwrap();
+    let order = d["event"]["aggregate_id"].as_str().unwrap();
+    // Filters: by aggregate, by text (in the payload), by status.
+    let by_order = app
+        .admin_get(&format!("/api/admin/dlq?aggregate_id={order}"))
+        .await;
+    assert_eq!(by_order["items"].as_array().unwrap().len(), 1);
+    let by_text = app.admin_get("/api/admin/dlq?q=poison%20test").await;
+    assert_eq!(by_text["items"].as_array().unwrap().len(), cancelled);
+    let no_match = app.admin_get("/api/admin/dlq?q=%25_%25").await;
+    assert_eq!(no_match["items"], json!([]), "LIKE wildcards are literal");
+
+    let discarded = app
+        .admin_post(
+            &format!("/api/admin/dlq/{id}/discard"),
+            json!({"reason": "duplicate of a manual fix"}),
+        )
+        .await;
+    assert_eq!(discarded["status"], "discarded");
+    assert_eq!(discarded["discard_reason"], "duplicate of a manual fix");
+    let again = app
+        .admin(Method::POST, &format!("/api/admin/dlq/{id}/replay"), None)
+        .await;
+    expect_error(again, StatusCode::CONFLICT, "not_pending").await;
+    let pending = app.admin_get("/api/admin/dlq?status=pending").await;
+    assert_eq!(pending["items"].as_array().unwrap().len(), cancelled - 1);
+    let one = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
+    assert_eq!(one["status"], "discarded");
+}
+
+#[tokio::test]
+async fn a_failed_replay_is_recorded_and_the_record_stays_pending() {
+    // The breaker stays open for the default 30 s once tripped.
+    let app = spawn_app_with(&FAST[..4]).await;
+    set_fault(
+        &app,
+        json!({"mode": "poison", "event_type": "OrderCreated"}),
+    )
+    .await;
+    app.create_order_id(&["F-1"]).await;
+    caught_up(&app).await;
+    let id = app.admin_get("/api/admin/dlq").await["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    // Still poisoned: the replay fails, is recorded, and the record stays pending.
+    let r = app
+        .admin(Method::POST, &format!("/api/admin/dlq/{id}/replay"), None)
+        .await;
+    expect_error(r, StatusCode::BAD_GATEWAY, "replay_failed").await;
+    let d = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
+    assert_eq!(d["status"], "pending");
+    assert_eq!(d["attempts"][0]["outcome"], "failed");
+    // The sink down with the breaker open: 503, nothing attempted.
+    set_fault(&app, json!({"mode": "down"})).await;
+    app.create_order_id(&["F-2"]).await;
+    eventually("the breaker opens", || async {
+        breaker_state(&app).await == "open"
+    })
+    .await;
+    let r = app
+        .admin(Method::POST, &format!("/api/admin/dlq/{id}/replay"), None)
+        .await;
+    expect_error(r, StatusCode::SERVICE_UNAVAILABLE, "sink_unavailable").await;
+    let d = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 1);
+}
+
+/// (e) Every admin endpoint refuses a missing or wrong token and changes nothing.
+#[tokio::test]
+async fn every_admin_endpoint_needs_the_token() {
+    let app = spawn_app_with(&FAST).await;
+    set_fault(
+        &app,
+        json!({"mode": "poison", "event_type": "OrderCreated"}),
+    )
+    .await;
+    app.create_order_id(&["A-1"]).await;
+    caught_up(&app).await;
+    let id = app.admin_get("/api/admin/dlq").await["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let endpoints: Vec<(Method, String, Value)> = vec![
+        (Method::GET, "/api/admin/relay".into(), Value::Null),
+        (Method::GET, "/api/admin/relay/mode".into(), Value::Null),
+        (
+            Method::POST,
+            "/api/admin/relay/mode".into(),
+            json!({"mode": "polling"}),
+        ),
+        (Method::GET, "/api/admin/faults".into(), Value::Null),
+        (
+            Method::POST,
+            "/api/admin/faults".into(),
+            json!({"mode": "none"}),
+        ),
+        (Method::GET, "/api/admin/dlq".into(), Value::Null),
+        (Method::GET, format!("/api/admin/dlq/{id}"), Value::Null),
+        (
+            Method::POST,
+            format!("/api/admin/dlq/{id}/replay"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            "/api/admin/dlq/replay".into(),
+            json!({"ids": [id]}),
+        ),
+        (
+            Method::POST,
+            format!("/api/admin/dlq/{id}/discard"),
+            json!({"reason": "x"}),
+        ),
+    ];
+    for (method, path, body) in &endpoints {
+        for header in [None, Some("Bearer not-the-token"), Some("Basic abc")] {
+            let mut request = app.client.request(method.clone(), app.url(path)).json(body);
+            if let Some(h) = header {
+                request = request.header("authorization", h);
+            }
+            let response = request.send().await.unwrap();
+            expect_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        }
+    }
+    let d = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
+    assert_eq!(d["status"], "pending");
+    assert_eq!(d["attempts"], json!([]));
+    assert_eq!(
+        app.admin_get("/api/admin/faults").await,
+        json!({"mode": "poison", "event_type": "OrderCreated"})
+    );
+    assert_eq!(
+        app.admin_get("/api/admin/relay/mode").await["mode"],
+        "streaming"
+    );
+}
+
+#[tokio::test]
+async fn admin_inputs_are_validated_and_change_nothing() {
+    let app = spawn_app_with(&FAST).await;
+    for fault in [
+        json!({"mode": "sideways"}),
+        json!({"mode": "slow"}),
+        json!({"mode": "down", "latency_ms": 5}),
+        json!({"latency_ms": 5}),
+        json!({"mode": "slow", "latency_ms": "fast"}),
+    ] {
+        let r = app
+            .admin(Method::POST, "/api/admin/faults", Some(fault))
+            .await;
+        expect_error(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    }
+    for fault in [
+        json!({"mode": "slow", "latency_ms": 0}),
+        json!({"mode": "slow", "latency_ms": 60_001}),
+        json!({"mode": "poison"}),
+        json!({"mode": "poison", "every_n": 0}),
+        json!({"mode": "poison", "event_type": "'; DROP TABLE outbox; --"}),
+    ] {
+        let r = app
+            .admin(Method::POST, "/api/admin/faults", Some(fault))
+            .await;
+        expect_error(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    let malformed = app
+        .client
+        .post(app.url("/api/admin/faults"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("{\"mode\":")
+        .send()
+        .await
+        .unwrap();
+    expect_error(malformed, StatusCode::BAD_REQUEST, "malformed_json").await;
+    let huge = app
+        .client
+        .post(app.url("/api/admin/faults"))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"mode\":\"poison\",\"event_type\":\"{}\"}}",
+            "x".repeat(100_000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    expect_error(huge, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    assert_eq!(
+        app.admin_get("/api/admin/faults").await,
+        json!({"mode": "none"})
+    );
+
+    for query in [
+        "limit=0",
+        "limit=201",
+        "cursor=0",
+        "cursor=x",
+        "status=lost",
+        "event_type=NotAnEvent",
+        "aggregate_id=not-a-uuid",
+        "q=",
+        &format!("q={}", "x".repeat(201)),
+        "q=%00",
+        "unknown=1",
+    ] {
+        let r = app
+            .admin(Method::GET, &format!("/api/admin/dlq?{query}"), None)
+            .await;
+        expect_error(r, StatusCode::BAD_REQUEST, "invalid_query").await;
+    }
+    for path in [
+        "/api/admin/dlq/0",
+        "/api/admin/dlq/abc",
+        "/api/admin/dlq/-1",
+    ] {
+        let r = app.admin(Method::GET, path, None).await;
+        expect_error(r, StatusCode::BAD_REQUEST, "invalid_id").await;
+    }
+    let r = app.admin(Method::GET, "/api/admin/dlq/999", None).await;
+    expect_error(r, StatusCode::NOT_FOUND, "not_found").await;
+    let r = app
+        .admin(Method::POST, "/api/admin/dlq/999/replay", None)
+        .await;
+    expect_error(r, StatusCode::NOT_FOUND, "not_found").await;
+    for body in [
+        json!({}),
+        json!({"ids": []}),
+        json!({"ids": [0]}),
+        json!({"ids": [1], "filter": {}}),
+        json!({"ids": (1..=1001).collect::<Vec<_>>()}),
+        json!({"filter": {"aggregate_id": "nope"}}),
+    ] {
+        let r = app
+            .admin(Method::POST, "/api/admin/dlq/replay", Some(body))
+            .await;
+        expect_error(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    for body in [
+        json!({"reason": ""}),
+        json!({"reason": "   "}),
+        json!({"reason": "x".repeat(501)}),
+        json!({"reason": "line\nbreak"}),
+    ] {
+        let r = app
+            .admin(Method::POST, "/api/admin/dlq/1/discard", Some(body))
+            .await;
+        expect_error(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    let r = app
+        .admin(Method::POST, "/api/admin/dlq/1/discard", Some(json!({})))
+        .await;
+    expect_error(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    assert_eq!(app.count("dead_letters"), 0);
+    assert_eq!(app.count("dead_letter_attempts"), 0);
+}
+
+// ----- The step function's decisions, driven directly -----
+
+/// A sink that refuses every message of one aggregate transiently, and takes the rest.
+struct RefusesOne {
+    inner: LocalLogPublisher,
+    key: String,
+}
+
+#[async_trait]
+impl Publisher for RefusesOne {
+    async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
+        let mut results = Vec::new();
+        for m in batch {
+            if m.key == self.key {
+                results.push(Err(PublishError::transient("leader not available")));
+                break;
+            }
+            results.extend(self.inner.publish(std::slice::from_ref(m)).await);
+        }
+        results
+    }
+
+    fn name(&self) -> &'static str {
+        "refuses-one"
+    }
+}
+
+#[tokio::test]
+async fn an_event_that_keeps_failing_while_others_pass_is_dead_lettered_after_its_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::relay::open_store(dir.path()).await;
+    for _ in 0..4 {
+        store.apply(crate::relay::create()).await.unwrap();
+    }
+    let events = store.events_after(0, 100).await.unwrap();
+    let victim = events[1].envelope.aggregate_id.to_string();
+    let sink = Arc::new(RefusesOne {
+        inner: LocalLogPublisher::new(store.clone()),
+        key: victim.clone(),
+    });
+    let r = resilience();
+    let mut relay = Relay::resume(store.clone(), sink, router(), r.clone(), 100)
+        .await
+        .unwrap();
+    let mut delays = Vec::new();
+    for attempt in 1..=4 {
+        match relay.step().await.unwrap() {
+            Outcome::Retrying {
+                position,
+                attempt: a,
+                delay,
+                ..
+            } => {
+                assert_eq!((position, a), (events[1].position, attempt));
+                delays.push(delay.as_millis());
+            }
+            other => panic!("attempt {attempt}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        delays,
+        [100, 200, 400, 500],
+        "exponential, capped, no jitter"
+    );
+    assert_eq!(
+        relay.checkpoint(),
+        events[0].position,
+        "the event before it is done"
+    );
+    // The fifth failure exhausts the retries; the breaker stayed closed (others passed
+    // before), so the event is dead-lettered and the stream goes on.
+    assert_eq!(
+        relay.step().await.unwrap(),
+        Outcome::Published {
+            count: 0,
+            dead_lettered: 1,
+            checkpoint: events[1].position
+        }
+    );
+    assert_eq!(
+        r.breaker.state(),
+        outbox::resilience::breaker::BreakerState::Closed
+    );
+    match relay.step().await.unwrap() {
+        Outcome::Published {
+            count,
+            dead_lettered: 0,
+            checkpoint,
+        } => {
+            assert_eq!(count, 2);
+            assert_eq!(checkpoint, events[3].position);
+        }
+        other => panic!("{other:?}"),
+    }
+    let letter = store
+        .dead_letters(outbox::resilience::dlq::DeadLetterFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(letter.len(), 1);
+    let f = &letter[0].failure;
+    assert_eq!(f.event, events[1]);
+    assert_eq!(f.failures, 5);
+    assert_eq!(
+        f.kind,
+        outbox::resilience::dlq::DeadLetterKind::RetriesExhausted
+    );
+    assert!(f.first_failed_at < f.last_failed_at);
+}
+
+#[tokio::test]
+async fn while_the_breaker_is_open_the_relay_neither_reads_nor_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::relay::open_store(dir.path()).await;
+    for _ in 0..3 {
+        store.apply(crate::relay::create()).await.unwrap();
+    }
+    let faults = Arc::new(outbox::publish::faults::FaultInjector::new(Arc::new(
+        LocalLogPublisher::new(store.clone()),
+    )));
+    faults.set(outbox::publish::faults::Fault::Down {});
+    let r = resilience();
+    let mut relay = Relay::resume(store.clone(), faults.clone(), router(), r.clone(), 100)
+        .await
+        .unwrap();
+    // Five failures in a row (nothing acknowledged) open the breaker on the fifth.
+    for attempt in 1..=4 {
+        assert!(matches!(
+            relay.step().await.unwrap(),
+            Outcome::Retrying { attempt: a, .. } if a == attempt
+        ));
+    }
+    match relay.step().await.unwrap() {
+        Outcome::Paused { retry_in } => assert!(retry_in <= Duration::from_secs(30)),
+        other => panic!("{other:?}"),
+    }
+    for _ in 0..3 {
+        assert!(matches!(
+            relay.step().await.unwrap(),
+            Outcome::Paused { .. }
+        ));
+    }
+    assert_eq!(relay.checkpoint(), 0);
+    assert_eq!(store.dead_letter_counts().await.unwrap().pending, 0);
+}
