@@ -234,6 +234,7 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
             breaker: Arc::new(CircuitBreaker::new(BreakerConfig::default())),
         },
         activity: Arc::default(),
+        metrics: Arc::default(),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let relay = runner::spawn(

@@ -3,8 +3,8 @@
 # first and skips work already done (cargo-installed tools are checked by version).
 #
 #   scripts/setup.sh run    wasm target, cargo-leptos, wasm-bindgen CLI, npm packages
-#   scripts/setup.sh test   the same, plus Debian's chromium for Playwright and the tansu
-#                           Kafka-protocol broker for the Kafka tests
+#   scripts/setup.sh test   the same, plus Debian's chromium for Playwright, promtool for the
+#                           metrics test, and the tansu Kafka-protocol broker
 #   scripts/setup.sh bench  the tansu broker only (the relay bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +59,17 @@ npm_packages() {
   fi
 }
 
+# promtool (Debian's prometheus package) checks the /metrics output in the tests.
+promtool_check() {
+  if command -v promtool >/dev/null 2>&1; then
+    say "promtool: present"
+  else
+    say "installing Debian's prometheus package (for promtool)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+  fi
+}
+
 # tansu with SQLite storage, into its own folder ($TANSU and $TANSU_VERSION come from the
 # Makefile). Newer tansu releases need a newer rustc than these machines have.
 tansu_broker() {
@@ -85,6 +96,6 @@ chromium() {
 case "${1:-run}" in
   run) wasm_target; cargo_leptos; wasm_bindgen; npm_packages ;;
   bench) tansu_broker ;;
-  test) wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; tansu_broker ;;
+  test) wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; promtool_check; tansu_broker ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac

@@ -14,6 +14,7 @@ use crate::relay::{Resilience, retention};
 use crate::resilience::breaker::CircuitBreaker;
 use crate::resilience::dlq::Replayer;
 use crate::store::sqlite::{OpenError, SqliteStore};
+use crate::telemetry::metrics::Metrics;
 use leptos::config::LeptosOptions;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -79,8 +80,10 @@ impl Application {
             }
             None => Arc::new(LocalLogPublisher::new(store.clone())),
         };
+        let metrics = Arc::new(Metrics::new());
         let faults = Arc::new(FaultInjector::new(sink));
-        let breaker = Arc::new(CircuitBreaker::new(config.breaker()));
+        let breaker =
+            Arc::new(CircuitBreaker::new(config.breaker()).with_metrics(Arc::clone(&metrics)));
         let relay = RelayHandles {
             activity: Arc::default(),
             breaker: Arc::clone(&breaker),
@@ -90,6 +93,7 @@ impl Application {
                 publisher: faults.clone(),
                 breaker: Arc::clone(&breaker),
                 topics: topics.clone(),
+                metrics: Arc::clone(&metrics),
             }),
         };
         let (stop_relay, stopped) = watch::channel(false);
@@ -104,6 +108,7 @@ impl Application {
                 breaker,
             },
             activity: Arc::clone(&relay.activity),
+            metrics: Arc::clone(&metrics),
         };
         let background = vec![
             runner::spawn(store.clone(), faults, settings, stopped.clone()),
@@ -129,6 +134,7 @@ impl Application {
             admin_token: AdminToken::new(&secret),
             relay_mode: Arc::new(relay_mode),
             relay,
+            metrics,
             leptos_options,
         });
         Ok(Self {

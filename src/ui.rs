@@ -3,6 +3,7 @@
 
 use crate::domain::{NewOrder, OrderId, RawItem, ValidationErrors};
 use crate::store::{Command, OrderCursor, OutboxStore, StoreError};
+use crate::telemetry::metrics::Metrics;
 use crate::views;
 use app::api::{OrdersApi, UiError};
 use app::dto::{FieldErrorDto, ItemInput, OrderDetailDto, OrderDto, OrderPageDto};
@@ -15,11 +16,13 @@ const UI_PAGE: u32 = 20;
 
 pub struct UiBridge {
     store: Arc<dyn OutboxStore>,
+    /// Counts the orders created through the pages.
+    metrics: Arc<Metrics>,
 }
 
 impl UiBridge {
-    pub fn new(store: Arc<dyn OutboxStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn OutboxStore>, metrics: Arc<Metrics>) -> Self {
+        Self { store, metrics }
     }
 }
 
@@ -172,6 +175,7 @@ impl OrdersApi for UiBridge {
             })
             .await
             .map_err(ui_error)?;
+        self.metrics.order_applied(&applied);
         Ok(views::order(applied.order()))
     }
 

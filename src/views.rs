@@ -3,7 +3,7 @@
 use crate::domain::OrderId;
 use crate::domain::timestamp as time;
 use crate::domain::{EventEnvelope, Order};
-use crate::resilience::breaker::{BreakerSnapshot, BreakerState};
+use crate::resilience::breaker::BreakerSnapshot;
 use crate::resilience::dlq::{DeadLetter, DeadLetterCounts};
 use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
 use app::dto::{
@@ -111,33 +111,24 @@ pub fn dead_letter(d: &DeadLetter) -> DeadLetterDto {
     }
 }
 
-pub fn breaker_state(s: BreakerState) -> String {
-    match s {
-        BreakerState::Closed => "closed",
-        BreakerState::Open => "open",
-        BreakerState::HalfOpen => "half_open",
-    }
-    .to_string()
-}
-
 pub fn breaker(b: &BreakerSnapshot) -> BreakerDto {
     BreakerDto {
-        state: breaker_state(b.state),
+        state: b.state.as_str().to_string(),
         consecutive_failures: b.consecutive_failures,
         transitions: b
             .transitions
             .iter()
             .map(|t| TransitionDto {
                 at: time(&t.at),
-                from: breaker_state(t.from),
-                to: breaker_state(t.to),
+                from: t.from.as_str().to_string(),
+                to: t.to.as_str().to_string(),
                 reason: t.reason.clone(),
             })
             .collect(),
     }
 }
 
-pub fn dead_letter_counts(c: DeadLetterCounts) -> DeadLetterCountsDto {
+pub fn dead_letter_counts(c: &DeadLetterCounts) -> DeadLetterCountsDto {
     DeadLetterCountsDto {
         pending: c.pending,
         replayed: c.replayed,

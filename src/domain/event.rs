@@ -28,6 +28,13 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every event type, for metrics that list them up front.
+    pub const ALL: [EventType; 3] = [
+        Self::OrderCreated,
+        Self::OrderItemsUpdated,
+        Self::OrderCancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OrderCreated => "OrderCreated",

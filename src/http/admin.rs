@@ -71,7 +71,7 @@ pub async fn relay_status(
             .oldest
             .map(|t| (Utc::now() - t).num_milliseconds().max(0)),
         breaker: views::breaker(&state.relay.breaker.snapshot()),
-        dead_letters: views::dead_letter_counts(counts),
+        dead_letters: views::dead_letter_counts(&counts),
         fault: fault
             .is_active()
             .then(|| serde_json::to_value(&fault).unwrap_or_default()),

@@ -7,6 +7,7 @@ mod dlq;
 pub mod error;
 pub mod extract;
 mod health;
+mod metrics;
 mod orders;
 mod topics;
 
@@ -17,6 +18,7 @@ use crate::relay::activity::RelayActivity;
 use crate::resilience::breaker::CircuitBreaker;
 use crate::resilience::dlq::Replayer;
 use crate::store::OutboxStore;
+use crate::telemetry::metrics::Metrics;
 use crate::ui::UiBridge;
 use app::api::OrdersApi;
 use auth::AdminToken;
@@ -45,6 +47,7 @@ pub struct AppState {
     pub relay_mode: Arc<watch::Sender<RelayMode>>,
     /// The relay's moving parts that admin endpoints show and steer.
     pub relay: RelayHandles,
+    pub metrics: Arc<Metrics>,
     /// Where the pages find their assets and how they name the bundle.
     pub leptos_options: LeptosOptions,
 }
@@ -94,7 +97,11 @@ fn api() -> Router<AppState> {
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let ui: Arc<dyn OrdersApi> = Arc::new(UiBridge::new(Arc::clone(&state.store)));
+    let ui: Arc<dyn OrdersApi> = Arc::new(UiBridge::new(
+        Arc::clone(&state.store),
+        Arc::clone(&state.metrics),
+    ));
+    let meter = Arc::clone(&state.metrics);
     let context = move || provide_context(Arc::clone(&ui));
     let routes = generate_route_list(app::App);
     let options = state.leptos_options.clone();
@@ -111,6 +118,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::scrape))
+        .layer(axum::middleware::from_fn_with_state(meter, metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -61,6 +61,7 @@ pub async fn create(
             idempotency_key,
         })
         .await?;
+    state.metrics.order_applied(&applied);
     let dto = views::order(applied.order());
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", dto.id)) {
@@ -124,6 +125,7 @@ pub async fn replace_items(
             expected_version: body.expected_version,
         })
         .await?;
+    state.metrics.order_applied(&applied);
     Ok(Json(views::order(applied.order())))
 }
 
@@ -143,5 +145,6 @@ pub async fn cancel(
             expected_version: body.expected_version,
         })
         .await?;
+    state.metrics.order_applied(&applied);
     Ok(Json(views::order(applied.order())))
 }

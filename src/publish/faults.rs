@@ -165,6 +165,15 @@ impl Publisher for FaultInjector {
         }
     }
 
+    async fn probe(&self) -> Result<(), PublishError> {
+        match self.fault() {
+            Fault::Down {} => Err(PublishError::transient(
+                "simulated outage: the sink is down (fault injection)",
+            )),
+            _ => self.inner.probe().await,
+        }
+    }
+
     fn name(&self) -> &'static str {
         self.inner.name()
     }

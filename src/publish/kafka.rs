@@ -267,6 +267,12 @@ impl Publisher for KafkaPublisher {
         results
     }
 
+    async fn probe(&self) -> Result<(), PublishError> {
+        self.broker_answers().await?;
+        self.suspect.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
     fn name(&self) -> &'static str {
         "kafka"
     }
@@ -285,19 +291,24 @@ impl KafkaPublisher {
             .get_or_try_init(|| self.create_topics())
             .await?;
         if self.suspect.load(Ordering::SeqCst) {
-            let client = self.producer.clone();
-            let probe = tokio::task::spawn_blocking(move || {
-                client
-                    .client()
-                    .fetch_metadata(None, PROBE_TIMEOUT)
-                    .map(|_| ())
-            })
-            .await
-            .unwrap_or_else(|_| Err(KafkaError::Canceled));
-            probe.map_err(|e| PublishError::transient(format!("no Kafka broker answers: {e}")))?;
+            self.broker_answers().await?;
             self.suspect.store(false, Ordering::SeqCst);
         }
         Ok(())
+    }
+
+    /// Asks a broker for metadata, waiting at most [`PROBE_TIMEOUT`].
+    async fn broker_answers(&self) -> Result<(), PublishError> {
+        let client = self.producer.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            client
+                .client()
+                .fetch_metadata(None, PROBE_TIMEOUT)
+                .map(|_| ())
+        })
+        .await
+        .unwrap_or_else(|_| Err(KafkaError::Canceled));
+        probe.map_err(|e| PublishError::transient(format!("no Kafka broker answers: {e}")))
     }
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, DeliveryFuture>> {

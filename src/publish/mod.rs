@@ -106,6 +106,12 @@ pub trait Publisher: Send + Sync + 'static {
     /// Messages with the same key must reach the sink in the order given.
     async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>>;
 
+    /// Checks that the sink can take messages, without sending any: how the relay probes a
+    /// half-open circuit breaker while it has nothing to publish.
+    async fn probe(&self) -> Result<(), PublishError> {
+        Ok(())
+    }
+
     /// A short name for logs and status pages.
     fn name(&self) -> &'static str;
 

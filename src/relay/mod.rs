@@ -14,6 +14,7 @@ use crate::resilience::breaker::{BreakerState, CircuitBreaker, Refusal};
 use crate::resilience::dlq::{DeadLetterKind, NewDeadLetter};
 use crate::resilience::retry::RetryConfig;
 use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
+use crate::telemetry::metrics::Metrics;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +87,9 @@ pub struct Relay {
     publisher: Arc<dyn Publisher>,
     topics: TopicRouter,
     resilience: Resilience,
+    metrics: Arc<Metrics>,
+    /// The mode the runner drives it in, for the metrics' `mode` label.
+    mode: RelayMode,
     /// Most events read and published per step.
     batch_size: u32,
     /// The last position handled (acknowledged or dead-lettered), as saved in the store.
@@ -100,6 +104,7 @@ impl Relay {
         publisher: Arc<dyn Publisher>,
         topics: TopicRouter,
         resilience: Resilience,
+        metrics: Arc<Metrics>,
         batch_size: u32,
     ) -> Result<Self, StoreError> {
         let checkpoint = store.checkpoint(RELAY_NAME).await?;
@@ -108,6 +113,8 @@ impl Relay {
             publisher,
             topics,
             resilience,
+            metrics,
+            mode: RelayMode::Streaming,
             batch_size: batch_size.max(1),
             checkpoint,
             failing: None,
@@ -116,6 +123,11 @@ impl Relay {
 
     pub fn checkpoint(&self) -> u64 {
         self.checkpoint
+    }
+
+    /// Tells the relay which mode drives it (it labels the metrics).
+    pub fn set_mode(&mut self, mode: RelayMode) {
+        self.mode = mode;
     }
 
     /// Publishes the next batch after the checkpoint, in commit order.
@@ -135,6 +147,14 @@ impl Relay {
             .events_after(self.checkpoint, self.batch_size)
             .await?;
         if events.is_empty() {
+            // Nothing to send, but a breaker that is not closed still wants its probes: ask
+            // the sink whether it is back, so the breaker closes while the relay is idle.
+            if breaker.state() != BreakerState::Closed && breaker.try_acquire().is_ok() {
+                match self.publisher.probe().await {
+                    Ok(()) => breaker.on_success(),
+                    Err(e) => breaker.on_failure(&e.message),
+                }
+            }
             return Ok(Outcome::Idle);
         }
         if let Err(refusal) = breaker.try_acquire() {
@@ -148,7 +168,9 @@ impl Relay {
             .iter()
             .map(|e| Message::from_event(e, &self.topics))
             .collect();
+        let started = std::time::Instant::now();
         let results = self.publisher.publish(&messages).await;
+        let publish_time = started.elapsed().as_secs_f64();
         let now = Utc::now();
         let mut done = Done::default();
         let mut stopped = None;
@@ -158,13 +180,19 @@ impl Relay {
                 Err(PublishError::transient("the sink reported no outcome"))
             })))
         {
+            let event_type = event.envelope.event_type.as_str();
             match result {
-                Ok(d) => done.acknowledge(event.position, d, now),
+                Ok(d) => {
+                    self.count_delivery(event, publish_time, now);
+                    done.acknowledge(event.position, d, now);
+                }
                 Err(e) if e.kind == FailureKind::Permanent => {
+                    self.count_failure(event_type, "permanent");
                     let (failures, first) = self.failures_of(event.position, now);
                     done.dead_letter(event.clone(), e, failures, first, now);
                 }
                 Err(e) => {
+                    self.count_failure(event_type, "transient");
                     stopped = Some((event, e));
                     break;
                 }
@@ -181,12 +209,21 @@ impl Relay {
             Some((event, error)) => {
                 let (failures, first) = self.failures_of(event.position, now);
                 if breaker.state() != BreakerState::Closed {
-                    // The sink is down, not this event: pause, and count afresh afterwards.
-                    self.failing = None;
+                    // The sink is down, not this event: pause, and count its attempts afresh
+                    // afterwards (it stays marked as failed, for `retry_success_total`).
+                    self.failing = Some(Failing {
+                        position: event.position,
+                        failures: 0,
+                        first_failed_at: first,
+                    });
                     Some(Outcome::Paused {
                         retry_in: breaker.refusing().unwrap_or(PROBE_WAIT),
                     })
                 } else if self.resilience.retry.may_retry(failures) {
+                    self.metrics
+                        .retry_attempts
+                        .with_label_values(&["publish"])
+                        .inc();
                     self.failing = Some(Failing {
                         position: event.position,
                         failures,
@@ -199,6 +236,10 @@ impl Relay {
                         error: error.message,
                     })
                 } else {
+                    self.metrics
+                        .retry_failure
+                        .with_label_values(&["publish"])
+                        .inc();
                     done.dead_letter(event.clone(), error, failures, first, now);
                     None
                 }
@@ -210,6 +251,40 @@ impl Relay {
             dead_lettered: done.dead_letters.len(),
             checkpoint: self.checkpoint,
         }))
+    }
+
+    /// Counts an acknowledged event: throughput, publish time, commit → ack latency, and a
+    /// success after retries if it had failed before.
+    fn count_delivery(&self, event: &StoredEvent, publish_time: f64, acked: DateTime<Utc>) {
+        let m = &self.metrics;
+        let mode = match self.mode {
+            RelayMode::Polling => "polling",
+            RelayMode::Streaming => "streaming",
+        };
+        m.events_processed
+            .with_label_values(&[event.envelope.event_type.as_str(), mode])
+            .inc();
+        m.processing_duration.observe(publish_time);
+        let latency = (acked - event.envelope.occurred_at)
+            .num_microseconds()
+            .unwrap_or(0);
+        m.end_to_end_latency
+            .with_label_values(&[mode])
+            .observe(latency.max(0) as f64 / 1e6);
+        if self
+            .failing
+            .as_ref()
+            .is_some_and(|f| f.position == event.position)
+        {
+            m.retry_success.with_label_values(&["publish"]).inc();
+        }
+    }
+
+    fn count_failure(&self, event_type: &str, reason: &str) {
+        self.metrics
+            .events_failed
+            .with_label_values(&[event_type, reason])
+            .inc();
     }
 
     /// Failures of the event at `position` including the one just seen, and when the first
@@ -235,6 +310,9 @@ impl Relay {
             )
             .await?;
         self.checkpoint = last;
+        self.metrics
+            .dlq_messages
+            .inc_by(done.dead_letters.len() as u64);
         if self.failing.as_ref().is_some_and(|f| f.position <= last) {
             self.failing = None;
         }

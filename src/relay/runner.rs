@@ -5,11 +5,16 @@
 use super::activity::{RelayActivity, RelayState};
 use super::{Outcome, Relay, RelayError, RelayMode, Resilience};
 use crate::publish::{Publisher, TopicRouter};
+use crate::resilience::breaker::BreakerState;
 use crate::store::OutboxStore;
+use crate::telemetry::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// How often an idle relay probes the sink while the breaker is not closed.
+const IDLE_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// First and longest wait before a failed relay is restarted.
 const RESTART_MIN: Duration = Duration::from_millis(100);
@@ -27,6 +32,7 @@ pub struct RelaySettings {
     pub resilience: Resilience,
     /// Where the runner reports what the relay is doing.
     pub activity: Arc<RelayActivity>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Starts the supervised relay. It runs until `stop` becomes true.
@@ -89,11 +95,13 @@ async fn run(
     let mut commits = store.commits();
     let mut mode = settings.mode;
     let activity = settings.activity;
+    let breaker = Arc::clone(&settings.resilience.breaker);
     let mut relay = Relay::resume(
         Arc::clone(&store),
         publisher,
         settings.topics,
         settings.resilience,
+        settings.metrics,
         settings.batch_size,
     )
     .await
@@ -104,6 +112,7 @@ async fn run(
         // Mark the newest commit as seen *before* reading, so a commit during the step wakes
         // the next wait instead of being missed.
         commits.borrow_and_update();
+        relay.set_mode(*mode.borrow());
         let outcome = relay.step().await;
         let checkpoint = Some(relay.checkpoint());
         match outcome {
@@ -126,6 +135,12 @@ async fn run(
             Ok(Outcome::Paused { retry_in }) => {
                 activity.set(RelayState::Paused, checkpoint, None);
                 if !pause(retry_in, &mut stop).await {
+                    break;
+                }
+            }
+            Ok(Outcome::Idle) if breaker.state() != BreakerState::Closed => {
+                // Keep probing the recovering sink even though nothing new arrives.
+                if !pause(IDLE_PROBE_INTERVAL, &mut stop).await {
                     break;
                 }
             }

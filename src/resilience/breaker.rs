@@ -5,9 +5,10 @@
 //! closes after `success_threshold` successes, while any failed probe opens it again. Every
 //! transition is kept (newest last, up to [`TRANSITIONS_KEPT`]) for the status page.
 
+use crate::telemetry::metrics::Metrics;
 use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -43,6 +44,25 @@ pub enum BreakerState {
     Closed,
     Open,
     HalfOpen,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+
+    /// The value of the `circuit_breaker_state` gauge.
+    pub fn gauge(self) -> i64 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+        }
+    }
 }
 
 /// One change of state, for operators.
@@ -90,6 +110,8 @@ struct Inner {
 pub struct CircuitBreaker {
     config: BreakerConfig,
     inner: Mutex<Inner>,
+    /// Where transitions are counted, if anywhere.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl CircuitBreaker {
@@ -104,7 +126,14 @@ impl CircuitBreaker {
                 probe_successes: 0,
                 transitions: VecDeque::new(),
             }),
+            metrics: None,
         }
+    }
+
+    /// The same breaker, counting its transitions in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -129,7 +158,7 @@ impl CircuitBreaker {
                 "open for {} ms; probing",
                 self.config.open_timeout.as_millis()
             );
-            transition(&mut inner, BreakerState::HalfOpen, reason);
+            self.transition(&mut inner, BreakerState::HalfOpen, reason);
         }
         if inner.state == BreakerState::HalfOpen {
             if inner.probes_in_flight >= self.config.half_open_max_calls {
@@ -149,7 +178,7 @@ impl CircuitBreaker {
             inner.probe_successes += 1;
             if inner.probe_successes >= self.config.success_threshold {
                 let reason = format!("{} successful probes", inner.probe_successes);
-                transition(&mut inner, BreakerState::Closed, reason);
+                self.transition(&mut inner, BreakerState::Closed, reason);
             }
         }
     }
@@ -164,11 +193,11 @@ impl CircuitBreaker {
                     "{} consecutive failures; last: {error}",
                     inner.consecutive_failures
                 );
-                open(&mut inner, reason);
+                self.open(&mut inner, reason);
             }
             BreakerState::HalfOpen => {
                 inner.probes_in_flight = inner.probes_in_flight.saturating_sub(1);
-                open(&mut inner, format!("probe failed: {error}"));
+                self.open(&mut inner, format!("probe failed: {error}"));
             }
             _ => {}
         }
@@ -183,6 +212,30 @@ impl CircuitBreaker {
             .then(|| self.config.open_timeout - open_for)
     }
 
+    fn open(&self, inner: &mut Inner, reason: String) {
+        inner.opened_at = Instant::now();
+        self.transition(inner, BreakerState::Open, reason);
+    }
+
+    fn transition(&self, inner: &mut Inner, to: BreakerState, reason: String) {
+        tracing::warn!(from = inner.state.as_str(), to = to.as_str(), %reason, "circuit breaker");
+        if let Some(m) = &self.metrics {
+            m.breaker_transitions
+                .with_label_values(&[inner.state.as_str(), to.as_str()])
+                .inc();
+        }
+        if inner.transitions.len() == TRANSITIONS_KEPT {
+            inner.transitions.pop_front();
+        }
+        inner.transitions.push_back(Transition {
+            at: Utc::now(),
+            from: inner.state,
+            to,
+            reason,
+        });
+        inner.state = to;
+    }
+
     pub fn state(&self) -> BreakerState {
         self.lock().state
     }
@@ -195,25 +248,6 @@ impl CircuitBreaker {
             transitions: inner.transitions.iter().cloned().collect(),
         }
     }
-}
-
-fn open(inner: &mut Inner, reason: String) {
-    inner.opened_at = Instant::now();
-    transition(inner, BreakerState::Open, reason);
-}
-
-fn transition(inner: &mut Inner, to: BreakerState, reason: String) {
-    tracing::warn!(from = ?inner.state, ?to, %reason, "circuit breaker");
-    if inner.transitions.len() == TRANSITIONS_KEPT {
-        inner.transitions.pop_front();
-    }
-    inner.transitions.push_back(Transition {
-        at: Utc::now(),
-        from: inner.state,
-        to,
-        reason,
-    });
-    inner.state = to;
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use super::breaker::{CircuitBreaker, Refusal};
 use crate::domain::OrderId;
 use crate::publish::{FailureKind, Message, Publisher, TopicRouter};
 use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
+use crate::telemetry::metrics::Metrics;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,11 +126,13 @@ pub struct DeadLetterFilter {
 }
 
 /// Records per status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeadLetterCounts {
     pub pending: u64,
     pub replayed: u64,
     pub discarded: u64,
+    /// Pending records per event type.
+    pub pending_by_event_type: std::collections::BTreeMap<String, u64>,
 }
 
 /// What a replay attempt did, for the store to record.
@@ -172,6 +175,8 @@ pub struct Replayer {
     pub publisher: Arc<dyn Publisher>,
     pub breaker: Arc<CircuitBreaker>,
     pub topics: TopicRouter,
+    /// Counts replays by outcome.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Replayer {
@@ -222,6 +227,12 @@ impl Replayer {
             ReplayOutcome::Failed(e) => Some(e.clone()),
             ReplayOutcome::Delivered(_) => None,
         };
+        let label = if failed.is_some() {
+            "failed"
+        } else {
+            "delivered"
+        };
+        self.metrics.dlq_replays.with_label_values(&[label]).inc();
         let letter = self.store.record_replay(id, outcome).await?;
         match failed {
             Some(e) => Err(ReplayError::Failed(e)),

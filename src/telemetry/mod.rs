@@ -1,3 +1,4 @@
-//! Logs (and, later, metrics and the live feed).
+//! Logs and metrics (and, later, the live feed).
 
 pub mod logs;
+pub mod metrics;

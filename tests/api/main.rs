@@ -9,6 +9,7 @@ mod crash;
 mod helpers;
 mod idempotency;
 mod kafka;
+mod metrics;
 mod orders;
 mod relay;
 mod resilience;

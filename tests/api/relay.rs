@@ -211,9 +211,16 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
         store.apply(create()).await.unwrap();
     }
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
-    let mut relay = Relay::resume(store.clone(), publisher.clone(), router(), resilience(), 2)
-        .await
-        .unwrap();
+    let mut relay = Relay::resume(
+        store.clone(),
+        publisher.clone(),
+        router(),
+        resilience(),
+        Arc::default(),
+        2,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         relay.step().await.unwrap(),
         Outcome::Published {
@@ -229,9 +236,16 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
     // A new process on the same data: the checkpoint is where the last one left it.
     let store = open_store(dir.path()).await;
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
-    let mut relay = Relay::resume(store.clone(), publisher, router(), resilience(), 100)
-        .await
-        .unwrap();
+    let mut relay = Relay::resume(
+        store.clone(),
+        publisher,
+        router(),
+        resilience(),
+        Arc::default(),
+        100,
+    )
+    .await
+    .unwrap();
     assert_eq!(relay.checkpoint(), 2);
     assert_eq!(
         relay.step().await.unwrap(),
@@ -287,9 +301,16 @@ async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
         seen: AtomicUsize::new(0),
         fail_at: 3,
     });
-    let mut relay = Relay::resume(store.clone(), sink, router(), resilience(), 100)
-        .await
-        .unwrap();
+    let mut relay = Relay::resume(
+        store.clone(),
+        sink,
+        router(),
+        resilience(),
+        Arc::default(),
+        100,
+    )
+    .await
+    .unwrap();
     match relay.step().await {
         Ok(Outcome::Retrying {
             position, attempt, ..
@@ -332,9 +353,16 @@ async fn retention_deletes_only_published_events_older_than_the_cutoff() {
         store.apply(create()).await.unwrap();
     }
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
-    let mut relay = Relay::resume(store.clone(), publisher, router(), resilience(), 3)
-        .await
-        .unwrap();
+    let mut relay = Relay::resume(
+        store.clone(),
+        publisher,
+        router(),
+        resilience(),
+        Arc::default(),
+        3,
+    )
+    .await
+    .unwrap();
     relay.step().await.unwrap(); // positions 1..=3 published, 4 and 5 pending
     let name = outbox::relay::RELAY_NAME;
     let an_hour = chrono::Duration::hours(1);

@@ -195,7 +195,8 @@ async fn a_real_broker_outage_under_load_pauses_the_relay_and_loses_nothing() {
         expected += write_many(&app, 50).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(breaker_state(&app).await, "open");
+    // Open, or half-open while a probe asks the dead broker.
+    assert_ne!(breaker_state(&app).await, "closed");
     assert_eq!(app.count("dead_letters"), 0);
     broker.resume().await;
     caught_up(&app).await;
@@ -651,9 +652,16 @@ async fn an_event_that_keeps_failing_while_others_pass_is_dead_lettered_after_it
         key: victim.clone(),
     });
     let r = resilience();
-    let mut relay = Relay::resume(store.clone(), sink, router(), r.clone(), 100)
-        .await
-        .unwrap();
+    let mut relay = Relay::resume(
+        store.clone(),
+        sink,
+        router(),
+        r.clone(),
+        Arc::default(),
+        100,
+    )
+    .await
+    .unwrap();
     let mut delays = Vec::new();
     for attempt in 1..=4 {
         match relay.step().await.unwrap() {
@@ -734,9 +742,16 @@ async fn while_the_breaker_is_open_the_relay_neither_reads_nor_dead_letters() {
     )));
     faults.set(outbox::publish::faults::Fault::Down {});
     let r = resilience();
-    let mut relay = Relay::resume(store.clone(), faults.clone(), router(), r.clone(), 100)
-        .await
-        .unwrap();
+    let mut relay = Relay::resume(
+        store.clone(),
+        faults.clone(),
+        router(),
+        r.clone(),
+        Arc::default(),
+        100,
+    )
+    .await
+    .unwrap();
     // Five failures in a row (nothing acknowledged) open the breaker on the fifth.
     for attempt in 1..=4 {
         assert!(matches!(
@@ -756,4 +771,59 @@ async fn while_the_breaker_is_open_the_relay_neither_reads_nor_dead_letters() {
     }
     assert_eq!(relay.checkpoint(), 0);
     assert_eq!(store.dead_letter_counts().await.unwrap().pending, 0);
+}
+
+#[tokio::test]
+async fn when_the_dead_letter_cannot_be_written_the_event_stays_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::relay::open_store(dir.path()).await;
+    store.apply(crate::relay::create()).await.unwrap();
+    let faults = Arc::new(outbox::publish::faults::FaultInjector::new(Arc::new(
+        LocalLogPublisher::new(store.clone()),
+    )));
+    faults.set(outbox::publish::faults::Fault::Poison {
+        event_type: Some("OrderCreated".into()),
+        every_n: None,
+    });
+    // The database refuses dead letters, as a full disk would.
+    let db = dir.path().join(outbox::store::sqlite::DATABASE_FILE);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse_dead_letters BEFORE INSERT ON dead_letters \
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
+    let mut relay = Relay::resume(
+        store.clone(),
+        faults,
+        router(),
+        resilience(),
+        Arc::default(),
+        100,
+    )
+    .await
+    .unwrap();
+    assert!(relay.step().await.is_err(), "the failed write is an error");
+    assert_eq!(relay.checkpoint(), 0);
+    assert_eq!(
+        store.checkpoint(outbox::relay::RELAY_NAME).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store.events_after(0, 10).await.unwrap().len(),
+        1,
+        "still pending"
+    );
+    // Once the database takes writes again, the next step dead-letters it.
+    conn.execute_batch("DROP TRIGGER refuse_dead_letters")
+        .unwrap();
+    assert_eq!(
+        relay.step().await.unwrap(),
+        Outcome::Published {
+            count: 0,
+            dead_lettered: 1,
+            checkpoint: 1
+        }
+    );
+    assert_eq!(store.dead_letter_counts().await.unwrap().pending, 1);
 }

@@ -231,16 +231,26 @@ pub fn discard(conn: &Connection, id: i64, reason: &str) -> Result<DeadLetter, S
 }
 
 pub fn counts(conn: &Connection) -> Result<DeadLetterCounts, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT status, count(*) FROM dead_letters GROUP BY status")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, event_type, count(*) FROM dead_letters GROUP BY status, event_type",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u64>(2)?,
+        ))
+    })?;
     let mut counts = DeadLetterCounts::default();
     for row in rows {
-        let (status, n) = row?;
+        let (status, event_type, n) = row?;
         match DeadLetterStatus::parse(&status) {
-            Some(DeadLetterStatus::Pending) => counts.pending = n,
-            Some(DeadLetterStatus::Replayed) => counts.replayed = n,
-            Some(DeadLetterStatus::Discarded) => counts.discarded = n,
+            Some(DeadLetterStatus::Pending) => {
+                counts.pending += n;
+                counts.pending_by_event_type.insert(event_type, n);
+            }
+            Some(DeadLetterStatus::Replayed) => counts.replayed += n,
+            Some(DeadLetterStatus::Discarded) => counts.discarded += n,
             None => return Err(corrupt("status", status)),
         }
     }

@@ -1,0 +1,70 @@
+//! `GET /metrics` (Prometheus text format) and the middleware that counts and times every
+//! HTTP request by method, matched route (never the raw path) and status.
+
+use super::AppState;
+use super::error::AppError;
+use crate::domain::EventType;
+use crate::telemetry::metrics::Metrics;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Refreshes the gauges that describe state (backlog, dead letters, breaker, checkpoint),
+/// then renders every metric.
+pub async fn scrape(State(state): State<AppState>) -> Result<Response, AppError> {
+    let m = &state.metrics;
+    let checkpoint = state.relay.activity.get().checkpoint;
+    let backlog = state.store.backlog(checkpoint).await?;
+    let counts = state.store.dead_letter_counts().await?;
+    m.checkpoint
+        .set(i64::try_from(checkpoint).unwrap_or(i64::MAX));
+    m.outbox_pending
+        .set(i64::try_from(backlog.pending).unwrap_or(i64::MAX));
+    m.outbox_oldest_age.set(backlog.oldest.map_or(0.0, |t| {
+        (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1e3
+    }));
+    m.dlq_pending
+        .set(i64::try_from(counts.pending).unwrap_or(i64::MAX));
+    for event_type in EventType::ALL.map(EventType::as_str) {
+        let n = counts
+            .pending_by_event_type
+            .get(event_type)
+            .copied()
+            .unwrap_or(0);
+        m.dlq_by_event_type
+            .with_label_values(&[event_type])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    m.breaker_state.set(state.relay.breaker.state().gauge());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response())
+}
+
+/// Counts and times the request. Unmatched paths are labelled `unmatched`, so scanners
+/// cannot create a label per path.
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().as_str().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [method.as_str(), route.as_str(), status.as_str()];
+    metrics.http_requests.with_label_values(&labels).inc();
+    metrics
+        .http_duration
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}

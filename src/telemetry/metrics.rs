@@ -1,0 +1,268 @@
+//! Prometheus metrics. One [`Metrics`] per application (tests run many side by side), passed
+//! to the code paths that update them; `GET /metrics` renders it together with the gauges
+//! read at scrape time (backlog, dead letters, breaker state, checkpoint).
+//!
+//! Names follow the outbox/CDC conventions operators already alert on (`cdc_*`, `retry_*`,
+//! `dlq_*`, `circuit_breaker_*`) plus the relay's lag and latency.
+
+use crate::domain::EventType;
+use crate::store::Applied;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Buckets for latencies from a millisecond to a minute, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Every metric the application exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Events acknowledged by the sink, by event type and relay mode.
+    pub events_processed: IntCounterVec,
+    /// Failed publishes of events, by event type and reason (`transient`, `permanent`).
+    pub events_failed: IntCounterVec,
+    /// Time one publish call took, observed once per event it carried.
+    pub processing_duration: Histogram,
+    /// Retries scheduled, by operation (`publish`, `replay`).
+    pub retry_attempts: IntCounterVec,
+    /// Events that succeeded after at least one failed attempt.
+    pub retry_success: IntCounterVec,
+    /// Events whose retries ran out (they went to the dead letter queue).
+    pub retry_failure: IntCounterVec,
+    /// Events sent to the dead letter queue (a counter: promtool refuses the `_total` suffix
+    /// on a gauge, so the pending count is `dlq_messages_pending`).
+    pub dlq_messages: IntCounter,
+    /// Pending dead letters (set at scrape time).
+    pub dlq_pending: IntGauge,
+    /// Pending dead letters per event type (set at scrape time).
+    pub dlq_by_event_type: IntGaugeVec,
+    /// Replays by outcome (`delivered`, `failed`).
+    pub dlq_replays: IntCounterVec,
+    /// 0 closed, 1 open, 2 half-open (set at scrape time).
+    pub breaker_state: IntGauge,
+    /// Breaker transitions, counted as they happen.
+    pub breaker_transitions: IntCounterVec,
+    /// Committed events after the relay's checkpoint (set at scrape time).
+    pub outbox_pending: IntGauge,
+    /// Age of the oldest of them: the lag to alert on (set at scrape time).
+    pub outbox_oldest_age: prometheus::Gauge,
+    /// Commit → sink acknowledgement per event, by relay mode.
+    pub end_to_end_latency: HistogramVec,
+    /// The relay's saved position (set at scrape time).
+    pub checkpoint: IntGauge,
+    /// Committed order changes, by event type.
+    pub orders: IntCounterVec,
+    /// HTTP requests by method, matched route and status.
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+            let h = HistogramVec::new(opts, labels).expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let processing_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "cdc_processing_duration_seconds",
+                "Time the publish call took, observed once per event it carried.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(processing_duration.clone()))
+            .expect("unique metric");
+        let dlq_by_event_type = IntGaugeVec::new(
+            Opts::new(
+                "dlq_messages_by_event_type",
+                "Pending dead letters per event type.",
+            ),
+            &["event_type"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(dlq_by_event_type.clone()))
+            .expect("unique metric");
+        let outbox_oldest_age = prometheus::Gauge::new(
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest committed event the relay has not handled yet.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(outbox_oldest_age.clone()))
+            .expect("unique metric");
+        Self {
+            events_processed: counter(
+                "cdc_events_processed_total",
+                "Events the sink acknowledged.",
+                &["event_type", "mode"],
+            ),
+            events_failed: counter(
+                "cdc_events_failed_total",
+                "Failed publishes of events.",
+                &["event_type", "reason"],
+            ),
+            processing_duration,
+            retry_attempts: counter(
+                "retry_attempts_total",
+                "Retries scheduled after a transient failure.",
+                &["operation"],
+            ),
+            retry_success: counter(
+                "retry_success_total",
+                "Events that succeeded after failing before.",
+                &["operation"],
+            ),
+            retry_failure: counter(
+                "retry_failure_total",
+                "Events whose retries ran out.",
+                &["operation"],
+            ),
+            dlq_messages: {
+                let c = IntCounter::new(
+                    "dlq_messages_total",
+                    "Events sent to the dead letter queue.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
+            dlq_pending: gauge("dlq_messages_pending", "Pending dead letters."),
+            dlq_by_event_type,
+            dlq_replays: counter(
+                "dlq_replays_total",
+                "Dead letter replays by outcome.",
+                &["outcome"],
+            ),
+            breaker_state: gauge(
+                "circuit_breaker_state",
+                "Circuit breaker around the sink: 0 closed, 1 open, 2 half-open.",
+            ),
+            breaker_transitions: counter(
+                "circuit_breaker_transitions_total",
+                "Circuit breaker state changes.",
+                &["from_state", "to_state"],
+            ),
+            outbox_pending: gauge(
+                "outbox_pending_events",
+                "Committed events after the relay's checkpoint.",
+            ),
+            outbox_oldest_age,
+            end_to_end_latency: histogram(
+                "relay_end_to_end_latency_seconds",
+                "From the event's commit to the sink's acknowledgement.",
+                &["mode"],
+            ),
+            checkpoint: gauge(
+                "relay_checkpoint_position",
+                "The last commit position the relay handled.",
+            ),
+            orders: counter(
+                "orders_total",
+                "Committed order changes, by event type.",
+                &["event_type"],
+            ),
+            http_requests: counter(
+                "http_requests_total",
+                "HTTP requests by method, matched route and status.",
+                &["method", "route", "status"],
+            ),
+            http_duration: histogram(
+                "http_request_duration_seconds",
+                "HTTP request handling time by method, matched route and status.",
+                &["method", "route", "status"],
+            ),
+            registry,
+        }
+        .with_known_series()
+    }
+
+    /// Creates every series whose labels are known in advance at 0, so dashboards and alerts
+    /// see them before the first event (Prometheus only exports series that exist).
+    fn with_known_series(self) -> Self {
+        for event_type in EventType::ALL.map(EventType::as_str) {
+            self.orders.with_label_values(&[event_type]);
+            self.dlq_by_event_type.with_label_values(&[event_type]);
+            for mode in ["polling", "streaming"] {
+                self.events_processed.with_label_values(&[event_type, mode]);
+            }
+            for reason in ["transient", "permanent"] {
+                self.events_failed.with_label_values(&[event_type, reason]);
+            }
+        }
+        for mode in ["polling", "streaming"] {
+            self.end_to_end_latency.with_label_values(&[mode]);
+        }
+        self.retry_attempts.with_label_values(&["publish"]);
+        self.retry_success.with_label_values(&["publish"]);
+        self.retry_failure.with_label_values(&["publish"]);
+        for outcome in ["delivered", "failed"] {
+            self.dlq_replays.with_label_values(&[outcome]);
+        }
+        for (from, to) in [
+            ("closed", "open"),
+            ("open", "half_open"),
+            ("half_open", "open"),
+            ("half_open", "closed"),
+        ] {
+            self.breaker_transitions.with_label_values(&[from, to]);
+        }
+        self
+    }
+
+    /// Counts a committed order change (nothing for an idempotent replay).
+    pub fn order_applied(&self, applied: &Applied) {
+        if let Applied::Written { event, .. } = applied {
+            self.orders
+                .with_label_values(&[event.envelope.event_type.as_str()])
+                .inc();
+        }
+    }
+
+    /// Everything in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding never fails");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
