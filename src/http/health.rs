@@ -1,6 +1,12 @@
-//! `/healthz` (the process answers) and `/readyz` (it can do its job: the store takes writes).
+//! `/healthz` (the process answers; the state of each component) and `/readyz` (it can do
+//! its job: 503 when the store cannot take durable writes or the relay task is gone). An open
+//! circuit breaker or an active simulated fault makes the service `degraded`, not down: orders
+//! are still taken and the relay catches up once the sink is back.
 
 use super::AppState;
+use crate::publish::Publisher;
+use crate::relay::activity::RelayState;
+use crate::resilience::breaker::BreakerState;
 use crate::store::StoreError;
 use axum::Json;
 use axum::extract::State;
@@ -11,27 +17,97 @@ use std::time::Duration;
 /// How long readiness waits for the write probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The state of one component in `/readyz`.
+/// How a component is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Up,
+    /// Working around a problem (sink unavailable, fault injected, relay restarting).
+    Degraded,
+    Down,
+}
+
+/// One component in `/healthz` and `/readyz`.
 #[derive(Debug, Serialize)]
 pub struct Component {
     name: &'static str,
-    /// `up` or `down`.
-    status: &'static str,
+    status: Status,
     detail: String,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Readiness {
-    /// `ready` or `not_ready`.
+pub struct Report {
+    /// `/healthz`: `ok`; `/readyz`: `ready`, `degraded` or `not_ready`.
     status: &'static str,
     components: Vec<Component>,
 }
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// The relay task, the sink behind its circuit breaker, and fault injection.
+fn relay_components(state: &AppState) -> Vec<Component> {
+    let activity = state.relay.activity.get();
+    let (status, detail) = match activity.state {
+        RelayState::Running | RelayState::Retrying | RelayState::Paused => (
+            Status::Up,
+            format!(
+                "{} at position {}",
+                activity.state.as_str(),
+                activity.checkpoint
+            ),
+        ),
+        RelayState::Starting => (
+            Status::Degraded,
+            activity
+                .last_error
+                .map_or("starting".to_string(), |e| format!("restarting after: {e}")),
+        ),
+        RelayState::Stopped => (Status::Down, "the relay task has stopped".to_string()),
+    };
+    let relay = Component {
+        name: "relay",
+        status,
+        detail,
+    };
+    let breaker = state.relay.breaker.snapshot();
+    let sink = state.relay.faults.name();
+    let sink = match breaker.state {
+        BreakerState::Closed => Component {
+            name: "sink",
+            status: Status::Up,
+            detail: format!("{sink}: circuit breaker closed"),
+        },
+        other => Component {
+            name: "sink",
+            status: Status::Degraded,
+            detail: format!(
+                "{sink}: circuit breaker {} after {}",
+                other.as_str(),
+                breaker.transitions.last().map_or("", |t| t.reason.as_str())
+            ),
+        },
+    };
+    let fault = state.relay.faults.fault();
+    let faults = Component {
+        name: "faults",
+        status: if fault.is_active() {
+            Status::Degraded
+        } else {
+            Status::Up
+        },
+        detail: serde_json::to_string(&fault).unwrap_or_default(),
+    };
+    vec![relay, sink, faults]
 }
 
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+/// Liveness: always 200 while the process answers, with the state of each component.
+pub async fn healthz(State(state): State<AppState>) -> Json<Report> {
+    Json(Report {
+        status: "ok",
+        components: relay_components(&state),
+    })
+}
+
+/// Readiness: a durable write probe through the writer, plus the relay's components.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Report>) {
     let store = match tokio::time::timeout(PROBE_TIMEOUT, state.store.check_writable()).await {
         Ok(Ok(())) => Ok("durable write probe committed".to_string()),
         Ok(Err(e)) => {
@@ -46,20 +122,29 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         }
         Err(_) => Err(format!("write probe timed out after {PROBE_TIMEOUT:?}")),
     };
-    let ready = store.is_ok();
-    let component = Component {
+    let mut components = vec![Component {
         name: "store",
-        status: if ready { "up" } else { "down" },
+        status: if store.is_ok() {
+            Status::Up
+        } else {
+            Status::Down
+        },
         detail: store.unwrap_or_else(|e| e),
+    }];
+    components.extend(relay_components(&state));
+    let worst = components
+        .iter()
+        .map(|c| c.status)
+        .max_by_key(|s| match s {
+            Status::Up => 0,
+            Status::Degraded => 1,
+            Status::Down => 2,
+        })
+        .unwrap_or(Status::Up);
+    let (code, status) = match worst {
+        Status::Up => (StatusCode::OK, "ready"),
+        Status::Degraded => (StatusCode::OK, "degraded"),
+        Status::Down => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
     };
-    let body = Readiness {
-        status: if ready { "ready" } else { "not_ready" },
-        components: vec![component],
-    };
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body))
+    (code, Json(Report { status, components }))
 }

@@ -188,12 +188,69 @@ async fn health_and_readiness() {
     let health = app.get("/healthz").await;
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
+    // Until the relay has resumed from its checkpoint, the service is `degraded`.
+    crate::helpers::eventually("the relay is running", || async {
+        app.get_json("/readyz").await["status"] == "ready"
+    })
+    .await;
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "ready");
-    assert_eq!(body["components"][0]["name"], "store");
-    assert_eq!(body["components"][0]["status"], "up");
+    let components = body["components"].as_array().unwrap();
+    let names: Vec<&str> = components
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["store", "relay", "sink", "faults"]);
+    for c in components {
+        assert_eq!(c["status"], "up", "{c}");
+        assert!(!c["detail"].as_str().unwrap().is_empty());
+    }
+}
+
+/// An open breaker and an active fault make the service degraded, not down.
+#[tokio::test]
+async fn an_open_breaker_is_degraded_not_down() {
+    let app = crate::helpers::spawn_app_with(&[
+        "--retry-initial-delay-ms",
+        "5",
+        "--retry-max-delay-ms",
+        "10",
+    ])
+    .await;
+    app.admin_post("/api/admin/faults", serde_json::json!({"mode": "down"}))
+        .await;
+    app.create_order_id(&["H-1"]).await;
+    crate::helpers::eventually("the breaker opens", || async {
+        app.get_json("/readyz").await["components"][2]["status"] == "degraded"
+    })
+    .await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(
+        body["components"][0]["status"], "up",
+        "the store still takes orders"
+    );
+    assert!(
+        body["components"][2]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("circuit breaker open"),
+        "{body}"
+    );
+    assert_eq!(body["components"][3]["status"], "degraded");
+    assert!(
+        body["components"][3]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("down")
+    );
+    let health = app.get_json("/healthz").await;
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["components"][1]["status"], "degraded");
 }
 
 #[tokio::test]
@@ -206,6 +263,7 @@ async fn readiness_is_503_when_the_store_cannot_write() {
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["components"][0]["name"], "store");
     assert_eq!(body["components"][0]["status"], "down");
     conn.execute_batch("ROLLBACK").unwrap();
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
