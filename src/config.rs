@@ -132,6 +132,10 @@ pub struct Config {
     #[arg(long, env = "BREAKER_SUCCESS_THRESHOLD", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub breaker_success_threshold: u32,
 
+    /// Log lines as `json` or `pretty` text; unset: JSON unless stderr is a terminal.
+    #[arg(long, env = "LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::telemetry::logs::LogFormat>,
+
     /// Topic of each event; `{aggregate_type}` is replaced (orders → `outbox.event.order`).
     #[arg(long, env = "TOPIC_TEMPLATE", default_value = DEFAULT_TOPIC_TEMPLATE)]
     pub topic_template: String,

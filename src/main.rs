@@ -9,7 +9,7 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    telemetry::logs::init();
+    telemetry::logs::init(config.log_format);
     let app = match Application::build(&config).await {
         Ok(app) => app,
         Err(e) => {

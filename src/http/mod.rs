@@ -9,6 +9,7 @@ pub mod extract;
 mod health;
 mod metrics;
 mod orders;
+pub mod request_id;
 mod topics;
 
 use crate::publish::faults::FaultInjector;
@@ -121,5 +122,6 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .layer(axum::middleware::from_fn_with_state(meter, metrics::track))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }

@@ -183,6 +183,15 @@ impl Relay {
             let event_type = event.envelope.event_type.as_str();
             match result {
                 Ok(d) => {
+                    tracing::debug!(
+                        order_id = %event.envelope.aggregate_id,
+                        event_id = %event.envelope.event_id,
+                        position = event.position,
+                        topic = %d.topic,
+                        partition = ?d.partition,
+                        offset = ?d.offset,
+                        "published"
+                    );
                     self.count_delivery(event, publish_time, now);
                     done.acknowledge(event.position, d, now);
                 }

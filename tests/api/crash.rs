@@ -26,6 +26,15 @@ const BATCH: i64 = 500;
 
 /// The real server binary on a free port, started on `data_dir` with `env` added.
 async fn start_server(data_dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    start_server_with(data_dir, env, Stdio::null()).await
+}
+
+/// The same, with the server's log output (stderr) going to `stderr`.
+pub async fn start_server_with(
+    data_dir: &Path,
+    env: &[(&str, &str)],
+    stderr: Stdio,
+) -> (Child, String) {
     let batch = BATCH.to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_outbox"))
         .env("DATA_DIR", data_dir)
@@ -35,7 +44,7 @@ async fn start_server(data_dir: &Path, env: &[(&str, &str)]) -> (Child, String) 
         .env("RUST_LOG", "error")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .expect("server binary starts");

@@ -9,6 +9,7 @@ mod crash;
 mod helpers;
 mod idempotency;
 mod kafka;
+mod logs;
 mod metrics;
 mod orders;
 mod relay;

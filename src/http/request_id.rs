@@ -1,0 +1,49 @@
+//! Request ids: every request gets an `x-request-id` (the caller's, if it is a sane token,
+//! otherwise a new UUID), echoed in the response and carried by the request's log span
+//! together with the `order_id` a handler records.
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+/// Longest request id taken from a caller.
+const MAX_LEN: usize = 128;
+
+/// A caller's id is kept if it is 1–128 characters of `A-Za-z0-9._:-`; anything else (too
+/// long, spaces, control or non-ASCII bytes) is replaced, so logs cannot be forged through it.
+fn acceptable(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_LEN
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}
+
+/// Assigns the id, runs the request inside a span that carries it, and echoes it.
+pub async fn assign(mut request: Request, next: Next) -> Response {
+    let id = match request.headers().get(&HEADER) {
+        Some(v) if acceptable(v) => v.clone(),
+        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            .expect("a UUID is a valid header value"),
+    };
+    request.headers_mut().insert(HEADER, id.clone());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id.to_str().unwrap_or_default(),
+        method = %request.method(),
+        path = %request.uri().path(),
+        order_id = tracing::field::Empty,
+    );
+    let mut response = next.run(request).instrument(span).await;
+    response.headers_mut().insert(HEADER, id);
+    response
+}
+
+/// Records the order a request touched on its span.
+pub fn record_order(order_id: &impl std::fmt::Display) {
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+}
