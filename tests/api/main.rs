@@ -11,6 +11,7 @@ mod idempotency;
 mod kafka;
 mod logs;
 mod metrics;
+mod monitoring;
 mod orders;
 mod relay;
 mod resilience;
