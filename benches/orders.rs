@@ -23,6 +23,7 @@ use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
 use outbox::resilience::retry::RetryConfig;
 use outbox::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use outbox::store::{Command, OutboxStore};
+use outbox::telemetry::Telemetry;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -234,7 +235,7 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
             breaker: Arc::new(CircuitBreaker::new(BreakerConfig::default())),
         },
         activity: Arc::default(),
-        metrics: Arc::default(),
+        telemetry: Telemetry::default(),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let relay = runner::spawn(

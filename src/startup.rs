@@ -14,6 +14,8 @@ use crate::relay::{Resilience, retention};
 use crate::resilience::breaker::CircuitBreaker;
 use crate::resilience::dlq::Replayer;
 use crate::store::sqlite::{OpenError, SqliteStore};
+use crate::telemetry::Telemetry;
+use crate::telemetry::live::{self, LiveHub};
 use crate::telemetry::metrics::Metrics;
 use leptos::config::LeptosOptions;
 use std::future::Future;
@@ -52,6 +54,8 @@ pub struct Application {
     local_addr: SocketAddr,
     /// Set to true to stop the background tasks; the relay finishes its step in flight first.
     stop_relay: watch::Sender<bool>,
+    /// Set to true when shutdown begins, so live-feed streams end and do not hold it up.
+    closing: watch::Sender<bool>,
     /// The relay and the retention sweeper.
     background: Vec<JoinHandle<()>>,
 }
@@ -80,10 +84,14 @@ impl Application {
             }
             None => Arc::new(LocalLogPublisher::new(store.clone())),
         };
-        let metrics = Arc::new(Metrics::new());
+        let (closing, closing_rx) = watch::channel(false);
+        let telemetry = Telemetry {
+            metrics: Arc::new(Metrics::new()),
+            live: Arc::new(LiveHub::new(closing_rx)),
+        };
         let faults = Arc::new(FaultInjector::new(sink));
         let breaker =
-            Arc::new(CircuitBreaker::new(config.breaker()).with_metrics(Arc::clone(&metrics)));
+            Arc::new(CircuitBreaker::new(config.breaker()).with_telemetry(telemetry.clone()));
         let relay = RelayHandles {
             activity: Arc::default(),
             breaker: Arc::clone(&breaker),
@@ -93,7 +101,7 @@ impl Application {
                 publisher: faults.clone(),
                 breaker: Arc::clone(&breaker),
                 topics: topics.clone(),
-                metrics: Arc::clone(&metrics),
+                telemetry: telemetry.clone(),
             }),
         };
         let (stop_relay, stopped) = watch::channel(false);
@@ -108,9 +116,20 @@ impl Application {
                 breaker,
             },
             activity: Arc::clone(&relay.activity),
-            metrics: Arc::clone(&metrics),
+            telemetry: telemetry.clone(),
         };
         let background = vec![
+            live::spawn_snapshots(
+                Arc::clone(&telemetry.live),
+                live::Sources {
+                    store: store.clone(),
+                    activity: Arc::clone(&relay.activity),
+                    mode: relay_mode.subscribe(),
+                    breaker: Arc::clone(&relay.breaker),
+                    faults: Arc::clone(&faults),
+                },
+                stopped.clone(),
+            ),
             runner::spawn(store.clone(), faults, settings, stopped.clone()),
             retention::spawn(
                 store.clone(),
@@ -134,7 +153,8 @@ impl Application {
             admin_token: AdminToken::new(&secret),
             relay_mode: Arc::new(relay_mode),
             relay,
-            metrics,
+            metrics: telemetry.metrics,
+            live: telemetry.live,
             leptos_options,
         });
         Ok(Self {
@@ -142,6 +162,7 @@ impl Application {
             router,
             local_addr,
             stop_relay,
+            closing,
             background,
         })
     }
@@ -157,6 +178,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
+        let closing = self.closing;
+        let shutdown = async move {
+            shutdown.await;
+            let _ = closing.send(true);
+        };
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await

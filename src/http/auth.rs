@@ -65,6 +65,15 @@ impl AdminToken {
     }
 }
 
+/// Whether `headers` carry `Authorization: Bearer <the admin token>`.
+pub fn is_admin(headers: &axum::http::HeaderMap, token: &AdminToken) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|presented| token.matches(presented.trim()))
+}
+
 /// Proof that the request carried the admin token. Handlers that take it are admin-only.
 pub struct Admin;
 
@@ -72,13 +81,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(AppError::Unauthorized)?;
-        if state.admin_token.matches(presented.trim()) {
+        if is_admin(&parts.headers, &state.admin_token) {
             Ok(Admin)
         } else {
             Err(AppError::Unauthorized)

@@ -7,6 +7,7 @@ use super::error::AppError;
 use super::extract::{ApiJson, ApiQuery};
 use crate::domain::{EventType, OrderId, ValidationErrors};
 use crate::resilience::dlq::{DeadLetterFilter, DeadLetterStatus, ReplayError};
+use crate::telemetry::live::LiveEvent;
 use crate::views;
 use app::dto::{BulkReplayDto, DeadLetterDto, DeadLetterPageDto, ReplayResultDto};
 use axum::Json;
@@ -290,5 +291,10 @@ pub async fn discard(
             crate::store::StoreError::NotPending(_) => AppError::NotPending(e.to_string()),
             other => other.into(),
         })?;
+    state.live.send(LiveEvent::dead_letter(
+        "discarded",
+        Some(id),
+        &letter.failure.event,
+    ));
     Ok(Json(views::dead_letter(&letter)))
 }

@@ -7,6 +7,7 @@ mod dlq;
 pub mod error;
 pub mod extract;
 mod health;
+mod live;
 mod metrics;
 mod orders;
 pub mod request_id;
@@ -19,6 +20,7 @@ use crate::relay::activity::RelayActivity;
 use crate::resilience::breaker::CircuitBreaker;
 use crate::resilience::dlq::Replayer;
 use crate::store::OutboxStore;
+use crate::telemetry::live::LiveHub;
 use crate::telemetry::metrics::Metrics;
 use crate::ui::UiBridge;
 use app::api::OrdersApi;
@@ -49,6 +51,8 @@ pub struct AppState {
     /// The relay's moving parts that admin endpoints show and steer.
     pub relay: RelayHandles,
     pub metrics: Arc<Metrics>,
+    /// The live feed behind `/api/live`.
+    pub live: Arc<LiveHub>,
     /// Where the pages find their assets and how they name the bundle.
     pub leptos_options: LeptosOptions,
 }
@@ -78,6 +82,7 @@ fn api() -> Router<AppState> {
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/items", put(orders::replace_items))
         .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/live", get(live::live))
         .route("/topics", get(topics::list))
         .route("/topics/{topic}/messages", get(topics::messages))
         .route("/admin/relay", get(admin::relay_status))

@@ -62,6 +62,16 @@ impl Fault {
         }
     }
 
+    /// The mode's name, as in the JSON (`none`, `down`, `slow`, `poison`).
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Fault::None {} => "none",
+            Fault::Down {} => "down",
+            Fault::Slow { .. } => "slow",
+            Fault::Poison { .. } => "poison",
+        }
+    }
+
     pub fn is_active(&self) -> bool {
         *self != Fault::None {}
     }

@@ -14,7 +14,8 @@ use crate::resilience::breaker::{BreakerState, CircuitBreaker, Refusal};
 use crate::resilience::dlq::{DeadLetterKind, NewDeadLetter};
 use crate::resilience::retry::RetryConfig;
 use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::Telemetry;
+use crate::telemetry::live::LiveEvent;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +88,7 @@ pub struct Relay {
     publisher: Arc<dyn Publisher>,
     topics: TopicRouter,
     resilience: Resilience,
-    metrics: Arc<Metrics>,
+    telemetry: Telemetry,
     /// The mode the runner drives it in, for the metrics' `mode` label.
     mode: RelayMode,
     /// Most events read and published per step.
@@ -104,7 +105,7 @@ impl Relay {
         publisher: Arc<dyn Publisher>,
         topics: TopicRouter,
         resilience: Resilience,
-        metrics: Arc<Metrics>,
+        telemetry: Telemetry,
         batch_size: u32,
     ) -> Result<Self, StoreError> {
         let checkpoint = store.checkpoint(RELAY_NAME).await?;
@@ -113,7 +114,7 @@ impl Relay {
             publisher,
             topics,
             resilience,
-            metrics,
+            telemetry,
             mode: RelayMode::Streaming,
             batch_size: batch_size.max(1),
             checkpoint,
@@ -192,7 +193,7 @@ impl Relay {
                         offset = ?d.offset,
                         "published"
                     );
-                    self.count_delivery(event, publish_time, now);
+                    self.count_delivery(event, &d.topic, publish_time, now);
                     done.acknowledge(event.position, d, now);
                 }
                 Err(e) if e.kind == FailureKind::Permanent => {
@@ -229,7 +230,8 @@ impl Relay {
                         retry_in: breaker.refusing().unwrap_or(PROBE_WAIT),
                     })
                 } else if self.resilience.retry.may_retry(failures) {
-                    self.metrics
+                    self.telemetry
+                        .metrics
                         .retry_attempts
                         .with_label_values(&["publish"])
                         .inc();
@@ -245,7 +247,8 @@ impl Relay {
                         error: error.message,
                     })
                 } else {
-                    self.metrics
+                    self.telemetry
+                        .metrics
                         .retry_failure
                         .with_label_values(&["publish"])
                         .inc();
@@ -264,8 +267,14 @@ impl Relay {
 
     /// Counts an acknowledged event: throughput, publish time, commit → ack latency, and a
     /// success after retries if it had failed before.
-    fn count_delivery(&self, event: &StoredEvent, publish_time: f64, acked: DateTime<Utc>) {
-        let m = &self.metrics;
+    fn count_delivery(
+        &self,
+        event: &StoredEvent,
+        topic: &str,
+        publish_time: f64,
+        acked: DateTime<Utc>,
+    ) {
+        let m = &self.telemetry.metrics;
         let mode = match self.mode {
             RelayMode::Polling => "polling",
             RelayMode::Streaming => "streaming",
@@ -277,9 +286,20 @@ impl Relay {
         let latency = (acked - event.envelope.occurred_at)
             .num_microseconds()
             .unwrap_or(0);
+        let latency = latency.max(0) as f64 / 1e6;
         m.end_to_end_latency
             .with_label_values(&[mode])
-            .observe(latency.max(0) as f64 / 1e6);
+            .observe(latency);
+        let e = &event.envelope;
+        self.telemetry.live.published(
+            || LiveEvent::Published {
+                event_id: e.event_id.to_string(),
+                event_type: e.event_type.as_str().to_string(),
+                topic: topic.to_string(),
+                latency_ms: (latency * 1e3).round() as i64,
+            },
+            latency * 1e3,
+        );
         if self
             .failing
             .as_ref()
@@ -290,7 +310,8 @@ impl Relay {
     }
 
     fn count_failure(&self, event_type: &str, reason: &str) {
-        self.metrics
+        self.telemetry
+            .metrics
             .events_failed
             .with_label_values(&[event_type, reason])
             .inc();
@@ -319,9 +340,14 @@ impl Relay {
             )
             .await?;
         self.checkpoint = last;
-        self.metrics
+        self.telemetry
+            .metrics
             .dlq_messages
             .inc_by(done.dead_letters.len() as u64);
+        for letter in &done.dead_letters {
+            let event = LiveEvent::dead_letter("added", None, &letter.event);
+            self.telemetry.live.send(event);
+        }
         if self.failing.as_ref().is_some_and(|f| f.position <= last) {
             self.failing = None;
         }

@@ -7,7 +7,7 @@ use super::{Outcome, Relay, RelayError, RelayMode, Resilience};
 use crate::publish::{Publisher, TopicRouter};
 use crate::resilience::breaker::BreakerState;
 use crate::store::OutboxStore;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -32,7 +32,7 @@ pub struct RelaySettings {
     pub resilience: Resilience,
     /// Where the runner reports what the relay is doing.
     pub activity: Arc<RelayActivity>,
-    pub metrics: Arc<Metrics>,
+    pub telemetry: Telemetry,
 }
 
 /// Starts the supervised relay. It runs until `stop` becomes true.
@@ -101,7 +101,7 @@ async fn run(
         publisher,
         settings.topics,
         settings.resilience,
-        settings.metrics,
+        settings.telemetry,
         settings.batch_size,
     )
     .await

@@ -5,10 +5,11 @@
 //! closes after `success_threshold` successes, while any failed probe opens it again. Every
 //! transition is kept (newest last, up to [`TRANSITIONS_KEPT`]) for the status page.
 
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::Telemetry;
+use crate::telemetry::live::LiveEvent;
 use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -110,8 +111,8 @@ struct Inner {
 pub struct CircuitBreaker {
     config: BreakerConfig,
     inner: Mutex<Inner>,
-    /// Where transitions are counted, if anywhere.
-    metrics: Option<Arc<Metrics>>,
+    /// Where transitions are counted and announced, if anywhere.
+    telemetry: Option<Telemetry>,
 }
 
 impl CircuitBreaker {
@@ -126,13 +127,13 @@ impl CircuitBreaker {
                 probe_successes: 0,
                 transitions: VecDeque::new(),
             }),
-            metrics: None,
+            telemetry: None,
         }
     }
 
-    /// The same breaker, counting its transitions in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
+    /// The same breaker, counting its transitions and sending them to the live feed.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
         self
     }
 
@@ -219,10 +220,17 @@ impl CircuitBreaker {
 
     fn transition(&self, inner: &mut Inner, to: BreakerState, reason: String) {
         tracing::warn!(from = inner.state.as_str(), to = to.as_str(), %reason, "circuit breaker");
-        if let Some(m) = &self.metrics {
-            m.breaker_transitions
+        if let Some(t) = &self.telemetry {
+            t.metrics
+                .breaker_transitions
                 .with_label_values(&[inner.state.as_str(), to.as_str()])
                 .inc();
+            t.live.send(LiveEvent::Breaker {
+                at: crate::domain::timestamp(&Utc::now()),
+                from: inner.state.as_str(),
+                to: to.as_str(),
+                reason: reason.clone(),
+            });
         }
         if inner.transitions.len() == TRANSITIONS_KEPT {
             inner.transitions.pop_front();

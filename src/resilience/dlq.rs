@@ -9,7 +9,8 @@ use super::breaker::{CircuitBreaker, Refusal};
 use crate::domain::OrderId;
 use crate::publish::{FailureKind, Message, Publisher, TopicRouter};
 use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::Telemetry;
+use crate::telemetry::live::LiveEvent;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,8 +176,8 @@ pub struct Replayer {
     pub publisher: Arc<dyn Publisher>,
     pub breaker: Arc<CircuitBreaker>,
     pub topics: TopicRouter,
-    /// Counts replays by outcome.
-    pub metrics: Arc<Metrics>,
+    /// Counts replays by outcome and announces them.
+    pub telemetry: Telemetry,
 }
 
 impl Replayer {
@@ -232,11 +233,19 @@ impl Replayer {
         } else {
             "delivered"
         };
-        self.metrics.dlq_replays.with_label_values(&[label]).inc();
+        self.telemetry
+            .metrics
+            .dlq_replays
+            .with_label_values(&[label])
+            .inc();
         let letter = self.store.record_replay(id, outcome).await?;
         match failed {
             Some(e) => Err(ReplayError::Failed(e)),
-            None => Ok(letter),
+            None => {
+                let event = LiveEvent::dead_letter("replayed", Some(id), &letter.failure.event);
+                self.telemetry.live.send(event);
+                Ok(letter)
+            }
         }
     }
 }

@@ -62,6 +62,16 @@ pub async fn start_server_with(
     (child, base)
 }
 
+/// Sends SIGTERM to the server process (a graceful stop, as from systemd or Kubernetes).
+pub fn sigterm(server: &Child) {
+    let pid = server.id().expect("running server").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+}
+
 /// A burst of writes from many clients that is cut by kill -9.
 struct Burst {
     /// What the server acknowledged: (order id, version).
@@ -332,12 +342,7 @@ async fn sigterm_stops_cleanly_with_the_checkpoint_saved() {
             .all(|s| *s == StatusCode::CREATED)
     );
 
-    let pid = server.id().unwrap().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    sigterm(&server);
     let exited = tokio::time::timeout(std::time::Duration::from_secs(10), server.wait()).await;
     let status = exited.expect("the server exits within 10 s").unwrap();
     assert!(status.success(), "clean exit, got {status}");

@@ -69,14 +69,7 @@ async fn json_logs_lead_from_the_request_to_the_published_event() {
         crate::helpers::relay_checkpoint(&db) == 1
     })
     .await;
-    let pid = server.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::crash::sigterm(&server);
     let mut stderr = server.stderr.take().unwrap();
     let mut text = String::new();
     stderr.read_to_string(&mut text).await.unwrap();

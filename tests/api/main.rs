@@ -9,6 +9,7 @@ mod crash;
 mod helpers;
 mod idempotency;
 mod kafka;
+mod live;
 mod logs;
 mod metrics;
 mod monitoring;

@@ -216,7 +216,7 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
         publisher.clone(),
         router(),
         resilience(),
-        Arc::default(),
+        outbox::telemetry::Telemetry::default(),
         2,
     )
     .await
@@ -241,7 +241,7 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
         publisher,
         router(),
         resilience(),
-        Arc::default(),
+        outbox::telemetry::Telemetry::default(),
         100,
     )
     .await
@@ -306,7 +306,7 @@ async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
         sink,
         router(),
         resilience(),
-        Arc::default(),
+        outbox::telemetry::Telemetry::default(),
         100,
     )
     .await
@@ -358,7 +358,7 @@ async fn retention_deletes_only_published_events_older_than_the_cutoff() {
         publisher,
         router(),
         resilience(),
-        Arc::default(),
+        outbox::telemetry::Telemetry::default(),
         3,
     )
     .await

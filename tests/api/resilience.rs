@@ -665,7 +665,7 @@ async fn an_event_that_keeps_failing_while_others_pass_is_dead_lettered_after_it
         sink,
         router(),
         r.clone(),
-        Arc::default(),
+        outbox::telemetry::Telemetry::default(),
         100,
     )
     .await
@@ -755,7 +755,7 @@ async fn while_the_breaker_is_open_the_relay_neither_reads_nor_dead_letters() {
         faults.clone(),
         router(),
         r.clone(),
-        Arc::default(),
+        outbox::telemetry::Telemetry::default(),
         100,
     )
     .await
@@ -806,7 +806,7 @@ async fn when_the_dead_letter_cannot_be_written_the_event_stays_pending() {
         faults,
         router(),
         resilience(),
-        Arc::default(),
+        outbox::telemetry::Telemetry::default(),
         100,
     )
     .await

@@ -1,0 +1,283 @@
+//! The live feed behind `GET /api/live`: a snapshot of the relay every 500 ms (aggregates
+//! only) and discrete events as they happen (breaker transitions, dead letters, published
+//! samples at a bounded rate).
+//!
+//! Snapshots go through a `watch` channel (a slow client only ever sees the newest one) and
+//! discrete events through a bounded `broadcast` channel (a slow client skips what it
+//! missed); neither ever waits for a client, so the relay is never slowed by one.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, watch};
+
+/// How often a snapshot is taken.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
+/// Discrete events a slow client may fall behind by before it skips some.
+const EVENT_BUFFER: usize = 256;
+/// Latency samples are kept this long, and at most this many.
+const LATENCY_WINDOW: Duration = Duration::from_secs(60);
+const LATENCY_SAMPLES: usize = 20_000;
+/// At most one `published` sample per this interval.
+const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+
+/// A discrete event of the feed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LiveEvent {
+    /// The circuit breaker changed state.
+    Breaker {
+        at: String,
+        from: &'static str,
+        to: &'static str,
+        reason: String,
+    },
+    /// A dead letter was added, replayed or discarded (admin clients only).
+    Dlq {
+        action: &'static str,
+        /// The record id, once it has one (replayed, discarded).
+        id: Option<i64>,
+        event_id: String,
+        event_type: String,
+        aggregate_id: String,
+    },
+    /// One published event, sampled.
+    Published {
+        event_id: String,
+        event_type: String,
+        topic: String,
+        latency_ms: i64,
+    },
+}
+
+impl LiveEvent {
+    /// A dead letter event about `event`.
+    pub fn dead_letter(
+        action: &'static str,
+        id: Option<i64>,
+        event: &crate::store::StoredEvent,
+    ) -> Self {
+        let e = &event.envelope;
+        LiveEvent::Dlq {
+            action,
+            id,
+            event_id: e.event_id.to_string(),
+            event_type: e.event_type.as_str().to_string(),
+            aggregate_id: e.aggregate_id.to_string(),
+        }
+    }
+
+    /// Only admin clients see dead letter details.
+    pub fn admin_only(&self) -> bool {
+        matches!(self, LiveEvent::Dlq { .. })
+    }
+}
+
+/// What every client gets twice a second.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub at: String,
+    pub mode: String,
+    pub state: String,
+    pub events_per_second_1s: f64,
+    pub events_per_second_10s: f64,
+    /// Commit → publish over the last minute; absent without samples.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub pending: u64,
+    pub oldest_pending_age_ms: Option<i64>,
+    pub breaker: String,
+    pub dlq_pending: u64,
+    /// The simulated fault's mode, if one is active.
+    pub fault: Option<String>,
+}
+
+/// The feed's shared state: written by the relay, the breaker and the DLQ paths, read by
+/// the snapshot task and the SSE handler.
+pub struct LiveHub {
+    events: broadcast::Sender<LiveEvent>,
+    snapshots: watch::Sender<Option<Snapshot>>,
+    /// Events acknowledged since start, for the throughput figures.
+    published: AtomicU64,
+    /// (when, commit → publish in ms) of recent events.
+    latencies: Mutex<VecDeque<(Instant, f64)>>,
+    last_sample: Mutex<Option<Instant>>,
+    /// Becomes true when the server shuts down; open streams end then.
+    closing: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for LiveHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveHub")
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl LiveHub {
+    pub fn new(closing: watch::Receiver<bool>) -> Self {
+        Self {
+            events: broadcast::channel(EVENT_BUFFER).0,
+            snapshots: watch::channel(None).0,
+            published: AtomicU64::new(0),
+            latencies: Mutex::new(VecDeque::new()),
+            last_sample: Mutex::new(None),
+            closing,
+        }
+    }
+
+    /// Sends a discrete event to whoever listens (nobody is fine).
+    pub fn send(&self, event: LiveEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Records one acknowledged event; emits it as a `published` sample if the last sample is
+    /// old enough.
+    pub fn published(&self, sample: impl FnOnce() -> LiveEvent, latency_ms: f64) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        {
+            let mut l = lock(&self.latencies);
+            l.push_back((now, latency_ms));
+            while l.len() > LATENCY_SAMPLES
+                || l.front().is_some_and(|(t, _)| now - *t > LATENCY_WINDOW)
+            {
+                l.pop_front();
+            }
+        }
+        let mut last = lock(&self.last_sample);
+        if last.is_none_or(|t| now - t >= SAMPLE_EVERY) {
+            *last = Some(now);
+            drop(last);
+            self.send(sample());
+        }
+    }
+
+    pub fn published_total(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// p50 and p99 of the last minute's latencies, in ms.
+    pub fn latency_percentiles(&self) -> (Option<f64>, Option<f64>) {
+        let now = Instant::now();
+        let mut values: Vec<f64> = lock(&self.latencies)
+            .iter()
+            .filter(|(t, _)| now - *t <= LATENCY_WINDOW)
+            .map(|(_, v)| *v)
+            .collect();
+        if values.is_empty() {
+            return (None, None);
+        }
+        values.sort_by(f64::total_cmp);
+        let at = |p: f64| values[((values.len() - 1) as f64 * p).round() as usize];
+        (Some(at(0.50)), Some(at(0.99)))
+    }
+
+    pub fn publish_snapshot(&self, snapshot: Snapshot) {
+        self.snapshots.send_replace(Some(snapshot));
+    }
+
+    pub fn snapshots(&self) -> watch::Receiver<Option<Snapshot>> {
+        self.snapshots.subscribe()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.clone()
+    }
+}
+
+/// Throughput over the last 1 s and 10 s from samples of the published counter.
+#[derive(Debug, Default)]
+pub struct Throughput(VecDeque<(Instant, u64)>);
+
+impl Throughput {
+    /// Adds a sample and returns (events/s over 1 s, over 10 s).
+    pub fn sample(&mut self, now: Instant, total: u64) -> (f64, f64) {
+        self.0.push_back((now, total));
+        while self
+            .0
+            .front()
+            .is_some_and(|(t, _)| now - *t > Duration::from_secs(11))
+        {
+            self.0.pop_front();
+        }
+        let rate = |window: Duration| {
+            let oldest = self.0.iter().find(|(t, _)| now - *t <= window);
+            match oldest {
+                Some((t, n)) if now > *t => (total - n) as f64 / (now - *t).as_secs_f64(),
+                _ => 0.0,
+            }
+        };
+        (rate(Duration::from_secs(1)), rate(Duration::from_secs(10)))
+    }
+}
+
+/// RFC 3339 time for feed payloads.
+pub fn stamp(at: DateTime<Utc>) -> String {
+    crate::domain::timestamp(&at)
+}
+
+/// What the snapshot task reads.
+pub struct Sources {
+    pub store: std::sync::Arc<dyn crate::store::OutboxStore>,
+    pub activity: std::sync::Arc<crate::relay::activity::RelayActivity>,
+    pub mode: watch::Receiver<crate::relay::RelayMode>,
+    pub breaker: std::sync::Arc<crate::resilience::breaker::CircuitBreaker>,
+    pub faults: std::sync::Arc<crate::publish::faults::FaultInjector>,
+}
+
+/// Takes a snapshot every [`SNAPSHOT_EVERY`] until `stop` becomes true.
+pub fn spawn_snapshots(
+    hub: std::sync::Arc<LiveHub>,
+    sources: Sources,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut throughput = Throughput::default();
+        let mut ticks = tokio::time::interval(SNAPSHOT_EVERY);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            let activity = sources.activity.get();
+            let (Ok(backlog), Ok(counts)) = (
+                sources.store.backlog(activity.checkpoint).await,
+                sources.store.dead_letter_counts().await,
+            ) else {
+                continue; // the store is busy: skip this snapshot
+            };
+            let now = Utc::now();
+            let (per_1s, per_10s) = throughput.sample(Instant::now(), hub.published_total());
+            let (p50, p99) = hub.latency_percentiles();
+            let fault = sources.faults.fault();
+            let mode = match *sources.mode.borrow() {
+                crate::relay::RelayMode::Polling => "polling",
+                crate::relay::RelayMode::Streaming => "streaming",
+            };
+            hub.publish_snapshot(Snapshot {
+                at: stamp(now),
+                mode: mode.to_string(),
+                state: activity.state.as_str().to_string(),
+                events_per_second_1s: per_1s,
+                events_per_second_10s: per_10s,
+                latency_p50_ms: p50,
+                latency_p99_ms: p99,
+                pending: backlog.pending,
+                oldest_pending_age_ms: backlog.oldest.map(|t| (now - t).num_milliseconds().max(0)),
+                breaker: sources.breaker.state().as_str().to_string(),
+                dlq_pending: counts.pending,
+                fault: fault.is_active().then(|| fault.mode().to_string()),
+            });
+        }
+    })
+}
