@@ -25,11 +25,14 @@
 //!   (`resilience/dlq.rs`; its SQL is `store/sqlite/dead_letters.rs`).
 //! - [`http`]: the axum router: JSON API (`http/orders.rs`, `http/topics.rs`), admin endpoints
 //!   for the relay and faults (`http/admin.rs`) and the dead letter queue (`http/dlq.rs`)
-//!   behind bearer-token authentication (`http/auth.rs`), health probes, `AppError`,
-//!   extractors, and the Leptos page routes.
+//!   behind bearer-token authentication (`http/auth.rs`), health probes (`http/health.rs`),
+//!   `/metrics` and request metrics (`http/metrics.rs`), the SSE live feed (`http/live.rs`),
+//!   request ids (`http/request_id.rs`), `AppError`, extractors, and the Leptos page routes.
 //! - [`ui`]: the server side of the UI's server functions (implements `app::api::OrdersApi`).
 //! - [`views`]: domain → DTO conversions shared by the API and the UI.
-//! - [`telemetry`]: log output, filtered by `RUST_LOG`.
+//! - [`telemetry`]: logs (`telemetry/logs.rs`: JSON or text, `RUST_LOG`), Prometheus
+//!   metrics (`telemetry/metrics.rs`), the live feed's hub and snapshots
+//!   (`telemetry/live.rs`), and `Telemetry`, what the relay and its helpers report to.
 //! - [`startup`]: `Application::build` / `run_until_stopped`, used by `main` and the tests.
 //!
 //! The UI itself lives in the `app` crate of this workspace; `schema/sqlite/` holds the SQL.

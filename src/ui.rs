@@ -175,7 +175,7 @@ impl OrdersApi for UiBridge {
             })
             .await
             .map_err(ui_error)?;
-        self.metrics.order_applied(&applied);
+        crate::telemetry::order_applied(&self.metrics, &applied);
         Ok(views::order(applied.order()))
     }
 

@@ -3,9 +3,9 @@
 use super::AppState;
 use super::error::AppError;
 use super::extract::{ApiJson, ApiQuery, OptionalIdempotencyKey, OrderIdPath};
-use super::request_id;
 use crate::domain::{CancelReason, NewOrder, OrderItems, RawItem, ValidationErrors, Version};
 use crate::store::{Applied, Command, OrderCursor};
+use crate::telemetry;
 use crate::views;
 use app::dto::{OrderDetailDto, OrderDto, OrderPageDto};
 use axum::Json;
@@ -48,21 +48,6 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-/// Puts the order on the request's span and logs the committed event, so the order and
-/// event ids can be followed to the relay's `published` line.
-fn record(applied: &Applied) {
-    request_id::record_order(&applied.order().id);
-    if let Applied::Written { event, .. } = applied {
-        tracing::debug!(
-            order_id = %event.envelope.aggregate_id,
-            event_id = %event.envelope.event_id,
-            event_type = event.envelope.event_type.as_str(),
-            position = event.position,
-            "order change committed"
-        );
-    }
-}
-
 /// Creates an order; with an `Idempotency-Key`, retries return the same order.
 pub async fn create(
     State(state): State<AppState>,
@@ -77,8 +62,7 @@ pub async fn create(
             idempotency_key,
         })
         .await?;
-    state.metrics.order_applied(&applied);
-    record(&applied);
+    telemetry::order_applied(&state.metrics, &applied);
     let dto = views::order(applied.order());
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", dto.id)) {
@@ -142,8 +126,7 @@ pub async fn replace_items(
             expected_version: body.expected_version,
         })
         .await?;
-    state.metrics.order_applied(&applied);
-    record(&applied);
+    telemetry::order_applied(&state.metrics, &applied);
     Ok(Json(views::order(applied.order())))
 }
 
@@ -163,7 +146,6 @@ pub async fn cancel(
             expected_version: body.expected_version,
         })
         .await?;
-    state.metrics.order_applied(&applied);
-    record(&applied);
+    telemetry::order_applied(&state.metrics, &applied);
     Ok(Json(views::order(applied.order())))
 }

@@ -42,8 +42,3 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
     response.headers_mut().insert(HEADER, id);
     response
 }
-
-/// Records the order a request touched on its span.
-pub fn record_order(order_id: &impl std::fmt::Display) {
-    tracing::Span::current().record("order_id", tracing::field::display(order_id));
-}

@@ -6,7 +6,6 @@
 //! `dlq_*`, `circuit_breaker_*`) plus the relay's lag and latency.
 
 use crate::domain::EventType;
-use crate::store::Applied;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -246,15 +245,6 @@ impl Metrics {
             self.breaker_transitions.with_label_values(&[from, to]);
         }
         self
-    }
-
-    /// Counts a committed order change (nothing for an idempotent replay).
-    pub fn order_applied(&self, applied: &Applied) {
-        if let Applied::Written { event, .. } = applied {
-            self.orders
-                .with_label_values(&[event.envelope.event_type.as_str()])
-                .inc();
-        }
     }
 
     /// Everything in the Prometheus text format.
