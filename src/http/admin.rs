@@ -55,10 +55,7 @@ pub async fn relay_status(
     let backlog = state.store.backlog(activity.checkpoint).await?;
     let counts = state.store.dead_letter_counts().await?;
     let fault = state.relay.faults.fault();
-    let mode = match *state.relay_mode.borrow() {
-        RelayMode::Polling => "polling",
-        RelayMode::Streaming => "streaming",
-    };
+    let mode = state.relay_mode.borrow().as_str();
     Ok(Json(RelayStatusDto {
         mode: mode.to_string(),
         state: activity.state.as_str().to_string(),

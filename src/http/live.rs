@@ -36,10 +36,8 @@ impl Client {
         loop {
             tokio::select! {
                 biased;
-                closed = self.closing.wait_for(|c| *c) => {
-                    let _ = closed;
-                    return None;
-                }
+                // Shutdown began (or the server is gone).
+                _ = self.closing.wait_for(|c| *c) => return None,
                 changed = self.snapshots.changed() => {
                     changed.ok()?;
                     let snapshot = self.snapshots.borrow_and_update().clone();

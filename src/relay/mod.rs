@@ -35,6 +35,19 @@ pub enum RelayMode {
     Streaming,
 }
 
+impl RelayMode {
+    /// Both modes, for metrics that list them up front.
+    pub const ALL: [RelayMode; 2] = [RelayMode::Polling, RelayMode::Streaming];
+
+    /// The mode's name, as in the configuration and the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayMode::Polling => "polling",
+            RelayMode::Streaming => "streaming",
+        }
+    }
+}
+
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -275,10 +288,7 @@ impl Relay {
         acked: DateTime<Utc>,
     ) {
         let m = &self.telemetry.metrics;
-        let mode = match self.mode {
-            RelayMode::Polling => "polling",
-            RelayMode::Streaming => "streaming",
-        };
+        let mode = self.mode.as_str();
         m.events_processed
             .with_label_values(&[event.envelope.event_type.as_str(), mode])
             .inc();

@@ -260,10 +260,7 @@ pub fn spawn_snapshots(
             let (per_1s, per_10s) = throughput.sample(Instant::now(), hub.published_total());
             let (p50, p99) = hub.latency_percentiles();
             let fault = sources.faults.fault();
-            let mode = match *sources.mode.borrow() {
-                crate::relay::RelayMode::Polling => "polling",
-                crate::relay::RelayMode::Streaming => "streaming",
-            };
+            let mode = sources.mode.borrow().as_str();
             hub.publish_snapshot(Snapshot {
                 at: stamp(now),
                 mode: mode.to_string(),

@@ -6,6 +6,7 @@
 //! `dlq_*`, `circuit_breaker_*`) plus the relay's lag and latency.
 
 use crate::domain::EventType;
+use crate::relay::RelayMode;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -220,14 +221,14 @@ impl Metrics {
         for event_type in EventType::ALL.map(EventType::as_str) {
             self.orders.with_label_values(&[event_type]);
             self.dlq_by_event_type.with_label_values(&[event_type]);
-            for mode in ["polling", "streaming"] {
+            for mode in RelayMode::ALL.map(RelayMode::as_str) {
                 self.events_processed.with_label_values(&[event_type, mode]);
             }
             for reason in ["transient", "permanent"] {
                 self.events_failed.with_label_values(&[event_type, reason]);
             }
         }
-        for mode in ["polling", "streaming"] {
+        for mode in RelayMode::ALL.map(RelayMode::as_str) {
             self.end_to_end_latency.with_label_values(&[mode]);
         }
         self.retry_attempts.with_label_values(&["publish"]);
