@@ -155,7 +155,7 @@ impl Application {
             relay,
             metrics: telemetry.metrics,
             live: telemetry.live,
-            leptos_options,
+            leptos_options: Arc::new(leptos_options),
         });
         Ok(Self {
             listener,

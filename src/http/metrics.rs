@@ -52,15 +52,14 @@ pub async fn scrape(State(state): State<AppState>) -> Result<Response, AppError>
 /// Counts and times the request. Unmatched paths are labelled `unmatched`, so scanners
 /// cannot create a label per path.
 pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().as_str().to_string();
+    // Cheap clones (an `Arc<str>` and, for standard methods, no allocation at all).
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [method.as_str(), route.as_str(), status.as_str()];
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let status = response.status();
+    let labels = [method.as_str(), route, status.as_str()];
     metrics.http_requests.with_label_values(&labels).inc();
     metrics
         .http_duration

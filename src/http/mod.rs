@@ -54,7 +54,9 @@ pub struct AppState {
     /// The live feed behind `/api/live`.
     pub live: Arc<LiveHub>,
     /// Where the pages find their assets and how they name the bundle.
-    pub leptos_options: LeptosOptions,
+    /// Behind an `Arc`: the state is cloned for every extractor, and these options hold
+    /// several strings.
+    pub leptos_options: Arc<LeptosOptions>,
 }
 
 /// Shared with the running relay.
@@ -71,7 +73,7 @@ pub struct RelayHandles {
 
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
-        state.leptos_options.clone()
+        LeptosOptions::clone(&state.leptos_options)
     }
 }
 
@@ -110,7 +112,7 @@ pub fn router(state: AppState) -> Router {
     let meter = Arc::clone(&state.metrics);
     let context = move || provide_context(Arc::clone(&ui));
     let routes = generate_route_list(app::App);
-    let options = state.leptos_options.clone();
+    let options = LeptosOptions::clone(&state.leptos_options);
     Router::new()
         .leptos_routes_with_context(&state, routes, context.clone(), move || {
             app::shell(options.clone())
