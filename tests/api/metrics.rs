@@ -5,6 +5,7 @@
 use crate::helpers::{
     TestApp, eventually, eventually_within, last_position, relay_checkpoint, spawn_app_with,
 };
+use crate::resilience::FAST;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -63,15 +64,6 @@ async fn caught_up(app: &TestApp) {
     })
     .await;
 }
-
-const FAST: [&str; 6] = [
-    "--retry-initial-delay-ms",
-    "10",
-    "--retry-max-delay-ms",
-    "50",
-    "--breaker-open-timeout-ms",
-    "300",
-];
 
 #[tokio::test]
 async fn orders_and_deliveries_move_their_metrics() {

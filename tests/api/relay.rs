@@ -188,8 +188,21 @@ pub async fn open_store(dir: &std::path::Path) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(&config.sqlite()).unwrap())
 }
 
-pub fn router() -> TopicRouter {
+fn router() -> TopicRouter {
     TopicRouter::new(outbox::publish::DEFAULT_TOPIC_TEMPLATE).unwrap()
+}
+
+/// A relay over `store` and `sink` with [`resilience`] and standalone telemetry.
+pub async fn relay_over(
+    store: Arc<SqliteStore>,
+    sink: Arc<dyn Publisher>,
+    resilience: Resilience,
+    batch_size: u32,
+) -> Relay {
+    let telemetry = outbox::telemetry::Telemetry::default();
+    Relay::resume(store, sink, router(), resilience, telemetry, batch_size)
+        .await
+        .expect("the relay resumes")
 }
 
 /// The default retry and breaker settings, without jitter.
@@ -211,16 +224,7 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
         store.apply(create()).await.unwrap();
     }
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
-    let mut relay = Relay::resume(
-        store.clone(),
-        publisher.clone(),
-        router(),
-        resilience(),
-        outbox::telemetry::Telemetry::default(),
-        2,
-    )
-    .await
-    .unwrap();
+    let mut relay = relay_over(store.clone(), publisher.clone(), resilience(), 2).await;
     assert_eq!(
         relay.step().await.unwrap(),
         Outcome::Published {
@@ -236,16 +240,7 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
     // A new process on the same data: the checkpoint is where the last one left it.
     let store = open_store(dir.path()).await;
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
-    let mut relay = Relay::resume(
-        store.clone(),
-        publisher,
-        router(),
-        resilience(),
-        outbox::telemetry::Telemetry::default(),
-        100,
-    )
-    .await
-    .unwrap();
+    let mut relay = relay_over(store.clone(), publisher, resilience(), 100).await;
     assert_eq!(relay.checkpoint(), 2);
     assert_eq!(
         relay.step().await.unwrap(),
@@ -301,16 +296,7 @@ async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
         seen: AtomicUsize::new(0),
         fail_at: 3,
     });
-    let mut relay = Relay::resume(
-        store.clone(),
-        sink,
-        router(),
-        resilience(),
-        outbox::telemetry::Telemetry::default(),
-        100,
-    )
-    .await
-    .unwrap();
+    let mut relay = relay_over(store.clone(), sink, resilience(), 100).await;
     match relay.step().await {
         Ok(Outcome::Retrying {
             position, attempt, ..
@@ -353,16 +339,7 @@ async fn retention_deletes_only_published_events_older_than_the_cutoff() {
         store.apply(create()).await.unwrap();
     }
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
-    let mut relay = Relay::resume(
-        store.clone(),
-        publisher,
-        router(),
-        resilience(),
-        outbox::telemetry::Telemetry::default(),
-        3,
-    )
-    .await
-    .unwrap();
+    let mut relay = relay_over(store.clone(), publisher, resilience(), 3).await;
     relay.step().await.unwrap(); // positions 1..=3 published, 4 and 5 pending
     let name = outbox::relay::RELAY_NAME;
     let an_hour = chrono::Duration::hours(1);

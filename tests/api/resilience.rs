@@ -8,13 +8,13 @@ use crate::helpers::{
     TestApp, eventually, eventually_within, expect_error, last_position, relay_checkpoint,
     spawn_app_with,
 };
-use crate::relay::{assert_topic_matches_outbox, resilience, router, write_some};
+use crate::relay::{assert_topic_matches_outbox, relay_over, resilience, write_some};
 use crate::topic_check::assert_topic_holds_outbox;
 use async_trait::async_trait;
 use futures::StreamExt;
 use outbox::publish::local::LocalLogPublisher;
 use outbox::publish::{Delivery, Message, PublishError, Publisher};
-use outbox::relay::{Outcome, Relay};
+use outbox::relay::Outcome;
 use outbox::store::OutboxStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Quick retries and a short open breaker, so a test sees every state in seconds.
-const FAST: [&str; 6] = [
+pub const FAST: [&str; 6] = [
     "--retry-initial-delay-ms",
     "10",
     "--retry-max-delay-ms",
@@ -232,19 +232,26 @@ async fn orders_with_cancellations(app: &TestApp, orders: usize) -> (usize, usiz
     (events, cancelled)
 }
 
-/// (c) + (d): poisoned `OrderCancelled` events go to the DLQ (permanent: not retried) while
-/// everything else is delivered; then they are replayed, one and in bulk, with their
-/// original event ids.
-#[tokio::test]
-async fn poison_events_are_dead_lettered_and_replayed_with_their_event_ids() {
+/// An app whose sink refuses `OrderCancelled` events, after `orders` orders (every third one
+/// cancelled) were handled; returns it with (events, cancellations).
+async fn with_poisoned_cancellations(orders: usize) -> (TestApp, usize, usize) {
     let app = spawn_app_with(&FAST).await;
     set_fault(
         &app,
         json!({"mode": "poison", "event_type": "OrderCancelled"}),
     )
     .await;
-    let (events, cancelled) = orders_with_cancellations(&app, 12).await;
+    let (events, cancelled) = orders_with_cancellations(&app, orders).await;
     caught_up(&app).await;
+    (app, events, cancelled)
+}
+
+/// (c) + (d): poisoned `OrderCancelled` events go to the DLQ (permanent: not retried) while
+/// everything else is delivered; then they are replayed, one and in bulk, with their
+/// original event ids.
+#[tokio::test]
+async fn poison_events_are_dead_lettered_and_replayed_with_their_event_ids() {
+    let (app, events, cancelled) = with_poisoned_cancellations(12).await;
     let s = status(&app).await;
     assert_eq!(s["breaker"]["state"], "closed", "poison is not an outage");
     assert_eq!(s["dead_letters"]["pending"], cancelled);
@@ -346,14 +353,7 @@ async fn poison_on_kafka_dead_letters_only_the_poisoned_events() {
 
 #[tokio::test]
 async fn dead_letters_are_discarded_with_a_reason_and_listed_by_filter() {
-    let app = spawn_app_with(&FAST).await;
-    set_fault(
-        &app,
-        json!({"mode": "poison", "event_type": "OrderCancelled"}),
-    )
-    .await;
-    let (_, cancelled) = orders_with_cancellations(&app, 7).await;
-    caught_up(&app).await;
+    let (app, _, cancelled) = with_poisoned_cancellations(7).await;
     let page = app.admin_get("/api/admin/dlq?limit=2").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let cursor = page["next_cursor"].as_i64().unwrap();
@@ -660,16 +660,7 @@ async fn an_event_that_keeps_failing_while_others_pass_is_dead_lettered_after_it
         key: victim.clone(),
     });
     let r = resilience();
-    let mut relay = Relay::resume(
-        store.clone(),
-        sink,
-        router(),
-        r.clone(),
-        outbox::telemetry::Telemetry::default(),
-        100,
-    )
-    .await
-    .unwrap();
+    let mut relay = relay_over(store.clone(), sink, r.clone(), 100).await;
     let mut delays = Vec::new();
     for attempt in 1..=4 {
         match relay.step().await.unwrap() {
@@ -750,16 +741,7 @@ async fn while_the_breaker_is_open_the_relay_neither_reads_nor_dead_letters() {
     )));
     faults.set(outbox::publish::faults::Fault::Down {});
     let r = resilience();
-    let mut relay = Relay::resume(
-        store.clone(),
-        faults.clone(),
-        router(),
-        r.clone(),
-        outbox::telemetry::Telemetry::default(),
-        100,
-    )
-    .await
-    .unwrap();
+    let mut relay = relay_over(store.clone(), faults.clone(), r.clone(), 100).await;
     // Five failures in a row (nothing acknowledged) open the breaker on the fifth.
     for attempt in 1..=4 {
         assert!(matches!(
@@ -801,16 +783,7 @@ async fn when_the_dead_letter_cannot_be_written_the_event_stays_pending() {
          BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
     )
     .unwrap();
-    let mut relay = Relay::resume(
-        store.clone(),
-        faults,
-        router(),
-        resilience(),
-        outbox::telemetry::Telemetry::default(),
-        100,
-    )
-    .await
-    .unwrap();
+    let mut relay = relay_over(store.clone(), faults, resilience(), 100).await;
     assert!(relay.step().await.is_err(), "the failed write is an error");
     assert_eq!(relay.checkpoint(), 0);
     assert_eq!(
