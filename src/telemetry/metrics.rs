@@ -7,6 +7,7 @@
 
 use crate::domain::EventType;
 use crate::relay::RelayMode;
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -60,6 +61,18 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
 }
 
+/// Registers `metric` (built from constant, valid names) in `registry` and returns it.
+fn register<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
@@ -76,57 +89,46 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
+            register(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
+        let gauge = |name: &str, help: &str| register(&registry, IntGauge::new(name, help));
+        let latency = |name: &str, help: &str| {
+            HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
         };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
-            let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
-            let h = HistogramVec::new(opts, labels).expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
+            register(&registry, HistogramVec::new(latency(name, help), labels))
         };
-        let processing_duration = Histogram::with_opts(
-            HistogramOpts::new(
+        let processing_duration = register(
+            &registry,
+            Histogram::with_opts(latency(
                 "cdc_processing_duration_seconds",
                 "Time the publish call took, observed once per event it carried.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(processing_duration.clone()))
-            .expect("unique metric");
-        let dlq_by_event_type = IntGaugeVec::new(
-            Opts::new(
-                "dlq_messages_by_event_type",
-                "Pending dead letters per event type.",
+            )),
+        );
+        let dlq_by_event_type = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "dlq_messages_by_event_type",
+                    "Pending dead letters per event type.",
+                ),
+                &["event_type"],
             ),
-            &["event_type"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(dlq_by_event_type.clone()))
-            .expect("unique metric");
-        let outbox_oldest_age = prometheus::Gauge::new(
-            "outbox_oldest_pending_age_seconds",
-            "Age of the oldest committed event the relay has not handled yet.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(outbox_oldest_age.clone()))
-            .expect("unique metric");
+        );
+        let outbox_oldest_age = register(
+            &registry,
+            prometheus::Gauge::new(
+                "outbox_oldest_pending_age_seconds",
+                "Age of the oldest committed event the relay has not handled yet.",
+            ),
+        );
+        let dlq_messages = register(
+            &registry,
+            IntCounter::new(
+                "dlq_messages_total",
+                "Events sent to the dead letter queue.",
+            ),
+        );
         Self {
             events_processed: counter(
                 "cdc_events_processed_total",
@@ -154,17 +156,7 @@ impl Metrics {
                 "Events whose retries ran out.",
                 &["operation"],
             ),
-            dlq_messages: {
-                let c = IntCounter::new(
-                    "dlq_messages_total",
-                    "Events sent to the dead letter queue.",
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(c.clone()))
-                    .expect("unique metric");
-                c
-            },
+            dlq_messages,
             dlq_pending: gauge("dlq_messages_pending", "Pending dead letters."),
             dlq_by_event_type,
             dlq_replays: counter(
