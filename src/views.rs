@@ -72,7 +72,7 @@ pub fn event(e: &StoredEvent, delivery: Option<&DeliveryRecord>) -> EventDto {
         aggregate_id: aggregate_id.to_string(),
         aggregate_version: *aggregate_version,
         event_type: event_type.as_str().to_string(),
-        payload: payload.clone(),
+        payload: payload.to_value(),
         occurred_at: time(occurred_at),
         schema_version: *schema_version,
         delivery: delivery.map(|d| DeliveryDto {

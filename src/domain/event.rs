@@ -53,6 +53,28 @@ impl EventType {
     }
 }
 
+/// An event's payload: a JSON object, as text. It stays text from the store to the sink, so
+/// relaying an event never parses and re-serialises it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload(String);
+
+impl Payload {
+    /// Payload text read back from storage; it must be JSON.
+    pub fn from_json(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)?;
+        Ok(Self(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The payload parsed, for views that show it as a tree.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.0).expect("a payload is JSON from its construction")
+    }
+}
+
 /// One outbox row: a domain event with everything a consumer needs to route, order and
 /// de-duplicate it.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +88,7 @@ pub struct EventEnvelope {
     pub aggregate_version: Version,
     pub event_type: EventType,
     /// JSON object describing the change; always carries `order_id`.
-    pub payload: Value,
+    pub payload: Payload,
     pub occurred_at: DateTime<Utc>,
     pub schema_version: u32,
 }
@@ -106,7 +128,7 @@ impl EventEnvelope {
             aggregate_id: order.id,
             aggregate_version: order.version,
             event_type,
-            payload,
+            payload: Payload(payload.to_string()),
             occurred_at: now,
             schema_version: EVENT_SCHEMA_VERSION,
         }

@@ -13,7 +13,9 @@ pub fn timestamp(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-pub use event::{AGGREGATE_TYPE_ORDER, EVENT_SCHEMA_VERSION, EventEnvelope, EventType, OrderEvent};
+pub use event::{
+    AGGREGATE_TYPE_ORDER, EVENT_SCHEMA_VERSION, EventEnvelope, EventType, OrderEvent, Payload,
+};
 pub use order::{DomainError, Order, OrderStatus};
 pub use validation::{FieldError, ValidationErrors};
 pub use values::{

@@ -174,8 +174,11 @@ mod tests {
         assert_eq!(event.event_type, EventType::OrderCreated);
         assert_eq!(event.aggregate_id, id);
         assert_eq!(event.aggregate_version, 1);
-        assert_eq!(event.payload["total_cents"], 400);
-        assert_eq!(event.payload["items"].as_array().unwrap().len(), 2);
+        assert_eq!(event.payload.to_value()["total_cents"], 400);
+        assert_eq!(
+            event.payload.to_value()["items"].as_array().unwrap().len(),
+            2
+        );
     }
 
     #[test]
@@ -189,7 +192,7 @@ mod tests {
         assert_eq!((order.version, e2.aggregate_version), (3, 3));
         assert_eq!(order.status, OrderStatus::Cancelled);
         assert_eq!(e2.event_type, EventType::OrderCancelled);
-        assert_eq!(e2.payload["reason"], "customer asked");
+        assert_eq!(e2.payload.to_value()["reason"], "customer asked");
     }
 
     #[test]

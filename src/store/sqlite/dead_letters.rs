@@ -36,7 +36,7 @@ pub fn insert(conn: &Connection, letters: &[NewDeadLetter]) -> Result<(), StoreE
             e.aggregate_type,
             e.aggregate_id.to_string(),
             e.aggregate_version,
-            e.payload.to_string(),
+            e.payload.as_str(),
             timestamp(&e.occurred_at),
             e.schema_version,
             l.kind.as_str(),

@@ -3,7 +3,7 @@
 
 use crate::domain::{
     AGGREGATE_TYPE_ORDER, CancelReason, CustomerId, EventEnvelope, EventType, NewOrder, Order,
-    OrderId, OrderItems, OrderStatus, RawItem, timestamp,
+    OrderId, OrderItems, OrderStatus, Payload, RawItem, timestamp,
 };
 use crate::store::{IdempotencyKey, OrderCursor, OrderPage, StoreError, StoredEvent};
 use chrono::{DateTime, Utc};
@@ -133,7 +133,7 @@ impl EventRow {
                 aggregate_version: self.aggregate_version,
                 event_type: EventType::parse(&self.event_type)
                     .ok_or_else(|| corrupt("event_type", &self.event_type))?,
-                payload: serde_json::from_str(&self.payload).map_err(|e| corrupt("payload", e))?,
+                payload: Payload::from_json(self.payload).map_err(|e| corrupt("payload", e))?,
                 occurred_at: parse_time(&self.occurred_at)?,
                 schema_version: self.schema_version,
             },
@@ -246,7 +246,7 @@ pub fn insert_event(conn: &Connection, event: &EventEnvelope) -> Result<u64, Sto
         event.aggregate_id.to_string(),
         event.aggregate_version,
         event.event_type.as_str(),
-        event.payload.to_string(),
+        event.payload.as_str(),
         timestamp(&event.occurred_at),
         event.schema_version,
     ])?;
