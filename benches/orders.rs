@@ -18,7 +18,7 @@ use outbox::domain::{NewOrder, RawItem};
 use outbox::publish::local::LocalLogPublisher;
 use outbox::publish::{DEFAULT_TOPIC_TEMPLATE, TopicRouter};
 use outbox::relay::runner::{self, RelaySettings};
-use outbox::relay::{RelayMode, Resilience};
+use outbox::relay::{Batching, RelayMode, Resilience};
 use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
 use outbox::resilience::retry::RetryConfig;
 use outbox::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
@@ -228,7 +228,10 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
     let settings = RelaySettings {
         mode,
         poll_interval: Duration::from_millis(500),
-        batch_size: 500,
+        batching: Batching {
+            size: 500,
+            depth: 2,
+        },
         topics: TopicRouter::new(DEFAULT_TOPIC_TEMPLATE).expect("topic template"),
         resilience: Resilience {
             retry: RetryConfig::default(),

@@ -56,6 +56,11 @@ pub struct Config {
     #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub relay_batch_size: u32,
 
+    /// Most relay batches sent and not yet recorded: with 2 the next batch is read and
+    /// enqueued while the sink acknowledges the last one; 1 sends one batch at a time.
+    #[arg(long, env = "RELAY_PIPELINE_DEPTH", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub relay_pipeline_depth: u32,
+
     /// Published events older than this are deleted (`30s`, `15m`, `12h`, `7d`).
     #[arg(long, env = "OUTBOX_RETENTION", default_value = "7d", value_parser = crate::relay::retention::parse_duration)]
     pub outbox_retention: std::time::Duration,

@@ -10,7 +10,7 @@ use crate::publish::kafka::{KafkaPublisher, KafkaSetupError};
 use crate::publish::local::LocalLogPublisher;
 use crate::publish::{Publisher, TopicRouter};
 use crate::relay::runner::{self, RelaySettings};
-use crate::relay::{Resilience, retention};
+use crate::relay::{Batching, Resilience, retention};
 use crate::resilience::breaker::CircuitBreaker;
 use crate::resilience::dlq::Replayer;
 use crate::store::sqlite::{OpenError, SqliteStore};
@@ -109,7 +109,10 @@ impl Application {
         let settings = RelaySettings {
             mode,
             poll_interval: Duration::from_millis(config.poll_interval_ms),
-            batch_size: config.relay_batch_size,
+            batching: Batching {
+                size: config.relay_batch_size,
+                depth: config.relay_pipeline_depth,
+            },
             topics,
             resilience: Resilience {
                 retry: config.retry(),

@@ -2,7 +2,7 @@
 //! request (`POST /api/admin/faults`), so operators and tests can watch retries, the circuit
 //! breaker and the dead letter queue at work against any sink.
 
-use super::{Delivery, Message, PublishError, Publisher};
+use super::{Message, Outcomes, Pending, PublishError, Publisher};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,13 +111,13 @@ impl FaultInjector {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = fault;
     }
 
-    /// Publishes the unpoisoned messages and fails the poisoned ones, keeping the order.
+    /// Sends the unpoisoned messages and fails the poisoned ones, keeping the order.
     async fn poison(
         &self,
-        batch: &[Message],
+        batch: Vec<Message>,
         event_type: Option<&str>,
         every_n: Option<u64>,
-    ) -> Vec<Result<Delivery, PublishError>> {
+    ) -> Pending {
         let poisoned: Vec<bool> = batch
             .iter()
             .map(|m| {
@@ -128,45 +128,54 @@ impl FaultInjector {
             })
             .collect();
         let clean: Vec<Message> = batch
-            .iter()
+            .into_iter()
             .zip(&poisoned)
-            .filter(|(_, p)| !**p)
-            .map(|(m, _)| m.clone())
+            .filter_map(|(m, p)| (!*p).then_some(m))
             .collect();
-        let mut published = self.inner.publish(&clean).await.into_iter();
-        poisoned
-            .iter()
-            .map(|p| {
-                if *p {
-                    Err(PublishError::permanent(
-                        "simulated poison message (fault injection)",
-                    ))
-                } else {
-                    published.next().unwrap_or_else(|| {
-                        Err(PublishError::transient("the sink reported no outcome"))
-                    })
-                }
-            })
-            .collect()
+        let sent = self.inner.send(clean).await;
+        Box::pin(async move {
+            let mut published = sent.await.into_iter();
+            poisoned
+                .iter()
+                .map(|p| {
+                    if *p {
+                        Err(PublishError::permanent(
+                            "simulated poison message (fault injection)",
+                        ))
+                    } else {
+                        published.next().unwrap_or_else(|| {
+                            Err(PublishError::transient("the sink reported no outcome"))
+                        })
+                    }
+                })
+                .collect()
+        })
     }
 }
 
 #[async_trait]
 impl Publisher for FaultInjector {
-    async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
+    async fn publish(&self, batch: &[Message]) -> Outcomes {
+        self.send(batch.to_vec()).await.await
+    }
+
+    async fn send(&self, batch: Vec<Message>) -> Pending {
         match self.fault() {
-            Fault::None {} => self.inner.publish(batch).await,
-            Fault::Down {} => batch
-                .iter()
-                .map(|_| {
-                    Err(PublishError::transient(
-                        "simulated outage: the sink is down (fault injection)",
-                    ))
-                })
-                .collect(),
+            Fault::None {} => self.inner.send(batch).await,
+            Fault::Down {} => {
+                let down = batch
+                    .iter()
+                    .map(|_| {
+                        Err(PublishError::transient(
+                            "simulated outage: the sink is down (fault injection)",
+                        ))
+                    })
+                    .collect();
+                Box::pin(std::future::ready(down))
+            }
             Fault::Slow { latency_ms } => {
                 tokio::time::sleep(Duration::from_millis(latency_ms)).await;
-                self.inner.publish(batch).await
+                self.inner.send(batch).await
             }
             Fault::Poison {
                 event_type,
@@ -196,7 +205,7 @@ impl Publisher for FaultInjector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::FailureKind;
+    use crate::publish::{Delivery, FailureKind};
     use std::sync::Mutex;
 
     /// Accepts everything and remembers what it got.

@@ -1,6 +1,8 @@
 //! Kafka or Redpanda through rdkafka: an idempotent producer (`enable.idempotence=true`,
 //! `acks=all`), key = aggregate id, the envelope as headers. A batch is enqueued without
-//! waiting for each send; the deliveries are then awaited together, in order.
+//! waiting for each send; the deliveries are then awaited together, in order. `send` returns
+//! once the batch is enqueued, so the relay enqueues its next batch while librdkafka is
+//! still waiting for this one's acknowledgements.
 //!
 //! A publish waits at most `ack_timeout` for acknowledgements. Messages still unacknowledged
 //! then stay in librdkafka's queue (which keeps retrying them in order, up to
@@ -10,7 +12,7 @@
 //! none does, so the circuit breaker learns of an outage in seconds without anything being
 //! sent twice.
 
-use super::{Delivery, FailureKind, Message, PublishError, Publisher};
+use super::{Delivery, FailureKind, Message, Outcomes, Pending, PublishError, Publisher};
 use async_trait::async_trait;
 use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -21,8 +23,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long the check for a reachable broker may take.
@@ -93,11 +95,9 @@ pub struct KafkaPublisher {
     replication: i32,
     /// Set once the topics exist; until then every publish tries to create them.
     topics_ready: tokio::sync::OnceCell<()>,
-    ack_timeout: Duration,
-    /// Deliveries still awaited after their publish gave up waiting, by event id.
-    in_flight: Mutex<HashMap<String, DeliveryFuture>>,
-    /// Set when acknowledgements stopped coming; the next publish probes a broker first.
-    suspect: AtomicBool,
+    /// Acknowledgements: the timeout, the stash of deliveries still awaited, the suspicion
+    /// that no broker answers.
+    acks: Acks,
 }
 
 /// Why the sink could not be set up (the client configuration was refused).
@@ -120,9 +120,11 @@ impl KafkaPublisher {
             partitions: settings.partitions,
             replication: settings.replication,
             topics_ready: tokio::sync::OnceCell::new(),
-            ack_timeout: settings.ack_timeout,
-            in_flight: Mutex::new(HashMap::new()),
-            suspect: AtomicBool::new(false),
+            acks: Acks {
+                stash: Arc::default(),
+                suspect: Arc::default(),
+                timeout: settings.ack_timeout,
+            },
         })
     }
 
@@ -154,6 +156,21 @@ impl KafkaPublisher {
                         message: format!("cannot create topic {topic}: {code}"),
                     });
                 }
+            }
+        }
+        // Let the producer learn the topics' partitions now: left to the first produce,
+        // that lookup held back the first acknowledgement by about half a second.
+        for topic in &self.topics {
+            let (client, topic) = (self.producer.clone(), topic.clone());
+            let known = tokio::task::spawn_blocking(move || {
+                client
+                    .client()
+                    .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
+                    .map(|_| ())
+            })
+            .await;
+            if let Ok(Err(e)) = known {
+                tracing::debug!(error = %e, "topic metadata not fetched ahead");
             }
         }
         tracing::info!(topics = ?self.topics, "Kafka topics ready");
@@ -197,28 +214,24 @@ fn failure(e: &KafkaError, context: &str) -> PublishError {
 
 #[async_trait]
 impl Publisher for KafkaPublisher {
-    async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
+    async fn publish(&self, batch: &[Message]) -> Outcomes {
+        self.send(batch.to_vec()).await.await
+    }
+
+    async fn send(&self, batch: Vec<Message>) -> Pending {
         if let Err(e) = self.ready().await {
-            return batch.iter().map(|_| Err(e.clone())).collect();
+            let failed = batch.iter().map(|_| Err(e.clone())).collect();
+            return Box::pin(std::future::ready(failed));
         }
-        let deadline = tokio::time::Instant::now() + self.ack_timeout;
-        // Deliveries kept from earlier tries are picked up below if their event is in this
-        // batch (even if they completed meanwhile: the event is on the broker then); others
-        // are dropped once complete (their events were handled some other way).
-        {
-            let ids: HashSet<&str> = batch.iter().map(event_id).collect();
-            self.lock_in_flight().retain(|id, delivery| {
-                ids.contains(id.as_str()) || delivery.now_or_never().is_none()
-            });
-        }
+        let deadline = tokio::time::Instant::now() + self.acks.timeout;
+        self.acks.forget_other_than(&batch);
         // Enqueue everything first (or pick up the delivery still awaited from an earlier
         // try). After a message that could not be enqueued, nothing more is sent: a later
         // event of the same key must not overtake it.
         let mut pending = Vec::with_capacity(batch.len());
         let mut unsent = None;
-        for m in batch {
-            let waiting = self.lock_in_flight().remove(event_id(m));
-            if let Some(delivery) = waiting {
+        for m in &batch {
+            if let Some(delivery) = self.acks.take(m) {
                 pending.push(delivery);
                 continue;
             }
@@ -230,46 +243,12 @@ impl Publisher for KafkaPublisher {
                 }
             }
         }
-        let mut results = Vec::with_capacity(batch.len());
-        let mut expired = false;
-        for (m, mut delivery) in batch.iter().zip(pending) {
-            let outcome = if expired {
-                // Past the deadline already: take what is done, leave the rest waiting.
-                (&mut delivery).now_or_never()
-            } else {
-                tokio::time::timeout_at(deadline, &mut delivery).await.ok()
-            };
-            results.push(match outcome {
-                Some(Ok(Ok(d))) => Ok(Delivery {
-                    topic: m.topic.clone(),
-                    partition: Some(d.partition),
-                    offset: Some(d.offset),
-                }),
-                Some(Ok(Err((e, _)))) => Err(failure(&e, "delivery failed")),
-                Some(Err(_)) => Err(PublishError::transient("the producer dropped the delivery")),
-                None => {
-                    expired = true;
-                    self.suspect.store(true, Ordering::SeqCst);
-                    self.lock_in_flight()
-                        .insert(event_id(m).to_string(), delivery);
-                    Err(PublishError::transient(format!(
-                        "not acknowledged within {} ms",
-                        self.ack_timeout.as_millis()
-                    )))
-                }
-            });
-        }
-        if let Some(first) = unsent {
-            let after = PublishError::transient("not sent: an earlier message of the batch failed");
-            results.push(Err(first));
-            results.resize(batch.len(), Err(after));
-        }
-        results
+        Box::pin(self.acks.clone().wait(batch, pending, unsent, deadline))
     }
 
     async fn probe(&self) -> Result<(), PublishError> {
         self.broker_answers().await?;
-        self.suspect.store(false, Ordering::SeqCst);
+        self.acks.suspect.store(false, Ordering::SeqCst);
         Ok(())
     }
 
@@ -290,9 +269,9 @@ impl KafkaPublisher {
         self.topics_ready
             .get_or_try_init(|| self.create_topics())
             .await?;
-        if self.suspect.load(Ordering::SeqCst) {
+        if self.acks.suspect.load(Ordering::SeqCst) {
             self.broker_answers().await?;
-            self.suspect.store(false, Ordering::SeqCst);
+            self.acks.suspect.store(false, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -310,11 +289,94 @@ impl KafkaPublisher {
         .unwrap_or_else(|_| Err(KafkaError::Canceled));
         probe.map_err(|e| PublishError::transient(format!("no Kafka broker answers: {e}")))
     }
+}
 
-    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, DeliveryFuture>> {
-        self.in_flight
+/// The acknowledgements side of the sink, shared with the waits that [`KafkaPublisher::send`]
+/// hands out (they outlive the call).
+#[derive(Clone)]
+struct Acks {
+    /// Deliveries still awaited after their publish gave up waiting, by event id.
+    stash: Arc<Mutex<HashMap<String, DeliveryFuture>>>,
+    /// Set when acknowledgements stopped coming; the next publish probes a broker first.
+    suspect: Arc<AtomicBool>,
+    /// How long one publish waits for its acknowledgements.
+    timeout: Duration,
+}
+
+impl Acks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, DeliveryFuture>> {
+        self.stash
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Deliveries kept from earlier tries are picked up by [`Acks::take`] if their event is
+    /// in `batch` (even if they completed meanwhile: the event is on the broker then); others
+    /// are dropped once complete (their events were handled some other way).
+    fn forget_other_than(&self, batch: &[Message]) {
+        let mut stash = self.lock();
+        if stash.is_empty() {
+            return;
+        }
+        let ids: HashSet<&str> = batch.iter().map(event_id).collect();
+        stash.retain(|id, delivery| ids.contains(id.as_str()) || delivery.now_or_never().is_none());
+    }
+
+    /// The delivery still awaited for `m` from an earlier try, if any.
+    fn take(&self, m: &Message) -> Option<DeliveryFuture> {
+        let mut stash = self.lock();
+        if stash.is_empty() {
+            return None;
+        }
+        stash.remove(event_id(m))
+    }
+
+    /// Waits until `deadline` for the deliveries of `batch` (the first `pending.len()`
+    /// messages; `unsent` says why the rest was not enqueued). Deliveries still awaited at
+    /// the deadline are stashed for the retry and reported as transient failures.
+    async fn wait(
+        self,
+        batch: Vec<Message>,
+        pending: Vec<DeliveryFuture>,
+        unsent: Option<PublishError>,
+        deadline: tokio::time::Instant,
+    ) -> Outcomes {
+        let mut results = Vec::with_capacity(batch.len());
+        let mut expired = false;
+        for (m, mut delivery) in batch.iter().zip(pending) {
+            // Most deliveries are done by the time the one before them is: take those
+            // without setting up a timer.
+            let outcome = match (&mut delivery).now_or_never() {
+                Some(done) => Some(done),
+                // Past the deadline already: leave the rest waiting.
+                None if expired => None,
+                None => tokio::time::timeout_at(deadline, &mut delivery).await.ok(),
+            };
+            results.push(match outcome {
+                Some(Ok(Ok(d))) => Ok(Delivery {
+                    topic: m.topic.clone(),
+                    partition: Some(d.partition),
+                    offset: Some(d.offset),
+                }),
+                Some(Ok(Err((e, _)))) => Err(failure(&e, "delivery failed")),
+                Some(Err(_)) => Err(PublishError::transient("the producer dropped the delivery")),
+                None => {
+                    expired = true;
+                    self.suspect.store(true, Ordering::SeqCst);
+                    self.lock().insert(event_id(m).to_string(), delivery);
+                    Err(PublishError::transient(format!(
+                        "not acknowledged within {} ms",
+                        self.timeout.as_millis()
+                    )))
+                }
+            });
+        }
+        if let Some(first) = unsent {
+            let after = PublishError::transient("not sent: an earlier message of the batch failed");
+            results.push(Err(first));
+            results.resize(batch.len(), Err(after));
+        }
+        results
     }
 }
 

@@ -10,6 +10,7 @@ pub mod local;
 
 use crate::store::StoredEvent;
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 
 /// Default topic template: orders go to `outbox.event.order`.
 pub const DEFAULT_TOPIC_TEMPLATE: &str = "outbox.event.{aggregate_type}";
@@ -33,7 +34,7 @@ impl Message {
         Self {
             topic: topics.topic_for(e.aggregate_type),
             key: e.aggregate_id.to_string(),
-            value: e.payload.to_string(),
+            value: e.payload.as_str().to_string(),
             headers: vec![
                 ("event_id", e.event_id.to_string()),
                 ("event_type", e.event_type.as_str().to_string()),
@@ -99,12 +100,27 @@ impl PublishError {
     }
 }
 
+/// Each message's outcome, in the order the messages were given.
+pub type Outcomes = Vec<Result<Delivery, PublishError>>;
+
+/// The wait for the outcomes of messages already handed to a sink.
+pub type Pending = BoxFuture<'static, Outcomes>;
+
 /// A sink for outbox messages.
 #[async_trait]
 pub trait Publisher: Send + Sync + 'static {
     /// Publishes `batch` in order and reports each message's outcome, in the same order.
     /// Messages with the same key must reach the sink in the order given.
-    async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>>;
+    async fn publish(&self, batch: &[Message]) -> Outcomes;
+
+    /// Hands `batch` to the sink and returns the wait for its outcomes, so the caller can
+    /// hand over the next batch meanwhile (the relay's pipeline). Once this returns, the
+    /// batch is ahead of every later batch in the sink's queue. The default publishes at
+    /// once; a sink with its own send queue (Kafka) returns before the acknowledgements.
+    async fn send(&self, batch: Vec<Message>) -> Pending {
+        let outcomes = self.publish(&batch).await;
+        Box::pin(std::future::ready(outcomes))
+    }
 
     /// Checks that the sink can take messages, without sending any: how the relay probes a
     /// half-open circuit breaker while it has nothing to publish.
@@ -122,7 +138,9 @@ pub trait Publisher: Send + Sync + 'static {
 /// Topic routing by template; `{aggregate_type}` is replaced by the event's aggregate type.
 #[derive(Debug, Clone)]
 pub struct TopicRouter {
-    template: String,
+    /// The template split at each `{aggregate_type}`, so routing a message is one join
+    /// instead of a search through the template.
+    parts: Vec<String>,
 }
 
 impl TopicRouter {
@@ -138,12 +156,15 @@ impl TopicRouter {
             return Err(format!("{sample:?} is not a valid topic name"));
         }
         Ok(Self {
-            template: template.to_string(),
+            parts: template
+                .split("{aggregate_type}")
+                .map(str::to_string)
+                .collect(),
         })
     }
 
     pub fn topic_for(&self, aggregate_type: &str) -> String {
-        self.template.replace("{aggregate_type}", aggregate_type)
+        self.parts.join(aggregate_type)
     }
 }
 
@@ -155,6 +176,12 @@ mod tests {
     fn templates_route_by_aggregate_type() {
         let r = TopicRouter::new(DEFAULT_TOPIC_TEMPLATE).unwrap();
         assert_eq!(r.topic_for("order"), "outbox.event.order");
+        assert_eq!(
+            TopicRouter::new("{aggregate_type}.{aggregate_type}")
+                .unwrap()
+                .topic_for("order"),
+            "order.order"
+        );
         assert_eq!(
             TopicRouter::new("events-{aggregate_type}")
                 .unwrap()

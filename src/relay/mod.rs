@@ -9,7 +9,9 @@ pub mod activity;
 pub mod retention;
 pub mod runner;
 
-use crate::publish::{Delivery, FailureKind, Message, PublishError, Publisher, TopicRouter};
+use crate::publish::{
+    Delivery, FailureKind, Message, Pending, PublishError, Publisher, TopicRouter,
+};
 use crate::resilience::breaker::{BreakerState, CircuitBreaker, Refusal};
 use crate::resilience::dlq::{DeadLetterKind, NewDeadLetter};
 use crate::resilience::retry::RetryConfig;
@@ -17,6 +19,7 @@ use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::LiveEvent;
 use chrono::{DateTime, Utc};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +98,37 @@ pub struct Resilience {
     pub breaker: Arc<CircuitBreaker>,
 }
 
+/// How much the relay reads and sends at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Most events read and sent per batch.
+    pub size: u32,
+    /// Most batches handed to the sink and not yet recorded. With 2 the relay reads and
+    /// enqueues the next batch while the sink acknowledges the previous one and the store
+    /// records it, so neither waits for the other; 1 handles one batch at a time.
+    pub depth: u32,
+}
+
+impl Batching {
+    /// One batch of `size` at a time.
+    pub fn serial(size: u32) -> Self {
+        Self { size, depth: 1 }
+    }
+}
+
+/// A batch handed to the sink whose outcomes are still to come.
+struct InFlight {
+    events: Vec<StoredEvent>,
+    outcomes: Pending,
+    sent_at: std::time::Instant,
+}
+
+impl InFlight {
+    fn last_position(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.position)
+    }
+}
+
 /// The relay's state between steps.
 pub struct Relay {
     store: Arc<dyn OutboxStore>,
@@ -104,10 +138,12 @@ pub struct Relay {
     telemetry: Telemetry,
     /// The mode the runner drives it in, for the metrics' `mode` label.
     mode: RelayMode,
-    /// Most events read and published per step.
-    batch_size: u32,
+    batching: Batching,
     /// The last position handled (acknowledged or dead-lettered), as saved in the store.
     checkpoint: u64,
+    /// Batches handed to the sink and not yet recorded, oldest first; all after the
+    /// checkpoint, in commit order.
+    in_flight: VecDeque<InFlight>,
     failing: Option<Failing>,
 }
 
@@ -119,7 +155,7 @@ impl Relay {
         topics: TopicRouter,
         resilience: Resilience,
         telemetry: Telemetry,
-        batch_size: u32,
+        batching: Batching,
     ) -> Result<Self, StoreError> {
         let checkpoint = store.checkpoint(RELAY_NAME).await?;
         Ok(Self {
@@ -129,8 +165,12 @@ impl Relay {
             resilience,
             telemetry,
             mode: RelayMode::Streaming,
-            batch_size: batch_size.max(1),
+            batching: Batching {
+                size: batching.size.max(1),
+                depth: batching.depth.max(1),
+            },
             checkpoint,
+            in_flight: VecDeque::new(),
             failing: None,
         })
     }
@@ -151,16 +191,21 @@ impl Relay {
     /// transient failure the step stops: the event is retried after a backoff delay, and
     /// dead-lettered once its attempts run out while the breaker stays closed. While the
     /// breaker is open nothing is sent, nothing is dead-lettered and the checkpoint stays.
+    ///
+    /// With a pipeline ([`Batching::depth`] above 1) a step first tops it up, reading and
+    /// sending the batches after the last one sent, then records the oldest batch's
+    /// outcomes; the batches behind it stay in flight for the next steps.
     pub async fn step(&mut self) -> Result<Outcome, RelayError> {
         let breaker = Arc::clone(&self.resilience.breaker);
-        if let Some(retry_in) = breaker.refusing() {
+        if self.in_flight.is_empty()
+            && let Some(retry_in) = breaker.refusing()
+        {
             return Ok(Outcome::Paused { retry_in });
         }
-        let events = self
-            .store
-            .events_after(self.checkpoint, self.batch_size)
-            .await?;
-        if events.is_empty() {
+        if let Some(paused) = self.fill(&breaker).await? {
+            return Ok(paused);
+        }
+        let Some(batch) = self.in_flight.pop_front() else {
             // Nothing to send, but a breaker that is not closed still wants its probes: ask
             // the sink whether it is back, so the breaker closes while the relay is idle.
             if breaker.state() != BreakerState::Closed && breaker.try_acquire().is_ok() {
@@ -170,21 +215,77 @@ impl Relay {
                 }
             }
             return Ok(Outcome::Idle);
+        };
+        self.complete(batch, &breaker).await
+    }
+
+    /// Waits for the batches still in flight and records them: how a stopping relay leaves
+    /// nothing sent but unrecorded behind.
+    pub async fn finish(&mut self) -> Result<(), RelayError> {
+        let breaker = Arc::clone(&self.resilience.breaker);
+        while let Some(batch) = self.in_flight.pop_front() {
+            self.complete(batch, &breaker).await?;
         }
-        if let Err(refusal) = breaker.try_acquire() {
-            let retry_in = match refusal {
-                Refusal::Open { retry_in } => retry_in,
-                Refusal::ProbesBusy => PROBE_WAIT,
+        Ok(())
+    }
+
+    /// Reads and sends batches after the last one sent until the pipeline is full. Returns
+    /// `Paused` if the breaker refuses while nothing is in flight.
+    async fn fill(&mut self, breaker: &CircuitBreaker) -> Result<Option<Outcome>, RelayError> {
+        let size = self.batching.size;
+        while self.in_flight.len() < self.batching.depth as usize {
+            let after = match self.in_flight.back() {
+                None => self.checkpoint,
+                // A short batch means the relay had caught up: reading ahead would find at
+                // most what the next step picks up anyway.
+                Some(last) if last.events.len() < size as usize => break,
+                // A recovering sink gets one batch at a time.
+                Some(_) if breaker.state() != BreakerState::Closed => break,
+                Some(last) => last.last_position(),
             };
-            return Ok(Outcome::Paused { retry_in });
+            let events = self.store.events_after(after, size).await?;
+            if events.is_empty() {
+                break;
+            }
+            if let Err(refusal) = breaker.try_acquire() {
+                if !self.in_flight.is_empty() {
+                    break;
+                }
+                let retry_in = match refusal {
+                    Refusal::Open { retry_in } => retry_in,
+                    Refusal::ProbesBusy => PROBE_WAIT,
+                };
+                return Ok(Some(Outcome::Paused { retry_in }));
+            }
+            let messages = events
+                .iter()
+                .map(|e| Message::from_event(e, &self.topics))
+                .collect();
+            let sent_at = std::time::Instant::now();
+            let outcomes = self.publisher.send(messages).await;
+            self.in_flight.push_back(InFlight {
+                events,
+                outcomes,
+                sent_at,
+            });
         }
-        let messages: Vec<Message> = events
-            .iter()
-            .map(|e| Message::from_event(e, &self.topics))
-            .collect();
-        let started = std::time::Instant::now();
-        let results = self.publisher.publish(&messages).await;
-        let publish_time = started.elapsed().as_secs_f64();
+        Ok(None)
+    }
+
+    /// Waits for `batch`'s outcomes and records them. After a transient failure the batches
+    /// behind it are awaited and dropped: they are sent again, after the failed event.
+    async fn complete(
+        &mut self,
+        batch: InFlight,
+        breaker: &CircuitBreaker,
+    ) -> Result<Outcome, RelayError> {
+        let InFlight {
+            events,
+            outcomes,
+            sent_at,
+        } = batch;
+        let results = outcomes.await;
+        let publish_time = sent_at.elapsed().as_secs_f64();
         let now = Utc::now();
         let mut done = Done::default();
         let mut stopped = None;
@@ -227,55 +328,71 @@ impl Relay {
             Some((_, e)) if done.acknowledged.is_empty() => breaker.on_failure(&e.message),
             _ => breaker.on_success(),
         }
-        let outcome = match stopped {
-            None => None,
-            Some((event, error)) => {
-                let (failures, first) = self.failures_of(event.position, now);
-                if breaker.state() != BreakerState::Closed {
-                    // The sink is down, not this event: pause, and count its attempts afresh
-                    // afterwards (it stays marked as failed, for `retry_success_total`).
-                    self.failing = Some(Failing {
-                        position: event.position,
-                        failures: 0,
-                        first_failed_at: first,
-                    });
-                    Some(Outcome::Paused {
-                        retry_in: breaker.refusing().unwrap_or(PROBE_WAIT),
-                    })
-                } else if self.resilience.retry.may_retry(failures) {
-                    self.telemetry
-                        .metrics
-                        .retry_attempts
-                        .with_label_values(&["publish"])
-                        .inc();
-                    self.failing = Some(Failing {
-                        position: event.position,
-                        failures,
-                        first_failed_at: first,
-                    });
-                    Some(Outcome::Retrying {
-                        position: event.position,
-                        attempt: failures,
-                        delay: self.resilience.retry.delay(failures),
-                        error: error.message,
-                    })
-                } else {
-                    self.telemetry
-                        .metrics
-                        .retry_failure
-                        .with_label_values(&["publish"])
-                        .inc();
-                    done.dead_letter(event.clone(), error, failures, first, now);
-                    None
-                }
-            }
-        };
+        let interrupted = stopped.is_some();
+        let outcome =
+            stopped.and_then(|(event, error)| self.after_failure(event, error, &mut done, now));
         self.save(&done).await?;
+        if interrupted {
+            for behind in self.in_flight.drain(..) {
+                behind.outcomes.await;
+            }
+        }
         Ok(outcome.unwrap_or(Outcome::Published {
             count: done.acknowledged.len(),
             dead_lettered: done.dead_letters.len(),
             checkpoint: self.checkpoint,
         }))
+    }
+
+    /// What to do about the event that failed transiently: pause while the breaker is not
+    /// closed, retry while attempts remain, else dead-letter it (`None`: the step goes on as
+    /// published).
+    fn after_failure(
+        &mut self,
+        event: &StoredEvent,
+        error: PublishError,
+        done: &mut Done,
+        now: DateTime<Utc>,
+    ) -> Option<Outcome> {
+        let breaker = &self.resilience.breaker;
+        let (failures, first) = self.failures_of(event.position, now);
+        if breaker.state() != BreakerState::Closed {
+            // The sink is down, not this event: pause, and count its attempts afresh
+            // afterwards (it stays marked as failed, for `retry_success_total`).
+            self.failing = Some(Failing {
+                position: event.position,
+                failures: 0,
+                first_failed_at: first,
+            });
+            Some(Outcome::Paused {
+                retry_in: breaker.refusing().unwrap_or(PROBE_WAIT),
+            })
+        } else if self.resilience.retry.may_retry(failures) {
+            self.telemetry
+                .metrics
+                .retry_attempts
+                .with_label_values(&["publish"])
+                .inc();
+            self.failing = Some(Failing {
+                position: event.position,
+                failures,
+                first_failed_at: first,
+            });
+            Some(Outcome::Retrying {
+                position: event.position,
+                attempt: failures,
+                delay: self.resilience.retry.delay(failures),
+                error: error.message,
+            })
+        } else {
+            self.telemetry
+                .metrics
+                .retry_failure
+                .with_label_values(&["publish"])
+                .inc();
+            done.dead_letter(event.clone(), error, failures, first, now);
+            None
+        }
     }
 
     /// Counts an acknowledged event: throughput, publish time, commit → ack latency, and a

@@ -3,7 +3,7 @@
 //! panic, and stopping cleanly (after the step in flight) when asked to.
 
 use super::activity::{RelayActivity, RelayState};
-use super::{Outcome, Relay, RelayError, RelayMode, Resilience};
+use super::{Batching, Outcome, Relay, RelayError, RelayMode, Resilience};
 use crate::publish::{Publisher, TopicRouter};
 use crate::resilience::breaker::BreakerState;
 use crate::store::OutboxStore;
@@ -27,7 +27,7 @@ pub struct RelaySettings {
     pub mode: watch::Receiver<RelayMode>,
     /// Wait between polls when idle (polling mode).
     pub poll_interval: Duration,
-    pub batch_size: u32,
+    pub batching: Batching,
     pub topics: TopicRouter,
     pub resilience: Resilience,
     /// Where the runner reports what the relay is doing.
@@ -102,7 +102,7 @@ async fn run(
         settings.topics,
         settings.resilience,
         settings.telemetry,
-        settings.batch_size,
+        settings.batching,
     )
     .await
     .map_err(|e| (e.into(), false))?;
@@ -167,7 +167,8 @@ async fn run(
             Err(e) => return Err((e, progressed)),
         }
     }
-    Ok(())
+    // Stopping: record what is still in flight, so a clean stop sends nothing twice.
+    relay.finish().await.map_err(|e| (e, progressed))
 }
 
 /// Waits `delay`; false if asked to stop meanwhile.

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use outbox::domain::{NewOrder, RawItem};
 use outbox::publish::local::{LocalLogPublisher, TopicLog};
 use outbox::publish::{Delivery, Message, PublishError, Publisher, TopicRouter};
-use outbox::relay::{Outcome, Relay, Resilience};
+use outbox::relay::{Batching, Outcome, Relay, Resilience};
 use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
 use outbox::resilience::retry::{Jitter, RetryConfig};
 use outbox::store::sqlite::SqliteStore;
@@ -197,10 +197,10 @@ pub async fn relay_over(
     store: Arc<SqliteStore>,
     sink: Arc<dyn Publisher>,
     resilience: Resilience,
-    batch_size: u32,
+    batching: Batching,
 ) -> Relay {
     let telemetry = outbox::telemetry::Telemetry::default();
-    Relay::resume(store, sink, router(), resilience, telemetry, batch_size)
+    Relay::resume(store, sink, router(), resilience, telemetry, batching)
         .await
         .expect("the relay resumes")
 }
@@ -224,7 +224,13 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
         store.apply(create()).await.unwrap();
     }
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
-    let mut relay = relay_over(store.clone(), publisher.clone(), resilience(), 2).await;
+    let mut relay = relay_over(
+        store.clone(),
+        publisher.clone(),
+        resilience(),
+        Batching::serial(2),
+    )
+    .await;
     assert_eq!(
         relay.step().await.unwrap(),
         Outcome::Published {
@@ -240,7 +246,13 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
     // A new process on the same data: the checkpoint is where the last one left it.
     let store = open_store(dir.path()).await;
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
-    let mut relay = relay_over(store.clone(), publisher, resilience(), 100).await;
+    let mut relay = relay_over(
+        store.clone(),
+        publisher,
+        resilience(),
+        Batching::serial(100),
+    )
+    .await;
     assert_eq!(relay.checkpoint(), 2);
     assert_eq!(
         relay.step().await.unwrap(),
@@ -296,7 +308,7 @@ async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
         seen: AtomicUsize::new(0),
         fail_at: 3,
     });
-    let mut relay = relay_over(store.clone(), sink, resilience(), 100).await;
+    let mut relay = relay_over(store.clone(), sink, resilience(), Batching::serial(100)).await;
     match relay.step().await {
         Ok(Outcome::Retrying {
             position, attempt, ..
@@ -329,6 +341,118 @@ async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
     );
 }
 
+/// The outbox positions of the messages on the embedded log's topic, in offset order.
+async fn positions_on_topic(store: &SqliteStore) -> Vec<u64> {
+    let events = store.events_after(0, 1000).await.unwrap();
+    let messages = store.read(TOPIC.into(), 0, 1000).await.unwrap();
+    messages
+        .iter()
+        .map(|m| {
+            let id = m.headers["event_id"].as_str().expect("an event_id header");
+            events
+                .iter()
+                .find(|e| e.envelope.event_id.to_string() == id)
+                .expect("every message is an outbox event")
+                .position
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pipelined_relay_sends_ahead_but_records_in_order_and_finishes_on_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).await;
+    for _ in 0..5 {
+        store.apply(create()).await.unwrap();
+    }
+    let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
+    let pipelined = Batching { size: 2, depth: 2 };
+    let mut relay = relay_over(store.clone(), publisher.clone(), resilience(), pipelined).await;
+    assert_eq!(
+        relay.step().await.unwrap(),
+        Outcome::Published {
+            count: 2,
+            dead_lettered: 0,
+            checkpoint: 2
+        }
+    );
+    assert_eq!(
+        positions_on_topic(&store).await,
+        [1, 2, 3, 4],
+        "the second batch is sent while the first is recorded"
+    );
+    assert_eq!(
+        store.checkpoint(outbox::relay::RELAY_NAME).await.unwrap(),
+        2
+    );
+
+    // Stopping records the batch in flight: a new relay carries on after it.
+    relay.finish().await.unwrap();
+    assert_eq!(relay.checkpoint(), 4);
+    drop(relay);
+    let mut relay = relay_over(store.clone(), publisher, resilience(), pipelined).await;
+    assert_eq!(
+        relay.step().await.unwrap(),
+        Outcome::Published {
+            count: 1,
+            dead_lettered: 0,
+            checkpoint: 5
+        }
+    );
+    assert_eq!(relay.step().await.unwrap(), Outcome::Idle);
+    assert_eq!(positions_on_topic(&store).await, [1, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn a_failure_in_a_pipelined_batch_drops_the_batches_behind_it_and_resends_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).await;
+    for _ in 0..6 {
+        store.apply(create()).await.unwrap();
+    }
+    // Messages are seen in batches of two: [1 2] [3 4] [5 6] ...; the 4th seen fails.
+    let sink = Arc::new(FlakySink {
+        inner: LocalLogPublisher::new(store.clone()),
+        seen: AtomicUsize::new(0),
+        fail_at: 3,
+    });
+    let pipelined = Batching { size: 2, depth: 2 };
+    let mut relay = relay_over(store.clone(), sink, resilience(), pipelined).await;
+    assert_eq!(
+        relay.step().await.unwrap(),
+        Outcome::Published {
+            count: 2,
+            dead_lettered: 0,
+            checkpoint: 2
+        }
+    );
+    // [5 6] goes out ahead; then [3 4] comes back with 4 failed.
+    match relay.step().await.unwrap() {
+        Outcome::Retrying {
+            position, attempt, ..
+        } => assert_eq!((position, attempt), (4, 1)),
+        other => panic!("expected a retry, got {other:?}"),
+    }
+    assert_eq!(relay.checkpoint(), 3, "never past the failed event");
+    assert_eq!(
+        store.checkpoint(outbox::relay::RELAY_NAME).await.unwrap(),
+        3
+    );
+    // Everything after the failed event is sent again, in order, after it.
+    let mut steps = 0;
+    while relay.checkpoint() < 6 {
+        relay.step().await.unwrap();
+        steps += 1;
+        assert!(steps < 10, "the relay does not get past the failure");
+    }
+    assert_eq!(relay.step().await.unwrap(), Outcome::Idle);
+    assert_eq!(
+        positions_on_topic(&store).await,
+        [1, 2, 3, 5, 6, 4, 5, 6],
+        "only the batch sent ahead of the failure is doubled"
+    );
+}
+
 // ----- Retention -----
 
 #[tokio::test]
@@ -339,7 +463,7 @@ async fn retention_deletes_only_published_events_older_than_the_cutoff() {
         store.apply(create()).await.unwrap();
     }
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
-    let mut relay = relay_over(store.clone(), publisher, resilience(), 3).await;
+    let mut relay = relay_over(store.clone(), publisher, resilience(), Batching::serial(3)).await;
     relay.step().await.unwrap(); // positions 1..=3 published, 4 and 5 pending
     let name = outbox::relay::RELAY_NAME;
     let an_hour = chrono::Duration::hours(1);

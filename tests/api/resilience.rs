@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use outbox::publish::local::LocalLogPublisher;
 use outbox::publish::{Delivery, Message, PublishError, Publisher};
+use outbox::relay::Batching;
 use outbox::relay::Outcome;
 use outbox::store::OutboxStore;
 use reqwest::{Method, StatusCode};
@@ -660,7 +661,7 @@ async fn an_event_that_keeps_failing_while_others_pass_is_dead_lettered_after_it
         key: victim.clone(),
     });
     let r = resilience();
-    let mut relay = relay_over(store.clone(), sink, r.clone(), 100).await;
+    let mut relay = relay_over(store.clone(), sink, r.clone(), Batching::serial(100)).await;
     let mut delays = Vec::new();
     for attempt in 1..=4 {
         match relay.step().await.unwrap() {
@@ -741,7 +742,13 @@ async fn while_the_breaker_is_open_the_relay_neither_reads_nor_dead_letters() {
     )));
     faults.set(outbox::publish::faults::Fault::Down {});
     let r = resilience();
-    let mut relay = relay_over(store.clone(), faults.clone(), r.clone(), 100).await;
+    let mut relay = relay_over(
+        store.clone(),
+        faults.clone(),
+        r.clone(),
+        Batching::serial(100),
+    )
+    .await;
     // Five failures in a row (nothing acknowledged) open the breaker on the fifth.
     for attempt in 1..=4 {
         assert!(matches!(
@@ -783,7 +790,7 @@ async fn when_the_dead_letter_cannot_be_written_the_event_stays_pending() {
          BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
     )
     .unwrap();
-    let mut relay = relay_over(store.clone(), faults, resilience(), 100).await;
+    let mut relay = relay_over(store.clone(), faults, resilience(), Batching::serial(100)).await;
     assert!(relay.step().await.is_err(), "the failed write is an error");
     assert_eq!(relay.checkpoint(), 0);
     assert_eq!(
