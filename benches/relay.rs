@@ -7,7 +7,10 @@
 //!    Events/s from the server's start until its checkpoint covers the backlog; the server's
 //!    RSS is sampled while it drains and once it is idle. **Baseline:** a raw `FutureProducer`
 //!    with the relay's producer settings sends the very same messages (built from the same
-//!    outbox) to another topic on the same broker, all enqueued at once and then awaited.
+//!    outbox) to another topic on the same broker, all enqueued at once and then awaited;
+//!    timed from before it creates its clients and topic, as the server is from its start.
+//!    The two take turns for `--rounds` rounds (default 3), each drain on a fresh copy of the
+//!    backlog; the report compares their medians.
 //! 2. **Commit→acknowledged latency** at a steady `--rate` (default 1,000 orders/s) for
 //!    `--seconds` (default 10), in streaming and in polling mode (`--poll-interval-ms`, default
 //!    500): creates over HTTP paced by a timer; afterwards each event's latency is its
@@ -135,6 +138,16 @@ async fn prefill(dir: &Path, events: usize, raw_topic_template: &str) -> Vec<Mes
     messages
 }
 
+/// A copy of the prefilled store in a new directory, so every round drains the same backlog.
+fn copy_store(prefilled: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(prefilled).expect("prefilled dir") {
+        let entry = entry.expect("dir entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+    }
+    dir
+}
+
 /// The one integer `sql` selects.
 fn scalar(conn: &rusqlite::Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
@@ -146,6 +159,8 @@ const CHECKPOINT: &str = "SELECT coalesce(max(position), 0) FROM relay_checkpoin
 struct Drain {
     events: usize,
     elapsed: Duration,
+    /// From the server's start to its first recorded acknowledgement.
+    first_ack: Duration,
     peak_rss: f64,
     idle_rss: f64,
     cpu: f64,
@@ -166,7 +181,15 @@ async fn drain(dir: &Path, broker: &Broker, events: usize) -> Drain {
     .await;
     let conn = rusqlite::Connection::open(dir.join(DATABASE_FILE)).expect("database");
     let mut peak_rss: f64 = 0.0;
-    while scalar(&conn, CHECKPOINT) < events as i64 {
+    let mut first_ack = None;
+    loop {
+        let checkpoint = scalar(&conn, CHECKPOINT);
+        if checkpoint > 0 && first_ack.is_none() {
+            first_ack = Some(start.elapsed());
+        }
+        if checkpoint >= events as i64 {
+            break;
+        }
         assert!(
             start.elapsed() < Duration::from_secs(600),
             "the relay never drained"
@@ -181,6 +204,7 @@ async fn drain(dir: &Path, broker: &Broker, events: usize) -> Drain {
     Drain {
         events,
         elapsed,
+        first_ack: first_ack.unwrap_or(elapsed),
         peak_rss,
         idle_rss: rss_mib(server.pid),
         cpu,
@@ -188,7 +212,10 @@ async fn drain(dir: &Path, broker: &Broker, events: usize) -> Drain {
 }
 
 /// The raw producer: every message enqueued as fast as the buffer allows, then all awaited.
+/// Timed like the relay, from before its clients exist: creating them, the topic, and the
+/// producer's first metadata are part of both sides' work.
 async fn raw_producer(broker: &Broker, messages: &[Message]) -> Duration {
+    let start = Instant::now();
     let settings = kafka_settings(broker);
     let admin: AdminClient<DefaultClientContext> = kafka::producer_config(&settings)
         .create()
@@ -205,7 +232,6 @@ async fn raw_producer(broker: &Broker, messages: &[Message]) -> Duration {
     let producer: FutureProducer = kafka::producer_config(&settings)
         .create()
         .expect("producer");
-    let start = Instant::now();
     let mut pending = VecDeque::new();
     for m in messages {
         loop {
@@ -432,11 +458,12 @@ async fn main() {
     let rate: u32 = support::arg("--rate", 1_000);
     let seconds: u64 = support::arg("--seconds", 10);
     let poll_ms: u64 = support::arg("--poll-interval-ms", 500);
+    let rounds: usize = support::arg("--rounds", 3);
     let broker = start_broker().await;
 
     eprintln!("committing a backlog of {backlog} events");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let messages = prefill(dir.path(), backlog, "bench.raw.{aggregate_type}").await;
+    let prefilled = tempfile::tempdir().expect("temp dir");
+    let messages = prefill(prefilled.path(), backlog, "bench.raw.{aggregate_type}").await;
     let bytes: usize = messages
         .iter()
         .map(|m| {
@@ -448,11 +475,18 @@ async fn main() {
                     .sum::<usize>()
         })
         .sum();
-    eprintln!("raw producer: {backlog} messages");
-    let raw = raw_producer(&broker, &messages).await;
+    // The two sides take turns, so a disturbance from outside (the machine is shared) hits
+    // one round of both rather than all of one; the medians are compared.
+    let mut raws = Vec::new();
+    let mut drains = Vec::new();
+    for round in 1..=rounds {
+        eprintln!("round {round}: raw producer, {backlog} messages");
+        raws.push(raw_producer(&broker, &messages).await);
+        eprintln!("round {round}: relay draining the backlog");
+        let dir = copy_store(prefilled.path());
+        drains.push(drain(dir.path(), &broker, backlog).await);
+    }
     drop(messages);
-    eprintln!("relay: draining the backlog");
-    let drained = drain(dir.path(), &broker, backlog).await;
     let mut steady_runs = Vec::new();
     for mode in ["streaming", "polling"] {
         eprintln!("{mode}: {rate} orders/s for {seconds} s");
@@ -464,33 +498,48 @@ async fn main() {
     let o = outage(&broker, outage_rate, Duration::from_secs(outage_seconds)).await;
 
     let per_second = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
-    let relay_rate = per_second(drained.events, drained.elapsed);
-    let raw_rate = per_second(backlog, raw);
+    let median = |mut rates: Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let relay_rate = median(
+        drains
+            .iter()
+            .map(|d| per_second(d.events, d.elapsed))
+            .collect(),
+    );
+    let raw_rate = median(raws.iter().map(|d| per_second(backlog, *d)).collect());
+    let peak_rss = drains.iter().map(|d| d.peak_rss).fold(0.0, f64::max);
+    let idle_rss = drains.iter().map(|d| d.idle_rss).fold(0.0, f64::max);
     println!("Machine: {}  ", support::machine());
     println!(
-        "Command: `make bench-relay RELAY_BENCH_ARGS=\"--backlog {backlog} --rate {rate} --seconds {seconds} --poll-interval-ms {poll_ms} --outage-rate {outage_rate} --outage-seconds {outage_seconds}\"`  "
+        "Command: `make bench-relay RELAY_BENCH_ARGS=\"--backlog {backlog} --rounds {rounds} --rate {rate} --seconds {seconds} --poll-interval-ms {poll_ms} --outage-rate {outage_rate} --outage-seconds {outage_seconds}\"`  "
     );
     println!(
         "Broker: tansu (memory storage) on loopback; messages average {} bytes (key + value + headers)\n",
         bytes / backlog.max(1)
     );
-    println!("| backlog drain | events | seconds | events/s | server CPU s |");
-    println!("|---|---:|---:|---:|---:|");
     println!(
-        "| relay (server binary, Kafka sink) | {} | {:.2} | {relay_rate:.0} | {:.1} |",
-        drained.events,
-        drained.elapsed.as_secs_f64(),
-        drained.cpu
+        "| round | raw producer s | raw events/s | relay s | relay events/s | relay's first ack s | server CPU s |"
     );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for (round, (raw, d)) in raws.iter().zip(&drains).enumerate() {
+        println!(
+            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.1} |",
+            round + 1,
+            raw.as_secs_f64(),
+            per_second(backlog, *raw),
+            d.elapsed.as_secs_f64(),
+            per_second(d.events, d.elapsed),
+            d.first_ack.as_secs_f64(),
+            d.cpu
+        );
+    }
     println!(
-        "| raw rdkafka producer (baseline) | {backlog} | {:.2} | {raw_rate:.0} | – |",
-        raw.as_secs_f64()
-    );
-    println!(
-        "\nRelay / raw producer ratio: **{:.2}**. Server RSS: peak while draining **{:.0} MiB**, idle after **{:.0} MiB**.\n",
+        "\nMedians: raw producer **{raw_rate:.0} events/s**, relay **{relay_rate:.0} events/s**; \
+         relay / raw producer ratio: **{:.2}**. Server RSS: peak while draining **{peak_rss:.0} MiB**, \
+         idle after **{idle_rss:.0} MiB**.\n",
         relay_rate / raw_rate,
-        drained.peak_rss,
-        drained.idle_rss
     );
     println!("| mode | target rate/s | achieved/s | ok | failed | p50 ms | p99 ms | max ms |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
