@@ -1,7 +1,10 @@
 //! Building and running the application: open the store, bind the listener, serve until the
 //! shutdown future completes. Tests use the same path with port 0 and a temporary directory.
 
-use crate::config::Config;
+use crate::cdc::outlet::Outlet;
+use crate::cdc::reader::{self as cdc_reader, CdcRelay};
+use crate::cdc::switch;
+use crate::config::{Config, StoreKind};
 use crate::domain::AGGREGATE_TYPE_ORDER;
 use crate::http::auth::{AdminToken, Secret};
 use crate::http::{self, AppState, RelayHandles};
@@ -9,10 +12,13 @@ use crate::publish::faults::FaultInjector;
 use crate::publish::kafka::{KafkaPublisher, KafkaSetupError};
 use crate::publish::local::LocalLogPublisher;
 use crate::publish::{Publisher, TopicRouter};
+use crate::relay::RelayMode;
 use crate::relay::runner::{self, RelaySettings};
 use crate::relay::{Resilience, retention};
 use crate::resilience::breaker::CircuitBreaker;
 use crate::resilience::dlq::Replayer;
+use crate::store::OutboxStore;
+use crate::store::scylla::ScyllaStore;
 use crate::store::sqlite::{OpenError, SqliteStore};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::{self, LiveHub};
@@ -34,6 +40,8 @@ const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum StartupError {
     #[error("cannot open the store: {0}")]
     Store(#[from] OpenError),
+    #[error("cannot open the ScyllaDB store: {0}")]
+    Scylla(#[from] crate::store::scylla::OpenError),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error(transparent)]
@@ -63,7 +71,17 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
         let topics = TopicRouter::new(&config.topic_template).map_err(StartupError::Config)?;
-        let store = Arc::new(SqliteStore::open(&config.sqlite())?);
+        // The embedded file always holds the embedded topic log; with STORE=sqlite, the
+        // orders and the outbox too.
+        let embedded = Arc::new(SqliteStore::open(&config.sqlite())?);
+        let scylla = match config.scylla.store {
+            StoreKind::Sqlite => None,
+            StoreKind::Scylla => Some(Arc::new(ScyllaStore::open(&config.scylla.options()).await?)),
+        };
+        let store: Arc<dyn OutboxStore> = match &scylla {
+            Some(scylla) => scylla.clone(),
+            None => embedded.clone(),
+        };
         let bind = |source| StartupError::Bind {
             addr: config.site_addr,
             source,
@@ -82,7 +100,7 @@ impl Application {
                 tracing::info!(brokers = %kafka.brokers, %topic, "publishing to Kafka");
                 Arc::new(KafkaPublisher::new(&kafka, vec![topic])?)
             }
-            None => Arc::new(LocalLogPublisher::new(store.clone())),
+            None => Arc::new(LocalLogPublisher::new(embedded.clone())),
         };
         let (closing, closing_rx) = watch::channel(false);
         let telemetry = Telemetry {
@@ -130,7 +148,17 @@ impl Application {
                 },
                 stopped.clone(),
             ),
-            runner::spawn(store.clone(), faults, settings, stopped.clone()),
+            match &scylla {
+                None => runner::spawn(store.clone(), faults, settings, stopped.clone()),
+                Some(scylla) => scylla_relays(
+                    scylla,
+                    config,
+                    relay_mode.subscribe(),
+                    faults,
+                    settings,
+                    stopped.clone(),
+                ),
+            },
             retention::spawn(
                 store.clone(),
                 config.outbox_retention,
@@ -148,8 +176,8 @@ impl Application {
             generated
         });
         let router = http::router(AppState {
-            store: store.clone(),
-            topic_log: store,
+            store,
+            topic_log: embedded,
             admin_token: AdminToken::new(&secret),
             relay_mode: Arc::new(relay_mode),
             relay,
@@ -201,4 +229,55 @@ impl Application {
         }
         served
     }
+}
+
+/// On ScyllaDB: the polling runner over the pending index or the CDC reader, as the relay
+/// mode asks (see `cdc::switch`).
+fn scylla_relays(
+    scylla: &Arc<ScyllaStore>,
+    config: &Config,
+    mode: watch::Receiver<RelayMode>,
+    publisher: Arc<dyn Publisher>,
+    settings: RelaySettings,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let store: Arc<dyn OutboxStore> = scylla.clone();
+    let polling = {
+        let (store, publisher, settings) = (store.clone(), publisher.clone(), settings.clone());
+        // The runner only ever polls here: ScyllaDB's streaming mode is the CDC reader.
+        let (fixed, polling_mode) = watch::channel(RelayMode::Polling);
+        Box::new(move |stop| {
+            // Holding the sender keeps the runner's mode watch open (a closed one wakes it).
+            let _ = &fixed;
+            let settings = RelaySettings {
+                mode: polling_mode.clone(),
+                ..settings.clone()
+            };
+            runner::spawn(store.clone(), publisher.clone(), settings, stop)
+        }) as switch::Start
+    };
+    let (session, keyspace, timing) = (
+        scylla.session(),
+        scylla.keyspace().to_string(),
+        config.scylla.cdc_timing(),
+    );
+    let streaming = Box::new(move |stop: watch::Receiver<bool>| {
+        let outlet = Outlet {
+            store: store.clone(),
+            publisher: publisher.clone(),
+            topics: settings.topics.clone(),
+            resilience: settings.resilience.clone(),
+            telemetry: settings.telemetry.clone(),
+            stop: stop.clone(),
+        };
+        let relay = CdcRelay {
+            session: session.clone(),
+            keyspace: keyspace.clone(),
+            timing,
+            outlet: Arc::new(outlet),
+            activity: Arc::clone(&settings.activity),
+        };
+        cdc_reader::spawn(relay, stop)
+    }) as switch::Start;
+    switch::spawn(mode, polling, streaming, stop)
 }

@@ -1,0 +1,202 @@
+//! Runs the CDC log reader and restarts it from its checkpoints after an error.
+//!
+//! The reader saves, per stream, how far it consumed (scylla-cdc's table-backed checkpoint
+//! saver). On start the builder would take `max(checkpoint, start_timestamp)` with
+//! `start_timestamp` defaulting to *now*, skipping whatever was written while the relay was
+//! down; so the start is set explicitly to the oldest saved checkpoint ([`start_timestamp`]).
+
+use super::consumer::OutboxConsumerFactory;
+use super::outlet::Outlet;
+use super::timing::CdcTiming;
+use super::{CHECKPOINT_TABLE, OUTBOX_TABLE};
+use crate::relay::activity::{RelayActivity, RelayState};
+use scylla::client::session::Session;
+use scylla::value::CqlValue;
+use scylla_cdc::checkpoints::TableBackedCheckpointSaver;
+use scylla_cdc::log_reader::CDCLogReaderBuilder;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long the CDC log keeps changes (`cdc = {'ttl': …}` in `schema/scylla/`): nothing older
+/// can be read.
+pub const CDC_LOG_TTL: Duration = Duration::from_secs(86_400);
+/// First and longest wait before a failed reader is restarted.
+const RESTART_MIN: Duration = Duration::from_millis(500);
+const RESTART_MAX: Duration = Duration::from_secs(30);
+/// A reader that ran this long counts as healthy: its next failure restarts quickly again.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+/// Why a reader's life ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ReaderError {
+    #[error("cannot read the saved CDC checkpoints: {0}")]
+    Checkpoints(#[from] crate::store::StoreError),
+    #[error("the CDC reader failed: {0}")]
+    Reader(String),
+}
+
+/// Where the reader starts: the oldest saved stream checkpoint (each stream then resumes at
+/// its own, later one), or as far back as the log goes when none was saved. Never before
+/// the log's retention, which holds nothing.
+pub fn start_timestamp(saved: &[Duration], now: Duration, log_ttl: Duration) -> Duration {
+    let oldest_kept = now.saturating_sub(log_ttl);
+    saved
+        .iter()
+        .min()
+        .map_or(oldest_kept, |oldest| (*oldest).max(oldest_kept))
+}
+
+/// What the reader needs.
+pub struct CdcRelay {
+    pub session: Arc<Session>,
+    pub keyspace: String,
+    pub timing: CdcTiming,
+    pub outlet: Arc<Outlet>,
+    /// Where the reader reports what it is doing, for the status page.
+    pub activity: Arc<RelayActivity>,
+}
+
+/// Starts the supervised reader; it runs until `stop` becomes true.
+pub fn spawn(relay: CdcRelay, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(supervise(relay, stop))
+}
+
+async fn supervise(relay: CdcRelay, mut stop: watch::Receiver<bool>) {
+    let (fastest, slowest) = relay.timing.latency();
+    tracing::info!(?fastest, ?slowest, "CDC relay starting");
+    let mut backoff = RESTART_MIN;
+    loop {
+        let started = std::time::Instant::now();
+        let error = match run(&relay, stop.clone()).await {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        if started.elapsed() > HEALTHY_RUN {
+            backoff = RESTART_MIN;
+        }
+        tracing::warn!(%error, retry_in = ?backoff, "CDC reader stopped; restarting from its checkpoints");
+        relay
+            .activity
+            .set(RelayState::Starting, None, Some(error.to_string()));
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        backoff = (backoff * 2).min(RESTART_MAX);
+    }
+    relay.outlet.publisher.close();
+    relay.activity.set(RelayState::Stopped, None, None);
+    tracing::info!("CDC relay stopped");
+}
+
+/// One life of the reader: until it fails, or until `stop` (then `Ok`).
+async fn run(relay: &CdcRelay, mut stop: watch::Receiver<bool>) -> Result<(), ReaderError> {
+    let reader_error = |e: anyhow::Error| ReaderError::Reader(format!("{e:#}"));
+    let saved = saved_checkpoints(&relay.session, &relay.keyspace).await?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let start = start_timestamp(&saved, now, CDC_LOG_TTL);
+    let saver = TableBackedCheckpointSaver::builder()
+        .session(Arc::clone(&relay.session))
+        .keyspace(&relay.keyspace)
+        .table_name(CHECKPOINT_TABLE)
+        .create_table(false)
+        .build()
+        .await
+        .map_err(reader_error)?;
+    let (mut reader, mut handle) = CDCLogReaderBuilder::new()
+        .session(Arc::clone(&relay.session))
+        .keyspace(&relay.keyspace)
+        .table_name(OUTBOX_TABLE)
+        .start_timestamp(start)
+        .window_size(relay.timing.window)
+        .safety_interval(relay.timing.safety)
+        .sleep_interval(relay.timing.sleep)
+        .consumer_factory(Arc::new(OutboxConsumerFactory {
+            outlet: Arc::clone(&relay.outlet),
+        }))
+        .should_load_progress(true)
+        .should_save_progress(true)
+        .checkpoint_saver(Arc::new(saver))
+        .build()
+        .await
+        .map_err(reader_error)?;
+    relay.activity.set(RelayState::Running, None, None);
+    let ended = tokio::select! {
+        result = &mut handle => Some(result),
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    match ended {
+        Some(result) => result.map_err(reader_error),
+        None => {
+            reader.stop();
+            // Consumers waiting on the sink end at once on the same stop signal.
+            let _ = handle.await;
+            Ok(())
+        }
+    }
+}
+
+/// Every stream's saved checkpoint time (a small table: one row per CDC stream).
+async fn saved_checkpoints(
+    session: &Session,
+    keyspace: &str,
+) -> Result<Vec<Duration>, crate::store::StoreError> {
+    let result = session
+        .query_unpaged(
+            format!("SELECT time FROM {keyspace}.{CHECKPOINT_TABLE}"),
+            (),
+        )
+        .await?;
+    let rows = result
+        .into_rows_result()
+        .map_err(|e| crate::store::StoreError::Backend(e.to_string()))?;
+    let mut saved = Vec::new();
+    for row in rows
+        .rows::<scylla::value::Row>()
+        .map_err(|e| crate::store::StoreError::Backend(e.to_string()))?
+    {
+        let row = row.map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
+        if let Some(Some(CqlValue::Timestamp(t))) = row.columns.first() {
+            saved.push(Duration::from_millis(t.0.max(0) as u64));
+        }
+    }
+    Ok(saved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn the_reader_starts_at_the_oldest_saved_checkpoint() {
+        let now = Duration::from_secs(1_800_000_000);
+        let saved = [
+            now - Duration::from_secs(40),
+            now - Duration::from_secs(600),
+            now,
+        ];
+        assert_eq!(
+            start_timestamp(&saved, now, DAY),
+            now - Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn without_checkpoints_it_reads_the_whole_log() {
+        let now = Duration::from_secs(1_800_000_000);
+        assert_eq!(start_timestamp(&[], now, DAY), now - DAY);
+    }
+
+    #[test]
+    fn it_never_starts_before_the_log_retention() {
+        let now = Duration::from_secs(1_800_000_000);
+        let saved = [now - 3 * DAY];
+        assert_eq!(start_timestamp(&saved, now, DAY), now - DAY);
+    }
+}
