@@ -116,10 +116,17 @@ impl ScyllaStore {
         taken: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let p = position as i64;
+        let bucket = position::bucket_of(position);
+        // One write per bucket and process registers the bucket for the relay.
+        if self.indexed_bucket.swap(bucket, Ordering::Relaxed) != bucket {
+            self.session
+                .execute_unpaged(&self.statements.add_bucket, (bucket, self.ttl_seconds))
+                .await?;
+        }
         let index = self.session.execute_unpaged(
             &self.statements.index_event,
             (
-                position::bucket_of(position),
+                bucket,
                 p,
                 event.event_id,
                 event.aggregate_id.0,

@@ -5,7 +5,6 @@
 
 use super::rows::{self, Columns, NamedRow, micros};
 use super::statements::{applied, rows as result_rows};
-use crate::domain::timestamp;
 use crate::resilience::dlq::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterKind, DeadLetterStatus,
     NewDeadLetter, ReplayAttempt, ReplayOutcome,
@@ -372,7 +371,7 @@ pub async fn counts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::OrderId;
+    use crate::domain::{OrderId, timestamp};
 
     fn row(status: &str, error: &str) -> Vec<Option<CqlValue>> {
         let event = super::super::rows::tests::event_row();

@@ -38,7 +38,7 @@ use scylla::frame::types::{Consistency, SerialConsistency};
 use statements::{Cql, Statements};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicI32;
+use std::sync::atomic::{AtomicI32, AtomicI64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -76,11 +76,11 @@ pub enum OpenError {
     #[error("cannot set up TLS: {0}")]
     Tls(#[from] openssl::error::ErrorStack),
     #[error("cannot connect to ScyllaDB: {0}")]
-    Connect(#[from] scylla::errors::NewSessionError),
+    Connect(Box<scylla::errors::NewSessionError>),
     #[error(transparent)]
-    Schema(#[from] schema::SchemaError),
+    Schema(Box<schema::SchemaError>),
     #[error("cannot prepare statements: {0}")]
-    Prepare(#[from] scylla::errors::PrepareError),
+    Prepare(Box<scylla::errors::PrepareError>),
     #[error("OUTBOX_TTL must be between 1 second and 68 years, not {0:?}")]
     Ttl(Duration),
 }
@@ -100,6 +100,8 @@ pub struct ScyllaStore {
     head: watch::Sender<u64>,
     /// The last day this process registered in the order listing.
     listed_day: AtomicI32,
+    /// The last pending-index bucket this process registered.
+    indexed_bucket: AtomicI64,
     /// `(after, through)`: the pending index holds nothing publishable in that range.
     scanned: Mutex<Option<(u64, u64)>>,
 }
@@ -133,13 +135,21 @@ impl ScyllaStore {
             }
             builder = builder.tls_context(Some(context.build()));
         }
-        let session = builder.build().await?;
-        schema::apply(&session, &options.keyspace, options.replication_factor).await?;
+        let session = builder
+            .build()
+            .await
+            .map_err(|e| OpenError::Connect(Box::new(e)))?;
+        schema::apply(&session, &options.keyspace, options.replication_factor)
+            .await
+            .map_err(|e| OpenError::Schema(Box::new(e)))?;
         let cql = Cql {
             keyspace: options.keyspace.clone(),
         };
-        let statements = Statements::prepare(&session, &cql).await?;
-        let dead_letters = DeadLetterStatements::prepare(&session, &options.keyspace).await?;
+        let prepare = |e| OpenError::Prepare(Box::new(e));
+        let statements = Statements::prepare(&session, &cql).await.map_err(prepare)?;
+        let dead_letters = DeadLetterStatements::prepare(&session, &options.keyspace)
+            .await
+            .map_err(prepare)?;
         let (head, _) = watch::channel(0);
         Ok(Self {
             session: Arc::new(session),
@@ -152,6 +162,7 @@ impl ScyllaStore {
             orphan_timeout: options.orphan_timeout,
             head,
             listed_day: AtomicI32::new(i32::MIN),
+            indexed_bucket: AtomicI64::new(i64::MIN),
             scanned: Mutex::new(None),
         })
     }

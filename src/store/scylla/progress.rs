@@ -30,10 +30,23 @@ enum Found {
 }
 
 impl ScyllaStore {
-    /// The first bucket worth reading after `after`: nothing older than the TTL survives.
-    fn first_bucket(&self, after: u64) -> i64 {
-        let oldest = Utc::now() - chrono::Duration::seconds(i64::from(self.ttl_seconds));
-        position::bucket_of(after.max(position::first_at(oldest)))
+    /// The registered buckets that may hold entries in (`after`, `through`].
+    async fn buckets(&self, after: u64, through: u64) -> Result<Vec<i64>, StoreError> {
+        let found = result_rows(
+            self.session
+                .execute_unpaged(
+                    &self.statements.buckets,
+                    (position::bucket_of(after), position::bucket_of(through)),
+                )
+                .await?,
+        )?;
+        found
+            .iter()
+            .map(|row| match row.as_slice() {
+                [Some(CqlValue::BigInt(b))] => Ok(*b),
+                other => Err(StoreError::Corrupt(format!("outbox_buckets row {other:?}"))),
+            })
+            .collect()
     }
 
     /// Where reading after `after` may start: past a range an earlier call found empty.
@@ -54,24 +67,24 @@ impl ScyllaStore {
         let horizon = Clock::horizon(Utc::now(), self.settle);
         let mut from = self.resume_point(after);
         let mut events = Vec::new();
-        let mut bucket = self.first_bucket(from);
-        while bucket <= position::bucket_of(horizon) && events.len() < limit as usize {
-            let entries = self.entries(bucket, from, horizon, limit).await?;
-            let full = entries.len() == limit as usize;
-            let checks = entries.iter().map(|e| self.check(*e));
-            for (entry, found) in entries.iter().zip(futures::future::join_all(checks).await) {
-                match found? {
-                    Found::Event(event) => events.push(event),
-                    Found::Orphan => {}
-                    Found::NotYet => return Ok(events),
+        for bucket in self.buckets(from, horizon).await? {
+            loop {
+                let entries = self.entries(bucket, from, horizon, limit).await?;
+                let checks = entries.iter().map(|e| self.check(*e));
+                for (entry, found) in entries.iter().zip(futures::future::join_all(checks).await) {
+                    match found? {
+                        Found::Event(event) => events.push(event),
+                        Found::Orphan => {}
+                        Found::NotYet => return Ok(events),
+                    }
+                    from = entry.position;
+                    if events.len() == limit as usize {
+                        return Ok(events);
+                    }
                 }
-                from = entry.position;
-                if events.len() == limit as usize {
-                    return Ok(events);
+                if entries.len() < limit as usize {
+                    break;
                 }
-            }
-            if !full {
-                bucket += 1;
             }
         }
         if events.is_empty() && from < horizon {
@@ -164,7 +177,7 @@ impl ScyllaStore {
         let from = self.resume_point(checkpoint);
         let now = position::last_at(Utc::now());
         let mut backlog = Backlog::default();
-        for bucket in self.first_bucket(from)..=position::bucket_of(now) {
+        for bucket in self.buckets(from, now).await? {
             let found = result_rows(
                 self.session
                     .execute_unpaged(&self.statements.count_pending, (bucket, from as i64))

@@ -2,6 +2,11 @@
 //! at start-up. Every statement is `IF NOT EXISTS`, so applying it again is a no-op.
 
 use scylla::client::session::Session;
+use scylla::statement::unprepared::Statement;
+use std::time::Duration;
+
+/// How long one schema statement may take.
+const SCHEMA_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The schema files in the order they are applied.
 const FILES: &[&str] = &[
@@ -21,10 +26,10 @@ pub enum SchemaError {
     #[error("schema statement failed: {statement}: {source}")]
     Statement {
         statement: String,
-        source: scylla::errors::ExecutionError,
+        source: Box<scylla::errors::ExecutionError>,
     },
     #[error("the cluster did not agree on the schema: {0}")]
-    Agreement(#[from] scylla::errors::SchemaAgreementError),
+    Agreement(Box<scylla::errors::SchemaAgreementError>),
 }
 
 /// Checks that `name` can be spliced into CQL as a keyspace name.
@@ -70,12 +75,21 @@ pub async fn apply(
     replication_factor: u8,
 ) -> Result<(), SchemaError> {
     for statement in statements(keyspace, replication_factor)? {
+        // Creating a table with CDC takes longer than the store's request timeout.
+        let mut query = Statement::new(statement.as_str());
+        query.set_request_timeout(Some(SCHEMA_TIMEOUT));
         session
-            .query_unpaged(statement.as_str(), ())
+            .query_unpaged(query, ())
             .await
-            .map_err(|source| SchemaError::Statement { statement, source })?;
+            .map_err(|source| SchemaError::Statement {
+                statement,
+                source: Box::new(source),
+            })?;
     }
-    session.await_schema_agreement().await?;
+    session
+        .await_schema_agreement()
+        .await
+        .map_err(|e| SchemaError::Agreement(Box::new(e)))?;
     Ok(())
 }
 
@@ -86,7 +100,7 @@ mod tests {
     #[test]
     fn statements_are_idempotent_and_name_the_keyspace() {
         let all = statements("shop", 3).unwrap();
-        assert_eq!(all.len(), 12);
+        assert_eq!(all.len(), 13);
         for s in &all {
             assert!(s.contains("IF NOT EXISTS"), "not idempotent: {s}");
             assert!(s.contains("shop"), "keyspace missing: {s}");

@@ -95,6 +95,20 @@ impl Cql {
         )
     }
 
+    pub fn add_bucket(&self) -> String {
+        format!(
+            "INSERT INTO {}.outbox_buckets (shard, bucket) VALUES (0, ?) USING TTL ?",
+            self.keyspace
+        )
+    }
+
+    pub fn buckets(&self) -> String {
+        format!(
+            "SELECT bucket FROM {}.outbox_buckets WHERE shard = 0 AND bucket >= ? AND bucket <= ?",
+            self.keyspace
+        )
+    }
+
     pub fn pending(&self) -> String {
         format!(
             "SELECT position, event_id, aggregate_id, aggregate_version FROM {}.outbox_by_time \
@@ -201,6 +215,8 @@ pub struct Statements {
     pub select_event_serial: PreparedStatement,
     pub select_event: PreparedStatement,
     pub index_event: PreparedStatement,
+    pub add_bucket: PreparedStatement,
+    pub buckets: PreparedStatement,
     pub pending: PreparedStatement,
     pub count_pending: PreparedStatement,
     pub list_order: PreparedStatement,
@@ -231,6 +247,8 @@ impl Statements {
             select_event_serial: serial(p(cql.select_event()).await?),
             select_event: p(cql.select_event()).await?,
             index_event: p(cql.index_event()).await?,
+            add_bucket: p(cql.add_bucket()).await?,
+            buckets: p(cql.buckets()).await?,
             pending: p(cql.pending()).await?,
             count_pending: p(cql.count_pending()).await?,
             list_order: p(cql.list_order()).await?,
@@ -291,6 +309,8 @@ mod tests {
             cql.select_order(),
             cql.select_event(),
             cql.index_event(),
+            cql.add_bucket(),
+            cql.buckets(),
             cql.pending(),
             cql.count_pending(),
             cql.list_order(),
