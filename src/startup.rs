@@ -256,10 +256,11 @@ fn scylla_relays(
             runner::spawn(store.clone(), publisher.clone(), settings, stop)
         }) as switch::Start
     };
-    let (session, keyspace, timing) = (
+    let (session, keyspace, timing, settle) = (
         scylla.session(),
         scylla.keyspace().to_string(),
         config.scylla.cdc_timing(),
+        config.scylla.options().settle,
     );
     let streaming = Box::new(move |stop: watch::Receiver<bool>| {
         let outlet = Outlet {
@@ -276,6 +277,7 @@ fn scylla_relays(
             timing,
             outlet: Arc::new(outlet),
             activity: Arc::clone(&settings.activity),
+            settle,
         };
         cdc_reader::spawn(relay, stop)
     }) as switch::Start;

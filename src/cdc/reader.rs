@@ -27,6 +27,8 @@ const RESTART_MIN: Duration = Duration::from_millis(500);
 const RESTART_MAX: Duration = Duration::from_secs(30);
 /// A reader that ran this long counts as healthy: its next failure restarts quickly again.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How often the reader's low-water mark is refreshed for the status page and metrics.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Why a reader's life ended.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,15 @@ pub fn start_timestamp(saved: &[Duration], now: Duration, log_ttl: Duration) -> 
         .map_or(oldest_kept, |oldest| (*oldest).max(oldest_kept))
 }
 
+/// A position every event below which the reader has consumed, for the backlog gauges: the
+/// oldest stream checkpoint, less `settle` (an event's position is taken before its write,
+/// at most about `settle` earlier). `None` before the first checkpoint.
+pub fn low_water_mark(saved: &[Duration], settle: Duration) -> Option<u64> {
+    let oldest = saved.iter().min()?.saturating_sub(settle);
+    let micros = i64::try_from(oldest.as_micros()).ok()?;
+    chrono::DateTime::from_timestamp_micros(micros).map(crate::store::scylla::position::first_at)
+}
+
 /// What the reader needs.
 pub struct CdcRelay {
     pub session: Arc<Session>,
@@ -56,6 +67,8 @@ pub struct CdcRelay {
     pub outlet: Arc<Outlet>,
     /// Where the reader reports what it is doing, for the status page.
     pub activity: Arc<RelayActivity>,
+    /// The store's settle interval (see [`low_water_mark`]).
+    pub settle: Duration,
 }
 
 /// Starts the supervised reader; it runs until `stop` becomes true.
@@ -125,9 +138,19 @@ async fn run(relay: &CdcRelay, mut stop: watch::Receiver<bool>) -> Result<(), Re
         .await
         .map_err(reader_error)?;
     relay.activity.set(RelayState::Running, None, None);
-    let ended = tokio::select! {
-        result = &mut handle => Some(result),
-        _ = stop.wait_for(|s| *s) => None,
+    let mut progress = tokio::time::interval(PROGRESS_EVERY);
+    let ended = loop {
+        let woke = tokio::select! {
+            result = &mut handle => Some(Some(result)),
+            _ = stop.wait_for(|s| *s) => Some(None),
+            _ = progress.tick() => None,
+        };
+        if let Some(ended) = woke {
+            break ended;
+        }
+        let saved = saved_checkpoints(&relay.session, &relay.keyspace).await?;
+        let mark = low_water_mark(&saved, relay.settle);
+        relay.activity.set(RelayState::Running, mark, None);
     };
     match ended {
         Some(result) => result.map_err(reader_error),
@@ -191,6 +214,17 @@ mod tests {
     fn without_checkpoints_it_reads_the_whole_log() {
         let now = Duration::from_secs(1_800_000_000);
         assert_eq!(start_timestamp(&[], now, DAY), now - DAY);
+    }
+
+    #[test]
+    fn the_low_water_mark_trails_the_oldest_checkpoint_by_the_settle_interval() {
+        use crate::store::scylla::position::time_of;
+        let t = Duration::from_secs(1_800_000_000);
+        let saved = [t + Duration::from_secs(9), t];
+        let mark = low_water_mark(&saved, Duration::from_secs(4)).unwrap();
+        let expected = chrono::DateTime::from_timestamp(1_800_000_000 - 4, 0).unwrap();
+        assert_eq!(time_of(mark), expected);
+        assert_eq!(low_water_mark(&[], Duration::from_secs(4)), None);
     }
 
     #[test]
