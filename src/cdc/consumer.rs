@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 /// Makes a consumer for every CDC stream.
 pub struct OutboxConsumerFactory {
+    /// Shared by every stream's consumer.
     pub outlet: Arc<Outlet>,
 }
 

@@ -34,10 +34,14 @@ pub enum OutletError {
 
 /// Everything a CDC consumer needs to publish an event.
 pub struct Outlet {
+    /// Where deliveries and dead letters are recorded.
     pub store: Arc<dyn OutboxStore>,
+    /// The relay's sink (with the fault injector), shared with the polling relay.
     pub publisher: Arc<dyn Publisher>,
     pub topics: TopicRouter,
+    /// The same retry policy and circuit breaker as the polling relay.
     pub resilience: Resilience,
+    /// Metrics and the live feed, labelled `streaming`.
     pub telemetry: Telemetry,
     /// True once the relay should stop; waits end early on it.
     pub stop: watch::Receiver<bool>,

@@ -61,9 +61,12 @@ pub fn low_water_mark(saved: &[Duration], settle: Duration) -> Option<u64> {
 
 /// What the reader needs.
 pub struct CdcRelay {
+    /// The store's session.
     pub session: Arc<Session>,
+    /// The store's keyspace: its `outbox` log and `cdc_checkpoints` table.
     pub keyspace: String,
     pub timing: CdcTiming,
+    /// Publishes what the consumers decode.
     pub outlet: Arc<Outlet>,
     /// Where the reader reports what it is doing, for the status page.
     pub activity: Arc<RelayActivity>,

@@ -27,6 +27,7 @@ pub struct CdcTiming {
 }
 
 impl CdcPreset {
+    /// The preset's intervals.
     pub fn timing(self) -> CdcTiming {
         match self {
             Self::Default => CdcTiming {

@@ -257,3 +257,37 @@ async fn polling_relay_on_scylla_publishes_every_event_in_order() {
     let written = write_orders(&app, 12).await;
     assert_published(&brokers, &keyspace, &written).await;
 }
+
+/// Start-up on ScyllaDB fails with an error naming the cause, with no server needed.
+async fn start_up_error(extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), &[&["--store", "scylla"], extra].concat());
+    match outbox::startup::Application::build(&config).await {
+        Ok(_) => panic!("the application started without its store"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_fails_start_up_clearly() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let node = format!("127.0.0.1:{port}");
+    let error = start_up_error(&["--scylla-nodes", &node]).await;
+    assert!(
+        error.starts_with("cannot open the ScyllaDB store: cannot connect to ScyllaDB"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_tls_ca_file_fails_start_up_clearly() {
+    let error = start_up_error(&["--scylla-tls-ca-file", "/nonexistent/ca.pem"]).await;
+    assert!(
+        error.starts_with("cannot open the ScyllaDB store: cannot set up TLS"),
+        "{error}"
+    );
+}

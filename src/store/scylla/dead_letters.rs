@@ -53,6 +53,7 @@ pub struct DeadLetterStatements {
 }
 
 impl DeadLetterStatements {
+    /// Prepares the statements for keyspace `ks`, once, at start-up.
     pub async fn prepare(session: &Session, ks: &str) -> Result<Self, PrepareError> {
         let columns = NAMES[1..].join(", ");
         let select = format!("SELECT id, {columns} FROM {ks}.dead_letters WHERE shard = 0");

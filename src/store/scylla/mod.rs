@@ -48,6 +48,7 @@ use tokio::sync::watch;
 pub struct ScyllaOptions {
     /// Contact points (`host:port`); the driver discovers the rest of the cluster.
     pub nodes: Vec<String>,
+    /// Created at start-up if missing; each test uses its own.
     pub keyspace: String,
     /// Password authentication, when the cluster requires it.
     pub credentials: Option<(String, String)>,
@@ -172,6 +173,7 @@ impl ScyllaStore {
         Arc::clone(&self.session)
     }
 
+    /// The keyspace, which the CDC relay reads too.
     pub fn keyspace(&self) -> &str {
         &self.keyspace
     }

@@ -196,6 +196,7 @@ impl ScyllaStore {
         Ok(backlog)
     }
 
+    /// The saved checkpoint of `relay` (0 when it never saved one).
     pub(super) async fn saved_checkpoint(&self, relay: &str) -> Result<u64, StoreError> {
         let found = result_rows(
             self.session
@@ -246,6 +247,7 @@ impl ScyllaStore {
         Ok(())
     }
 
+    /// Delivery records of `positions`, read concurrently (absent ones are unpublished).
     pub(super) async fn load_deliveries(
         &self,
         positions: Vec<u64>,

@@ -71,7 +71,9 @@ pub trait Columns {
 
 /// A row read with an explicit column list.
 pub struct NamedRow<'a> {
+    /// The column names, in the order of the statement's select list.
     pub names: &'a [&'static str],
+    /// The row's values in the same order (`None` = null).
     pub values: &'a [Option<CqlValue>],
 }
 

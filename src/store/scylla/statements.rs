@@ -45,8 +45,10 @@ pub fn order_and_event_columns() -> Vec<&'static str> {
         .collect()
 }
 
-/// The CQL text of every statement, for `keyspace`.
+/// The CQL text of every statement, for `keyspace` (kept apart from preparing, so the text
+/// is unit-tested without a server).
 pub struct Cql {
+    /// Checked by `schema::check_keyspace` before it gets here.
     pub keyspace: String,
 }
 
@@ -71,6 +73,7 @@ impl Cql {
         )
     }
 
+    /// The order (static columns) and all its events: one partition.
     pub fn select_order(&self) -> String {
         format!(
             "SELECT {} FROM {}.outbox WHERE aggregate_id = ?",
@@ -79,6 +82,7 @@ impl Cql {
         )
     }
 
+    /// One event row, to check a pending-index entry against.
     pub fn select_event(&self) -> String {
         format!(
             "SELECT {} FROM {}.outbox WHERE aggregate_id = ? AND aggregate_version = ?",
@@ -87,6 +91,7 @@ impl Cql {
         )
     }
 
+    /// The pending-index entry of an event, written before its commit.
     pub fn index_event(&self) -> String {
         format!(
             "INSERT INTO {}.outbox_by_time (bucket, position, event_id, aggregate_id, \
@@ -95,6 +100,7 @@ impl Cql {
         )
     }
 
+    /// Registers a pending-index bucket for the relay.
     pub fn add_bucket(&self) -> String {
         format!(
             "INSERT INTO {}.outbox_buckets (shard, bucket) VALUES (0, ?) USING TTL ?",
@@ -102,6 +108,7 @@ impl Cql {
         )
     }
 
+    /// The registered buckets in a range.
     pub fn buckets(&self) -> String {
         format!(
             "SELECT bucket FROM {}.outbox_buckets WHERE shard = 0 AND bucket >= ? AND bucket <= ?",
@@ -109,6 +116,7 @@ impl Cql {
         )
     }
 
+    /// Pending-index entries of one bucket after a position, up to the horizon.
     pub fn pending(&self) -> String {
         format!(
             "SELECT position, event_id, aggregate_id, aggregate_version FROM {}.outbox_by_time \
@@ -117,6 +125,7 @@ impl Cql {
         )
     }
 
+    /// How many entries one bucket holds after a position, and the oldest.
     pub fn count_pending(&self) -> String {
         format!(
             "SELECT count(*), min(position) FROM {}.outbox_by_time \
@@ -125,6 +134,7 @@ impl Cql {
         )
     }
 
+    /// The listing entry of a new order.
     pub fn list_order(&self) -> String {
         format!(
             "INSERT INTO {}.orders_by_day (day, seq, order_id) VALUES (?, ?, ?)",
@@ -132,6 +142,7 @@ impl Cql {
         )
     }
 
+    /// Registers a day of the listing.
     pub fn add_day(&self) -> String {
         format!(
             "INSERT INTO {}.order_days (shard, day) VALUES (0, ?)",
@@ -139,6 +150,7 @@ impl Cql {
         )
     }
 
+    /// The listing's days up to a day, newest first.
     pub fn days(&self) -> String {
         format!(
             "SELECT day FROM {}.order_days WHERE shard = 0 AND day <= ?",
@@ -146,6 +158,7 @@ impl Cql {
         )
     }
 
+    /// Listing entries of one day older than a cursor, newest first.
     pub fn listed(&self) -> String {
         format!(
             "SELECT seq, order_id FROM {}.orders_by_day WHERE day = ? AND seq < ? LIMIT ?",
@@ -153,6 +166,7 @@ impl Cql {
         )
     }
 
+    /// Claims an idempotency key (a lightweight transaction).
     pub fn claim_key(&self) -> String {
         format!(
             "INSERT INTO {}.idempotency_keys (key, fingerprint, order_id, created_at) \
@@ -161,6 +175,7 @@ impl Cql {
         )
     }
 
+    /// What a claimed idempotency key holds.
     pub fn select_key(&self) -> String {
         format!(
             "SELECT fingerprint, order_id FROM {}.idempotency_keys WHERE key = ?",
@@ -168,6 +183,7 @@ impl Cql {
         )
     }
 
+    /// Rewrites the readiness probe row.
     pub fn probe(&self) -> String {
         format!(
             "INSERT INTO {}.store_probe (id, checked_at) VALUES (1, ?)",
@@ -175,6 +191,7 @@ impl Cql {
         )
     }
 
+    /// A relay's saved checkpoint.
     pub fn checkpoint(&self) -> String {
         format!(
             "SELECT position FROM {}.relay_checkpoints WHERE relay = ?",
@@ -182,6 +199,7 @@ impl Cql {
         )
     }
 
+    /// Moves a relay's checkpoint.
     pub fn save_checkpoint(&self) -> String {
         format!(
             "INSERT INTO {}.relay_checkpoints (relay, position, updated_at) VALUES (?, ?, ?)",
@@ -189,6 +207,7 @@ impl Cql {
         )
     }
 
+    /// Records where an event went.
     pub fn save_delivery(&self) -> String {
         format!(
             "INSERT INTO {}.deliveries (position, topic, partition, log_offset, published_at) \
@@ -197,6 +216,7 @@ impl Cql {
         )
     }
 
+    /// Where an event went.
     pub fn delivery(&self) -> String {
         format!(
             "SELECT topic, partition, log_offset, published_at FROM {}.deliveries \
@@ -206,7 +226,7 @@ impl Cql {
     }
 }
 
-/// The store's prepared statements.
+/// The store's prepared statements, each the [`Cql`] text of the same name.
 pub struct Statements {
     pub save_order: PreparedStatement,
     pub insert_event: PreparedStatement,
@@ -234,6 +254,7 @@ pub struct Statements {
 }
 
 impl Statements {
+    /// Prepares every statement once, at start-up.
     pub async fn prepare(session: &Session, cql: &Cql) -> Result<Self, PrepareError> {
         let p = |text: String| session.prepare(text);
         let serial = |mut s: PreparedStatement| {
