@@ -256,12 +256,7 @@ fn scylla_relays(
             runner::spawn(store.clone(), publisher.clone(), settings, stop)
         }) as switch::Start
     };
-    let (session, keyspace, timing, settle) = (
-        scylla.session(),
-        scylla.keyspace().to_string(),
-        config.scylla.cdc_timing(),
-        config.scylla.options().settle,
-    );
+    let (scylla, timing) = (Arc::clone(scylla), config.scylla.cdc_timing());
     let streaming = Box::new(move |stop: watch::Receiver<bool>| {
         let outlet = Outlet {
             store: store.clone(),
@@ -272,12 +267,10 @@ fn scylla_relays(
             stop: stop.clone(),
         };
         let relay = CdcRelay {
-            session: session.clone(),
-            keyspace: keyspace.clone(),
+            store: Arc::clone(&scylla),
             timing,
             outlet: Arc::new(outlet),
             activity: Arc::clone(&settings.activity),
-            settle,
         };
         cdc_reader::spawn(relay, stop)
     }) as switch::Start;

@@ -10,8 +10,7 @@ use super::outlet::Outlet;
 use super::timing::CdcTiming;
 use super::{CHECKPOINT_TABLE, OUTBOX_TABLE};
 use crate::relay::activity::{RelayActivity, RelayState};
-use scylla::client::session::Session;
-use scylla::value::CqlValue;
+use crate::store::scylla::ScyllaStore;
 use scylla_cdc::checkpoints::TableBackedCheckpointSaver;
 use scylla_cdc::log_reader::CDCLogReaderBuilder;
 use std::sync::Arc;
@@ -29,25 +28,33 @@ const RESTART_MAX: Duration = Duration::from_secs(30);
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// How often the reader's low-water mark is refreshed for the status page and metrics.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How long a stopping reader may take to finish the rows in flight.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// Why a reader's life ended.
 #[derive(Debug, thiserror::Error)]
 pub enum ReaderError {
-    #[error("cannot read the saved CDC checkpoints: {0}")]
-    Checkpoints(#[from] crate::store::StoreError),
+    #[error("cannot read where to start: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("the CDC reader failed: {0}")]
     Reader(String),
 }
 
 /// Where the reader starts: the oldest saved stream checkpoint (each stream then resumes at
-/// its own, later one), or as far back as the log goes when none was saved. Never before
-/// the log's retention, which holds nothing.
-pub fn start_timestamp(saved: &[Duration], now: Duration, log_ttl: Duration) -> Duration {
-    let oldest_kept = now.saturating_sub(log_ttl);
-    saved
-        .iter()
-        .min()
-        .map_or(oldest_kept, |oldest| (*oldest).max(oldest_kept))
+/// its own, later one). Without checkpoints, where the oldest event the polling relay has not
+/// published may be (`first_unpolled`, or now when there is none), less `settle` for writes
+/// in flight. Never before the log's retention, which holds nothing older.
+pub fn start_timestamp(
+    saved: &[Duration],
+    first_unpolled: Option<Duration>,
+    now: Duration,
+    settle: Duration,
+) -> Duration {
+    let start = match saved.iter().min() {
+        Some(oldest) => *oldest,
+        None => first_unpolled.unwrap_or(now).saturating_sub(settle),
+    };
+    start.max(now.saturating_sub(CDC_LOG_TTL))
 }
 
 /// A position every event below which the reader has consumed, for the backlog gauges: the
@@ -61,17 +68,13 @@ pub fn low_water_mark(saved: &[Duration], settle: Duration) -> Option<u64> {
 
 /// What the reader needs.
 pub struct CdcRelay {
-    /// The store's session.
-    pub session: Arc<Session>,
-    /// The store's keyspace: its `outbox` log and `cdc_checkpoints` table.
-    pub keyspace: String,
+    /// The store whose `outbox` log the reader reads (its session, keyspace and tables).
+    pub store: Arc<ScyllaStore>,
     pub timing: CdcTiming,
     /// Publishes what the consumers decode.
     pub outlet: Arc<Outlet>,
     /// Where the reader reports what it is doing, for the status page.
     pub activity: Arc<RelayActivity>,
-    /// The store's settle interval (see [`low_water_mark`]).
-    pub settle: Duration,
 }
 
 /// Starts the supervised reader; it runs until `stop` becomes true.
@@ -110,22 +113,28 @@ async fn supervise(relay: CdcRelay, mut stop: watch::Receiver<bool>) {
 /// One life of the reader: until it fails, or until `stop` (then `Ok`).
 async fn run(relay: &CdcRelay, mut stop: watch::Receiver<bool>) -> Result<(), ReaderError> {
     let reader_error = |e: anyhow::Error| ReaderError::Reader(format!("{e:#}"));
-    let saved = saved_checkpoints(&relay.session, &relay.keyspace).await?;
+    let store = &relay.store;
+    let saved = store.cdc_checkpoints().await?;
+    let first_unpolled = if saved.is_empty() {
+        store.first_unpolled().await?
+    } else {
+        None
+    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let start = start_timestamp(&saved, now, CDC_LOG_TTL);
+    let start = start_timestamp(&saved, first_unpolled, now, store.settle());
     let saver = TableBackedCheckpointSaver::builder()
-        .session(Arc::clone(&relay.session))
-        .keyspace(&relay.keyspace)
+        .session(store.session())
+        .keyspace(store.keyspace())
         .table_name(CHECKPOINT_TABLE)
         .create_table(false)
         .build()
         .await
         .map_err(reader_error)?;
     let (mut reader, mut handle) = CDCLogReaderBuilder::new()
-        .session(Arc::clone(&relay.session))
-        .keyspace(&relay.keyspace)
+        .session(store.session())
+        .keyspace(store.keyspace())
         .table_name(OUTBOX_TABLE)
         .start_timestamp(start)
         .window_size(relay.timing.window)
@@ -151,72 +160,64 @@ async fn run(relay: &CdcRelay, mut stop: watch::Receiver<bool>) -> Result<(), Re
         if let Some(ended) = woke {
             break ended;
         }
-        let saved = saved_checkpoints(&relay.session, &relay.keyspace).await?;
-        let mark = low_water_mark(&saved, relay.settle);
+        let mark = low_water_mark(&store.cdc_checkpoints().await?, store.settle());
         relay.activity.set(RelayState::Running, mark, None);
     };
     match ended {
         Some(result) => result.map_err(reader_error),
         None => {
             reader.stop();
-            // Consumers waiting on the sink end at once on the same stop signal.
-            let _ = handle.await;
+            // Consumers waiting on the sink end at once on the same stop signal; a reader
+            // still waiting out its safety interval is dropped (which cancels it).
+            let _ = tokio::time::timeout(STOP_GRACE, handle).await;
             Ok(())
         }
     }
-}
-
-/// Every stream's saved checkpoint time (a small table: one row per CDC stream).
-async fn saved_checkpoints(
-    session: &Session,
-    keyspace: &str,
-) -> Result<Vec<Duration>, crate::store::StoreError> {
-    let result = session
-        .query_unpaged(
-            format!("SELECT time FROM {keyspace}.{CHECKPOINT_TABLE}"),
-            (),
-        )
-        .await?;
-    let rows = result
-        .into_rows_result()
-        .map_err(|e| crate::store::StoreError::Backend(e.to_string()))?;
-    let mut saved = Vec::new();
-    for row in rows
-        .rows::<scylla::value::Row>()
-        .map_err(|e| crate::store::StoreError::Backend(e.to_string()))?
-    {
-        let row = row.map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
-        if let Some(Some(CqlValue::Timestamp(t))) = row.columns.first() {
-            saved.push(Duration::from_millis(t.0.max(0) as u64));
-        }
-    }
-    Ok(saved)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const DAY: Duration = Duration::from_secs(86_400);
+    const NOW: Duration = Duration::from_secs(1_800_000_000);
+    const SETTLE: Duration = Duration::from_secs(4);
 
     #[test]
     fn the_reader_starts_at_the_oldest_saved_checkpoint() {
-        let now = Duration::from_secs(1_800_000_000);
         let saved = [
-            now - Duration::from_secs(40),
-            now - Duration::from_secs(600),
-            now,
+            NOW - Duration::from_secs(40),
+            NOW - Duration::from_secs(600),
+            NOW,
         ];
+        let unpolled = Some(NOW - Duration::from_secs(7200));
         assert_eq!(
-            start_timestamp(&saved, now, DAY),
-            now - Duration::from_secs(600)
+            start_timestamp(&saved, unpolled, NOW, SETTLE),
+            NOW - Duration::from_secs(600)
         );
     }
 
     #[test]
-    fn without_checkpoints_it_reads_the_whole_log() {
-        let now = Duration::from_secs(1_800_000_000);
-        assert_eq!(start_timestamp(&[], now, DAY), now - DAY);
+    fn without_checkpoints_it_starts_before_the_oldest_unpublished_event() {
+        let unpolled = Some(NOW - Duration::from_secs(300));
+        assert_eq!(
+            start_timestamp(&[], unpolled, NOW, SETTLE),
+            NOW - Duration::from_secs(304)
+        );
+        assert_eq!(start_timestamp(&[], None, NOW, SETTLE), NOW - SETTLE);
+    }
+
+    #[test]
+    fn it_never_starts_before_the_log_retention() {
+        let saved = [NOW - 3 * CDC_LOG_TTL];
+        assert_eq!(
+            start_timestamp(&saved, None, NOW, SETTLE),
+            NOW - CDC_LOG_TTL
+        );
+        let unpolled = Some(NOW - 2 * CDC_LOG_TTL);
+        assert_eq!(
+            start_timestamp(&[], unpolled, NOW, SETTLE),
+            NOW - CDC_LOG_TTL
+        );
     }
 
     #[test]
@@ -228,12 +229,5 @@ mod tests {
         let expected = chrono::DateTime::from_timestamp(1_800_000_000 - 4, 0).unwrap();
         assert_eq!(time_of(mark), expected);
         assert_eq!(low_water_mark(&[], Duration::from_secs(4)), None);
-    }
-
-    #[test]
-    fn it_never_starts_before_the_log_retention() {
-        let now = Duration::from_secs(1_800_000_000);
-        let saved = [now - 3 * DAY];
-        assert_eq!(start_timestamp(&saved, now, DAY), now - DAY);
     }
 }

@@ -40,7 +40,7 @@ fn scylla_flags(uri: &str, keyspace: &str) -> Vec<String> {
         "--scylla-keyspace",
         keyspace,
         "--scylla-settle-ms",
-        "500",
+        "2000",
         "--scylla-orphan-timeout-ms",
         "2000",
     ]

@@ -173,6 +173,11 @@ impl ScyllaStore {
         Arc::clone(&self.session)
     }
 
+    /// How far behind now the polling relay reads (writes older than this have settled).
+    pub fn settle(&self) -> Duration {
+        self.settle
+    }
+
     /// The keyspace, which the CDC relay reads too.
     pub fn keyspace(&self) -> &str {
         &self.keyspace

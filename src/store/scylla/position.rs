@@ -52,6 +52,11 @@ pub fn bucket_of(position: u64) -> i64 {
     ((position >> NODE_BITS) / BUCKET_MICROS) as i64
 }
 
+/// When pending-index bucket `bucket` begins.
+pub fn bucket_start(bucket: i64) -> DateTime<Utc> {
+    time_of((bucket.max(0) as u64 * BUCKET_MICROS) << NODE_BITS)
+}
+
 /// Hands out this process's positions.
 #[derive(Debug)]
 pub struct Clock {
@@ -185,5 +190,6 @@ mod tests {
         let c = first_at(at("2026-01-01T00:05:00Z"));
         assert_eq!(bucket_of(a), bucket_of(b));
         assert_eq!(bucket_of(c), bucket_of(a) + 1);
+        assert_eq!(bucket_start(bucket_of(b)), at("2026-01-01T00:00:00Z"));
     }
 }

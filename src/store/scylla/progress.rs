@@ -172,6 +172,37 @@ impl ScyllaStore {
         result_rows(self.session.execute_unpaged(statement, key).await?)
     }
 
+    /// When the oldest event the polling relay has not published may have been written: the
+    /// start of the first registered bucket after its checkpoint (`None`: no such bucket).
+    /// The CDC relay starts there when it has no checkpoints of its own.
+    pub async fn first_unpolled(&self) -> Result<Option<std::time::Duration>, StoreError> {
+        let checkpoint = self.saved_checkpoint(crate::relay::RELAY_NAME).await?;
+        let now = position::last_at(Utc::now());
+        Ok(self.buckets(checkpoint, now).await?.first().map(|bucket| {
+            let start = position::bucket_start(*bucket).timestamp_micros();
+            std::time::Duration::from_micros(start.max(0) as u64)
+        }))
+    }
+
+    /// Every CDC stream's saved checkpoint time, from scylla-cdc's checkpoint table (one row
+    /// per stream: small).
+    pub async fn cdc_checkpoints(&self) -> Result<Vec<std::time::Duration>, StoreError> {
+        let found = result_rows(
+            self.session
+                .execute_unpaged(&self.statements.cdc_checkpoints, ())
+                .await?,
+        )?;
+        Ok(found
+            .iter()
+            .filter_map(|row| match row.first() {
+                Some(Some(CqlValue::Timestamp(t))) => {
+                    Some(std::time::Duration::from_millis(t.0.max(0) as u64))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Index entries after `checkpoint` up to now (orphans included), and the oldest one.
     pub(super) async fn pending_backlog(&self, checkpoint: u64) -> Result<Backlog, StoreError> {
         let from = self.resume_point(checkpoint);
