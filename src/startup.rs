@@ -1,9 +1,7 @@
 //! Building and running the application: open the store, bind the listener, serve until the
 //! shutdown future completes. Tests use the same path with port 0 and a temporary directory.
 
-use crate::cdc::outlet::Outlet;
-use crate::cdc::reader::{self as cdc_reader, CdcRelay};
-use crate::cdc::switch;
+use crate::cdc;
 use crate::config::{Config, StoreKind};
 use crate::domain::AGGREGATE_TYPE_ORDER;
 use crate::http::auth::{AdminToken, Secret};
@@ -12,7 +10,6 @@ use crate::publish::faults::FaultInjector;
 use crate::publish::kafka::{KafkaPublisher, KafkaSetupError};
 use crate::publish::local::LocalLogPublisher;
 use crate::publish::{Publisher, TopicRouter};
-use crate::relay::RelayMode;
 use crate::relay::runner::{self, RelaySettings};
 use crate::relay::{Resilience, retention};
 use crate::resilience::breaker::CircuitBreaker;
@@ -150,9 +147,11 @@ impl Application {
             ),
             match &scylla {
                 None => runner::spawn(store.clone(), faults, settings, stopped.clone()),
-                Some(scylla) => scylla_relays(
-                    scylla,
-                    config,
+                // ScyllaDB: the polling runner or the CDC reader, as the mode asks, while this
+                // instance holds the relay lease.
+                Some(scylla) => cdc::relays::spawn(
+                    Arc::clone(scylla),
+                    config.scylla.cdc_timing(),
                     relay_mode.subscribe(),
                     faults,
                     settings,
@@ -229,50 +228,4 @@ impl Application {
         }
         served
     }
-}
-
-/// On ScyllaDB: the polling runner over the pending index or the CDC reader, as the relay
-/// mode asks (see `cdc::switch`).
-fn scylla_relays(
-    scylla: &Arc<ScyllaStore>,
-    config: &Config,
-    mode: watch::Receiver<RelayMode>,
-    publisher: Arc<dyn Publisher>,
-    settings: RelaySettings,
-    stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    let store: Arc<dyn OutboxStore> = scylla.clone();
-    let polling = {
-        let (store, publisher, settings) = (store.clone(), publisher.clone(), settings.clone());
-        // The runner only ever polls here: ScyllaDB's streaming mode is the CDC reader.
-        let (fixed, polling_mode) = watch::channel(RelayMode::Polling);
-        Box::new(move |stop| {
-            // Holding the sender keeps the runner's mode watch open (a closed one wakes it).
-            let _ = &fixed;
-            let settings = RelaySettings {
-                mode: polling_mode.clone(),
-                ..settings.clone()
-            };
-            runner::spawn(store.clone(), publisher.clone(), settings, stop)
-        }) as switch::Start
-    };
-    let (scylla, timing) = (Arc::clone(scylla), config.scylla.cdc_timing());
-    let streaming = Box::new(move |stop: watch::Receiver<bool>| {
-        let outlet = Outlet {
-            store: store.clone(),
-            publisher: publisher.clone(),
-            topics: settings.topics.clone(),
-            resilience: settings.resilience.clone(),
-            telemetry: settings.telemetry.clone(),
-            stop: stop.clone(),
-        };
-        let relay = CdcRelay {
-            store: Arc::clone(&scylla),
-            timing,
-            outlet: Arc::new(outlet),
-            activity: Arc::clone(&settings.activity),
-        };
-        cdc_reader::spawn(relay, stop)
-    }) as switch::Start;
-    switch::spawn(mode, polling, streaming, stop)
 }

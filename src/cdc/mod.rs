@@ -8,12 +8,16 @@
 //! - [`consumer`]: the `Consumer` / `ConsumerFactory` the reader calls per stream.
 //! - [`timing`]: window / safety / sleep intervals and their presets.
 //! - [`reader`]: builds the reader from the saved checkpoints and restarts it after errors.
-//! - [`switch`]: runs the polling or the CDC relay, as the relay mode asks.
+//! - [`relays`]: puts the lease, the switch and both relays together for start-up.
+//! - [`switch`]: runs the polling or the CDC relay, as the relay mode asks, while this
+//!   instance holds the relay [`lease`] (one relay per keyspace, however many instances).
 
 pub mod consumer;
 pub mod decode;
+pub mod lease;
 pub mod outlet;
 pub mod reader;
+pub mod relays;
 pub mod switch;
 pub mod timing;
 

@@ -258,6 +258,56 @@ async fn polling_relay_on_scylla_publishes_every_event_in_order() {
     assert_published(&brokers, &keyspace, &written).await;
 }
 
+#[tokio::test]
+async fn the_relay_lease_has_one_owner_at_a_time() {
+    let Some(config) = scylla_config("the_relay_lease_has_one_owner_at_a_time", &[]) else {
+        return;
+    };
+    let store = outbox::store::scylla::ScyllaStore::open(&config.scylla.options())
+        .await
+        .expect("the ScyllaDB store opens");
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let ttl = Duration::from_secs(30);
+    assert!(
+        store.take_relay_lease(a, ttl).await.unwrap(),
+        "a free lease is taken"
+    );
+    assert!(
+        !store.take_relay_lease(b, ttl).await.unwrap(),
+        "a held lease is refused"
+    );
+    assert!(
+        store.take_relay_lease(a, ttl).await.unwrap(),
+        "its owner renews it"
+    );
+    store.release_relay_lease(b).await.unwrap();
+    assert!(
+        !store.take_relay_lease(b, ttl).await.unwrap(),
+        "only the owner releases it"
+    );
+    store.release_relay_lease(a).await.unwrap();
+    assert!(
+        store.take_relay_lease(b, ttl).await.unwrap(),
+        "a released lease is free"
+    );
+}
+
+/// Two instances on one keyspace: both take orders, one relay publishes, each event once.
+#[tokio::test]
+async fn two_instances_publish_each_event_once() {
+    let Some(uri) = scylla_uri("two_instances_publish_each_event_once") else {
+        return;
+    };
+    let (brokers, _broker) = broker().await;
+    let keyspace = fresh_keyspace();
+    let polling = ["--relay-mode", "polling"];
+    let first = app(&uri, &keyspace, &brokers, &keyspace, &polling).await;
+    let second = app(&uri, &keyspace, &brokers, &keyspace, &polling).await;
+    let mut written = write_orders(&first, 6).await;
+    written.extend(write_orders(&second, 6).await);
+    assert_published(&brokers, &keyspace, &written).await;
+}
+
 /// Start-up on ScyllaDB fails with an error naming the cause, with no server needed.
 async fn start_up_error(extra: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();

@@ -5,13 +5,14 @@
 //! - [`commands`]: order commands (pending index, then a conditional single-partition batch).
 //! - [`orders`]: reading one order, and the order list.
 //! - [`progress`]: the polling relay's reads through the pending index, checkpoints, deliveries.
-//! - [`dead_letters`]: the dead letter queue.
+//! - [`dead_letters`]: the dead letter queue; [`lease`]: the relay lease.
 //! - [`rows`]: decoding `outbox` rows (shared with the CDC relay), [`statements`]: the CQL.
 //!
 //! `docs/SCYLLA.md` explains the data model and its trade-offs.
 
 mod commands;
 mod dead_letters;
+mod lease;
 mod orders;
 pub mod position;
 mod progress;

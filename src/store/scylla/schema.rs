@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn statements_are_idempotent_and_name_the_keyspace() {
         let all = statements("shop", 3).unwrap();
-        assert_eq!(all.len(), 13);
+        assert_eq!(all.len(), 14);
         for s in &all {
             assert!(s.contains("IF NOT EXISTS"), "not idempotent: {s}");
             assert!(s.contains("shop"), "keyspace missing: {s}");

@@ -216,6 +216,31 @@ impl Cql {
         )
     }
 
+    /// Takes the free relay lease.
+    pub fn take_lease(&self) -> String {
+        format!(
+            "INSERT INTO {}.relay_lease (name, owner) VALUES ('main', ?) IF NOT EXISTS \
+             USING TTL ?",
+            self.keyspace
+        )
+    }
+
+    /// Renews the relay lease, if its owner still holds it.
+    pub fn renew_lease(&self) -> String {
+        format!(
+            "UPDATE {}.relay_lease USING TTL ? SET owner = ? WHERE name = 'main' IF owner = ?",
+            self.keyspace
+        )
+    }
+
+    /// Gives the relay lease up, if its owner still holds it.
+    pub fn release_lease(&self) -> String {
+        format!(
+            "DELETE FROM {}.relay_lease WHERE name = 'main' IF owner = ?",
+            self.keyspace
+        )
+    }
+
     /// Every CDC stream's checkpoint time (scylla-cdc's own table).
     pub fn cdc_checkpoints(&self) -> String {
         format!("SELECT time FROM {}.cdc_checkpoints", self.keyspace)
@@ -257,6 +282,9 @@ pub struct Statements {
     pub save_delivery: PreparedStatement,
     pub delivery: PreparedStatement,
     pub cdc_checkpoints: PreparedStatement,
+    pub take_lease: PreparedStatement,
+    pub renew_lease: PreparedStatement,
+    pub release_lease: PreparedStatement,
 }
 
 impl Statements {
@@ -290,6 +318,9 @@ impl Statements {
             save_delivery: p(cql.save_delivery()).await?,
             delivery: p(cql.delivery()).await?,
             cdc_checkpoints: p(cql.cdc_checkpoints()).await?,
+            take_lease: p(cql.take_lease()).await?,
+            renew_lease: p(cql.renew_lease()).await?,
+            release_lease: p(cql.release_lease()).await?,
         })
     }
 }
@@ -352,6 +383,9 @@ mod tests {
             cql.save_checkpoint(),
             cql.save_delivery(),
             cql.delivery(),
+            cql.take_lease(),
+            cql.renew_lease(),
+            cql.release_lease(),
         ];
         for s in &all {
             assert!(s.contains("shop."), "{s}");
