@@ -27,3 +27,17 @@ pub const CDC_RELAY_NAME: &str = "cdc";
 pub const OUTBOX_TABLE: &str = "outbox";
 /// The table of scylla-cdc's table-backed checkpoint saver (see `schema/scylla/`).
 pub const CHECKPOINT_TABLE: &str = "cdc_checkpoints";
+
+/// Errors of the CDC relay. Publish failures are never among them: the outlet turns those into
+/// retries, waits or dead letters.
+#[derive(Debug, thiserror::Error)]
+pub enum CdcError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The relay is stopping: a wait ended early.
+    #[error("the relay is stopping")]
+    Stopped,
+    /// The scylla-cdc reader failed (restarted from its checkpoints by the supervisor).
+    #[error("the CDC reader failed: {0}")]
+    Reader(String),
+}

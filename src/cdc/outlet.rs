@@ -6,7 +6,7 @@
 //! it), so a broker outage never floods the dead letter queue. Only the store or a stop can
 //! end a delivery without an outcome.
 
-use super::CDC_RELAY_NAME;
+use super::{CDC_RELAY_NAME, CdcError};
 use crate::publish::{Delivery, FailureKind, Message, PublishError, Publisher, TopicRouter};
 use crate::relay::RelayMode;
 use crate::relay::Resilience;
@@ -22,15 +22,6 @@ use tokio::sync::watch;
 
 /// How long to wait when another probe holds the half-open breaker's only slot.
 const PROBE_WAIT: Duration = Duration::from_millis(50);
-
-/// Why a delivery ended without an outcome.
-#[derive(Debug, thiserror::Error)]
-pub enum OutletError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the relay is stopping")]
-    Stopped,
-}
 
 /// Everything a CDC consumer needs to publish an event.
 pub struct Outlet {
@@ -49,7 +40,7 @@ pub struct Outlet {
 
 impl Outlet {
     /// Publishes `event` until it is acknowledged or dead-lettered, and records which.
-    pub async fn deliver(&self, event: StoredEvent) -> Result<(), OutletError> {
+    pub async fn deliver(&self, event: StoredEvent) -> Result<(), CdcError> {
         let breaker = &self.resilience.breaker;
         let message = Message::from_event(&event, &self.topics);
         let mut failures = 0;
@@ -106,11 +97,11 @@ impl Outlet {
     }
 
     /// Waits `delay`, or fails at once if the relay is stopping.
-    async fn pause(&self, delay: Duration) -> Result<(), OutletError> {
+    async fn pause(&self, delay: Duration) -> Result<(), CdcError> {
         let mut stop = self.stop.clone();
         tokio::select! {
             () = tokio::time::sleep(delay) => Ok(()),
-            _ = stop.wait_for(|s| *s) => Err(OutletError::Stopped),
+            _ = stop.wait_for(|s| *s) => Err(CdcError::Stopped),
         }
     }
 

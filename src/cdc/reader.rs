@@ -8,7 +8,7 @@
 use super::consumer::OutboxConsumerFactory;
 use super::outlet::Outlet;
 use super::timing::CdcTiming;
-use super::{CHECKPOINT_TABLE, OUTBOX_TABLE};
+use super::{CHECKPOINT_TABLE, CdcError, OUTBOX_TABLE};
 use crate::relay::activity::{RelayActivity, RelayState};
 use crate::store::scylla::ScyllaStore;
 use scylla_cdc::checkpoints::TableBackedCheckpointSaver;
@@ -30,15 +30,6 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How long a stopping reader may take to finish the rows in flight.
 const STOP_GRACE: Duration = Duration::from_secs(3);
-
-/// Why a reader's life ended.
-#[derive(Debug, thiserror::Error)]
-pub enum ReaderError {
-    #[error("cannot read where to start: {0}")]
-    Store(#[from] crate::store::StoreError),
-    #[error("the CDC reader failed: {0}")]
-    Reader(String),
-}
 
 /// Where the reader starts: the oldest saved stream checkpoint (each stream then resumes at
 /// its own, later one). Without checkpoints, where the oldest event the polling relay has not
@@ -111,8 +102,8 @@ async fn supervise(relay: CdcRelay, mut stop: watch::Receiver<bool>) {
 }
 
 /// One life of the reader: until it fails, or until `stop` (then `Ok`).
-async fn run(relay: &CdcRelay, mut stop: watch::Receiver<bool>) -> Result<(), ReaderError> {
-    let reader_error = |e: anyhow::Error| ReaderError::Reader(format!("{e:#}"));
+async fn run(relay: &CdcRelay, mut stop: watch::Receiver<bool>) -> Result<(), CdcError> {
+    let reader_error = |e: anyhow::Error| CdcError::Reader(format!("{e:#}"));
     let store = &relay.store;
     let saved = store.cdc_checkpoints().await?;
     let first_unpolled = if saved.is_empty() {
