@@ -2,11 +2,11 @@
 //!
 //! - [`schema`]: the CQL in `schema/scylla/`, applied at start-up.
 //! - [`position`]: how commit positions are made without a single writer.
-//! - [`commands`]: order commands (pending index, then a conditional single-partition batch).
-//! - [`orders`]: reading one order, and the order list.
-//! - [`progress`]: the polling relay's reads through the pending index, checkpoints, deliveries.
-//! - [`dead_letters`]: the dead letter queue; [`lease`]: the relay lease.
-//! - [`rows`]: decoding `outbox` rows (shared with the CDC relay), [`statements`]: the CQL.
+//! - `commands`: order commands (pending index, then a conditional single-partition batch).
+//! - `orders`: reading one order, and the order list.
+//! - `progress`: the polling relay's reads through the pending index, checkpoints, deliveries.
+//! - `dead_letters`: the dead letter queue; `lease`: the relay lease.
+//! - [`rows`]: decoding `outbox` rows (shared with the CDC relay), `statements`: the CQL.
 //!
 //! `docs/SCYLLA.md` explains the data model and its trade-offs.
 
