@@ -67,6 +67,10 @@ impl Outlet {
                 Ok(delivery) => {
                     breaker.on_success();
                     self.count_delivery(&event, &delivery, started.elapsed(), now);
+                    if first_failed_at.is_some() {
+                        let success = &self.telemetry.metrics.retry_success;
+                        success.with_label_values(&["publish"]).inc();
+                    }
                     return Ok(self.acknowledge(&event, delivery, now).await?);
                 }
                 Err(error) => error,

@@ -6,6 +6,7 @@
 mod admin;
 mod bad_input;
 mod broker;
+mod cdc_outlet;
 mod concurrency;
 mod crash;
 mod helpers;
