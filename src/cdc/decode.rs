@@ -32,9 +32,89 @@ impl Columns for CdcColumns<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::scylla::rows::tests::event_row;
+    use scylla::frame::response::result::{ColumnSpec, ColumnType, NativeType, TableSpec};
+    use scylla::response::query_result::ColumnSpecs;
+    use scylla::value::{CqlTimeuuid, Row};
+    use scylla_cdc::consumer::CDCRowSchema;
+
+    /// The CDC log's own columns, as scylla-cdc reads them.
+    const CDC_COLUMNS: [&str; 6] = [
+        "cdc$stream_id",
+        "cdc$time",
+        "cdc$batch_seq_no",
+        "cdc$end_of_batch",
+        "cdc$operation",
+        "cdc$ttl",
+    ];
+
+    /// scylla-cdc's schema of a log whose data columns are `columns` (types do not matter to
+    /// it: it maps names to positions).
+    pub fn log_schema(columns: &[&'static str]) -> CDCRowSchema {
+        let table = TableSpec::borrowed("shop", "outbox_scylla_cdc_log");
+        let specs: Vec<ColumnSpec<'static>> = CDC_COLUMNS
+            .iter()
+            .chain(columns)
+            .map(|name| {
+                ColumnSpec::borrowed(name, ColumnType::Native(NativeType::Int), table.clone())
+            })
+            .collect();
+        CDCRowSchema::new(ColumnSpecs::new(&specs))
+    }
+
+    /// A log row of `operation` carrying `values` for the schema's data columns.
+    pub fn log_row(
+        schema: &CDCRowSchema,
+        operation: OperationType,
+        values: Vec<Option<CqlValue>>,
+    ) -> CDCRow<'_> {
+        let mut columns = vec![
+            Some(CqlValue::Blob(vec![7; 16])),
+            Some(CqlValue::Timeuuid(CqlTimeuuid::from(
+                uuid::Uuid::from_u128(0x1f0c_0000_0000_1000_8000_0000_0000_0001),
+            ))),
+            Some(CqlValue::Int(0)),
+            Some(CqlValue::Boolean(true)),
+            Some(CqlValue::TinyInt(operation as i8)),
+            None,
+        ];
+        columns.extend(values);
+        CDCRow::from_row(Row { columns }, schema)
+    }
+
+    /// The data columns of an outbox event row, and their values.
+    pub fn event_columns() -> (Vec<&'static str>, Vec<Option<CqlValue>>) {
+        let row = event_row();
+        let names = crate::store::scylla::rows::EVENT_COLUMNS.to_vec();
+        let values = names.iter().map(|n| row.0[n].clone()).collect();
+        (names, values)
+    }
+
+    #[test]
+    fn a_logged_insert_decodes_through_the_library_row() {
+        let (names, values) = event_columns();
+        let schema = log_schema(&names);
+        let row = log_row(&schema, OperationType::RowInsert, values);
+        let event = decode(&row.operation, &CdcColumns(&row)).unwrap().unwrap();
+        assert_eq!(event.position, 4242);
+        assert_eq!(event.envelope.event_type.as_str(), "OrderCreated");
+    }
+
+    #[test]
+    fn a_log_without_a_column_is_an_error_not_a_panic() {
+        let (mut names, mut values) = event_columns();
+        let at = names.iter().position(|n| *n == "payload").unwrap();
+        names.remove(at);
+        values.remove(at);
+        let schema = log_schema(&names);
+        let row = log_row(&schema, OperationType::RowInsert, values);
+        assert_eq!(
+            decode(&row.operation, &CdcColumns(&row)).unwrap_err(),
+            DecodeError::Missing("payload")
+        );
+    }
 
     #[test]
     fn a_row_insert_is_an_event() {
