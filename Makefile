@@ -14,7 +14,7 @@ LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
 DATA_DIR ?= ./data
 export LEPTOS_SITE_ADDR DATA_DIR
 
-.PHONY: run test setup-run setup-test build-release build-debug fmt-check clippy rust-tests e2e bench bench-orders bench-relay
+.PHONY: run test setup-run setup-test build-release build-debug fmt-check clippy rust-tests e2e bench bench-orders bench-relay test-scylla
 
 ## run: install what is missing, build (release, with wasm-opt) and serve on the embedded store
 run: setup-run build-release
@@ -45,6 +45,11 @@ clippy:
 
 rust-tests:
 	cargo test --workspace
+
+## test-scylla: the ScyllaDB suites (SCYLLA_URI=host:port; KAFKA_BROKERS, else tansu); they
+## report themselves skipped without SCYLLA_URI
+test-scylla:
+	cargo test --test api scylla
 
 ## e2e: Playwright against the debug build (the config starts the server on its own data dir)
 e2e: build-debug

@@ -2,10 +2,10 @@
 # Installs what `make run` / `make test` need and is missing. Idempotent: every step checks
 # first and skips work already done (cargo-installed tools are checked by version).
 #
-#   scripts/setup.sh run    wasm target, cargo-leptos, wasm-bindgen CLI, npm packages
+#   scripts/setup.sh run    libssl-dev, wasm target, cargo-leptos, wasm-bindgen CLI, npm packages
 #   scripts/setup.sh test   the same, plus Debian's chromium for Playwright, promtool for the
 #                           metrics test, and the tansu Kafka-protocol broker
-#   scripts/setup.sh bench  the tansu broker only (the relay bench)
+#   scripts/setup.sh bench  libssl-dev and the tansu broker (the relay bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -59,6 +59,17 @@ npm_packages() {
   fi
 }
 
+# The ScyllaDB driver's TLS links Debian's OpenSSL (openssl-sys): headers and pkg-config.
+openssl_dev() {
+  if [ -f /usr/include/openssl/ssl.h ] && command -v pkg-config >/dev/null 2>&1; then
+    say "libssl-dev, pkg-config: present"
+  else
+    say "installing Debian's libssl-dev and pkg-config (the ScyllaDB driver's TLS)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config
+  fi
+}
+
 # promtool (Debian's prometheus package) checks the /metrics output in the tests.
 promtool_check() {
   if command -v promtool >/dev/null 2>&1; then
@@ -94,8 +105,8 @@ chromium() {
 }
 
 case "${1:-run}" in
-  run) wasm_target; cargo_leptos; wasm_bindgen; npm_packages ;;
-  bench) tansu_broker ;;
-  test) wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; promtool_check; tansu_broker ;;
+  run) openssl_dev; wasm_target; cargo_leptos; wasm_bindgen; npm_packages ;;
+  bench) openssl_dev; tansu_broker ;;
+  test) openssl_dev; wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; promtool_check; tansu_broker ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac

@@ -1,11 +1,13 @@
 //! All settings in one typed struct, read from flags or environment variables
 //! (`outbox --help` lists them with their defaults).
 
+use crate::cdc::timing::{CdcPreset, CdcTiming};
 use crate::publish::DEFAULT_TOPIC_TEMPLATE;
 use crate::publish::kafka::KafkaSettings;
 use crate::relay::RelayMode;
 use crate::resilience::breaker::BreakerConfig;
 use crate::resilience::retry::{Jitter, RetryConfig};
+use crate::store::scylla::{ScyllaOptions, TlsOptions};
 use crate::store::sqlite::{SqliteOptions, Synchronous};
 use clap::Parser;
 use std::net::SocketAddr;
@@ -144,6 +146,136 @@ pub struct Config {
     /// Topic of each event; `{aggregate_type}` is replaced (orders → `outbox.event.order`).
     #[arg(long, env = "TOPIC_TEMPLATE", default_value = DEFAULT_TOPIC_TEMPLATE)]
     pub topic_template: String,
+
+    /// The store and, on ScyllaDB, its connection and CDC relay.
+    #[command(flatten)]
+    pub scylla: ScyllaConfig,
+}
+
+/// Which store holds orders and the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// The embedded SQLite file in DATA_DIR.
+    Sqlite,
+    /// A ScyllaDB cluster (SCYLLA_*); the embedded topic log, if used, stays in DATA_DIR.
+    Scylla,
+}
+
+/// Settings of the ScyllaDB store (used with `--store scylla`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScyllaConfig {
+    /// Which store holds orders and the outbox: `sqlite` (embedded) or `scylla`.
+    #[arg(long, env = "STORE", value_enum, default_value = "sqlite")]
+    pub store: StoreKind,
+
+    /// ScyllaDB contact points (`host:port,…`); the driver discovers the other nodes.
+    #[arg(
+        long,
+        env = "SCYLLA_NODES",
+        default_value = "127.0.0.1:9042",
+        value_delimiter = ','
+    )]
+    pub scylla_nodes: Vec<String>,
+
+    /// Keyspace of the store, created at start-up if missing.
+    #[arg(long, env = "SCYLLA_KEYSPACE", default_value = "outbox", value_parser = parse_keyspace)]
+    pub scylla_keyspace: String,
+
+    /// User name for password authentication (with SCYLLA_PASSWORD).
+    #[arg(long, env = "SCYLLA_USERNAME", requires = "scylla_password")]
+    pub scylla_username: Option<String>,
+
+    /// Password for password authentication (with SCYLLA_USERNAME).
+    #[arg(
+        long,
+        env = "SCYLLA_PASSWORD",
+        hide_env_values = true,
+        requires = "scylla_username"
+    )]
+    pub scylla_password: Option<String>,
+
+    /// Connect to ScyllaDB over TLS, verifying the nodes' certificates.
+    #[arg(long, env = "SCYLLA_TLS")]
+    pub scylla_tls: bool,
+
+    /// CA certificates (PEM) that sign the nodes' certificates; implies TLS. Unset: the
+    /// system's trusted CAs.
+    #[arg(long, env = "SCYLLA_TLS_CA_FILE")]
+    pub scylla_tls_ca_file: Option<PathBuf>,
+
+    /// Replication factor of the keyspace when it is created.
+    #[arg(long, env = "SCYLLA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub scylla_replication_factor: u8,
+
+    /// How long outbox events live on ScyllaDB before they expire (`12h`, `7d`): longer than
+    /// any relay outage you want to survive.
+    #[arg(long, env = "OUTBOX_TTL", default_value = "7d", value_parser = crate::relay::retention::parse_duration)]
+    pub outbox_ttl: Duration,
+
+    /// Polling relay on ScyllaDB: how far behind now it reads, in milliseconds, so writes in
+    /// flight have committed (also twice the driver's request timeout).
+    #[arg(long, env = "SCYLLA_SETTLE_MS", default_value_t = 4_000, value_parser = clap::value_parser!(u64).range(200..=600_000))]
+    pub scylla_settle_ms: u64,
+
+    /// Polling relay on ScyllaDB: how long to wait for an announced event that has not
+    /// committed before skipping it as a failed write, in milliseconds.
+    #[arg(long, env = "SCYLLA_ORPHAN_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1_000..=86_400_000))]
+    pub scylla_orphan_timeout_ms: u64,
+
+    /// CDC relay timing: `default` (scylla-cdc's defaults, 30–40 s latency) or `low-latency`
+    /// (about 1 s, 40 times the queries).
+    #[arg(long, env = "CDC_PRESET", value_enum, default_value = "default")]
+    pub cdc_preset: CdcPreset,
+
+    /// CDC relay: most log time one query reads, in milliseconds (overrides the preset).
+    #[arg(long, env = "CDC_WINDOW_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub cdc_window_ms: Option<u64>,
+
+    /// CDC relay: how far behind now the reader stays, in milliseconds (overrides the preset).
+    #[arg(long, env = "CDC_SAFETY_MS", value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub cdc_safety_ms: Option<u64>,
+
+    /// CDC relay: wait between reads once caught up, in milliseconds (overrides the preset).
+    #[arg(long, env = "CDC_SLEEP_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub cdc_sleep_ms: Option<u64>,
+}
+
+impl ScyllaConfig {
+    /// Store options derived from this configuration.
+    pub fn options(&self) -> ScyllaOptions {
+        let tls = (self.scylla_tls || self.scylla_tls_ca_file.is_some()).then(|| TlsOptions {
+            ca_file: self.scylla_tls_ca_file.clone(),
+        });
+        ScyllaOptions {
+            nodes: self.scylla_nodes.clone(),
+            keyspace: self.scylla_keyspace.clone(),
+            credentials: self
+                .scylla_username
+                .clone()
+                .zip(self.scylla_password.clone()),
+            tls,
+            replication_factor: self.scylla_replication_factor,
+            outbox_ttl: self.outbox_ttl,
+            settle: Duration::from_millis(self.scylla_settle_ms),
+            orphan_timeout: Duration::from_millis(self.scylla_orphan_timeout_ms),
+        }
+    }
+
+    /// The CDC reader's timing: the preset, with explicit intervals replacing its own.
+    pub fn cdc_timing(&self) -> CdcTiming {
+        self.cdc_preset.timing().with_overrides(
+            self.cdc_window_ms,
+            self.cdc_safety_ms,
+            self.cdc_sleep_ms,
+        )
+    }
+}
+
+/// A keyspace name that is safe to splice into CQL.
+fn parse_keyspace(text: &str) -> Result<String, String> {
+    crate::store::scylla::schema::check_keyspace(text)
+        .map(|()| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 impl Config {
@@ -212,6 +344,60 @@ mod tests {
         assert_eq!(c.site_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.sqlite_synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn the_store_defaults_to_sqlite_and_scylla_settings_parse() {
+        let c = Config::try_parse_from(["outbox"]).unwrap();
+        assert_eq!(c.scylla.store, StoreKind::Sqlite);
+        let c = Config::try_parse_from([
+            "outbox",
+            "--store",
+            "scylla",
+            "--scylla-nodes",
+            "10.0.0.1:9042,10.0.0.2:9042",
+            "--scylla-keyspace",
+            "shop",
+            "--scylla-tls-ca-file",
+            "/etc/ca.pem",
+            "--outbox-ttl",
+            "2d",
+        ])
+        .unwrap();
+        let o = c.scylla.options();
+        assert_eq!(o.nodes, ["10.0.0.1:9042", "10.0.0.2:9042"]);
+        assert_eq!(o.keyspace, "shop");
+        assert_eq!(o.credentials, None);
+        assert_eq!(
+            o.tls.and_then(|t| t.ca_file),
+            Some(PathBuf::from("/etc/ca.pem"))
+        );
+        assert_eq!(o.outbox_ttl, Duration::from_secs(2 * 86_400));
+    }
+
+    #[test]
+    fn cdc_presets_and_overrides() {
+        let c = Config::try_parse_from(["outbox", "--cdc-preset", "low-latency"]).unwrap();
+        assert_eq!(c.scylla.cdc_timing(), CdcPreset::LowLatency.timing());
+        let c = Config::try_parse_from(["outbox", "--cdc-safety-ms", "200"]).unwrap();
+        let t = c.scylla.cdc_timing();
+        assert_eq!(t.safety, Duration::from_millis(200));
+        assert_eq!(t.window, CdcPreset::Default.timing().window);
+        assert!(Config::try_parse_from(["outbox", "--cdc-preset", "fast"]).is_err());
+    }
+
+    #[test]
+    fn bad_scylla_settings_are_refused() {
+        for args in [
+            &["outbox", "--store", "cassandra"][..],
+            &["outbox", "--scylla-keyspace", "drop;table"],
+            &["outbox", "--scylla-username", "u"],
+            &["outbox", "--scylla-replication-factor", "0"],
+            &["outbox", "--scylla-settle-ms", "10"],
+            &["outbox", "--outbox-ttl", "forever"],
+        ] {
+            assert!(Config::try_parse_from(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

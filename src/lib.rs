@@ -11,7 +11,9 @@
 //! - [`domain`]: the order aggregate, value types (parse, don't validate) and events. Pure.
 //! - [`store`]: the `OutboxStore` seam and its SQLite implementation (`store/sqlite/`: schema
 //!   migrations, the group-commit writer, order commands, relay progress, dead letters, the
-//!   topic log's SQL, the read pool, SQL rows).
+//!   topic log's SQL, the read pool, SQL rows) and its ScyllaDB implementation
+//!   (`store/scylla/`: schema, positions, commands, the pending index, dead letters).
+//! - [`cdc`]: the streaming relay on ScyllaDB (scylla-cdc consumer, outlet, supervised reader).
 //! - [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing, transient vs
 //!   permanent `PublishError`), the embedded topic log sink (`publish/local.rs`), the Kafka
 //!   sink with its error classification (`publish/kafka.rs`), and the fault-injecting wrapper
@@ -35,8 +37,10 @@
 //!   (`telemetry/live.rs`), and `Telemetry`, what the relay and its helpers report to.
 //! - [`startup`]: `Application::build` / `run_until_stopped`, used by `main` and the tests.
 //!
-//! The UI itself lives in the `app` crate of this workspace; `schema/sqlite/` holds the SQL.
+//! The UI itself lives in the `app` crate of this workspace; `schema/sqlite/` and
+//! `schema/scylla/` hold the SQL and the CQL; `docs/SCYLLA.md` explains the ScyllaDB backend.
 
+pub mod cdc;
 pub mod config;
 pub mod domain;
 pub mod http;

@@ -1,7 +1,8 @@
 //! Building and running the application: open the store, bind the listener, serve until the
 //! shutdown future completes. Tests use the same path with port 0 and a temporary directory.
 
-use crate::config::Config;
+use crate::cdc;
+use crate::config::{Config, StoreKind};
 use crate::domain::AGGREGATE_TYPE_ORDER;
 use crate::http::auth::{AdminToken, Secret};
 use crate::http::{self, AppState, RelayHandles};
@@ -13,6 +14,8 @@ use crate::relay::runner::{self, RelaySettings};
 use crate::relay::{Batching, Resilience, retention};
 use crate::resilience::breaker::CircuitBreaker;
 use crate::resilience::dlq::Replayer;
+use crate::store::OutboxStore;
+use crate::store::scylla::ScyllaStore;
 use crate::store::sqlite::{OpenError, SqliteStore};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::{self, LiveHub};
@@ -34,6 +37,8 @@ const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum StartupError {
     #[error("cannot open the store: {0}")]
     Store(#[from] OpenError),
+    #[error("cannot open the ScyllaDB store: {0}")]
+    Scylla(#[from] crate::store::scylla::OpenError),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error(transparent)]
@@ -63,7 +68,17 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
         let topics = TopicRouter::new(&config.topic_template).map_err(StartupError::Config)?;
-        let store = Arc::new(SqliteStore::open(&config.sqlite())?);
+        // The embedded file always holds the embedded topic log; with STORE=sqlite, the
+        // orders and the outbox too.
+        let embedded = Arc::new(SqliteStore::open(&config.sqlite())?);
+        let scylla = match config.scylla.store {
+            StoreKind::Sqlite => None,
+            StoreKind::Scylla => Some(Arc::new(ScyllaStore::open(&config.scylla.options()).await?)),
+        };
+        let store: Arc<dyn OutboxStore> = match &scylla {
+            Some(scylla) => scylla.clone(),
+            None => embedded.clone(),
+        };
         let bind = |source| StartupError::Bind {
             addr: config.site_addr,
             source,
@@ -82,7 +97,7 @@ impl Application {
                 tracing::info!(brokers = %kafka.brokers, %topic, "publishing to Kafka");
                 Arc::new(KafkaPublisher::new(&kafka, vec![topic])?)
             }
-            None => Arc::new(LocalLogPublisher::new(store.clone())),
+            None => Arc::new(LocalLogPublisher::new(embedded.clone())),
         };
         let (closing, closing_rx) = watch::channel(false);
         let telemetry = Telemetry {
@@ -133,7 +148,19 @@ impl Application {
                 },
                 stopped.clone(),
             ),
-            runner::spawn(store.clone(), faults, settings, stopped.clone()),
+            match &scylla {
+                None => runner::spawn(store.clone(), faults, settings, stopped.clone()),
+                // ScyllaDB: the polling runner or the CDC reader, as the mode asks, while this
+                // instance holds the relay lease.
+                Some(scylla) => cdc::relays::spawn(
+                    Arc::clone(scylla),
+                    config.scylla.cdc_timing(),
+                    relay_mode.subscribe(),
+                    faults,
+                    settings,
+                    stopped.clone(),
+                ),
+            },
             retention::spawn(
                 store.clone(),
                 config.outbox_retention,
@@ -151,8 +178,8 @@ impl Application {
             generated
         });
         let router = http::router(AppState {
-            store: store.clone(),
-            topic_log: store,
+            store,
+            topic_log: embedded,
             admin_token: AdminToken::new(&secret),
             relay_mode: Arc::new(relay_mode),
             relay,

@@ -2,8 +2,9 @@
 //! write, and reading orders back.
 //!
 //! [`OutboxStore`] is the trait the rest of the program uses; [`sqlite`] is the embedded
-//! implementation.
+//! implementation, [`scylla`] the scale-out one.
 
+pub mod scylla;
 pub mod sqlite;
 
 use crate::domain::{CancelReason, EventEnvelope, NewOrder, Order, OrderId, OrderItems, Version};
@@ -12,6 +13,7 @@ use crate::resilience::dlq::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use tokio::sync::watch;
 
@@ -39,6 +41,16 @@ impl IdempotencyKey {
     }
 }
 
+/// SHA-256 of the validated request: "the same request" means the same customer and items,
+/// however the JSON was spelled. Stored with an idempotency key.
+pub fn fingerprint(order: &NewOrder) -> String {
+    let canonical = serde_json::to_vec(order).expect("a validated order always serialises");
+    Sha256::digest(&canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A change to apply through the transactional writer.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -61,7 +73,10 @@ pub enum Command {
 /// An outbox event as committed, with its commit position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
-    /// Gap-free, strictly increasing in commit order; the relay's checkpoint is one of these.
+    /// Unique and increasing along each aggregate's versions; the relay's checkpoint is one
+    /// of these. The embedded store's are gap-free and in commit order; ScyllaDB's are taken
+    /// from the writer's clock (see `store::scylla::position`), so they have gaps and the
+    /// polling relay reads them only once they have settled.
     pub position: u64,
     pub envelope: EventEnvelope,
 }

@@ -112,13 +112,18 @@ pub async fn topic_size(brokers: &str) -> usize {
 
 /// Reads the topic from the beginning until `expected` messages arrived (60 s at most).
 pub async fn consume(brokers: &str, expected: usize) -> Vec<Consumed> {
-    let brokers = brokers.to_string();
+    consume_topic(brokers, TOPIC, expected).await
+}
+
+/// Reads `topic` from the beginning until `expected` messages arrived (60 s at most).
+pub async fn consume_topic(brokers: &str, topic: &str, expected: usize) -> Vec<Consumed> {
+    let (brokers, topic) = (brokers.to_string(), topic.to_string());
     tokio::task::spawn_blocking(move || {
         let consumer = consumer(&brokers);
         let mut partitions = TopicPartitionList::new();
         for p in 0..PARTITIONS {
             partitions
-                .add_partition_offset(TOPIC, p, Offset::Beginning)
+                .add_partition_offset(&topic, p, Offset::Beginning)
                 .unwrap();
         }
         consumer.assign(&partitions).expect("assign");

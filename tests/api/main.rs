@@ -1,9 +1,12 @@
 //! Integration tests: one binary. Each test spawns the application on port 0 with its own
 //! temporary data directory (`helpers::spawn_app`), or the real server binary (`crash`).
+//! The ScyllaDB tests (`scylla`, and the `scylla` instance of the store contract) need
+//! `SCYLLA_URI`; without it they report themselves skipped on stderr.
 
 mod admin;
 mod bad_input;
 mod broker;
+mod cdc_outlet;
 mod concurrency;
 mod crash;
 mod helpers;
@@ -16,5 +19,6 @@ mod monitoring;
 mod orders;
 mod relay;
 mod resilience;
+mod scylla;
 mod store_contract;
 mod topic_check;

@@ -16,7 +16,9 @@ pub fn apply(conn: &Connection, command: Command) -> Result<Applied, StoreError>
             order,
             idempotency_key,
         } => {
-            let fingerprint = idempotency_key.as_ref().map(|_| rows::fingerprint(&order));
+            let fingerprint = idempotency_key
+                .as_ref()
+                .map(|_| crate::store::fingerprint(&order));
             if let (Some(key), Some(fp)) = (&idempotency_key, &fingerprint)
                 && let Some((stored, id)) = rows::find_idempotency_key(conn, key)?
             {

@@ -2,13 +2,12 @@
 //! cached per connection.
 
 use crate::domain::{
-    AGGREGATE_TYPE_ORDER, CancelReason, CustomerId, EventEnvelope, EventType, NewOrder, Order,
-    OrderId, OrderItems, OrderStatus, Payload, RawItem, timestamp,
+    AGGREGATE_TYPE_ORDER, CancelReason, CustomerId, EventEnvelope, EventType, Order, OrderId,
+    OrderItems, OrderStatus, Payload, RawItem, timestamp,
 };
 use crate::store::{IdempotencyKey, OrderCursor, OrderPage, StoreError, StoredEvent};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 impl From<rusqlite::Error> for StoreError {
@@ -251,16 +250,6 @@ pub fn insert_event(conn: &Connection, event: &EventEnvelope) -> Result<u64, Sto
         event.schema_version,
     ])?;
     Ok(conn.last_insert_rowid() as u64)
-}
-
-/// SHA-256 of the validated request: "the same request" means the same customer and items,
-/// however the JSON was spelled.
-pub fn fingerprint(order: &NewOrder) -> String {
-    let canonical = serde_json::to_vec(order).expect("a validated order always serialises");
-    Sha256::digest(&canonical)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The fingerprint and order recorded for an idempotency key, if any.

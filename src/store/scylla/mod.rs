@@ -1,0 +1,318 @@
+//! The ScyllaDB store: the scale-out implementation of [`OutboxStore`].
+//!
+//! - [`schema`]: the CQL in `schema/scylla/`, applied at start-up.
+//! - [`position`]: how commit positions are made without a single writer.
+//! - `commands`: order commands (pending index, then a conditional single-partition batch).
+//! - `orders`: reading one order, and the order list.
+//! - `progress`: the polling relay's reads through the pending index, checkpoints, deliveries.
+//! - `dead_letters`: the dead letter queue; `lease`: the relay lease.
+//! - [`rows`]: decoding `outbox` rows (shared with the CDC relay), `statements`: the CQL.
+//!
+//! `docs/SCYLLA.md` explains the data model and its trade-offs.
+
+mod commands;
+mod dead_letters;
+mod lease;
+mod orders;
+pub mod position;
+mod progress;
+pub mod rows;
+pub mod schema;
+mod statements;
+
+use super::{
+    Applied, Backlog, Command, DeliveryRecord, OrderCursor, OrderPage, OutboxStore, StoreError,
+    StoredEvent,
+};
+use crate::domain::{Order, OrderId};
+use crate::resilience::dlq::{
+    DeadLetter, DeadLetterCounts, DeadLetterFilter, NewDeadLetter, ReplayOutcome,
+};
+use async_trait::async_trait;
+use chrono::{SubsecRound, Utc};
+use dead_letters::DeadLetterStatements;
+use position::Clock;
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::frame::types::{Consistency, SerialConsistency};
+use statements::{Cql, Statements};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, AtomicI64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How to reach the cluster and lay out the data.
+#[derive(Debug, Clone)]
+pub struct ScyllaOptions {
+    /// Contact points (`host:port`); the driver discovers the rest of the cluster.
+    pub nodes: Vec<String>,
+    /// Created at start-up if missing; each test uses its own.
+    pub keyspace: String,
+    /// Password authentication, when the cluster requires it.
+    pub credentials: Option<(String, String)>,
+    /// TLS to the cluster, when set.
+    pub tls: Option<TlsOptions>,
+    /// Replicas per row, used when the keyspace is created.
+    pub replication_factor: u8,
+    /// How long outbox events (and their index entries) live: longer than any relay outage.
+    pub outbox_ttl: Duration,
+    /// How far behind now the polling relay reads, so writes in flight have committed.
+    pub settle: Duration,
+    /// How long the polling relay waits for an announced event before skipping it.
+    pub orphan_timeout: Duration,
+}
+
+/// TLS settings for the connection to the cluster.
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// CA certificates (PEM) to trust; the system's when unset.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Errors while connecting and preparing the store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] openssl::error::ErrorStack),
+    #[error("cannot connect to ScyllaDB: {0}")]
+    Connect(Box<scylla::errors::NewSessionError>),
+    #[error(transparent)]
+    Schema(Box<schema::SchemaError>),
+    #[error("cannot prepare statements: {0}")]
+    Prepare(Box<scylla::errors::PrepareError>),
+    #[error("OUTBOX_TTL must be between 1 second and 68 years, not {0:?}")]
+    Ttl(Duration),
+}
+
+/// The ScyllaDB implementation of [`OutboxStore`].
+pub struct ScyllaStore {
+    session: Arc<Session>,
+    keyspace: String,
+    statements: Statements,
+    dead_letters: DeadLetterStatements,
+    clock: Clock,
+    ttl_seconds: i32,
+    settle: Duration,
+    orphan_timeout: Duration,
+    /// The newest position this process committed (the trait's commit feed; writes of other
+    /// instances do not move it).
+    head: watch::Sender<u64>,
+    /// The last day this process registered in the order listing.
+    listed_day: AtomicI32,
+    /// The last pending-index bucket this process registered.
+    indexed_bucket: AtomicI64,
+    /// `(after, through)`: the pending index holds nothing publishable in that range.
+    scanned: Mutex<Option<(u64, u64)>>,
+}
+
+impl ScyllaStore {
+    /// Connects, applies the schema and prepares every statement.
+    pub async fn open(options: &ScyllaOptions) -> Result<Self, OpenError> {
+        let ttl_seconds = i32::try_from(options.outbox_ttl.as_secs())
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or(OpenError::Ttl(options.outbox_ttl))?;
+        let profile = ExecutionProfile::builder()
+            .consistency(Consistency::LocalQuorum)
+            .serial_consistency(Some(SerialConsistency::LocalSerial))
+            // Below the settle interval: a write the relay might miss fails instead.
+            .request_timeout(Some(options.settle / 2))
+            .build()
+            .into_handle();
+        let mut builder = SessionBuilder::new()
+            .known_nodes(&options.nodes)
+            .default_execution_profile_handle(profile);
+        if let Some((user, password)) = &options.credentials {
+            builder = builder.user(user, password);
+        }
+        if let Some(tls) = &options.tls {
+            let mut context = openssl::ssl::SslContextBuilder::new(openssl::ssl::SslMethod::tls())?;
+            context.set_verify(openssl::ssl::SslVerifyMode::PEER);
+            match &tls.ca_file {
+                Some(file) => context.set_ca_file(file)?,
+                None => context.set_default_verify_paths()?,
+            }
+            builder = builder.tls_context(Some(context.build()));
+        }
+        let session = builder
+            .build()
+            .await
+            .map_err(|e| OpenError::Connect(Box::new(e)))?;
+        schema::apply(&session, &options.keyspace, options.replication_factor)
+            .await
+            .map_err(|e| OpenError::Schema(Box::new(e)))?;
+        let cql = Cql {
+            keyspace: options.keyspace.clone(),
+        };
+        let prepare = |e| OpenError::Prepare(Box::new(e));
+        let statements = Statements::prepare(&session, &cql).await.map_err(prepare)?;
+        let dead_letters = DeadLetterStatements::prepare(&session, &options.keyspace)
+            .await
+            .map_err(prepare)?;
+        let (head, _) = watch::channel(0);
+        Ok(Self {
+            session: Arc::new(session),
+            keyspace: options.keyspace.clone(),
+            statements,
+            dead_letters,
+            clock: Clock::new(),
+            ttl_seconds,
+            settle: options.settle,
+            orphan_timeout: options.orphan_timeout,
+            head,
+            listed_day: AtomicI32::new(i32::MIN),
+            indexed_bucket: AtomicI64::new(i64::MIN),
+            scanned: Mutex::new(None),
+        })
+    }
+
+    /// The session, shared with the CDC relay.
+    pub fn session(&self) -> Arc<Session> {
+        Arc::clone(&self.session)
+    }
+
+    /// How far behind now the polling relay reads (writes older than this have settled).
+    pub fn settle(&self) -> Duration {
+        self.settle
+    }
+
+    /// The keyspace, which the CDC relay reads too.
+    pub fn keyspace(&self) -> &str {
+        &self.keyspace
+    }
+}
+
+#[async_trait]
+impl OutboxStore for ScyllaStore {
+    async fn apply(&self, command: Command) -> Result<Applied, StoreError> {
+        // Stored timestamps keep microseconds; truncating here makes the answer equal the row.
+        let now = Utc::now().trunc_subsecs(6);
+        match command {
+            Command::Create {
+                order,
+                idempotency_key,
+            } => self.create(order, idempotency_key, now).await,
+            Command::ReplaceItems {
+                id,
+                items,
+                expected_version,
+            } => {
+                self.change(id, now, |o| {
+                    o.replace_items(items.clone(), expected_version, now)
+                })
+                .await
+            }
+            Command::Cancel {
+                id,
+                reason,
+                expected_version,
+            } => {
+                self.change(id, now, |o| o.cancel(reason.clone(), expected_version, now))
+                    .await
+            }
+        }
+    }
+
+    async fn order(&self, id: OrderId) -> Result<Option<(Order, Vec<StoredEvent>)>, StoreError> {
+        Ok(self
+            .load(id)
+            .await?
+            .map(|(order, _, events)| (order, events)))
+    }
+
+    async fn orders(
+        &self,
+        limit: u32,
+        before: Option<OrderCursor>,
+    ) -> Result<OrderPage, StoreError> {
+        self.page(limit, before).await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.session
+            .execute_unpaged(&self.statements.probe, (rows::micros(&Utc::now()),))
+            .await?;
+        Ok(())
+    }
+
+    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        self.pending_events(after, limit).await
+    }
+
+    async fn checkpoint(&self, relay: &str) -> Result<u64, StoreError> {
+        self.saved_checkpoint(relay).await
+    }
+
+    async fn record_progress(
+        &self,
+        relay: &str,
+        position: u64,
+        deliveries: Vec<(u64, DeliveryRecord)>,
+        letters: Vec<NewDeadLetter>,
+    ) -> Result<(), StoreError> {
+        dead_letters::insert(&self.session, &self.dead_letters, &letters).await?;
+        let saves = deliveries.iter().map(|(p, d)| self.save_delivery(*p, d));
+        futures::future::try_join_all(saves).await?;
+        self.save_checkpoint(relay, position).await
+    }
+
+    async fn backlog(&self, checkpoint: u64) -> Result<Backlog, StoreError> {
+        self.pending_backlog(checkpoint).await
+    }
+
+    async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+        dead_letters::list(&self.session, &self.dead_letters, &filter).await
+    }
+
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        dead_letters::get(&self.session, &self.dead_letters, id).await
+    }
+
+    async fn record_replay(
+        &self,
+        id: i64,
+        outcome: ReplayOutcome,
+    ) -> Result<DeadLetter, StoreError> {
+        dead_letters::record_replay(
+            &self.session,
+            &self.dead_letters,
+            id,
+            &outcome,
+            |p, d| async move { self.save_delivery(p, &d).await },
+        )
+        .await
+    }
+
+    async fn discard_dead_letter(&self, id: i64, reason: String) -> Result<DeadLetter, StoreError> {
+        dead_letters::discard(&self.session, &self.dead_letters, id, &reason).await
+    }
+
+    async fn dead_letter_counts(&self) -> Result<DeadLetterCounts, StoreError> {
+        dead_letters::counts(&self.session, &self.dead_letters).await
+    }
+
+    async fn deliveries(
+        &self,
+        positions: Vec<u64>,
+    ) -> Result<HashMap<u64, DeliveryRecord>, StoreError> {
+        self.load_deliveries(positions).await
+    }
+
+    /// Outbox rows expire by their TTL (`OUTBOX_TTL`), so the retention sweep has nothing to
+    /// delete here.
+    async fn delete_published(
+        &self,
+        _relay: &str,
+        _before: chrono::DateTime<Utc>,
+        _limit: u32,
+    ) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    fn commits(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}

@@ -1,0 +1,138 @@
+//! Reading orders: one order with its events (one partition), and the order list, newest
+//! first, from the per-day listing.
+
+use super::ScyllaStore;
+use super::position;
+use super::rows::{self, NamedRow};
+use super::statements::{order_and_event_columns, rows as result_rows};
+use crate::domain::{Order, OrderId};
+use crate::store::{OrderCursor, OrderPage, StoreError, StoredEvent};
+use chrono::{DateTime, Utc};
+use scylla::value::CqlValue;
+
+/// Days since the Unix epoch of `t`: the listing's partition.
+pub fn day_of(t: DateTime<Utc>) -> i32 {
+    t.timestamp().div_euclid(86_400) as i32
+}
+
+impl ScyllaStore {
+    /// The order, its newest event position, and its events in version order.
+    pub(super) async fn load(
+        &self,
+        id: OrderId,
+    ) -> Result<Option<(Order, u64, Vec<StoredEvent>)>, StoreError> {
+        let found = result_rows(
+            self.session
+                .execute_unpaged(&self.statements.select_order, (id.0,))
+                .await?,
+        )?;
+        let names = order_and_event_columns();
+        let Some(first) = found.first() else {
+            return Ok(None);
+        };
+        let head = NamedRow {
+            names: &names,
+            values: first,
+        };
+        let Some((order, last)) = rows::order(&head)? else {
+            return Ok(None);
+        };
+        let mut events = Vec::with_capacity(found.len());
+        for values in &found {
+            let row = NamedRow {
+                names: &names,
+                values,
+            };
+            if rows::Columns::column(&row, "aggregate_version")?.is_some() {
+                events.push(rows::event(&row)?);
+            }
+        }
+        Ok(Some((order, last, events)))
+    }
+
+    /// The order listed under `seq`, unless the entry is left over from a creation that did
+    /// not happen (the order is missing, or its first event has another position).
+    async fn listed_order(&self, seq: i64, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let Some((order, _, events)) = self.load(id).await? else {
+            return Ok(None);
+        };
+        let first = events.first().filter(|e| e.envelope.aggregate_version == 1);
+        Ok(match first {
+            Some(e) if e.position != seq as u64 => None,
+            _ => Some(order),
+        })
+    }
+
+    /// Up to `limit` orders created before `before`, newest first.
+    pub(super) async fn page(
+        &self,
+        limit: u32,
+        before: Option<OrderCursor>,
+    ) -> Result<OrderPage, StoreError> {
+        let before = before.map_or(i64::MAX, |c| c.0.min(i64::MAX as u64) as i64);
+        let last_day = if before == i64::MAX {
+            i32::MAX
+        } else {
+            day_of(position::time_of(before as u64))
+        };
+        let days = result_rows(
+            self.session
+                .execute_unpaged(&self.statements.days, (last_day,))
+                .await?,
+        )?;
+        let wanted = limit as usize + 1;
+        let mut found: Vec<(i64, Order)> = Vec::new();
+        'days: for day in days {
+            let Some(Some(CqlValue::Int(day))) = day.first().cloned() else {
+                return Err(StoreError::Corrupt("order_days row".into()));
+            };
+            let mut below = before;
+            loop {
+                let entries = result_rows(
+                    self.session
+                        .execute_unpaged(&self.statements.listed, (day, below, wanted as i32))
+                        .await?,
+                )?;
+                let exhausted = entries.len() < wanted;
+                for entry in entries {
+                    let [Some(CqlValue::BigInt(seq)), Some(CqlValue::Uuid(id))] = entry[..] else {
+                        return Err(StoreError::Corrupt("orders_by_day row".into()));
+                    };
+                    below = seq;
+                    if let Some(order) = self.listed_order(seq, OrderId(id)).await? {
+                        found.push((seq, order));
+                        if found.len() == wanted {
+                            break 'days;
+                        }
+                    }
+                }
+                if exhausted {
+                    break;
+                }
+            }
+        }
+        let more = found.len() > limit as usize;
+        found.truncate(limit as usize);
+        let next = more.then(|| OrderCursor(found.last().map_or(0, |(seq, _)| *seq as u64)));
+        Ok(OrderPage {
+            orders: found.into_iter().map(|(_, order)| order).collect(),
+            next,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_count_from_the_unix_epoch_in_utc() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(day_of(t("1970-01-01T23:59:59Z")), 0);
+        assert_eq!(day_of(t("1970-01-02T00:00:00Z")), 1);
+        assert_eq!(
+            day_of(t("2026-11-27T23:30:00-02:00")),
+            day_of(t("2026-11-28T00:00:00Z"))
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! The polling relay's reads and writes: events after a position (through the pending index,
+//! bucket by bucket), the backlog, checkpoints and delivery records.
+
+use super::ScyllaStore;
+use super::position::{self, Clock};
+use super::rows::{self, EVENT_COLUMNS, NamedRow, micros};
+use super::statements::rows as result_rows;
+use crate::store::{Backlog, DeliveryRecord, StoreError, StoredEvent};
+use chrono::{TimeZone, Utc};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlValue;
+use std::collections::HashMap;
+
+/// One pending-index entry.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    position: u64,
+    event_id: uuid::Uuid,
+    aggregate_id: uuid::Uuid,
+    version: i32,
+}
+
+/// What an entry turned out to be.
+enum Found {
+    Event(StoredEvent),
+    /// The write it announced never committed (or lost its race): skip it.
+    Orphan,
+    /// Not committed yet, and too young to give up on: stop before it.
+    NotYet,
+}
+
+impl ScyllaStore {
+    /// The registered buckets that may hold entries in (`after`, `through`].
+    async fn buckets(&self, after: u64, through: u64) -> Result<Vec<i64>, StoreError> {
+        let found = result_rows(
+            self.session
+                .execute_unpaged(
+                    &self.statements.buckets,
+                    (position::bucket_of(after), position::bucket_of(through)),
+                )
+                .await?,
+        )?;
+        found
+            .iter()
+            .map(|row| match row.as_slice() {
+                [Some(CqlValue::BigInt(b))] => Ok(*b),
+                other => Err(StoreError::Corrupt(format!("outbox_buckets row {other:?}"))),
+            })
+            .collect()
+    }
+
+    /// Where reading after `after` may start: past a range an earlier call found empty.
+    fn resume_point(&self, after: u64) -> u64 {
+        match *self.scanned.lock().expect("scan cache") {
+            Some((from, through)) if from == after => through,
+            _ => after,
+        }
+    }
+
+    /// Up to `limit` committed events with a position in (`after`, horizon], in position
+    /// order. Index entries are read bucket by bucket; each is checked against its event row.
+    pub(super) async fn pending_events(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let horizon = Clock::horizon(Utc::now(), self.settle);
+        let mut from = self.resume_point(after);
+        let mut events = Vec::new();
+        for bucket in self.buckets(from, horizon).await? {
+            loop {
+                let entries = self.entries(bucket, from, horizon, limit).await?;
+                let checks = entries.iter().map(|e| self.check(*e));
+                for (entry, found) in entries.iter().zip(futures::future::join_all(checks).await) {
+                    match found? {
+                        Found::Event(event) => events.push(event),
+                        Found::Orphan => {}
+                        Found::NotYet => return Ok(events),
+                    }
+                    from = entry.position;
+                    if events.len() == limit as usize {
+                        return Ok(events);
+                    }
+                }
+                if entries.len() < limit as usize {
+                    break;
+                }
+            }
+        }
+        if events.is_empty() && from < horizon {
+            // Nothing but orphans up to the horizon, and nothing new can appear below it.
+            *self.scanned.lock().expect("scan cache") = Some((after, horizon));
+        }
+        Ok(events)
+    }
+
+    async fn entries(
+        &self,
+        bucket: i64,
+        after: u64,
+        horizon: u64,
+        limit: u32,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let found = result_rows(
+            self.session
+                .execute_unpaged(
+                    &self.statements.pending,
+                    (bucket, after as i64, horizon as i64, limit as i32),
+                )
+                .await?,
+        )?;
+        found
+            .iter()
+            .map(|row| match row.as_slice() {
+                [
+                    Some(CqlValue::BigInt(p)),
+                    Some(CqlValue::Uuid(event_id)),
+                    Some(CqlValue::Uuid(aggregate_id)),
+                    Some(CqlValue::Int(version)),
+                ] => Ok(Entry {
+                    position: *p as u64,
+                    event_id: *event_id,
+                    aggregate_id: *aggregate_id,
+                    version: *version,
+                }),
+                other => Err(StoreError::Corrupt(format!("outbox_by_time row {other:?}"))),
+            })
+            .collect()
+    }
+
+    /// The event an entry announced, read at LOCAL_QUORUM; if it is missing, read again at
+    /// LOCAL_SERIAL (which completes a lightweight transaction still in flight) once the entry
+    /// is older than the orphan timeout.
+    async fn check(&self, entry: Entry) -> Result<Found, StoreError> {
+        let key = (entry.aggregate_id, entry.version);
+        let mut row = self.read(&self.statements.select_event, key).await?;
+        if row.is_empty() {
+            let age = (Utc::now() - position::time_of(entry.position))
+                .to_std()
+                .unwrap_or_default();
+            if age < self.orphan_timeout {
+                return Ok(Found::NotYet);
+            }
+            row = self.read(&self.statements.select_event_serial, key).await?;
+        }
+        let Some(values) = row.first() else {
+            tracing::warn!(
+                position = entry.position,
+                aggregate_id = %entry.aggregate_id,
+                "skipping a pending-index entry whose write never committed"
+            );
+            return Ok(Found::Orphan);
+        };
+        let event = rows::event(&NamedRow {
+            names: &EVENT_COLUMNS,
+            values,
+        })?;
+        Ok(
+            if event.envelope.event_id == entry.event_id && event.position == entry.position {
+                Found::Event(event)
+            } else {
+                Found::Orphan
+            },
+        )
+    }
+
+    async fn read(
+        &self,
+        statement: &PreparedStatement,
+        key: (uuid::Uuid, i32),
+    ) -> Result<Vec<Vec<Option<CqlValue>>>, StoreError> {
+        result_rows(self.session.execute_unpaged(statement, key).await?)
+    }
+
+    /// When the oldest event the polling relay has not published may have been written: the
+    /// start of the first registered bucket after its checkpoint (`None`: no such bucket).
+    /// The CDC relay starts there when it has no checkpoints of its own.
+    pub async fn first_unpolled(&self) -> Result<Option<std::time::Duration>, StoreError> {
+        let checkpoint = self.saved_checkpoint(crate::relay::RELAY_NAME).await?;
+        let now = position::last_at(Utc::now());
+        Ok(self.buckets(checkpoint, now).await?.first().map(|bucket| {
+            let start = position::bucket_start(*bucket).timestamp_micros();
+            std::time::Duration::from_micros(start.max(0) as u64)
+        }))
+    }
+
+    /// Every CDC stream's saved checkpoint time, from scylla-cdc's checkpoint table (one row
+    /// per stream: small).
+    pub async fn cdc_checkpoints(&self) -> Result<Vec<std::time::Duration>, StoreError> {
+        let found = result_rows(
+            self.session
+                .execute_unpaged(&self.statements.cdc_checkpoints, ())
+                .await?,
+        )?;
+        Ok(found
+            .iter()
+            .filter_map(|row| match row.first() {
+                Some(Some(CqlValue::Timestamp(t))) => {
+                    Some(std::time::Duration::from_millis(t.0.max(0) as u64))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Index entries after `checkpoint` up to now (orphans included), and the oldest one.
+    pub(super) async fn pending_backlog(&self, checkpoint: u64) -> Result<Backlog, StoreError> {
+        let from = self.resume_point(checkpoint);
+        let now = position::last_at(Utc::now());
+        let mut backlog = Backlog::default();
+        for bucket in self.buckets(from, now).await? {
+            let found = result_rows(
+                self.session
+                    .execute_unpaged(&self.statements.count_pending, (bucket, from as i64))
+                    .await?,
+            )?;
+            match found.first().map(Vec::as_slice) {
+                Some([Some(CqlValue::BigInt(n)), oldest]) => {
+                    backlog.pending += (*n).max(0) as u64;
+                    if let (None, Some(CqlValue::BigInt(p))) = (backlog.oldest, oldest) {
+                        backlog.oldest = Some(position::time_of(*p as u64));
+                    }
+                }
+                other => return Err(StoreError::Corrupt(format!("count row {other:?}"))),
+            }
+        }
+        Ok(backlog)
+    }
+
+    /// The saved checkpoint of `relay` (0 when it never saved one).
+    pub(super) async fn saved_checkpoint(&self, relay: &str) -> Result<u64, StoreError> {
+        let found = result_rows(
+            self.session
+                .execute_unpaged(&self.statements.checkpoint, (relay,))
+                .await?,
+        )?;
+        match found.first().map(Vec::as_slice) {
+            None => Ok(0),
+            Some([Some(CqlValue::BigInt(p))]) => Ok((*p).max(0) as u64),
+            other => Err(StoreError::Corrupt(format!("checkpoint row {other:?}"))),
+        }
+    }
+
+    /// Records where an event went.
+    pub(super) async fn save_delivery(
+        &self,
+        position: u64,
+        d: &DeliveryRecord,
+    ) -> Result<(), StoreError> {
+        self.session
+            .execute_unpaged(
+                &self.statements.save_delivery,
+                (
+                    position as i64,
+                    d.topic.as_str(),
+                    d.partition,
+                    d.offset,
+                    micros(&d.published_at),
+                ),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deliveries first, the checkpoint last: a crash in between republishes (at least once),
+    /// never skips.
+    pub(super) async fn save_checkpoint(
+        &self,
+        relay: &str,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        self.session
+            .execute_unpaged(
+                &self.statements.save_checkpoint,
+                (relay, position as i64, micros(&Utc::now())),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Delivery records of `positions`, read concurrently (absent ones are unpublished).
+    pub(super) async fn load_deliveries(
+        &self,
+        positions: Vec<u64>,
+    ) -> Result<HashMap<u64, DeliveryRecord>, StoreError> {
+        let reads = positions.iter().map(|p| {
+            self.session
+                .execute_unpaged(&self.statements.delivery, (*p as i64,))
+        });
+        let mut found = HashMap::new();
+        for (position, result) in positions.iter().zip(futures::future::join_all(reads).await) {
+            let row = result_rows(result?)?;
+            let Some(values) = row.first() else { continue };
+            let record = match values.as_slice() {
+                [
+                    Some(CqlValue::Text(topic)),
+                    partition,
+                    offset,
+                    Some(CqlValue::BigInt(at)),
+                ] => DeliveryRecord {
+                    topic: topic.clone(),
+                    partition: partition.as_ref().and_then(CqlValue::as_int),
+                    offset: offset.as_ref().and_then(CqlValue::as_bigint),
+                    published_at: Utc
+                        .timestamp_micros(*at)
+                        .single()
+                        .ok_or_else(|| StoreError::Corrupt(format!("published_at {at}")))?,
+                },
+                other => return Err(StoreError::Corrupt(format!("delivery row {other:?}"))),
+            };
+            found.insert(*position, record);
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,191 @@
+//! The CDC relay's publish path (`cdc::outlet`), store-agnostic, so it runs here over the
+//! embedded store and topic log with the fault injector: what the CDC consumers do with each
+//! decoded event, without a ScyllaDB server.
+
+use crate::relay::{create, open_store};
+use outbox::cdc::CdcError;
+use outbox::cdc::outlet::Outlet;
+use outbox::publish::TopicRouter;
+use outbox::publish::faults::{Fault, FaultInjector};
+use outbox::publish::local::{LocalLogPublisher, TopicLog};
+use outbox::relay::Resilience;
+use outbox::resilience::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+use outbox::resilience::dlq::{DeadLetterFilter, DeadLetterKind};
+use outbox::resilience::retry::{Jitter, RetryConfig};
+use outbox::store::sqlite::SqliteStore;
+use outbox::store::{Applied, OutboxStore, StoredEvent};
+use outbox::telemetry::Telemetry;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// An outlet over a fresh embedded store, its topic log behind a fault injector.
+struct Bench {
+    store: Arc<SqliteStore>,
+    faults: Arc<FaultInjector>,
+    outlet: Arc<Outlet>,
+    stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Bench {
+    async fn new(attempts: u32, breaker: BreakerConfig) -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path()).await;
+        let faults = Arc::new(FaultInjector::new(Arc::new(LocalLogPublisher::new(
+            store.clone(),
+        ))));
+        let (stop, stopped) = watch::channel(false);
+        let outlet = Outlet {
+            store: store.clone(),
+            publisher: faults.clone(),
+            topics: TopicRouter::new(outbox::publish::DEFAULT_TOPIC_TEMPLATE).unwrap(),
+            resilience: Resilience {
+                retry: RetryConfig {
+                    max_attempts: attempts,
+                    initial_delay: Duration::from_millis(1),
+                    max_delay: Duration::from_millis(5),
+                    jitter: Jitter::None,
+                    ..RetryConfig::default()
+                },
+                breaker: Arc::new(CircuitBreaker::new(breaker)),
+            },
+            telemetry: Telemetry::default(),
+            stop: stopped,
+        };
+        Bench {
+            store,
+            faults,
+            outlet: Arc::new(outlet),
+            stop,
+            _dir: dir,
+        }
+    }
+
+    /// A committed event, as a CDC consumer would decode it.
+    async fn event(&self) -> StoredEvent {
+        match self.store.apply(create()).await.unwrap() {
+            Applied::Written { event, .. } => event,
+            Applied::Replayed { .. } => unreachable!("no idempotency key"),
+        }
+    }
+
+    async fn dead_letters(&self) -> Vec<outbox::resilience::dlq::DeadLetter> {
+        let all = DeadLetterFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        self.store.dead_letters(all).await.unwrap()
+    }
+}
+
+/// A breaker that stays closed through the tests' few failures.
+fn patient() -> BreakerConfig {
+    BreakerConfig {
+        failure_threshold: 100,
+        ..BreakerConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn an_acknowledged_event_is_recorded_with_its_delivery() {
+    let bench = Bench::new(3, patient()).await;
+    let event = bench.event().await;
+    bench.outlet.deliver(event.clone()).await.unwrap();
+    let found = bench.store.deliveries(vec![event.position]).await.unwrap();
+    assert_eq!(found[&event.position].offset, Some(0));
+    assert_eq!(bench.store.topics().await.unwrap()[0].messages, 1);
+    assert_eq!(bench.store.checkpoint("cdc").await.unwrap(), event.position);
+}
+
+#[tokio::test]
+async fn a_poisoned_event_is_dead_lettered_and_the_next_one_goes_through() {
+    let bench = Bench::new(3, patient()).await;
+    let (poisoned, next) = (bench.event().await, bench.event().await);
+    bench.faults.set(Fault::Poison {
+        event_type: Some("OrderCreated".into()),
+        every_n: None,
+    });
+    bench.outlet.deliver(poisoned.clone()).await.unwrap();
+    bench.faults.set(Fault::None {});
+    bench.outlet.deliver(next.clone()).await.unwrap();
+    let letters = bench.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].failure.event, poisoned);
+    assert_eq!(letters[0].failure.kind, DeadLetterKind::Permanent);
+    let delivered = bench.store.deliveries(vec![next.position]).await.unwrap();
+    assert!(delivered.contains_key(&next.position));
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_then_dead_lettered_while_the_breaker_stays_closed() {
+    let bench = Bench::new(3, patient()).await;
+    let event = bench.event().await;
+    bench.faults.set(Fault::Down {});
+    bench.outlet.deliver(event.clone()).await.unwrap();
+    let letters = bench.dead_letters().await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].failure.kind, DeadLetterKind::RetriesExhausted);
+    assert_eq!(letters[0].failure.failures, 3);
+    let m = &bench.outlet.telemetry.metrics;
+    assert_eq!(m.retry_attempts.with_label_values(&["publish"]).get(), 2);
+    assert_eq!(m.retry_failure.with_label_values(&["publish"]).get(), 1);
+}
+
+#[tokio::test]
+async fn while_the_breaker_is_open_the_outlet_waits_and_delivers_once_the_sink_is_back() {
+    let breaker = BreakerConfig {
+        failure_threshold: 2,
+        open_timeout: Duration::from_millis(200),
+        half_open_max_calls: 1,
+        success_threshold: 1,
+    };
+    let bench = Bench::new(3, breaker).await;
+    let event = bench.event().await;
+    bench.faults.set(Fault::Down {});
+    let outlet = Arc::clone(&bench.outlet);
+    let delivery = tokio::spawn({
+        let event = event.clone();
+        async move { outlet.deliver(event).await }
+    });
+    let breaker = Arc::clone(&bench.outlet.resilience.breaker);
+    crate::helpers::eventually("the breaker opens", || {
+        let breaker = Arc::clone(&breaker);
+        async move { breaker.state() == BreakerState::Open }
+    })
+    .await;
+    assert!(
+        bench.dead_letters().await.is_empty(),
+        "an outage is no poison"
+    );
+    bench.faults.set(Fault::None {});
+    delivery.await.unwrap().unwrap();
+    assert!(bench.dead_letters().await.is_empty());
+    let found = bench.store.deliveries(vec![event.position]).await.unwrap();
+    assert!(found.contains_key(&event.position));
+    let m = &bench.outlet.telemetry.metrics;
+    assert_eq!(m.retry_success.with_label_values(&["publish"]).get(), 1);
+}
+
+#[tokio::test]
+async fn a_stop_ends_a_wait_for_the_sink_without_an_outcome() {
+    let breaker = BreakerConfig {
+        failure_threshold: 1,
+        open_timeout: Duration::from_secs(600),
+        ..BreakerConfig::default()
+    };
+    let bench = Bench::new(3, breaker).await;
+    let event = bench.event().await;
+    bench.faults.set(Fault::Down {});
+    let outlet = Arc::clone(&bench.outlet);
+    let delivery = tokio::spawn(async move { outlet.deliver(event).await });
+    let breaker = Arc::clone(&bench.outlet.resilience.breaker);
+    crate::helpers::eventually("the breaker opens", || {
+        let breaker = Arc::clone(&breaker);
+        async move { breaker.state() == BreakerState::Open }
+    })
+    .await;
+    bench.stop.send(true).unwrap();
+    assert!(matches!(delivery.await.unwrap(), Err(CdcError::Stopped)));
+    assert!(bench.dead_letters().await.is_empty());
+}
