@@ -225,8 +225,10 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
     let store: Arc<dyn OutboxStore> = sqlite.clone();
     // The server's defaults: streaming relay into the embedded topic log.
     let (_mode, mode) = tokio::sync::watch::channel(RelayMode::Streaming);
+    let (_hold, hold) = tokio::sync::watch::channel(false);
     let settings = RelaySettings {
         mode,
+        hold,
         poll_interval: Duration::from_millis(500),
         batching: Batching {
             size: 500,

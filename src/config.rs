@@ -76,6 +76,10 @@ pub struct Config {
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = crate::http::auth::Secret::parse)]
     pub admin_token: Option<crate::http::auth::Secret>,
 
+    /// How long a console sign-in lasts (`30m`, `8h`, `1d`).
+    #[arg(long, env = "CONSOLE_SESSION_TTL", default_value = "8h", value_parser = crate::relay::retention::parse_duration)]
+    pub console_session_ttl: std::time::Duration,
+
     /// Kafka/Redpanda bootstrap servers (`host:port,…`). Unset: the embedded topic log.
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,

@@ -5,6 +5,7 @@ use crate::cdc;
 use crate::config::{Config, StoreKind};
 use crate::domain::AGGREGATE_TYPE_ORDER;
 use crate::http::auth::{AdminToken, Secret};
+use crate::http::session::Sessions;
 use crate::http::{self, AppState, RelayHandles};
 use crate::publish::faults::FaultInjector;
 use crate::publish::kafka::{KafkaPublisher, KafkaSetupError};
@@ -109,6 +110,7 @@ impl Application {
             Arc::new(CircuitBreaker::new(config.breaker()).with_telemetry(telemetry.clone()));
         let relay = RelayHandles {
             activity: Arc::default(),
+            hold: Arc::new(watch::Sender::new(false)),
             breaker: Arc::clone(&breaker),
             faults: Arc::clone(&faults),
             replayer: Arc::new(Replayer {
@@ -123,6 +125,7 @@ impl Application {
         let (relay_mode, mode) = watch::channel(config.relay_mode);
         let settings = RelaySettings {
             mode,
+            hold: relay.hold.subscribe(),
             poll_interval: Duration::from_millis(config.poll_interval_ms),
             batching: Batching {
                 size: config.relay_batch_size,
@@ -181,6 +184,7 @@ impl Application {
             store,
             topic_log: embedded,
             admin_token: AdminToken::new(&secret),
+            sessions: Arc::new(Sessions::new(config.console_session_ttl)),
             relay_mode: Arc::new(relay_mode),
             relay,
             metrics: telemetry.metrics,

@@ -85,6 +85,7 @@ mod tests {
             },
             telemetry: Default::default(),
             stop: tokio::sync::watch::channel(false).1,
+            hold: tokio::sync::watch::channel(false).1,
         };
         let consumer = Box::new(OutboxConsumer {
             outlet: Arc::new(outlet),

@@ -36,6 +36,8 @@ pub struct Outlet {
     pub telemetry: Telemetry,
     /// True once the relay should stop; waits end early on it.
     pub stop: watch::Receiver<bool>,
+    /// True while an operator has suspended the relay; nothing is sent meanwhile.
+    pub hold: watch::Receiver<bool>,
 }
 
 impl Outlet {
@@ -46,6 +48,7 @@ impl Outlet {
         let mut failures = 0;
         let mut first_failed_at = None;
         loop {
+            self.while_suspended().await?;
             if let Err(refusal) = breaker.try_acquire() {
                 let wait = match refusal {
                     Refusal::Open { retry_in } => retry_in,
@@ -97,6 +100,18 @@ impl Outlet {
                 metrics.retry_failure.with_label_values(&["publish"]).inc();
                 return Ok(self.dead_letter(event, error, failures, first, now).await?);
             }
+        }
+    }
+
+    /// Waits while an operator has suspended the relay, or fails at once if it is stopping.
+    async fn while_suspended(&self) -> Result<(), CdcError> {
+        let (mut hold, mut stop) = (self.hold.clone(), self.stop.clone());
+        if !*hold.borrow() {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = hold.wait_for(|h| !*h) => Ok(()),
+            Ok(_) = stop.wait_for(|s| *s) => Err(CdcError::Stopped),
         }
     }
 

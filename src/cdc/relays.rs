@@ -52,6 +52,7 @@ pub fn spawn(
                 resilience: settings.resilience.clone(),
                 telemetry: settings.telemetry.clone(),
                 stop: stop.clone(),
+                hold: settings.hold.clone(),
             };
             let relay = CdcRelay {
                 store: Arc::clone(&scylla),

@@ -45,6 +45,27 @@ pub async fn set_relay_mode(
     Ok(Json(ModeAnswer { mode: body.mode }))
 }
 
+/// Whether the relay is suspended, as the suspend and resume endpoints answer.
+#[derive(Debug, Serialize)]
+pub struct HoldAnswer {
+    suspended: bool,
+}
+
+/// `POST /api/admin/relay/suspend`: the relay records what is in flight, then reads and sends
+/// nothing until resumed. Orders are still taken; their events wait as pending.
+pub async fn suspend(_admin: Admin, State(state): State<AppState>) -> Json<HoldAnswer> {
+    state.relay.hold.send_replace(true);
+    tracing::warn!("relay suspended by an operator");
+    Json(HoldAnswer { suspended: true })
+}
+
+/// `POST /api/admin/relay/resume`: ends a suspension; the relay carries on from its checkpoint.
+pub async fn resume(_admin: Admin, State(state): State<AppState>) -> Json<HoldAnswer> {
+    state.relay.hold.send_replace(false);
+    tracing::info!("relay resumed by an operator");
+    Json(HoldAnswer { suspended: false })
+}
+
 /// `GET /api/admin/relay`: mode, state, checkpoint, backlog, breaker with its recent
 /// transitions, dead letters per status, and the simulated fault if one is active.
 pub async fn relay_status(

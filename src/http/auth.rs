@@ -1,4 +1,5 @@
-//! Authentication of admin actions: `Authorization: Bearer <ADMIN_TOKEN>`.
+//! Authentication of admin actions: `Authorization: Bearer <ADMIN_TOKEN>`, or a console
+//! session started by signing in with that token ([`super::session`]).
 //!
 //! The secret is kept only as a SHA-256 digest and compared in constant time; requests
 //! without the right token get 401 and change nothing.
@@ -55,7 +56,7 @@ impl AdminToken {
 
     /// Constant-time check: both sides are hashed to 32 bytes and compared without
     /// short-circuiting, so neither the length nor a prefix of the secret leaks.
-    fn matches(&self, presented: &str) -> bool {
+    pub fn matches(&self, presented: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         digest
             .iter()
@@ -65,23 +66,27 @@ impl AdminToken {
     }
 }
 
-/// Whether `headers` carry `Authorization: Bearer <the admin token>`.
-pub fn is_admin(headers: &axum::http::HeaderMap, token: &AdminToken) -> bool {
-    headers
+/// Whether `headers` carry `Authorization: Bearer <the admin token>` or the cookie of a live
+/// console session.
+pub fn is_admin(headers: &axum::http::HeaderMap, state: &AppState) -> bool {
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|presented| token.matches(presented.trim()))
+        .is_some_and(|presented| state.admin_token.matches(presented.trim()));
+    bearer || state.sessions.signed_in(headers)
 }
 
-/// Proof that the request carried the admin token. Handlers that take it are admin-only.
+/// Proof that the request carried the admin token or a console session. Handlers that take
+/// it are admin-only. Cookie-carried sessions are SameSite=Strict, so another site cannot
+/// make a signed-in browser call them.
 pub struct Admin;
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        if is_admin(&parts.headers, &state.admin_token) {
+        if is_admin(&parts.headers, state) {
             Ok(Admin)
         } else {
             Err(AppError::Unauthorized)

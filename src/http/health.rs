@@ -60,6 +60,13 @@ fn relay_components(state: &AppState) -> Vec<Component> {
                 .last_error
                 .map_or("starting".to_string(), |e| format!("restarting after: {e}")),
         ),
+        RelayState::Suspended => (
+            Status::Degraded,
+            format!(
+                "suspended by an operator at position {}",
+                activity.checkpoint
+            ),
+        ),
         RelayState::Stopped => (Status::Down, "the relay task has stopped".to_string()),
     };
     let relay = Component {

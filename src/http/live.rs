@@ -75,7 +75,7 @@ pub async fn live(
         snapshots,
         events: state.live.subscribe(),
         closing: state.live.closing(),
-        admin: is_admin(&headers, &state.admin_token),
+        admin: is_admin(&headers, &state),
     };
     let stream = futures::stream::unfold(client, |mut client| async move {
         client.next().await.map(|event| (Ok(event), client))

@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod auth;
+mod console;
 mod dlq;
 pub mod error;
 pub mod extract;
@@ -11,6 +12,7 @@ mod live;
 mod metrics;
 mod orders;
 pub mod request_id;
+pub mod session;
 mod topics;
 
 use crate::publish::faults::FaultInjector;
@@ -33,6 +35,7 @@ use extract::BODY_LIMIT;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use session::Sessions;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -46,6 +49,8 @@ pub struct AppState {
     pub topic_log: Arc<dyn TopicLog>,
     /// Digest of the admin secret that admin endpoints require.
     pub admin_token: AdminToken,
+    /// Console sessions, started by signing in with the admin token.
+    pub sessions: Arc<Sessions>,
     /// The relay's mode; admin requests switch it.
     pub relay_mode: Arc<watch::Sender<RelayMode>>,
     /// The relay's moving parts that admin endpoints show and steer.
@@ -64,6 +69,8 @@ pub struct AppState {
 pub struct RelayHandles {
     /// What the relay is doing, as its runner reports it.
     pub activity: Arc<RelayActivity>,
+    /// True while an operator has suspended the relay.
+    pub hold: Arc<watch::Sender<bool>>,
     pub breaker: Arc<CircuitBreaker>,
     /// The sink as the relay sees it, with fault injection in front.
     pub faults: Arc<FaultInjector>,
@@ -92,6 +99,8 @@ fn api() -> Router<AppState> {
             "/admin/relay/mode",
             get(admin::relay_mode).post(admin::set_relay_mode),
         )
+        .route("/admin/relay/suspend", post(admin::suspend))
+        .route("/admin/relay/resume", post(admin::resume))
         .route("/admin/faults", get(admin::faults).post(admin::set_faults))
         .route("/admin/dlq", get(dlq::list))
         .route("/admin/dlq/replay", post(dlq::replay_many))
@@ -121,6 +130,12 @@ pub fn router(state: AppState) -> Router {
             AppState,
             _,
         >(context, app::shell))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            console::guard,
+        ))
+        .route("/auth/sign-in", post(console::sign_in))
+        .route("/auth/sign-out", post(console::sign_out))
         // Server functions read their bodies themselves; this bounds them like the API.
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .nest("/api", api())

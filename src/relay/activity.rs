@@ -15,6 +15,8 @@ pub enum RelayState {
     Retrying,
     /// The circuit breaker is open: nothing is sent and the checkpoint stays.
     Paused,
+    /// An operator suspended the relay: nothing is read or sent until resumed.
+    Suspended,
     Stopped,
 }
 
@@ -25,6 +27,7 @@ impl RelayState {
             Self::Running => "running",
             Self::Retrying => "retrying",
             Self::Paused => "paused",
+            Self::Suspended => "suspended",
             Self::Stopped => "stopped",
         }
     }

@@ -25,6 +25,8 @@ const RESTART_MAX: Duration = Duration::from_secs(10);
 pub struct RelaySettings {
     /// The current mode; changing it takes effect at the relay's next wait.
     pub mode: watch::Receiver<RelayMode>,
+    /// True while an operator has suspended the relay (`POST /api/admin/relay/suspend`).
+    pub hold: watch::Receiver<bool>,
     /// Wait between polls when idle (polling mode).
     pub poll_interval: Duration,
     pub batching: Batching,
@@ -94,6 +96,7 @@ async fn run(
 ) -> Result<(), (RelayError, bool)> {
     let mut commits = store.commits();
     let mut mode = settings.mode;
+    let mut hold = settings.hold;
     let activity = settings.activity;
     let breaker = Arc::clone(&settings.resilience.breaker);
     let mut relay = Relay::resume(
@@ -109,6 +112,15 @@ async fn run(
     activity.set(RelayState::Running, Some(relay.checkpoint()), None);
     let mut progressed = false;
     while !*stop.borrow() {
+        if *hold.borrow_and_update() {
+            // Suspended: record what is in flight, then wait for the operator.
+            relay.finish().await.map_err(|e| (e, progressed))?;
+            activity.set(RelayState::Suspended, Some(relay.checkpoint()), None);
+            tokio::select! {
+                _ = hold.wait_for(|h| !*h) => continue,
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
         // Mark the newest commit as seen *before* reading, so a commit during the step wakes
         // the next wait instead of being missed.
         commits.borrow_and_update();
@@ -146,17 +158,19 @@ async fn run(
             }
             Ok(Outcome::Idle) => {
                 activity.set(RelayState::Running, checkpoint, None);
-                // A mode switch ends the wait, so the new mode applies at once.
+                // A mode switch or a suspension ends the wait, so it applies at once.
                 let current = *mode.borrow_and_update();
                 let woke = match current {
                     RelayMode::Polling => tokio::select! {
                         () = tokio::time::sleep(settings.poll_interval) => true,
                         _ = mode.changed() => true,
+                        Ok(()) = hold.changed() => true,
                         _ = stop.changed() => false,
                     },
                     RelayMode::Streaming => tokio::select! {
                         changed = commits.changed() => changed.is_ok(),
                         _ = mode.changed() => true,
+                        Ok(()) = hold.changed() => true,
                         _ = stop.changed() => false,
                     },
                 };

@@ -76,24 +76,8 @@ impl LiveEvent {
     }
 }
 
-/// What every client gets twice a second.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Snapshot {
-    pub at: String,
-    pub mode: String,
-    pub state: String,
-    pub events_per_second_1s: f64,
-    pub events_per_second_10s: f64,
-    /// Commit → publish over the last minute; absent without samples.
-    pub latency_p50_ms: Option<f64>,
-    pub latency_p99_ms: Option<f64>,
-    pub pending: u64,
-    pub oldest_pending_age_ms: Option<i64>,
-    pub breaker: String,
-    pub dlq_pending: u64,
-    /// The simulated fault's mode, if one is active.
-    pub fault: Option<String>,
-}
+/// What every client gets twice a second (the browser reads the same type).
+pub use app::dto::LiveSnapshotDto as Snapshot;
 
 /// The feed's shared state: written by the relay, the breaker and the DLQ paths, read by
 /// the snapshot task and the SSE handler.
@@ -265,6 +249,7 @@ pub fn spawn_snapshots(
                 at: stamp(now),
                 mode: mode.to_string(),
                 state: activity.state.as_str().to_string(),
+                published_total: hub.published_total(),
                 events_per_second_1s: per_1s,
                 events_per_second_10s: per_10s,
                 latency_p50_ms: p50,

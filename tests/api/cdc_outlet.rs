@@ -25,6 +25,8 @@ struct Bench {
     faults: Arc<FaultInjector>,
     outlet: Arc<Outlet>,
     stop: watch::Sender<bool>,
+    /// Suspends the outlet while true.
+    hold: watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
 
@@ -36,6 +38,7 @@ impl Bench {
             store.clone(),
         ))));
         let (stop, stopped) = watch::channel(false);
+        let (hold, held) = watch::channel(false);
         let outlet = Outlet {
             store: store.clone(),
             publisher: faults.clone(),
@@ -52,12 +55,14 @@ impl Bench {
             },
             telemetry: Telemetry::default(),
             stop: stopped,
+            hold: held,
         };
         Bench {
             store,
             faults,
             outlet: Arc::new(outlet),
             stop,
+            hold,
             _dir: dir,
         }
     }
@@ -188,4 +193,21 @@ async fn a_stop_ends_a_wait_for_the_sink_without_an_outcome() {
     bench.stop.send(true).unwrap();
     assert!(matches!(delivery.await.unwrap(), Err(CdcError::Stopped)));
     assert!(bench.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_suspended_outlet_sends_nothing_until_resumed() {
+    let bench = Bench::new(3, patient()).await;
+    let event = bench.event().await;
+    bench.hold.send_replace(true);
+    let outlet = Arc::clone(&bench.outlet);
+    let mut delivery = tokio::spawn(async move { outlet.deliver(event).await });
+    // Unheld, this delivery takes milliseconds; held, it has not finished after 300 ms and
+    // nothing reached the topic log.
+    let waited = tokio::time::timeout(Duration::from_millis(300), &mut delivery).await;
+    assert!(waited.is_err(), "the held outlet delivered");
+    assert!(bench.store.topics().await.unwrap().is_empty());
+    bench.hold.send_replace(false);
+    delivery.await.unwrap().unwrap();
+    assert_eq!(bench.store.topics().await.unwrap()[0].messages, 1);
 }

@@ -8,6 +8,7 @@ mod bad_input;
 mod broker;
 mod cdc_outlet;
 mod concurrency;
+mod console;
 mod crash;
 mod helpers;
 mod idempotency;

@@ -1,0 +1,199 @@
+//! The operations console's door and the relay suspension: sign-in with the admin token, the
+//! session cookie, sign-out, the guard on `/console/...`, and `POST /api/admin/relay/suspend`.
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, eventually, spawn_app};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Client, Response, StatusCode};
+
+fn no_redirects() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn location(response: &Response) -> &str {
+    response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .expect("a Location header")
+}
+
+async fn sign_in(app: &TestApp, form: &[(&str, &str)]) -> Response {
+    no_redirects()
+        .post(app.url("/auth/sign-in"))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Signs in with the right token and returns the `name=value` of the session cookie.
+async fn session(app: &TestApp) -> String {
+    let response = sign_in(app, &[("token", ADMIN_TOKEN)]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response.headers()[SET_COOKIE].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+async fn get_with(app: &TestApp, path: &str, cookie: &str) -> Response {
+    no_redirects()
+        .get(app.url(path))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn console_pages_send_visitors_without_a_session_to_sign_in() {
+    let app = spawn_app().await;
+    for (path, next) in [
+        ("/console", "%2Fconsole"),
+        ("/console/dlq", "%2Fconsole%2Fdlq"),
+        ("/console/relay", "%2Fconsole%2Frelay"),
+    ] {
+        let response = no_redirects().get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(location(&response), format!("/console/sign-in?next={next}"));
+    }
+    let forged = get_with(&app, "/console", "outbox_session=forged").await;
+    assert_eq!(forged.status(), StatusCode::SEE_OTHER);
+    // The sign-in page itself and the order pages stay open.
+    let page = no_redirects()
+        .get(app.url("/console/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let orders = no_redirects().get(app.url("/orders")).send().await.unwrap();
+    assert_eq!(orders.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_admin_token_starts_a_session_that_opens_the_console_and_the_admin_api() {
+    let app = spawn_app().await;
+    let response = sign_in(&app, &[("token", ADMIN_TOKEN), ("next", "/console/dlq")]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/console/dlq");
+    let set_cookie = response.headers()[SET_COOKIE].to_str().unwrap();
+    for attribute in ["outbox_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap();
+    assert!(
+        !set_cookie.contains(ADMIN_TOKEN),
+        "the cookie is not the token"
+    );
+
+    let page = get_with(&app, "/console", cookie).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let status = get_with(&app, "/api/admin/relay", cookie).await;
+    assert_eq!(status.status(), StatusCode::OK);
+    let body: serde_json::Value = status.json().await.unwrap();
+    assert_eq!(body["mode"], "streaming");
+}
+
+#[tokio::test]
+async fn wrong_missing_and_hostile_sign_ins_get_no_session() {
+    let app = spawn_app().await;
+    let cases: [&[(&str, &str)]; 4] = [
+        &[("token", "not-the-admin-token-at-all")],
+        &[("token", "")],
+        &[("next", "/console")],
+        &[("token", "x'; DROP TABLE orders; --")],
+    ];
+    for form in cases {
+        let response = sign_in(&app, form).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{form:?}");
+        assert!(
+            location(&response).starts_with("/console/sign-in?error=invalid"),
+            "{form:?}"
+        );
+        assert!(response.headers().get(SET_COOKIE).is_none(), "{form:?}");
+    }
+    // Not a form at all.
+    let response = no_redirects()
+        .post(app.url("/auth/sign-in"))
+        .header("content-type", "application/json")
+        .body(r#"{"token":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().get(SET_COOKIE).is_none());
+    // Oversized.
+    let huge = "a".repeat(2 * 1024 * 1024);
+    let response = sign_in(&app, &[("token", &huge)]).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // After a right token, a `next` off the console is not followed.
+    for next in ["https://evil.example/", "//evil.example", "/orders"] {
+        let response = sign_in(&app, &[("token", ADMIN_TOKEN), ("next", next)]).await;
+        assert_eq!(location(&response), "/console", "{next}");
+    }
+    assert_eq!(app.count("orders"), 0, "nothing was written");
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let app = spawn_app().await;
+    let cookie = session(&app).await;
+    let response = no_redirects()
+        .post(app.url("/auth/sign-out"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/console/sign-in?signed_out=1");
+    assert!(
+        response.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    // The old cookie is worth nothing now, even if the browser kept it.
+    let page = get_with(&app, "/console", &cookie).await;
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    let api = get_with(&app, "/api/admin/relay", &cookie).await;
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_suspended_relay_sends_nothing_until_resumed() {
+    let app = spawn_app().await;
+    let anonymous = app
+        .client
+        .post(app.url("/api/admin/relay/suspend"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    let answer = app
+        .admin_post("/api/admin/relay/suspend", serde_json::json!({}))
+        .await;
+    assert_eq!(answer["suspended"], true);
+    eventually("the relay reports itself suspended", || async {
+        app.admin_get("/api/admin/relay").await["state"] == "suspended"
+    })
+    .await;
+    let id = app.create_order_id(&["A"]).await;
+    let status = app.admin_get("/api/admin/relay").await;
+    assert_eq!(status["pending"], 1, "the new event waits");
+    let order = app.get_json(&format!("/api/orders/{id}")).await;
+    assert!(order["events"][0]["delivery"].is_null());
+    let health = app.get_json("/readyz").await;
+    assert_eq!(health["status"], "degraded");
+
+    let answer = app
+        .admin_post("/api/admin/relay/resume", serde_json::json!({}))
+        .await;
+    assert_eq!(answer["suspended"], false);
+    eventually("the waiting event is published", || async {
+        let order = app.get_json(&format!("/api/orders/{id}")).await;
+        !order["events"][0]["delivery"].is_null()
+    })
+    .await;
+    assert_eq!(app.admin_get("/api/admin/relay").await["pending"], 0);
+}
