@@ -44,6 +44,11 @@ export default defineConfig({
       LEPTOS_SITE_ROOT: '../target/site',
       DATA_DIR: process.env.E2E_DATA_DIR,
       RUST_LOG: 'warn',
+      // The console tests sign in with this token and watch the breaker open and close.
+      ADMIN_TOKEN: 'e2e-admin-token-0123456789',
+      BREAKER_OPEN_TIMEOUT_MS: '1000',
+      RETRY_INITIAL_DELAY_MS: '20',
+      RETRY_MAX_DELAY_MS: '100',
     },
     reuseExistingServer: false,
     timeout: 60_000,

@@ -217,6 +217,27 @@ pub struct DeadLetterCountsDto {
     pub discarded: u64,
 }
 
+/// The `snapshot` event of `GET /api/live`, twice a second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveSnapshotDto {
+    pub at: String,
+    pub mode: String,
+    pub state: String,
+    /// Events published since the server started.
+    pub published_total: u64,
+    pub events_per_second_1s: f64,
+    pub events_per_second_10s: f64,
+    /// Commit → publish over the last minute; absent without samples.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub pending: u64,
+    pub oldest_pending_age_ms: Option<i64>,
+    pub breaker: String,
+    pub dlq_pending: u64,
+    /// The simulated fault's mode, if one is active.
+    pub fault: Option<String>,
+}
+
 /// `GET /api/admin/relay`: what the relay is doing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RelayStatusDto {

@@ -46,6 +46,27 @@ pub fn field_label(path: &str) -> String {
     }
 }
 
+/// `text` percent-encoded for a URL query value.
+pub fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A duration in milliseconds for people: `850 ms`, `12.3 s`, `4 min`.
+pub fn age_ms(ms: i64) -> String {
+    match ms {
+        ..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1e3),
+        _ => format!("{} min", ms / 60_000),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +94,13 @@ mod tests {
             "f6d525e7187b"
         );
         assert_eq!(timestamp_utc("2026-11-27T04:43:12Z"), "2026-11-27 04:43:12");
+    }
+
+    #[test]
+    fn query_values_and_ages() {
+        assert_eq!(query_value("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(age_ms(850), "850 ms");
+        assert_eq!(age_ms(12_345), "12.3 s");
+        assert_eq!(age_ms(240_000), "4 min");
     }
 }

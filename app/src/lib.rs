@@ -5,15 +5,17 @@
 //! - [`dto`]: serde types shared by the server and the browser (JSON API and server functions).
 //! - [`api`]: the server functions and the `OrdersApi` trait (with `ssr`) that the server
 //!   binary implements over its store.
-//! - `pages/`: one module per route; `components/`: pieces shared by pages;
-//!   `format`: display helpers for money and time.
+//! - `client`: the console's calls from the browser (admin JSON API, live feed).
+//! - `pages/`: one module per route (`pages/console/` for the operations console);
+//!   `components/`: pieces shared by pages; `format`: display helpers.
 //!
 //! Features: `ssr` for the server build, `hydrate` for the browser (wasm) build.
 
 pub mod api;
+mod client;
 mod components;
 pub mod dto;
-mod format;
+pub mod format;
 mod pages;
 
 use components::nav::Nav;
@@ -21,6 +23,7 @@ use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
+use pages::console::{DashboardPage, DlqPage, RelayPage, SignInPage};
 use pages::{NotFound, OrderDetailPage, OrdersPage};
 
 /// The HTML document around the app, rendered on the server.
@@ -64,6 +67,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=OrdersPage ssr=SsrMode::Async/>
                     <Route path=path!("/orders") view=OrdersPage ssr=SsrMode::Async/>
                     <Route path=path!("/orders/:id") view=OrderDetailPage ssr=SsrMode::Async/>
+                    <Route path=path!("/console") view=DashboardPage/>
+                    <Route path=path!("/console/sign-in") view=SignInPage/>
+                    <Route path=path!("/console/dlq") view=DlqPage/>
+                    <Route path=path!("/console/relay") view=RelayPage/>
                 </Routes>
             </main>
         </Router>

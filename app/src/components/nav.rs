@@ -15,6 +15,7 @@ pub fn Nav() -> impl IntoView {
             <nav aria-label="Main">
                 <ul>
                     <li><A href="/orders">"Orders"</A></li>
+                    <li><a href="/console">"Console"</a></li>
                 </ul>
             </nav>
         </header>

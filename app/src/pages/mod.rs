@@ -1,5 +1,6 @@
 //! One module per route.
 
+pub mod console;
 mod not_found;
 mod order_detail;
 mod orders;

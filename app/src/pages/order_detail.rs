@@ -75,6 +75,10 @@ fn OrderView(detail: OrderDetailDto) -> impl IntoView {
             </section>
             <section class="card" aria-labelledby="events-title">
                 <h2 id="events-title">"Events"</h2>
+                <p class="muted">
+                    "Operators: "
+                    <a href=format!("/console/dlq?aggregate_id={}", order.id) data-testid="order-dlq-link">"dead letters of this order"</a>
+                </p>
                 <EventTimeline events/>
             </section>
         </div>

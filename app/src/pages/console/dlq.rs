@@ -1,0 +1,360 @@
+//! `/console/dlq`: the dead letter queue. Filters live in the URL (so a filtered view is a
+//! link, e.g. from an order page); records can be selected, opened, replayed or discarded;
+//! bulk replays ask for confirmation first.
+
+use super::{ConsoleNav, Notice, NoticeLine};
+use crate::client;
+use crate::dto::{BulkReplayDto, DeadLetterDto, DeadLetterPageDto};
+use crate::format;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+/// Records per page.
+const PAGE: u32 = 20;
+
+/// The list's filter, as in the page's query string.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Filter {
+    event_type: String,
+    aggregate_id: String,
+    status: String,
+    q: String,
+    cursor: String,
+}
+
+impl Filter {
+    fn pairs(&self) -> [(&'static str, &str); 4] {
+        [
+            ("event_type", &self.event_type),
+            ("aggregate_id", &self.aggregate_id),
+            ("status", &self.status),
+            ("q", &self.q),
+        ]
+    }
+
+    /// The admin API's list URL for this filter.
+    fn list_url(&self) -> String {
+        let mut url = format!("/api/admin/dlq?limit={PAGE}");
+        let cursor = [("cursor", self.cursor.as_str())];
+        for (name, value) in self.pairs().iter().chain(&cursor) {
+            if !value.is_empty() {
+                url.push_str(&format!("&{name}={}", format::query_value(value)));
+            }
+        }
+        url
+    }
+
+    /// This page's URL for the same filter on the page after `cursor`.
+    fn page_url(&self, cursor: i64) -> String {
+        let mut url = format!("/console/dlq?cursor={cursor}");
+        for (name, value) in self.pairs() {
+            if !value.is_empty() {
+                url.push_str(&format!("&{name}={}", format::query_value(value)));
+            }
+        }
+        url
+    }
+
+    /// The bulk-replay filter (replays only ever take pending records).
+    fn replay_body(&self) -> Value {
+        let mut filter = json!({});
+        for (name, value) in [
+            ("event_type", &self.event_type),
+            ("aggregate_id", &self.aggregate_id),
+            ("q", &self.q),
+        ] {
+            if !value.is_empty() {
+                filter[name] = json!(value);
+            }
+        }
+        json!({ "filter": filter })
+    }
+}
+
+/// A bulk replay waiting for the operator's confirmation.
+#[derive(Debug, Clone, PartialEq)]
+enum Bulk {
+    Selected(Vec<i64>),
+    Matching,
+}
+
+#[component]
+pub fn DlqPage() -> impl IntoView {
+    let query = use_query_map();
+    let filter = Memo::new(move |_| {
+        let q = query.read();
+        let get = |name: &str| q.get(name).unwrap_or_default();
+        Filter {
+            event_type: get("event_type"),
+            aggregate_id: get("aggregate_id"),
+            status: get("status"),
+            q: get("q"),
+            cursor: get("cursor"),
+        }
+    });
+    let page = RwSignal::new(None::<Result<DeadLetterPageDto, String>>);
+    let selected = RwSignal::new(BTreeSet::<i64>::new());
+    let open = RwSignal::new(None::<Result<DeadLetterDto, String>>);
+    let notice = RwSignal::new(None::<Notice>);
+    let confirm = RwSignal::new(None::<Bulk>);
+    let reload = move || {
+        let url = filter.get_untracked().list_url();
+        client::load(page, async move { client::get(&url).await });
+    };
+    Effect::new(move |_| {
+        filter.track();
+        selected.set(BTreeSet::new());
+        reload();
+    });
+    let show = move |id: i64| {
+        client::load(open, async move {
+            client::get(&format!("/api/admin/dlq/{id}")).await
+        });
+    };
+    // After any action: say how it went, reload the list and the open record.
+    let finish = move |outcome: Result<String, String>, id: Option<i64>| {
+        notice.set(Some(match outcome {
+            Ok(text) => Notice::Done(text),
+            Err(text) => Notice::Failed(text),
+        }));
+        reload();
+        if let Some(id) = id {
+            show(id);
+        }
+    };
+    let replay_one = move |id: i64| {
+        leptos::task::spawn_local(async move {
+            let outcome = client::post::<DeadLetterDto, _>(
+                &format!("/api/admin/dlq/{id}/replay"),
+                &json!({}),
+            )
+            .await
+            .map(|d| format!("Record {} replayed: it is {} now.", d.id, d.status));
+            finish(outcome, Some(id));
+        });
+    };
+    let discard = move |id: i64, reason: String| {
+        leptos::task::spawn_local(async move {
+            let outcome = client::post::<DeadLetterDto, _>(
+                &format!("/api/admin/dlq/{id}/discard"),
+                &json!({ "reason": reason }),
+            )
+            .await
+            .map(|d| format!("Record {} discarded.", d.id));
+            finish(outcome, Some(id));
+        });
+    };
+    let run_bulk = move |bulk: Bulk| {
+        confirm.set(None);
+        let body = match &bulk {
+            Bulk::Selected(ids) => json!({ "ids": ids }),
+            Bulk::Matching => filter.get_untracked().replay_body(),
+        };
+        leptos::task::spawn_local(async move {
+            let outcome = client::post::<BulkReplayDto, _>("/api/admin/dlq/replay", &body)
+                .await
+                .map(|r| {
+                    format!(
+                        "Replayed {}, failed {}, skipped {}.",
+                        r.replayed, r.failed, r.skipped
+                    )
+                });
+            selected.set(BTreeSet::new());
+            finish(outcome, None);
+        });
+    };
+    view! {
+        <Title text="Dead letters"/>
+        <ConsoleNav/>
+        <h1>"Dead letter queue"</h1>
+        <FilterForm filter/>
+        <NoticeLine notice/>
+        <div class="bulk-bar" role="group" aria-label="Bulk actions">
+            {move || match confirm.get() {
+                None => view! {
+                    <button type="button" prop:disabled=move || selected.with(BTreeSet::is_empty)
+                        on:click=move |_| confirm.set(Some(Bulk::Selected(selected.get().into_iter().collect())))>
+                        {move || format!("Replay selected ({})", selected.with(BTreeSet::len))}
+                    </button>
+                    <button type="button" class="button-secondary" on:click=move |_| confirm.set(Some(Bulk::Matching))>
+                        "Replay all matching the filter"
+                    </button>
+                }.into_any(),
+                Some(bulk) => {
+                    let question = match &bulk {
+                        Bulk::Selected(ids) => format!("Replay the {} selected record(s)?", ids.len()),
+                        Bulk::Matching => "Replay every pending record matching the filter (up to 1,000)?".to_string(),
+                    };
+                    view! {
+                        <p class="confirm" role="alert">{question}</p>
+                        <button type="button" on:click=move |_| run_bulk(bulk.clone())>"Yes, replay"</button>
+                        <button type="button" class="button-secondary" on:click=move |_| confirm.set(None)>"Cancel"</button>
+                    }.into_any()
+                }
+            }}
+        </div>
+        <div class="dlq-layout">
+            <section class="card" aria-labelledby="records-title">
+                <h2 id="records-title">"Records"</h2>
+                {move || match page.get() {
+                    None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="alert alert-error" role="alert">{e}</p> }.into_any(),
+                    Some(Ok(p)) if p.items.is_empty() => view! { <p class="muted" data-testid="dlq-empty">"No dead letters match."</p> }.into_any(),
+                    Some(Ok(p)) => {
+                        let next = p.next_cursor.map(|c| filter.get_untracked().page_url(c));
+                        view! {
+                            <div class="table-wrap">
+                                <table class="dlq-table">
+                                    <thead>
+                                        <tr>
+                                            <th scope="col"><span class="visually-hidden">"Select"</span></th>
+                                            <th scope="col" class="num">"Id"</th>
+                                            <th scope="col">"Event"</th>
+                                            <th scope="col">"Order"</th>
+                                            <th scope="col">"Error"</th>
+                                            <th scope="col" class="num">"Failures"</th>
+                                            <th scope="col">"Status"</th>
+                                            <th scope="col"><span class="visually-hidden">"Open"</span></th>
+                                        </tr>
+                                    </thead>
+                                    <tbody>
+                                        {p.items.into_iter().map(|d| {
+                                            let id = d.id;
+                                            let pending = d.status == "pending";
+                                            view! {
+                                                <tr data-dlq-id=id data-status=d.status.clone()>
+                                                    <td>
+                                                        <input type="checkbox" aria-label=format!("Select record {id}") prop:disabled=!pending
+                                                            prop:checked=move || selected.with(|s| s.contains(&id))
+                                                            on:change=move |_| selected.update(|s| if !s.remove(&id) { s.insert(id); })/>
+                                                    </td>
+                                                    <td class="num">{id}</td>
+                                                    <td>{d.event.event_type.clone()}" v"{d.event.aggregate_version}</td>
+                                                    <td><a class="mono" href=format!("/orders/{}", d.event.aggregate_id)>{format::short_id(&d.event.aggregate_id).to_string()}</a></td>
+                                                    <td><span class="muted">{d.error_kind.clone()}": "</span>{d.error_message.clone()}</td>
+                                                    <td class="num">{d.failure_count}</td>
+                                                    <td><span class=format!("badge badge-{}", d.status) data-testid="dlq-status">{d.status.clone()}</span></td>
+                                                    <td><button type="button" class="link-button" on:click=move |_| show(id)>"Open"</button></td>
+                                                </tr>
+                                            }
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                            </div>
+                            <nav class="pager" aria-label="Pagination">
+                                {next.map(|href| view! { <a href=href>"Older →"</a> })}
+                            </nav>
+                        }.into_any()
+                    }
+                }}
+            </section>
+            <section class="card" aria-labelledby="record-title" aria-live="polite">
+                <h2 id="record-title">"Record"</h2>
+                {move || match open.get() {
+                    None => view! { <p class="muted">"Open a record to see its event, error and history."</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="alert alert-error" role="alert">{e}</p> }.into_any(),
+                    Some(Ok(d)) => view! { <RecordView record=d replay=replay_one discard/> }.into_any(),
+                }}
+            </section>
+        </div>
+    }
+}
+
+/// The filter form: a plain GET form, so filters are links and work before hydration.
+#[component]
+fn FilterForm(filter: Memo<Filter>) -> impl IntoView {
+    let f = move || filter.get();
+    view! {
+        <form method="get" action="/console/dlq" class="filters card" role="search" aria-label="Filter dead letters">
+            <div class="field">
+                <label for="f-type">"Event type"</label>
+                <select id="f-type" name="event_type">
+                    {["", "OrderCreated", "OrderItemsUpdated", "OrderCancelled"].into_iter().map(|t| view! {
+                        <option value=t selected=move || f().event_type == t>{if t.is_empty() { "any" } else { t }}</option>
+                    }).collect_view()}
+                </select>
+            </div>
+            <div class="field">
+                <label for="f-status">"Status"</label>
+                <select id="f-status" name="status">
+                    {["", "pending", "replayed", "discarded"].into_iter().map(|s| view! {
+                        <option value=s selected=move || f().status == s>{if s.is_empty() { "any" } else { s }}</option>
+                    }).collect_view()}
+                </select>
+            </div>
+            <div class="field">
+                <label for="f-aggregate">"Order id"</label>
+                <input id="f-aggregate" name="aggregate_id" class="mono" prop:value=move || f().aggregate_id/>
+            </div>
+            <div class="field">
+                <label for="f-q">"Search"</label>
+                <input id="f-q" name="q" type="search" placeholder="event id, payload or error" prop:value=move || f().q/>
+            </div>
+            <button type="submit">"Filter"</button>
+        </form>
+    }
+}
+
+/// One record: its event, headers, payload, error and replay history, with its actions.
+#[component]
+fn RecordView(
+    record: DeadLetterDto,
+    replay: impl Fn(i64) + Copy + Send + Sync + 'static,
+    discard: impl Fn(i64, String) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let id = record.id;
+    let e = record.event;
+    let payload = serde_json::to_string_pretty(&e.payload).unwrap_or_default();
+    let reason = RwSignal::new(String::new());
+    let pending = record.status == "pending";
+    view! {
+        <div data-testid="dlq-record" data-dlq-id=id>
+            <p>
+                <span class=format!("badge badge-{}", record.status) data-testid="record-status">{record.status.clone()}</span>" "
+                {record.discard_reason.clone().map(|r| view! { <span class="muted">"Reason: "{r}</span> })}
+            </p>
+            <dl class="meta">
+                <dt>"event_id"</dt><dd class="mono">{e.event_id.clone()}</dd>
+                <dt>"event_type"</dt><dd>{e.event_type.clone()}</dd>
+                <dt>"aggregate_type"</dt><dd>{e.aggregate_type.clone()}</dd>
+                <dt>"aggregate_id"</dt><dd class="mono"><a href=format!("/orders/{}", e.aggregate_id)>{e.aggregate_id.clone()}</a></dd>
+                <dt>"aggregate_version"</dt><dd>{e.aggregate_version}</dd>
+                <dt>"occurred_at"</dt><dd>{format::timestamp(&e.occurred_at)}</dd>
+                <dt>"schema_version"</dt><dd>{e.schema_version}</dd>
+                <dt>"Error"</dt><dd>{record.error_kind.clone()}": "{record.error_message.clone()}</dd>
+                <dt>"Failures"</dt><dd>{record.failure_count}" (first "{format::timestamp(&record.first_failed_at)}", last "{format::timestamp(&record.last_failed_at)}")"</dd>
+                <dt>"Order broken for"</dt><dd class="muted">{record.order_broken_for.clone()}</dd>
+            </dl>
+            <h3>"Payload"</h3>
+            <pre class="payload">{payload}</pre>
+            <h3>"Replay history"</h3>
+            {if record.attempts.is_empty() {
+                view! { <p class="muted">"Never replayed."</p> }.into_any()
+            } else {
+                view! {
+                    <ol class="attempts">
+                        {record.attempts.into_iter().map(|a| view! {
+                            <li><time datetime=a.at.clone()>{format::timestamp(&a.at)}</time>" "<strong>{a.outcome}</strong>" "<span class="muted">{a.detail}</span></li>
+                        }).collect_view()}
+                    </ol>
+                }.into_any()
+            }}
+            {pending.then(|| view! {
+                <div class="record-actions">
+                    <button type="button" on:click=move |_| replay(id)>"Replay"</button>
+                    <form class="inline-form" on:submit=move |ev| {
+                        ev.prevent_default();
+                        discard(id, reason.get());
+                    }>
+                        <label for="discard-reason">"Discard reason"</label>
+                        <input id="discard-reason" required maxlength="500" prop:value=reason on:input=move |ev| reason.set(event_target_value(&ev))/>
+                        <button type="submit" class="button-danger">"Discard"</button>
+                    </form>
+                </div>
+            })}
+        </div>
+    }
+}
