@@ -100,6 +100,17 @@ pub struct DeliveryDto {
     pub latency_ms: i64,
 }
 
+/// One partition of a Kafka topic, as the broker reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOffsetsDto {
+    pub topic: String,
+    pub partition: i32,
+    /// The oldest offset still on the broker.
+    pub low: i64,
+    /// The offset the next message will get (the latest offset + 1).
+    pub high: i64,
+}
+
 /// A topic of the embedded log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicDto {

@@ -5,8 +5,8 @@ use super::auth::Admin;
 use super::error::AppError;
 use super::extract::ApiJson;
 use crate::domain::{EventType, ValidationErrors, timestamp};
-use crate::publish::Publisher;
 use crate::publish::faults::Fault;
+use crate::publish::{PartitionOffsets, Publisher};
 use crate::relay::RelayMode;
 use crate::views;
 use app::dto::RelayStatusDto;
@@ -94,6 +94,20 @@ pub async fn relay_status(
             .is_active()
             .then(|| serde_json::to_value(&fault).unwrap_or_default()),
     }))
+}
+
+/// `GET /api/admin/sink/offsets`: each partition's low and high offset on the Kafka broker;
+/// 404 `not_found` when the sink is the embedded log (browse it through `/api/topics`), 503 when
+/// no broker answers.
+pub async fn sink_offsets(
+    _admin: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<PartitionOffsets>>, AppError> {
+    match state.relay.faults.offsets().await {
+        None => Err(AppError::Missing("Kafka sink")),
+        Some(Ok(offsets)) => Ok(Json(offsets)),
+        Some(Err(e)) => Err(AppError::SinkUnavailable(e.message)),
+    }
 }
 
 /// `GET /api/admin/faults`: the simulated fault (`{"mode": "none"}` when there is none).

@@ -102,6 +102,7 @@ fn api() -> Router<AppState> {
         .route("/admin/relay/suspend", post(admin::suspend))
         .route("/admin/relay/resume", post(admin::resume))
         .route("/admin/faults", get(admin::faults).post(admin::set_faults))
+        .route("/admin/sink/offsets", get(admin::sink_offsets))
         .route("/admin/dlq", get(dlq::list))
         .route("/admin/dlq/replay", post(dlq::replay_many))
         .route("/admin/dlq/{id}", get(dlq::get))

@@ -2,7 +2,7 @@
 //! request (`POST /api/admin/faults`), so operators and tests can watch retries, the circuit
 //! breaker and the dead letter queue at work against any sink.
 
-use super::{Message, Outcomes, Pending, PublishError, Publisher};
+use super::{Message, Outcomes, PartitionOffsets, Pending, PublishError, Publisher};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,6 +191,10 @@ impl Publisher for FaultInjector {
             )),
             _ => self.inner.probe().await,
         }
+    }
+
+    async fn offsets(&self) -> Option<Result<Vec<PartitionOffsets>, PublishError>> {
+        self.inner.offsets().await
     }
 
     fn name(&self) -> &'static str {

@@ -12,7 +12,9 @@
 //! none does, so the circuit breaker learns of an outage in seconds without anything being
 //! sent twice.
 
-use super::{Delivery, FailureKind, Message, Outcomes, Pending, PublishError, Publisher};
+use super::{
+    Delivery, FailureKind, Message, Outcomes, PartitionOffsets, Pending, PublishError, Publisher,
+};
 use async_trait::async_trait;
 use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -252,6 +254,10 @@ impl Publisher for KafkaPublisher {
         Ok(())
     }
 
+    async fn offsets(&self) -> Option<Result<Vec<PartitionOffsets>, PublishError>> {
+        Some(self.watermarks().await)
+    }
+
     fn name(&self) -> &'static str {
         "kafka"
     }
@@ -274,6 +280,33 @@ impl KafkaPublisher {
             self.acks.suspect.store(false, Ordering::SeqCst);
         }
         Ok(())
+    }
+
+    /// The low and high watermark of every partition of the relay's topics.
+    async fn watermarks(&self) -> Result<Vec<PartitionOffsets>, PublishError> {
+        let (client, topics) = (self.producer.clone(), self.topics.clone());
+        let asked = tokio::task::spawn_blocking(move || {
+            let client = client.client();
+            let mut offsets = Vec::new();
+            for topic in &topics {
+                let metadata = client.fetch_metadata(Some(topic), PROBE_TIMEOUT)?;
+                for t in metadata.topics() {
+                    for p in t.partitions() {
+                        let (low, high) = client.fetch_watermarks(topic, p.id(), PROBE_TIMEOUT)?;
+                        offsets.push(PartitionOffsets {
+                            topic: topic.clone(),
+                            partition: p.id(),
+                            low,
+                            high,
+                        });
+                    }
+                }
+            }
+            Ok::<_, KafkaError>(offsets)
+        })
+        .await
+        .unwrap_or(Err(KafkaError::Canceled));
+        asked.map_err(|e| failure(&e, "cannot read the topics' offsets"))
     }
 
     /// Asks a broker for metadata, waiting at most [`PROBE_TIMEOUT`].

@@ -100,6 +100,9 @@ impl PublishError {
     }
 }
 
+/// One partition's offsets on the broker.
+pub use app::dto::PartitionOffsetsDto as PartitionOffsets;
+
 /// Each message's outcome, in the order the messages were given.
 pub type Outcomes = Vec<Result<Delivery, PublishError>>;
 
@@ -126,6 +129,12 @@ pub trait Publisher: Send + Sync + 'static {
     /// half-open circuit breaker while it has nothing to publish.
     async fn probe(&self) -> Result<(), PublishError> {
         Ok(())
+    }
+
+    /// The sink's own view of its topics' offsets, where it has one (Kafka); `None` for sinks
+    /// that are browsed another way (the embedded log has its own API).
+    async fn offsets(&self) -> Option<Result<Vec<PartitionOffsets>, PublishError>> {
+        None
     }
 
     /// A short name for logs and status pages.

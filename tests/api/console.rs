@@ -197,3 +197,23 @@ async fn a_suspended_relay_sends_nothing_until_resumed() {
     .await;
     assert_eq!(app.admin_get("/api/admin/relay").await["pending"], 0);
 }
+
+#[tokio::test]
+async fn broker_offsets_need_admin_and_a_kafka_sink() {
+    let app = spawn_app().await;
+    let anonymous = app
+        .client
+        .get(app.url("/api/admin/sink/offsets"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let embedded = app
+        .admin(reqwest::Method::GET, "/api/admin/sink/offsets", None)
+        .await;
+    assert_eq!(
+        embedded.status(),
+        StatusCode::NOT_FOUND,
+        "the embedded log has /api/topics"
+    );
+}

@@ -91,3 +91,24 @@ async fn events_committed_while_the_broker_is_down_arrive_after_it_restarts() {
     let duplicates = assert_topic_holds_outbox(&db, &messages);
     assert!(duplicates.is_empty(), "published twice: {duplicates:?}");
 }
+
+#[tokio::test]
+async fn the_admin_api_reports_each_partitions_offsets_on_the_broker() {
+    let broker = Broker::start().await;
+    let app = app_on(&broker, "streaming", &[]).await;
+    let db = app.db_path();
+    let expected = write_some(&app, 12).await;
+    eventually("every event is acknowledged", || async {
+        relay_checkpoint(&db) == last_position(&db)
+    })
+    .await;
+    let offsets = app.admin_get("/api/admin/sink/offsets").await;
+    let partitions = offsets.as_array().expect("a list");
+    assert_eq!(partitions.len(), PARTITIONS as usize);
+    assert!(partitions.iter().all(|p| p["topic"] == TOPIC));
+    let on_broker: i64 = partitions
+        .iter()
+        .map(|p| p["high"].as_i64().unwrap() - p["low"].as_i64().unwrap())
+        .sum();
+    assert_eq!(on_broker, expected as i64);
+}

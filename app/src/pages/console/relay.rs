@@ -3,7 +3,7 @@
 
 use super::{BreakerBadge, ConsoleNav, Notice, NoticeLine};
 use crate::client;
-use crate::dto::{RelayStatusDto, TopicDto, TopicMessagesDto};
+use crate::dto::{PartitionOffsetsDto, RelayStatusDto, TopicDto, TopicMessagesDto};
 use crate::format;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -166,9 +166,7 @@ fn TopicBrowser(status: RwSignal<Option<Result<RelayStatusDto, String>>>) -> imp
     view! {
         <section class="card" aria-labelledby="topics-title">
             <h2 id="topics-title">"Topics"</h2>
-            {move || kafka().then(|| view! {
-                <p class="muted">"The relay publishes to Kafka; the embedded log below only holds what was published before Kafka was configured. Read the Kafka topics with your Kafka tools."</p>
-            })}
+            {move || kafka().then(|| view! { <KafkaOffsets/> })}
             {move || match topics.get() {
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
                 Some(Err(e)) => view! { <p class="alert alert-error" role="alert">{e}</p> }.into_any(),
@@ -204,5 +202,33 @@ fn TopicBrowser(status: RwSignal<Option<Result<RelayStatusDto, String>>>) -> imp
                 }.into_any(),
             })}
         </section>
+    }
+}
+
+/// The Kafka topics' partitions with their oldest and latest offsets, as the broker reports.
+#[component]
+fn KafkaOffsets() -> impl IntoView {
+    let offsets = RwSignal::new(None::<Result<Vec<PartitionOffsetsDto>, String>>);
+    Effect::new(move |_| client::load(offsets, client::get("/api/admin/sink/offsets")));
+    view! {
+        <h3>"On the Kafka broker"</h3>
+        {move || match offsets.get() {
+            None => view! { <p class="muted">"Asking the broker…"</p> }.into_any(),
+            Some(Err(e)) => view! { <p class="alert alert-error" role="alert">{e}</p> }.into_any(),
+            Some(Ok(list)) => view! {
+                <div class="table-wrap">
+                    <table data-testid="kafka-offsets">
+                        <thead><tr><th scope="col">"Topic"</th><th scope="col" class="num">"Partition"</th><th scope="col" class="num">"Oldest offset"</th><th scope="col" class="num">"Next offset"</th></tr></thead>
+                        <tbody>
+                            {list.into_iter().map(|p| view! {
+                                <tr><td class="mono">{p.topic}</td><td class="num">{p.partition}</td><td class="num">{p.low}</td><td class="num">{p.high}</td></tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                </div>
+            }.into_any(),
+        }}
+        <h3>"Embedded log"</h3>
+        <p class="muted">"What the relay published before Kafka was configured, if anything."</p>
     }
 }
