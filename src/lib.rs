@@ -16,10 +16,12 @@
 //! - [`cdc`]: the streaming relay on ScyllaDB (scylla-cdc consumer, outlet, supervised reader).
 //! - [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing, transient vs
 //!   permanent `PublishError`), the embedded topic log sink (`publish/local.rs`), the Kafka
-//!   sink with its error classification (`publish/kafka.rs`), and the fault-injecting wrapper
+//!   sink with its error classification and broker offsets (`publish/kafka.rs`), and the
+//!   fault-injecting wrapper
 //!   (`publish/faults.rs`).
-//! - [`relay`]: the relay step function with its retry / pause / dead-letter decisions
-//!   (`relay/mod.rs`), its supervised runner with the polling and streaming modes
+//! - [`relay`]: the relay step function with its send-ahead pipeline and its retry / pause /
+//!   dead-letter decisions (`relay/mod.rs`), its supervised runner with the polling and
+//!   streaming modes and operator suspension
 //!   (`relay/runner.rs`), what it is doing for the status page (`relay/activity.rs`), and
 //!   outbox retention (`relay/retention.rs`).
 //! - [`resilience`]: retry delays with backoff and jitter (`resilience/retry.rs`), the circuit
@@ -27,7 +29,9 @@
 //!   (`resilience/dlq.rs`; its SQL is `store/sqlite/dead_letters.rs`).
 //! - [`http`]: the axum router: JSON API (`http/orders.rs`, `http/topics.rs`), admin endpoints
 //!   for the relay and faults (`http/admin.rs`) and the dead letter queue (`http/dlq.rs`)
-//!   behind bearer-token authentication (`http/auth.rs`), health probes (`http/health.rs`),
+//!   behind authentication by bearer token or console session (`http/auth.rs`,
+//!   `http/session.rs`), the console's sign-in, sign-out and page guard (`http/console.rs`),
+//!   health probes (`http/health.rs`),
 //!   `/metrics` and request metrics (`http/metrics.rs`), the SSE live feed (`http/live.rs`),
 //!   request ids (`http/request_id.rs`), `AppError`, extractors, and the Leptos page routes.
 //! - [`ui`]: the server side of the UI's server functions (implements `app::api::OrdersApi`).

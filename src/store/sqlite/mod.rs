@@ -1,5 +1,5 @@
 //! The embedded store: one SQLite file in WAL mode, written by a single group-commit writer
-//! ([`writer`]) and read through a small pool of read-only connections ([`read_pool`]).
+//! (`writer`) and read through a small pool of read-only connections (`read_pool`).
 
 mod commands;
 mod dead_letters;
