@@ -205,13 +205,15 @@ async fn a_real_broker_outage_under_load_pauses_the_relay_and_loses_nothing() {
     assert_eq!(app.count("dead_letters"), 0);
     // The broker was killed with a produce request possibly written but not acknowledged;
     // tansu does not keep the idempotent producer's sequence state across such a crash, so
-    // that one request may arrive twice. Nothing is lost, and at most one relay batch repeats.
+    // that one request may arrive twice, and batches the relay had sent ahead of a failed one
+    // are sent again. Nothing is lost, and at most what the relay keeps in flight (two
+    // batches of 500) repeats.
     let size = topic_size(&broker.address).await;
     let messages = consume(&broker.address, size).await;
     assert_eq!(messages.len(), size);
     // Every committed event arrived, in per-key order of first copies.
     assert_topic_holds_outbox(&app.db_path(), &messages);
-    assert!(size - expected <= 500, "{} extra copies", size - expected);
+    assert!(size - expected <= 1000, "{} extra copies", size - expected);
 }
 
 /// Orders with every third one cancelled; returns (events, cancellations).
