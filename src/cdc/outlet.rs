@@ -69,7 +69,9 @@ impl Outlet {
             let error = match result {
                 Ok(delivery) => {
                     breaker.on_success();
-                    self.count_delivery(&event, &delivery, started.elapsed(), now);
+                    let mode = RelayMode::Streaming.as_str();
+                    let publish_time = started.elapsed().as_secs_f64();
+                    (self.telemetry).delivered(&event, &delivery.topic, mode, publish_time, now);
                     if first_failed_at.is_some() {
                         let success = &self.telemetry.metrics.retry_success;
                         success.with_label_values(&["publish"]).inc();
@@ -78,7 +80,7 @@ impl Outlet {
                 }
                 Err(error) => error,
             };
-            self.count_failure(&event, error.kind);
+            (self.telemetry).publish_failed(event.envelope.event_type.as_str(), error.kind);
             failures += 1;
             let first = *first_failed_at.get_or_insert(now);
             if error.kind == FailureKind::Permanent {
@@ -177,50 +179,5 @@ impl Outlet {
             .live
             .send(LiveEvent::dead_letter("added", None, &letter.event));
         Ok(())
-    }
-
-    fn count_delivery(
-        &self,
-        event: &StoredEvent,
-        delivery: &Delivery,
-        publish_time: Duration,
-        acked: DateTime<Utc>,
-    ) {
-        let m = &self.telemetry.metrics;
-        let mode = RelayMode::Streaming.as_str();
-        let e = &event.envelope;
-        m.events_processed
-            .with_label_values(&[e.event_type.as_str(), mode])
-            .inc();
-        m.processing_duration.observe(publish_time.as_secs_f64());
-        let latency = (acked - e.occurred_at)
-            .num_microseconds()
-            .unwrap_or(0)
-            .max(0) as f64
-            / 1e6;
-        m.end_to_end_latency
-            .with_label_values(&[mode])
-            .observe(latency);
-        self.telemetry.live.published(
-            || LiveEvent::Published {
-                event_id: e.event_id.to_string(),
-                event_type: e.event_type.as_str().to_string(),
-                topic: delivery.topic.clone(),
-                latency_ms: (latency * 1e3).round() as i64,
-            },
-            latency * 1e3,
-        );
-    }
-
-    fn count_failure(&self, event: &StoredEvent, kind: FailureKind) {
-        let reason = match kind {
-            FailureKind::Permanent => "permanent",
-            FailureKind::Transient => "transient",
-        };
-        self.telemetry
-            .metrics
-            .events_failed
-            .with_label_values(&[event.envelope.event_type.as_str(), reason])
-            .inc();
     }
 }

@@ -311,12 +311,12 @@ impl Relay {
                     done.acknowledge(event.position, d, now);
                 }
                 Err(e) if e.kind == FailureKind::Permanent => {
-                    self.count_failure(event_type, "permanent");
+                    self.telemetry.publish_failed(event_type, e.kind);
                     let (failures, first) = self.failures_of(event.position, now);
                     done.dead_letter(event.clone(), e, failures, first, now);
                 }
                 Err(e) => {
-                    self.count_failure(event_type, "transient");
+                    self.telemetry.publish_failed(event_type, e.kind);
                     stopped = Some((event, e));
                     break;
                 }
@@ -395,8 +395,7 @@ impl Relay {
         }
     }
 
-    /// Counts an acknowledged event: throughput, publish time, commit → ack latency, and a
-    /// success after retries if it had failed before.
+    /// Counts an acknowledged event, and a success after retries if it had failed before.
     fn count_delivery(
         &self,
         event: &StoredEvent,
@@ -404,44 +403,17 @@ impl Relay {
         publish_time: f64,
         acked: DateTime<Utc>,
     ) {
-        let m = &self.telemetry.metrics;
         let mode = self.mode.as_str();
-        m.events_processed
-            .with_label_values(&[event.envelope.event_type.as_str(), mode])
-            .inc();
-        m.processing_duration.observe(publish_time);
-        let latency = (acked - event.envelope.occurred_at)
-            .num_microseconds()
-            .unwrap_or(0);
-        let latency = latency.max(0) as f64 / 1e6;
-        m.end_to_end_latency
-            .with_label_values(&[mode])
-            .observe(latency);
-        let e = &event.envelope;
-        self.telemetry.live.published(
-            || LiveEvent::Published {
-                event_id: e.event_id.to_string(),
-                event_type: e.event_type.as_str().to_string(),
-                topic: topic.to_string(),
-                latency_ms: (latency * 1e3).round() as i64,
-            },
-            latency * 1e3,
-        );
+        self.telemetry
+            .delivered(event, topic, mode, publish_time, acked);
         if self
             .failing
             .as_ref()
             .is_some_and(|f| f.position == event.position)
         {
-            m.retry_success.with_label_values(&["publish"]).inc();
+            let success = &self.telemetry.metrics.retry_success;
+            success.with_label_values(&["publish"]).inc();
         }
-    }
-
-    fn count_failure(&self, event_type: &str, reason: &str) {
-        self.telemetry
-            .metrics
-            .events_failed
-            .with_label_values(&[event_type, reason])
-            .inc();
     }
 
     /// Failures of the event at `position` including the one just seen, and when the first

@@ -4,7 +4,9 @@ pub mod live;
 pub mod logs;
 pub mod metrics;
 
-use crate::store::Applied;
+use crate::publish::FailureKind;
+use crate::store::{Applied, StoredEvent};
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 /// After a command was applied (through the API or the pages): counts the committed change,
@@ -42,5 +44,50 @@ impl Default for Telemetry {
             metrics: Arc::default(),
             live: Arc::new(live::LiveHub::new(tokio::sync::watch::channel(false).1)),
         }
+    }
+}
+
+impl Telemetry {
+    /// Counts an event the sink acknowledged, for whichever relay (`mode` labels it):
+    /// throughput, publish time, commit → acknowledgement latency, and a live-feed sample.
+    pub fn delivered(
+        &self,
+        event: &StoredEvent,
+        topic: &str,
+        mode: &str,
+        publish_seconds: f64,
+        acked: DateTime<Utc>,
+    ) {
+        let (m, e) = (&self.metrics, &event.envelope);
+        m.events_processed
+            .with_label_values(&[e.event_type.as_str(), mode])
+            .inc();
+        m.processing_duration.observe(publish_seconds);
+        let micros = (acked - e.occurred_at).num_microseconds().unwrap_or(0);
+        let latency = micros.max(0) as f64 / 1e6;
+        m.end_to_end_latency
+            .with_label_values(&[mode])
+            .observe(latency);
+        self.live.published(
+            || live::LiveEvent::Published {
+                event_id: e.event_id.to_string(),
+                event_type: e.event_type.as_str().to_string(),
+                topic: topic.to_string(),
+                latency_ms: (latency * 1e3).round() as i64,
+            },
+            latency * 1e3,
+        );
+    }
+
+    /// Counts a failed publish of an `event_type` event.
+    pub fn publish_failed(&self, event_type: &str, kind: FailureKind) {
+        let reason = match kind {
+            FailureKind::Permanent => "permanent",
+            FailureKind::Transient => "transient",
+        };
+        self.metrics
+            .events_failed
+            .with_label_values(&[event_type, reason])
+            .inc();
     }
 }
