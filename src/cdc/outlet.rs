@@ -11,7 +11,7 @@ use crate::publish::{Delivery, FailureKind, Message, PublishError, Publisher, To
 use crate::relay::RelayMode;
 use crate::relay::Resilience;
 use crate::resilience::breaker::{BreakerState, Refusal};
-use crate::resilience::dlq::{DeadLetterKind, NewDeadLetter};
+use crate::resilience::dlq::NewDeadLetter;
 use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::LiveEvent;
@@ -162,14 +162,7 @@ impl Outlet {
             error = %error,
             "dead-lettered from the CDC stream"
         );
-        let letter = NewDeadLetter {
-            event,
-            kind: DeadLetterKind::after(error.kind),
-            error: error.message,
-            failures,
-            first_failed_at,
-            last_failed_at: now,
-        };
+        let letter = NewDeadLetter::new(event, error, failures, first_failed_at, now);
         let position = letter.event.position;
         self.store
             .record_progress(CDC_RELAY_NAME, position, Vec::new(), vec![letter.clone()])

@@ -13,7 +13,7 @@ use crate::publish::{
     Delivery, FailureKind, Message, Pending, PublishError, Publisher, TopicRouter,
 };
 use crate::resilience::breaker::{BreakerState, CircuitBreaker, Refusal};
-use crate::resilience::dlq::{DeadLetterKind, NewDeadLetter};
+use crate::resilience::dlq::NewDeadLetter;
 use crate::resilience::retry::RetryConfig;
 use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
 use crate::telemetry::Telemetry;
@@ -496,13 +496,12 @@ impl Done {
             "dead-lettered; later events of this aggregate go on without it"
         );
         self.last = Some(event.position);
-        self.dead_letters.push(NewDeadLetter {
+        (self.dead_letters).push(NewDeadLetter::new(
             event,
-            kind: DeadLetterKind::after(error.kind),
-            error: error.message,
+            error,
             failures,
             first_failed_at,
-            last_failed_at: now,
-        });
+            now,
+        ));
     }
 }

@@ -7,7 +7,7 @@
 
 use super::breaker::{CircuitBreaker, Refusal};
 use crate::domain::OrderId;
-use crate::publish::{FailureKind, Message, Publisher, TopicRouter};
+use crate::publish::{FailureKind, Message, PublishError, Publisher, TopicRouter};
 use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::LiveEvent;
@@ -89,6 +89,26 @@ pub struct NewDeadLetter {
     pub failures: u32,
     pub first_failed_at: DateTime<Utc>,
     pub last_failed_at: DateTime<Utc>,
+}
+
+impl NewDeadLetter {
+    /// The record for `event`, given up on after `failures` failures, the last being `error`.
+    pub fn new(
+        event: StoredEvent,
+        error: PublishError,
+        failures: u32,
+        first_failed_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            event,
+            kind: DeadLetterKind::after(error.kind),
+            error: error.message,
+            failures,
+            first_failed_at,
+            last_failed_at: now,
+        }
+    }
 }
 
 /// One replay attempt.
