@@ -10,6 +10,11 @@ TANSU_VERSION := 0.6.0
 TANSU := $(HOME)/.cache/outbox-tools/tansu-$(TANSU_VERSION)-sqlite/bin/tansu
 export TANSU_VERSION TANSU
 
+# kcat runs on the librdkafka of this confluent-kafka wheel (scripts/kcat; setup fetches it once).
+CONFLUENT_KAFKA_VERSION := 2.16.1
+KCAT_LIBRDKAFKA := $(HOME)/.cache/outbox-tools/confluent-kafka-$(CONFLUENT_KAFKA_VERSION)-librdkafka
+export CONFLUENT_KAFKA_VERSION KCAT_LIBRDKAFKA
+
 LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
 DATA_DIR ?= ./data
 export LEPTOS_SITE_ADDR DATA_DIR

@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh run    libssl-dev, wasm target, cargo-leptos, wasm-bindgen CLI, npm packages
 #   scripts/setup.sh test   the same, plus Debian's chromium for Playwright, promtool for the
-#                           metrics test, and the tansu Kafka-protocol broker
+#                           metrics test, the tansu Kafka-protocol broker, and kcat with a
+#                           librdkafka that can talk to tansu (scripts/kcat)
 #   scripts/setup.sh bench  libssl-dev and the tansu broker (the relay bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,6 +95,42 @@ tansu_broker() {
   fi
 }
 
+# kcat reads the topics back in the tests and by hand (scripts/kcat). Debian's kcat 1.7.1 is
+# linked against librdkafka 2.0, which cannot parse tansu's ApiVersions answer; scripts/kcat
+# runs it on a newer librdkafka, taken from the manylinux wheel of confluent-kafka on PyPI
+# (the same C library, ABI-compatible under its soname librdkafka.so.1). The Makefile sets
+# $KCAT_LIBRDKAFKA (the folder) and $CONFLUENT_KAFKA_VERSION (the wheel).
+kcat_tool() {
+  : "${KCAT_LIBRDKAFKA:?set by the Makefile}" "${CONFLUENT_KAFKA_VERSION:?set by the Makefile}"
+  if command -v kcat >/dev/null 2>&1; then
+    say "kcat: present"
+  else
+    say "installing Debian's kcat"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kcat
+  fi
+  if [ -f "$KCAT_LIBRDKAFKA/librdkafka.so.1" ]; then
+    say "librdkafka of confluent-kafka $CONFLUENT_KAFKA_VERSION for kcat: present"
+  else
+    say "fetching librdkafka for kcat from confluent-kafka $CONFLUENT_KAFKA_VERSION's wheel (once)"
+    local wheels
+    wheels=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --only-binary=:all: \
+      --platform manylinux_2_28_x86_64 --python-version 3.11 \
+      "confluent-kafka==$CONFLUENT_KAFKA_VERSION" -d "$wheels"
+    mkdir -p "$KCAT_LIBRDKAFKA"
+    python3 - "$wheels" "$KCAT_LIBRDKAFKA" <<'PY'
+import pathlib, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    [lib] = [n for n in z.namelist() if n.startswith("confluent_kafka.libs/librdkafka")]
+    target = pathlib.Path(sys.argv[2]) / "librdkafka.so.1"
+    target.write_bytes(z.read(lib))
+PY
+    rm -rf "$wheels"
+  fi
+}
+
 chromium() {
   if [ -x /usr/bin/chromium ]; then
     say "chromium: present"
@@ -107,6 +144,6 @@ chromium() {
 case "${1:-run}" in
   run) openssl_dev; wasm_target; cargo_leptos; wasm_bindgen; npm_packages ;;
   bench) openssl_dev; tansu_broker ;;
-  test) openssl_dev; wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; promtool_check; tansu_broker ;;
+  test) openssl_dev; wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; promtool_check; tansu_broker; kcat_tool ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac

@@ -6,7 +6,9 @@ use crate::helpers::{
     TestApp, eventually, eventually_within, last_position, relay_checkpoint, spawn_app_with,
 };
 use crate::relay::write_some;
-use crate::topic_check::{TOPIC, assert_topic_holds_outbox};
+use crate::topic_check::{Consumed, TOPIC, assert_topic_holds_outbox};
+use serde_json::Value;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// The application publishing to `broker`, in `mode`, with `extra` flags.
@@ -111,4 +113,61 @@ async fn the_admin_api_reports_each_partitions_offsets_on_the_broker() {
         .map(|p| p["high"].as_i64().unwrap() - p["low"].as_i64().unwrap())
         .sum();
     assert_eq!(on_broker, expected as i64);
+}
+
+/// What an operator reads by hand: `scripts/kcat` (Debian's kcat on the librdkafka that
+/// `make test` fetches) consumes the relay's topic on the broker with every key, value and
+/// header, and it holds exactly the outbox.
+#[tokio::test]
+async fn kcat_reads_every_event_with_its_headers() {
+    let broker = Broker::start().await;
+    let app = app_on(&broker, "streaming", &[]).await;
+    let db = app.db_path();
+    let expected = write_some(&app, 9).await;
+    eventually("every event is acknowledged", || async {
+        relay_checkpoint(&db) == last_position(&db)
+    })
+    .await;
+
+    let kcat = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kcat");
+    let output = tokio::process::Command::new(kcat)
+        .args(["-b", &broker.address, "-C", "-t", TOPIC, "-e", "-J", "-q"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{kcat} runs (`make test` installs kcat): {e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "kcat failed: {stderr}");
+    let messages: Vec<Consumed> = String::from_utf8(output.stdout)
+        .expect("kcat prints UTF-8")
+        .lines()
+        .map(kcat_record)
+        .collect();
+    assert_eq!(messages.len(), expected, "kcat read every event once");
+    let duplicates = assert_topic_holds_outbox(&db, &messages);
+    assert!(duplicates.is_empty(), "published twice: {duplicates:?}");
+}
+
+/// One line of `kcat -J`: an object with the partition, offset, key, payload (text) and the
+/// headers as a flat `[name, value, name, value, …]` list.
+fn kcat_record(line: &str) -> Consumed {
+    let record: Value = serde_json::from_str(line).expect("kcat -J prints JSON lines");
+    let headers = record["headers"]
+        .as_array()
+        .expect("kcat lists the headers");
+    assert_eq!(headers.len() % 2, 0, "headers come as name/value pairs");
+    let headers: HashMap<String, String> = headers
+        .chunks(2)
+        .map(|pair| {
+            let text = |v: &Value| v.as_str().expect("a header as text").to_string();
+            (text(&pair[0]), text(&pair[1]))
+        })
+        .collect();
+    Consumed {
+        partition: i32::try_from(record["partition"].as_i64().expect("partition")).unwrap(),
+        offset: record["offset"].as_i64().expect("offset"),
+        key: record["key"].as_str().expect("a key").to_string(),
+        value: serde_json::from_str(record["payload"].as_str().expect("a payload"))
+            .expect("the payload is JSON"),
+        headers,
+    }
 }
