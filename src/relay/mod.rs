@@ -331,15 +331,16 @@ impl Relay {
         let interrupted = stopped.is_some();
         let outcome =
             stopped.and_then(|(event, error)| self.after_failure(event, error, &mut done, now));
-        self.save(&done).await?;
+        let (count, dead_lettered) = (done.acknowledged.len(), done.dead_letters.len());
+        self.save(done).await?;
         if interrupted {
             for behind in self.in_flight.drain(..) {
                 behind.outcomes.await;
             }
         }
         Ok(outcome.unwrap_or(Outcome::Published {
-            count: done.acknowledged.len(),
-            dead_lettered: done.dead_letters.len(),
+            count,
+            dead_lettered,
             checkpoint: self.checkpoint,
         }))
     }
@@ -426,15 +427,17 @@ impl Relay {
     }
 
     /// Records what this step finished and moves the checkpoint past it.
-    async fn save(&mut self, done: &Done) -> Result<(), StoreError> {
+    async fn save(&mut self, done: Done) -> Result<(), StoreError> {
         let Some(last) = done.last else {
             return Ok(());
         };
+        // The dead letters are announced once they are stored; they are rare, so only they
+        // are copied.
         self.store
             .record_progress(
                 RELAY_NAME,
                 last,
-                done.acknowledged.clone(),
+                done.acknowledged,
                 done.dead_letters.clone(),
             )
             .await?;
