@@ -67,6 +67,12 @@ pub struct Config {
     #[arg(long, env = "OUTBOX_RETENTION", default_value = "7d", value_parser = crate::relay::retention::parse_duration)]
     pub outbox_retention: std::time::Duration,
 
+    /// Idempotency keys are kept at least this long (`30s`, `15m`, `24h`, `7d`); afterwards
+    /// the retention sweep deletes them, and a request that uses the key again creates a new
+    /// order.
+    #[arg(long, env = "IDEMPOTENCY_KEY_TTL", default_value = "24h", value_parser = crate::relay::retention::parse_duration)]
+    pub idempotency_key_ttl: std::time::Duration,
+
     /// How often the retention sweep runs, in milliseconds.
     #[arg(long, env = "RETENTION_INTERVAL_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..=86_400_000))]
     pub retention_interval_ms: u64,
@@ -245,8 +251,9 @@ pub struct ScyllaConfig {
 }
 
 impl ScyllaConfig {
-    /// Store options derived from this configuration.
-    pub fn options(&self) -> ScyllaOptions {
+    /// Store options derived from this configuration and the idempotency keys' lifetime
+    /// (a setting of every store; [`Config::scylla_options`] passes it).
+    pub fn options(&self, idempotency_key_ttl: Duration) -> ScyllaOptions {
         let tls = (self.scylla_tls || self.scylla_tls_ca_file.is_some()).then(|| TlsOptions {
             ca_file: self.scylla_tls_ca_file.clone(),
         });
@@ -260,6 +267,7 @@ impl ScyllaConfig {
             tls,
             replication_factor: self.scylla_replication_factor,
             outbox_ttl: self.outbox_ttl,
+            idempotency_key_ttl,
             settle: Duration::from_millis(self.scylla_settle_ms),
             orphan_timeout: Duration::from_millis(self.scylla_orphan_timeout_ms),
         }
@@ -283,6 +291,11 @@ fn parse_keyspace(text: &str) -> Result<String, String> {
 }
 
 impl Config {
+    /// The ScyllaDB store's options.
+    pub fn scylla_options(&self) -> ScyllaOptions {
+        self.scylla.options(self.idempotency_key_ttl)
+    }
+
     /// Kafka settings, when brokers are configured.
     pub fn kafka(&self) -> Option<KafkaSettings> {
         self.kafka_brokers.as_ref().map(|brokers| KafkaSettings {
@@ -368,7 +381,7 @@ mod tests {
             "2d",
         ])
         .unwrap();
-        let o = c.scylla.options();
+        let o = c.scylla_options();
         assert_eq!(o.nodes, ["10.0.0.1:9042", "10.0.0.2:9042"]);
         assert_eq!(o.keyspace, "shop");
         assert_eq!(o.credentials, None);
@@ -377,6 +390,7 @@ mod tests {
             Some(PathBuf::from("/etc/ca.pem"))
         );
         assert_eq!(o.outbox_ttl, Duration::from_secs(2 * 86_400));
+        assert_eq!(o.idempotency_key_ttl, Duration::from_secs(86_400));
     }
 
     #[test]
@@ -409,5 +423,9 @@ mod tests {
         assert!(Config::try_parse_from(["outbox", "--write-batch-max", "0"]).is_err());
         assert!(Config::try_parse_from(["outbox", "--sqlite-synchronous", "off"]).is_err());
         assert!(Config::try_parse_from(["outbox", "--site-addr", "nowhere"]).is_err());
+        for ttl in ["", "24", "1.5h", "-1d", "1w"] {
+            let args = ["outbox", "--idempotency-key-ttl", ttl];
+            assert!(Config::try_parse_from(args).is_err(), "{ttl:?}");
+        }
     }
 }

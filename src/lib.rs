@@ -23,7 +23,7 @@
 //!   dead-letter decisions (`relay/mod.rs`), its supervised runner with the polling and
 //!   streaming modes and operator suspension
 //!   (`relay/runner.rs`), what it is doing for the status page (`relay/activity.rs`), and
-//!   outbox retention (`relay/retention.rs`).
+//!   retention of published events and expired idempotency keys (`relay/retention.rs`).
 //! - [`resilience`]: retry delays with backoff and jitter (`resilience/retry.rs`), the circuit
 //!   breaker (`resilience/breaker.rs`), and the dead letter queue's types and replay
 //!   (`resilience/dlq.rs`; its SQL is `store/sqlite/dead_letters.rs`).

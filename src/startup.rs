@@ -74,7 +74,7 @@ impl Application {
         let embedded = Arc::new(SqliteStore::open(&config.sqlite())?);
         let scylla = match config.scylla.store {
             StoreKind::Sqlite => None,
-            StoreKind::Scylla => Some(Arc::new(ScyllaStore::open(&config.scylla.options()).await?)),
+            StoreKind::Scylla => Some(Arc::new(ScyllaStore::open(&config.scylla_options()).await?)),
         };
         let store: Arc<dyn OutboxStore> = match &scylla {
             Some(scylla) => scylla.clone(),
@@ -166,7 +166,10 @@ impl Application {
             },
             retention::spawn(
                 store.clone(),
-                config.outbox_retention,
+                retention::Retention {
+                    outbox: config.outbox_retention,
+                    idempotency_keys: config.idempotency_key_ttl,
+                },
                 Duration::from_millis(config.retention_interval_ms),
                 stopped,
             ),

@@ -1,52 +1,87 @@
-//! Outbox retention: a background task that deletes published events older than the
-//! retention period, in small batches so it never holds the writer for long. Unpublished
-//! events are never deleted.
+//! Retention: a background task that deletes published outbox events older than the
+//! retention period, and idempotency keys older than their lifetime, in small batches so it
+//! never holds the writer for long. Unpublished events are never deleted.
 
 use super::RELAY_NAME;
-use crate::store::OutboxStore;
+use crate::store::{OutboxStore, StoreError};
+use chrono::{DateTime, Utc};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Events deleted per write transaction.
+/// Rows deleted per write transaction.
 const BATCH: u32 = 1000;
 
-/// Starts the sweeper: every `interval`, delete what is older than `retention`.
+/// How long stored things are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Published outbox events older than this are deleted (`OUTBOX_RETENTION`).
+    pub outbox: Duration,
+    /// Idempotency keys older than this are deleted (`IDEMPOTENCY_KEY_TTL`).
+    pub idempotency_keys: Duration,
+}
+
+/// Starts the sweeper: every `interval`, delete what `retention` no longer keeps.
 pub fn spawn(
     store: Arc<dyn OutboxStore>,
-    retention: Duration,
+    retention: Retention,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         loop {
-            let before = chrono::Utc::now() - retention;
-            let mut total = 0;
-            loop {
-                match store.delete_published(RELAY_NAME, before, BATCH).await {
-                    Ok(n) => {
-                        total += n;
-                        if n < u64::from(BATCH) {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "outbox retention failed; trying again later");
-                        break;
-                    }
-                }
-            }
-            if total > 0 {
-                tracing::info!(deleted = total, "outbox retention removed published events");
-            }
+            let before = cutoff(retention.outbox);
+            sweep("published outbox events", |limit| {
+                store.delete_published(RELAY_NAME, before, limit)
+            })
+            .await;
+            let before = cutoff(retention.idempotency_keys);
+            sweep("idempotency keys", |limit| {
+                store.delete_idempotency_keys(before, limit)
+            })
+            .await;
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
     })
+}
+
+/// Now minus `age` (the distant past if `age` is beyond what a date can hold).
+fn cutoff(age: Duration) -> DateTime<Utc> {
+    let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+    Utc::now()
+        .checked_sub_signed(age)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Calls `delete` with [`BATCH`] until it deletes fewer, and logs the total of `what`.
+async fn sweep<F, Fut>(what: &str, mut delete: F)
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<u64, StoreError>>,
+{
+    let mut total = 0;
+    loop {
+        match delete(BATCH).await {
+            Ok(n) => {
+                total += n;
+                if n < u64::from(BATCH) {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retention of {what} failed; trying again later");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(deleted = total, "retention removed {what}");
+    }
 }
 
 /// Parses `30s`, `15m`, `12h`, `7d` (a whole number and a unit).

@@ -240,6 +240,15 @@ pub trait OutboxStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<u64, StoreError>;
 
+    /// Deletes up to `limit` of the oldest idempotency keys recorded before `before`, so the
+    /// keys do not pile up forever; a key used again after that creates a new order. Returns
+    /// the count. (ScyllaDB expires its keys by TTL instead and returns 0.)
+    async fn delete_idempotency_keys(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+
     /// The newest committed position, updated after every commit (the streaming relay's
     /// wake-up call).
     fn commits(&self) -> watch::Receiver<u64>;

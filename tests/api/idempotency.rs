@@ -1,7 +1,10 @@
 //! `Idempotency-Key`: retries of a creation give the same order and no second event.
 
-use crate::helpers::{TestApp, expect_error, order_body, spawn_app};
+use crate::helpers::{TestApp, eventually, expect_error, order_body, spawn_app, spawn_app_with};
+use crate::relay::{create, open_store};
 use futures::future::join_all;
+use outbox::store::sqlite::DATABASE_FILE;
+use outbox::store::{Command, IdempotencyKey, OutboxStore};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 
@@ -95,4 +98,95 @@ async fn different_keys_create_different_orders() {
         );
     }
     assert_eq!((app.count("orders"), app.count("outbox")), (2, 2));
+}
+
+/// The store deletes keys recorded before the cutoff, oldest first and `limit` at a time, and
+/// leaves younger ones.
+#[tokio::test]
+async fn the_store_deletes_keys_older_than_the_cutoff_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path()).await;
+    for i in 0..3 {
+        let Command::Create { order, .. } = create() else {
+            unreachable!("create() makes a creation")
+        };
+        let key = IdempotencyKey::parse(&format!("key-{i}")).unwrap();
+        let command = Command::Create {
+            order,
+            idempotency_key: Some(key),
+        };
+        store.apply(command).await.unwrap();
+    }
+    let keys = || crate::helpers::count_rows(&dir.path().join(DATABASE_FILE), "idempotency_keys");
+    let an_hour = chrono::Duration::hours(1);
+
+    let past = chrono::Utc::now() - an_hour;
+    assert_eq!(store.delete_idempotency_keys(past, 100).await.unwrap(), 0);
+    assert_eq!(keys(), 3, "keys younger than the cutoff stay");
+    let future = chrono::Utc::now() + an_hour;
+    assert_eq!(store.delete_idempotency_keys(future, 2).await.unwrap(), 2);
+    assert_eq!(store.delete_idempotency_keys(future, 100).await.unwrap(), 1);
+    assert_eq!(keys(), 0);
+    assert_eq!(
+        crate::helpers::count_rows(&dir.path().join(DATABASE_FILE), "orders"),
+        3
+    );
+}
+
+/// With `IDEMPOTENCY_KEY_TTL` past, the sweep deletes the key: the same key then creates a new
+/// order instead of being refused as reused. Before that it is refused.
+#[tokio::test]
+async fn an_expired_key_is_swept_and_can_be_used_again() {
+    let app = spawn_app_with(&[
+        "--idempotency-key-ttl",
+        "1s",
+        "--retention-interval-ms",
+        "50",
+    ])
+    .await;
+    let first = create_with_key(&app, "k-ttl", &order_body(&["A"])).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let refused = create_with_key(&app, "k-ttl", &order_body(&["B"])).await;
+    expect_error(
+        refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    )
+    .await;
+
+    eventually("the expired key is swept", || async {
+        app.count("idempotency_keys") == 0
+    })
+    .await;
+    let again = create_with_key(&app, "k-ttl", &order_body(&["B"])).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert!(again.headers().get("idempotent-replayed").is_none());
+    let again: Value = again.json().await.unwrap();
+    assert_ne!(again["id"], first["id"], "a new order");
+    assert_eq!((app.count("orders"), app.count("idempotency_keys")), (2, 1));
+}
+
+/// Keys within their lifetime (the default, 24 h) survive the sweep. That the sweep ran is
+/// seen from the outbox retention (0 s here), which runs in the same pass: two orders swept
+/// one after the other mean at least one whole pass went by after the key was written.
+#[tokio::test]
+async fn keys_within_their_lifetime_survive_the_sweep() {
+    let app = spawn_app_with(&["--outbox-retention", "0s", "--retention-interval-ms", "20"]).await;
+    let body = order_body(&["A"]);
+    let first = create_with_key(&app, "k-kept", &body).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    for _ in 0..2 {
+        app.create_order(&["SWEPT"]).await;
+        eventually("the published events are swept", || async {
+            app.count("outbox") == 0
+        })
+        .await;
+    }
+    assert_eq!(app.count("idempotency_keys"), 1, "the key is kept");
+    let again = create_with_key(&app, "k-kept", &body).await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
 }

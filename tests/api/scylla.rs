@@ -263,7 +263,7 @@ async fn the_relay_lease_has_one_owner_at_a_time() {
     let Some(config) = scylla_config("the_relay_lease_has_one_owner_at_a_time", &[]) else {
         return;
     };
-    let store = outbox::store::scylla::ScyllaStore::open(&config.scylla.options())
+    let store = outbox::store::scylla::ScyllaStore::open(&config.scylla_options())
         .await
         .expect("the ScyllaDB store opens");
     let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());

@@ -389,7 +389,7 @@ async fn sqlite_store(_test: &str) -> Option<(Arc<dyn OutboxStore>, tempfile::Te
 
 async fn scylla_store(test: &str) -> Option<(Arc<dyn OutboxStore>, tempfile::TempDir)> {
     let config = crate::scylla::scylla_config(test, &[])?;
-    let store = outbox::store::scylla::ScyllaStore::open(&config.scylla.options())
+    let store = outbox::store::scylla::ScyllaStore::open(&config.scylla_options())
         .await
         .expect("the ScyllaDB store opens");
     Some((Arc::new(store), tempfile::tempdir().unwrap()))

@@ -35,7 +35,13 @@ impl ScyllaStore {
                 .session
                 .execute_unpaged(
                     &self.statements.claim_key,
-                    (key.as_str(), fp.as_str(), id.0, micros(&now)),
+                    (
+                        key.as_str(),
+                        fp.as_str(),
+                        id.0,
+                        micros(&now),
+                        self.key_ttl_seconds,
+                    ),
                 )
                 .await?;
             if !applied(claim)? {

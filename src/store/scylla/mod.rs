@@ -59,6 +59,8 @@ pub struct ScyllaOptions {
     pub replication_factor: u8,
     /// How long outbox events (and their index entries) live: longer than any relay outage.
     pub outbox_ttl: Duration,
+    /// How long idempotency keys live (they expire by TTL here, not by the retention sweep).
+    pub idempotency_key_ttl: Duration,
     /// How far behind now the polling relay reads, so writes in flight have committed.
     pub settle: Duration,
     /// How long the polling relay waits for an announced event before skipping it.
@@ -83,8 +85,16 @@ pub enum OpenError {
     Schema(Box<schema::SchemaError>),
     #[error("cannot prepare statements: {0}")]
     Prepare(Box<scylla::errors::PrepareError>),
-    #[error("OUTBOX_TTL must be between 1 second and 68 years, not {0:?}")]
-    Ttl(Duration),
+    #[error("{0} must be between 1 second and 68 years, not {1:?}")]
+    Ttl(&'static str, Duration),
+}
+
+/// `ttl` as CQL TTL seconds: at least one, and within what CQL accepts.
+fn cql_ttl(setting: &'static str, ttl: Duration) -> Result<i32, OpenError> {
+    i32::try_from(ttl.as_secs())
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or(OpenError::Ttl(setting, ttl))
 }
 
 /// The ScyllaDB implementation of [`OutboxStore`].
@@ -95,6 +105,8 @@ pub struct ScyllaStore {
     dead_letters: DeadLetterStatements,
     clock: Clock,
     ttl_seconds: i32,
+    /// The idempotency keys' TTL, in seconds.
+    key_ttl_seconds: i32,
     settle: Duration,
     orphan_timeout: Duration,
     /// The newest position this process committed (the trait's commit feed; writes of other
@@ -111,10 +123,8 @@ pub struct ScyllaStore {
 impl ScyllaStore {
     /// Connects, applies the schema and prepares every statement.
     pub async fn open(options: &ScyllaOptions) -> Result<Self, OpenError> {
-        let ttl_seconds = i32::try_from(options.outbox_ttl.as_secs())
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or(OpenError::Ttl(options.outbox_ttl))?;
+        let ttl_seconds = cql_ttl("OUTBOX_TTL", options.outbox_ttl)?;
+        let key_ttl_seconds = cql_ttl("IDEMPOTENCY_KEY_TTL", options.idempotency_key_ttl)?;
         let profile = ExecutionProfile::builder()
             .consistency(Consistency::LocalQuorum)
             .serial_consistency(Some(SerialConsistency::LocalSerial))
@@ -160,6 +170,7 @@ impl ScyllaStore {
             dead_letters,
             clock: Clock::new(),
             ttl_seconds,
+            key_ttl_seconds,
             settle: options.settle,
             orphan_timeout: options.orphan_timeout,
             head,
@@ -306,6 +317,15 @@ impl OutboxStore for ScyllaStore {
     async fn delete_published(
         &self,
         _relay: &str,
+        _before: chrono::DateTime<Utc>,
+        _limit: u32,
+    ) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Nothing to sweep: the keys are written with `IDEMPOTENCY_KEY_TTL` as their TTL.
+    async fn delete_idempotency_keys(
+        &self,
         _before: chrono::DateTime<Utc>,
         _limit: u32,
     ) -> Result<u64, StoreError> {

@@ -166,11 +166,11 @@ impl Cql {
         )
     }
 
-    /// Claims an idempotency key (a lightweight transaction).
+    /// Claims an idempotency key (a lightweight transaction) for the TTL bound last.
     pub fn claim_key(&self) -> String {
         format!(
             "INSERT INTO {}.idempotency_keys (key, fingerprint, order_id, created_at) \
-             VALUES (?, ?, ?, ?) IF NOT EXISTS",
+             VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
             self.keyspace
         )
     }

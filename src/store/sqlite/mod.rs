@@ -265,6 +265,15 @@ impl OutboxStore for SqliteStore {
             .await
     }
 
+    async fn delete_idempotency_keys(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.write(move |conn| rows::delete_idempotency_keys(conn, &before, limit))
+            .await
+    }
+
     fn commits(&self) -> watch::Receiver<u64> {
         self.head.clone()
     }

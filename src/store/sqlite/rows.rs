@@ -286,6 +286,21 @@ pub fn insert_idempotency_key(
     Ok(())
 }
 
+/// Deletes up to `limit` of the oldest idempotency keys recorded before `before`.
+pub fn delete_idempotency_keys(
+    conn: &Connection,
+    before: &chrono::DateTime<chrono::Utc>,
+    limit: u32,
+) -> Result<u64, StoreError> {
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+             WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+        )?
+        .execute(params![timestamp(before), limit])?;
+    Ok(deleted as u64)
+}
+
 /// Rewrites the probe row (readiness).
 pub fn touch_probe(conn: &Connection) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE store_probe SET checked_at = ?1 WHERE id = 1")?
