@@ -86,6 +86,15 @@ pub struct Config {
     #[arg(long, env = "CONSOLE_SESSION_TTL", default_value = "8h", value_parser = crate::relay::retention::parse_duration)]
     pub console_session_ttl: std::time::Duration,
 
+    /// Wrong admin tokens (bearer or sign-in) one client address may present within
+    /// `AUTH_FAILURE_WINDOW` before it is refused (429) until the oldest leaves the window.
+    #[arg(long, env = "AUTH_FAILURE_LIMIT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub auth_failure_limit: u32,
+
+    /// The window of `AUTH_FAILURE_LIMIT` (`30s`, `5m`, `1h`).
+    #[arg(long, env = "AUTH_FAILURE_WINDOW", default_value = "5m", value_parser = crate::relay::retention::parse_duration)]
+    pub auth_failure_window: std::time::Duration,
+
     /// Kafka/Redpanda bootstrap servers (`host:port,…`). Unset: the embedded topic log.
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,

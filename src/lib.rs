@@ -30,7 +30,8 @@
 //! - [`http`]: the axum router: JSON API (`http/orders.rs`, `http/topics.rs`), admin endpoints
 //!   for the relay and faults (`http/admin.rs`) and the dead letter queue (`http/dlq.rs`)
 //!   behind authentication by bearer token or console session (`http/auth.rs`,
-//!   `http/session.rs`), the console's sign-in, sign-out and page guard (`http/console.rs`),
+//!   `http/session.rs`) with a per-address limit on wrong tokens (`http/throttle.rs`), the
+//!   console's sign-in, sign-out and page guard (`http/console.rs`),
 //!   health probes (`http/health.rs`),
 //!   `/metrics` and request metrics (`http/metrics.rs`), the SSE live feed (`http/live.rs`),
 //!   request ids (`http/request_id.rs`), `AppError`, extractors, and the Leptos page routes.

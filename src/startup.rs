@@ -6,6 +6,7 @@ use crate::config::{Config, StoreKind};
 use crate::domain::AGGREGATE_TYPE_ORDER;
 use crate::http::auth::{AdminToken, Secret};
 use crate::http::session::Sessions;
+use crate::http::throttle::AuthThrottle;
 use crate::http::{self, AppState, RelayHandles};
 use crate::publish::faults::FaultInjector;
 use crate::publish::kafka::{KafkaPublisher, KafkaSetupError};
@@ -188,6 +189,10 @@ impl Application {
             topic_log: embedded,
             admin_token: AdminToken::new(&secret),
             sessions: Arc::new(Sessions::new(config.console_session_ttl)),
+            auth_throttle: Arc::new(AuthThrottle::new(
+                config.auth_failure_limit,
+                config.auth_failure_window,
+            )),
             relay_mode: Arc::new(relay_mode),
             relay,
             metrics: telemetry.metrics,
@@ -220,7 +225,11 @@ impl Application {
             shutdown.await;
             let _ = closing.send(true);
         };
-        let served = axum::serve(self.listener, self.router)
+        // Connection info gives handlers the peer's address (the admin-token throttle).
+        let router = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(StartupError::Serve);

@@ -2,10 +2,12 @@
 //! session started by signing in with that token ([`super::session`]).
 //!
 //! The secret is kept only as a SHA-256 digest and compared in constant time; requests
-//! without the right token get 401 and change nothing.
+//! without the right token get 401 and change nothing. Wrong tokens count against the
+//! client's address ([`super::throttle`]); an address with too many gets 429.
 
 use super::AppState;
 use super::error::AppError;
+use super::throttle::ClientAddr;
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
 use sha2::{Digest, Sha256};
@@ -66,15 +68,43 @@ impl AdminToken {
     }
 }
 
-/// Whether `headers` carry `Authorization: Bearer <the admin token>` or the cookie of a live
-/// console session.
-pub fn is_admin(headers: &axum::http::HeaderMap, state: &AppState) -> bool {
-    let bearer = headers
+/// Whether `headers` carry the cookie of a live console session or `Authorization: Bearer
+/// <the admin token>`. A wrong bearer token counts against `client`; while `client` is locked
+/// out, no token is checked and the wait is returned instead.
+pub fn is_admin(
+    headers: &axum::http::HeaderMap,
+    client: ClientAddr,
+    state: &AppState,
+) -> Result<bool, AppError> {
+    if state.sessions.signed_in(headers) {
+        return Ok(true);
+    }
+    let Some(presented) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|presented| state.admin_token.matches(presented.trim()));
-    bearer || state.sessions.signed_in(headers)
+    else {
+        return Ok(false);
+    };
+    check_token(presented, client, state)
+}
+
+/// Checks a presented admin token for `client`: refused unchecked while the client is locked
+/// out, counted against it when wrong.
+pub fn check_token(
+    presented: &str,
+    client: ClientAddr,
+    state: &AppState,
+) -> Result<bool, AppError> {
+    state
+        .auth_throttle
+        .check(client.0)
+        .map_err(AppError::TooManyAttempts)?;
+    let right = state.admin_token.matches(presented.trim());
+    if !right {
+        state.auth_throttle.failed(client.0);
+    }
+    Ok(right)
 }
 
 /// Proof that the request carried the admin token or a console session. Handlers that take
@@ -86,7 +116,8 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        if is_admin(&parts.headers, state) {
+        let Ok(client) = ClientAddr::from_request_parts(parts, state).await;
+        if is_admin(&parts.headers, client, state)? {
             Ok(Admin)
         } else {
             Err(AppError::Unauthorized)

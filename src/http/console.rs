@@ -3,7 +3,9 @@
 //! `/console/...` to the sign-in page.
 
 use super::AppState;
+use super::auth::check_token;
 use super::session::CLEARED_COOKIE;
+use super::throttle::ClientAddr;
 use app::format::query_value;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Request, State};
@@ -53,18 +55,30 @@ fn see_other(location: &str, cookie: Option<&str>) -> Response {
 }
 
 /// `POST /auth/sign-in`: checks the admin token (in constant time) and starts a session. A
-/// wrong or missing token goes back to the sign-in page with an error and no cookie.
+/// wrong or missing token goes back to the sign-in page with `error=invalid` and no cookie;
+/// an address locked out for too many wrong tokens gets `error=throttled`, unchecked.
 pub async fn sign_in(
     State(state): State<AppState>,
+    client: ClientAddr,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
         return see_other(&format!("{SIGN_IN_PAGE}?error=invalid"), None);
     };
     let next = console_page(form.next.as_deref());
-    if !state.admin_token.matches(form.token.trim()) {
-        tracing::warn!("console sign-in refused: wrong admin token");
-        let back = format!("{SIGN_IN_PAGE}?error=invalid&next={}", query_value(next));
+    let refused = match check_token(&form.token, client, &state) {
+        Ok(true) => None,
+        Ok(false) => {
+            tracing::warn!(client = %client.0, "console sign-in refused: wrong admin token");
+            Some("invalid")
+        }
+        Err(_) => {
+            tracing::warn!(client = %client.0, "console sign-in refused: too many wrong tokens");
+            Some("throttled")
+        }
+    };
+    if let Some(error) = refused {
+        let back = format!("{SIGN_IN_PAGE}?error={error}&next={}", query_value(next));
         return see_other(&back, None);
     }
     let token = state.sessions.start();

@@ -43,6 +43,9 @@ pub enum AppError {
     /// 401: an admin action without the right `Authorization: Bearer` token.
     #[error("admin authentication required")]
     Unauthorized,
+    /// 429: too many wrong admin tokens from this address lately; see `http::throttle`.
+    #[error("too many wrong admin tokens from this address; retry in {} s", retry_after_secs(.0))]
+    TooManyAttempts(std::time::Duration),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error(transparent)]
@@ -95,6 +98,7 @@ impl AppError {
             AppError::ReplayFailed(_) => (StatusCode::BAD_GATEWAY, "replay_failed"),
             AppError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::TooManyAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Conflict(DomainError::VersionConflict { .. }) => {
                 (StatusCode::CONFLICT, "version_conflict")
@@ -154,6 +158,17 @@ impl IntoResponse for AppError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if let AppError::TooManyAttempts(wait) = &self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(wait)),
+            );
+        }
         response
     }
+}
+
+/// Whole seconds to wait, rounded up so a client that waits them is not refused again.
+pub fn retry_after_secs(wait: &std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }

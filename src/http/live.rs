@@ -6,6 +6,8 @@
 
 use super::AppState;
 use super::auth::is_admin;
+use super::error::AppError;
+use super::throttle::ClientAddr;
 use crate::telemetry::live::{LiveEvent, Snapshot};
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -66,8 +68,10 @@ impl Client {
 
 pub async fn live(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let admin = is_admin(&headers, client, &state)?;
     let mut snapshots = state.live.snapshots();
     // The current snapshot goes out first, without waiting for the next one.
     snapshots.mark_changed();
@@ -75,10 +79,10 @@ pub async fn live(
         snapshots,
         events: state.live.subscribe(),
         closing: state.live.closing(),
-        admin: is_admin(&headers, &state),
+        admin,
     };
     let stream = futures::stream::unfold(client, |mut client| async move {
         client.next().await.map(|event| (Ok(event), client))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

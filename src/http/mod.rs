@@ -13,6 +13,7 @@ mod metrics;
 mod orders;
 pub mod request_id;
 pub mod session;
+pub mod throttle;
 mod topics;
 
 use crate::publish::faults::FaultInjector;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub admin_token: AdminToken,
     /// Console sessions, started by signing in with the admin token.
     pub sessions: Arc<Sessions>,
+    /// Wrong admin tokens per client address, to stop guessing.
+    pub auth_throttle: Arc<throttle::AuthThrottle>,
     /// The relay's mode; admin requests switch it.
     pub relay_mode: Arc<watch::Sender<RelayMode>>,
     /// The relay's moving parts that admin endpoints show and steer.

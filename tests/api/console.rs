@@ -1,7 +1,7 @@
 //! The operations console's door and the relay suspension: sign-in with the admin token, the
 //! session cookie, sign-out, the guard on `/console/...`, and `POST /api/admin/relay/suspend`.
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, eventually, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, TestApp, eventually, expect_error, spawn_app, spawn_app_with};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Client, Response, StatusCode};
 
@@ -216,4 +216,64 @@ async fn broker_offsets_need_admin_and_a_kafka_sink() {
         StatusCode::NOT_FOUND,
         "the embedded log has /api/topics"
     );
+}
+
+/// Guessing the token: after `AUTH_FAILURE_LIMIT` wrong tokens (sign-in or bearer) within the
+/// window, the address is refused every check, even with the right token, until the oldest
+/// failure leaves the window. A session started before keeps working.
+#[tokio::test]
+async fn wrong_tokens_lock_the_address_out_for_the_window() {
+    let app = spawn_app_with(&["--auth-failure-limit", "3", "--auth-failure-window", "2s"]).await;
+    let cookie = session(&app).await;
+    for _ in 0..2 {
+        let response = sign_in(&app, &[("token", "not-the-admin-token-at-all")]).await;
+        assert!(location(&response).starts_with("/console/sign-in?error=invalid"));
+    }
+    let wrong_bearer = app
+        .client
+        .get(app.url("/api/admin/relay"))
+        .bearer_auth("still-not-the-admin-token")
+        .send()
+        .await
+        .unwrap();
+    expect_error(wrong_bearer, StatusCode::UNAUTHORIZED, "unauthorized").await;
+
+    // Locked out: the right token is not even checked.
+    let response = sign_in(&app, &[("token", ADMIN_TOKEN)]).await;
+    assert!(location(&response).starts_with("/console/sign-in?error=throttled"));
+    assert!(response.headers().get(SET_COOKIE).is_none());
+    let right_bearer = || {
+        app.client
+            .get(app.url("/api/admin/relay"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+    };
+    let refused = right_bearer().await.unwrap();
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    expect_error(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    let live = app
+        .client
+        .get(app.url("/api/live"))
+        .bearer_auth(ADMIN_TOKEN);
+    assert_eq!(
+        live.send().await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The session from before is not a guess.
+    assert_eq!(
+        get_with(&app, "/api/admin/relay", &cookie).await.status(),
+        StatusCode::OK
+    );
+
+    eventually("the failures leave the window", || async {
+        right_bearer().await.unwrap().status() == StatusCode::OK
+    })
+    .await;
+    let response = sign_in(&app, &[("token", ADMIN_TOKEN)]).await;
+    assert!(response.headers().get(SET_COOKIE).is_some());
 }

@@ -14,7 +14,8 @@ pub fn SignInPage() -> impl IntoView {
             .get("next")
             .unwrap_or_else(|| "/console".into())
     };
-    let refused = move || query.read().get("error").is_some();
+    let error = move || query.read().get("error");
+    let refused = move || error().is_some();
     let signed_out = move || query.read().get("signed_out").is_some();
     view! {
         <Title text="Sign in"/>
@@ -24,8 +25,13 @@ pub fn SignInPage() -> impl IntoView {
                 "Use the admin token: the "<code>"ADMIN_TOKEN"</code>" setting, or, when it is not set, "
                 "the token the server printed to its log at start-up."
             </p>
-            {move || refused().then(|| view! {
-                <p class="alert alert-error" role="alert" id="sign-in-error">"That token is not right. Try again."</p>
+            {move || error().map(|e| {
+                let text = if e == "throttled" {
+                    "Too many wrong tokens from this address. Wait a few minutes, then try again."
+                } else {
+                    "That token is not right. Try again."
+                };
+                view! { <p class="alert alert-error" role="alert" id="sign-in-error">{text}</p> }
             })}
             {move || signed_out().then(|| view! {
                 <p class="alert alert-success" role="status">"You are signed out."</p>
