@@ -79,6 +79,26 @@ test('the dashboard moves with orders created through the API, without a reload'
   expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(42);
 });
 
+test('the dashboard says when the live feed is down and goes live again by itself', async ({ page }) => {
+  await signIn(page);
+  // Every attempt to open the feed is refused, as while the server is unreachable.
+  const feedUrl = '**/api/live';
+  await page.route(feedUrl, (route) => route.abort('connectionrefused'));
+  const dashboard = new DashboardPage(page);
+  await page.goto('/console');
+  await interactive(page);
+  await expect(dashboard.feed).toHaveText('Disconnected: reconnecting…');
+  await expect(dashboard.feed).toHaveClass(/feed-down/);
+
+  // The browser retries on its own; once the feed can be reached it is live, without a reload.
+  await page.evaluate(() => ((window as unknown as { marker: number }).marker = 7));
+  await page.unroute(feedUrl);
+  await expect(dashboard.feed).toHaveText('Live', { timeout: 15_000 });
+  expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(7);
+  // The refused connections are the only errors the browser may report here.
+  consoleErrors = consoleErrors.filter((e) => !e.includes('net::ERR_CONNECTION_REFUSED'));
+});
+
 test('fault down opens the breaker while pending grows; none closes it and drains the backlog', async ({ page, request }) => {
   await signIn(page, '/console/relay');
   const relay = new RelayPage(page);
