@@ -38,8 +38,18 @@ setup-test:
 build-release:
 	cargo leptos build --release
 
+# cargo-leptos compiles debug builds with `--cfg erase_components`, on the server and in the
+# browser bundle alike, and the two must match or hydration fails. The Rust tests and the e2e
+# server are built with the same flag, so they share one build of every dependency; when
+# cargo-leptos built the e2e server itself, a clean `make test` compiled them all twice
+# (about 5 minutes).
+DEBUG_RUSTFLAGS := --cfg erase_components
+
+# The browser bundle through cargo-leptos; the server is the binary `cargo test` builds for
+# the integration tests (same flag, same features), so after `rust-tests` this builds nothing.
 build-debug:
-	cargo leptos build
+	cargo leptos build --frontend-only
+	RUSTFLAGS="$(DEBUG_RUSTFLAGS)" cargo test --workspace --no-run
 
 fmt-check:
 	cargo fmt --all -- --check
@@ -49,12 +59,12 @@ clippy:
 	cargo clippy -p app --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
 rust-tests:
-	cargo test --workspace
+	RUSTFLAGS="$(DEBUG_RUSTFLAGS)" cargo test --workspace
 
 ## test-scylla: the ScyllaDB suites (SCYLLA_URI=host:port; KAFKA_BROKERS, else tansu); they
 ## report themselves skipped without SCYLLA_URI
 test-scylla:
-	cargo test --test api scylla
+	RUSTFLAGS="$(DEBUG_RUSTFLAGS)" cargo test --test api scylla
 
 ## e2e: Playwright against the debug build (the config starts the server on its own data dir)
 e2e: build-debug
