@@ -17,6 +17,14 @@ WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version =
 
 say() { printf '[setup] %s\n' "$*"; }
 
+apt_install() { # why, packages...: Debian's packages, without their recommendations
+  local why=$1
+  shift
+  say "installing Debian's $* ($why)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
 has_version() { # command, expected version: true when `command --version` mentions it
   command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | grep -qF " $2"
 }
@@ -65,9 +73,7 @@ openssl_dev() {
   if [ -f /usr/include/openssl/ssl.h ] && command -v pkg-config >/dev/null 2>&1; then
     say "libssl-dev, pkg-config: present"
   else
-    say "installing Debian's libssl-dev and pkg-config (the ScyllaDB driver's TLS)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config
+    apt_install "the ScyllaDB driver's TLS" libssl-dev pkg-config
   fi
 }
 
@@ -76,9 +82,7 @@ promtool_check() {
   if command -v promtool >/dev/null 2>&1; then
     say "promtool: present"
   else
-    say "installing Debian's prometheus package (for promtool)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+    apt_install "for promtool" prometheus
   fi
 }
 
@@ -105,9 +109,7 @@ kcat_tool() {
   if command -v kcat >/dev/null 2>&1; then
     say "kcat: present"
   else
-    say "installing Debian's kcat"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kcat
+    apt_install "reads topics back" kcat
   fi
   if [ -f "$KCAT_LIBRDKAFKA/librdkafka.so.1" ]; then
     say "librdkafka of confluent-kafka $CONFLUENT_KAFKA_VERSION for kcat: present"

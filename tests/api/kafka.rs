@@ -97,13 +97,7 @@ async fn events_committed_while_the_broker_is_down_arrive_after_it_restarts() {
 #[tokio::test]
 async fn the_admin_api_reports_each_partitions_offsets_on_the_broker() {
     let broker = Broker::start().await;
-    let app = app_on(&broker, "streaming", &[]).await;
-    let db = app.db_path();
-    let expected = write_some(&app, 12).await;
-    eventually("every event is acknowledged", || async {
-        relay_checkpoint(&db) == last_position(&db)
-    })
-    .await;
+    let (app, expected) = acknowledged(&broker, 12).await;
     let offsets = app.admin_get("/api/admin/sink/offsets").await;
     let partitions = offsets.as_array().expect("a list");
     assert_eq!(partitions.len(), PARTITIONS as usize);
@@ -121,14 +115,7 @@ async fn the_admin_api_reports_each_partitions_offsets_on_the_broker() {
 #[tokio::test]
 async fn kcat_reads_every_event_with_its_headers() {
     let broker = Broker::start().await;
-    let app = app_on(&broker, "streaming", &[]).await;
-    let db = app.db_path();
-    let expected = write_some(&app, 9).await;
-    eventually("every event is acknowledged", || async {
-        relay_checkpoint(&db) == last_position(&db)
-    })
-    .await;
-
+    let (app, expected) = acknowledged(&broker, 9).await;
     let kcat = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kcat");
     let output = tokio::process::Command::new(kcat)
         .args(["-b", &broker.address, "-C", "-t", TOPIC, "-e", "-J", "-q"])
@@ -143,8 +130,21 @@ async fn kcat_reads_every_event_with_its_headers() {
         .map(kcat_record)
         .collect();
     assert_eq!(messages.len(), expected, "kcat read every event once");
-    let duplicates = assert_topic_holds_outbox(&db, &messages);
+    let duplicates = assert_topic_holds_outbox(&app.db_path(), &messages);
     assert!(duplicates.is_empty(), "published twice: {duplicates:?}");
+}
+
+/// The application publishing to `broker` in streaming mode once `orders` orders (some
+/// changed and cancelled) are written and every event is acknowledged; and the event count.
+async fn acknowledged(broker: &Broker, orders: usize) -> (TestApp, usize) {
+    let app = app_on(broker, "streaming", &[]).await;
+    let db = app.db_path();
+    let events = write_some(&app, orders).await;
+    eventually("every event is acknowledged", || async {
+        relay_checkpoint(&db) == last_position(&db)
+    })
+    .await;
+    (app, events)
 }
 
 /// One line of `kcat -J`: an object with the partition, offset, key, payload (text) and the
