@@ -188,6 +188,25 @@ pub async fn open_store(dir: &std::path::Path) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(&config.sqlite()).unwrap())
 }
 
+/// A store in `dir` holding `orders` new orders, one `OrderCreated` event each.
+pub async fn store_with_orders(dir: &std::path::Path, orders: usize) -> Arc<SqliteStore> {
+    let store = open_store(dir).await;
+    for _ in 0..orders {
+        store.apply(create()).await.unwrap();
+    }
+    store
+}
+
+/// What a step returns that acknowledged `count` events, dead-lettered none, and moved the
+/// checkpoint to `checkpoint`.
+pub fn published(count: usize, checkpoint: u64) -> Outcome {
+    Outcome::Published {
+        count,
+        dead_lettered: 0,
+        checkpoint,
+    }
+}
+
 fn router() -> TopicRouter {
     TopicRouter::new(outbox::publish::DEFAULT_TOPIC_TEMPLATE).unwrap()
 }
@@ -219,10 +238,7 @@ pub fn resilience() -> Resilience {
 #[tokio::test]
 async fn a_restarted_relay_resumes_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_store(dir.path()).await;
-    for _ in 0..5 {
-        store.apply(create()).await.unwrap();
-    }
+    let store = store_with_orders(dir.path(), 5).await;
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
     let mut relay = relay_over(
         store.clone(),
@@ -231,14 +247,7 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
         Batching::serial(2),
     )
     .await;
-    assert_eq!(
-        relay.step().await.unwrap(),
-        Outcome::Published {
-            count: 2,
-            dead_lettered: 0,
-            checkpoint: 2
-        }
-    );
+    assert_eq!(relay.step().await.unwrap(), published(2, 2));
     drop(relay);
     drop(publisher);
     drop(store);
@@ -254,14 +263,7 @@ async fn a_restarted_relay_resumes_from_its_checkpoint() {
     )
     .await;
     assert_eq!(relay.checkpoint(), 2);
-    assert_eq!(
-        relay.step().await.unwrap(),
-        Outcome::Published {
-            count: 3,
-            dead_lettered: 0,
-            checkpoint: 5
-        }
-    );
+    assert_eq!(relay.step().await.unwrap(), published(3, 5));
     assert_eq!(relay.step().await.unwrap(), Outcome::Idle);
     let topics = store.topics().await.unwrap();
     assert_eq!(topics[0].messages, 5, "no event published twice");
@@ -272,6 +274,17 @@ struct FlakySink {
     inner: LocalLogPublisher,
     seen: AtomicUsize,
     fail_at: usize,
+}
+
+impl FlakySink {
+    /// Publishes to `store`'s embedded log, except the `fail_at`-th message.
+    fn failing_at(store: &Arc<SqliteStore>, fail_at: usize) -> Arc<Self> {
+        Arc::new(Self {
+            inner: LocalLogPublisher::new(store.clone()),
+            seen: AtomicUsize::new(0),
+            fail_at,
+        })
+    }
 }
 
 #[async_trait]
@@ -299,15 +312,8 @@ impl Publisher for FlakySink {
 #[tokio::test]
 async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_store(dir.path()).await;
-    for _ in 0..6 {
-        store.apply(create()).await.unwrap();
-    }
-    let sink = Arc::new(FlakySink {
-        inner: LocalLogPublisher::new(store.clone()),
-        seen: AtomicUsize::new(0),
-        fail_at: 3,
-    });
+    let store = store_with_orders(dir.path(), 6).await;
+    let sink = FlakySink::failing_at(&store, 3);
     let mut relay = relay_over(store.clone(), sink, resilience(), Batching::serial(100)).await;
     match relay.step().await {
         Ok(Outcome::Retrying {
@@ -324,14 +330,7 @@ async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
         store.checkpoint(outbox::relay::RELAY_NAME).await.unwrap(),
         3
     );
-    assert_eq!(
-        relay.step().await.unwrap(),
-        Outcome::Published {
-            count: 3,
-            dead_lettered: 0,
-            checkpoint: 6
-        }
-    );
+    assert_eq!(relay.step().await.unwrap(), published(3, 6));
     let messages = store.read(TOPIC.into(), 0, 100).await.unwrap();
     let offsets: Vec<i64> = messages.iter().map(|m| m.offset).collect();
     assert_eq!(
@@ -361,21 +360,11 @@ async fn positions_on_topic(store: &SqliteStore) -> Vec<u64> {
 #[tokio::test]
 async fn a_pipelined_relay_sends_ahead_but_records_in_order_and_finishes_on_stop() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_store(dir.path()).await;
-    for _ in 0..5 {
-        store.apply(create()).await.unwrap();
-    }
+    let store = store_with_orders(dir.path(), 5).await;
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
     let pipelined = Batching { size: 2, depth: 2 };
     let mut relay = relay_over(store.clone(), publisher.clone(), resilience(), pipelined).await;
-    assert_eq!(
-        relay.step().await.unwrap(),
-        Outcome::Published {
-            count: 2,
-            dead_lettered: 0,
-            checkpoint: 2
-        }
-    );
+    assert_eq!(relay.step().await.unwrap(), published(2, 2));
     assert_eq!(
         positions_on_topic(&store).await,
         [1, 2, 3, 4],
@@ -391,14 +380,7 @@ async fn a_pipelined_relay_sends_ahead_but_records_in_order_and_finishes_on_stop
     assert_eq!(relay.checkpoint(), 4);
     drop(relay);
     let mut relay = relay_over(store.clone(), publisher, resilience(), pipelined).await;
-    assert_eq!(
-        relay.step().await.unwrap(),
-        Outcome::Published {
-            count: 1,
-            dead_lettered: 0,
-            checkpoint: 5
-        }
-    );
+    assert_eq!(relay.step().await.unwrap(), published(1, 5));
     assert_eq!(relay.step().await.unwrap(), Outcome::Idle);
     assert_eq!(positions_on_topic(&store).await, [1, 2, 3, 4, 5]);
 }
@@ -406,26 +388,12 @@ async fn a_pipelined_relay_sends_ahead_but_records_in_order_and_finishes_on_stop
 #[tokio::test]
 async fn a_failure_in_a_pipelined_batch_drops_the_batches_behind_it_and_resends_them() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_store(dir.path()).await;
-    for _ in 0..6 {
-        store.apply(create()).await.unwrap();
-    }
+    let store = store_with_orders(dir.path(), 6).await;
     // Messages are seen in batches of two: [1 2] [3 4] [5 6] ...; the 4th seen fails.
-    let sink = Arc::new(FlakySink {
-        inner: LocalLogPublisher::new(store.clone()),
-        seen: AtomicUsize::new(0),
-        fail_at: 3,
-    });
+    let sink = FlakySink::failing_at(&store, 3);
     let pipelined = Batching { size: 2, depth: 2 };
     let mut relay = relay_over(store.clone(), sink, resilience(), pipelined).await;
-    assert_eq!(
-        relay.step().await.unwrap(),
-        Outcome::Published {
-            count: 2,
-            dead_lettered: 0,
-            checkpoint: 2
-        }
-    );
+    assert_eq!(relay.step().await.unwrap(), published(2, 2));
     // [5 6] goes out ahead; then [3 4] comes back with 4 failed.
     match relay.step().await.unwrap() {
         Outcome::Retrying {
@@ -458,10 +426,7 @@ async fn a_failure_in_a_pipelined_batch_drops_the_batches_behind_it_and_resends_
 #[tokio::test]
 async fn retention_deletes_only_published_events_older_than_the_cutoff() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_store(dir.path()).await;
-    for _ in 0..5 {
-        store.apply(create()).await.unwrap();
-    }
+    let store = store_with_orders(dir.path(), 5).await;
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
     let mut relay = relay_over(store.clone(), publisher, resilience(), Batching::serial(3)).await;
     relay.step().await.unwrap(); // positions 1..=3 published, 4 and 5 pending
@@ -488,14 +453,7 @@ async fn retention_deletes_only_published_events_older_than_the_cutoff() {
 
     // New events continue the positions; the relay carries on where it was.
     store.apply(create()).await.unwrap();
-    assert_eq!(
-        relay.step().await.unwrap(),
-        Outcome::Published {
-            count: 3,
-            dead_lettered: 0,
-            checkpoint: 6
-        }
-    );
+    assert_eq!(relay.step().await.unwrap(), published(3, 6));
 }
 
 #[tokio::test]
