@@ -42,8 +42,12 @@ cargo_leptos() {
   if has_version cargo-leptos "$CARGO_LEPTOS_VERSION"; then
     say "cargo-leptos $CARGO_LEPTOS_VERSION: present"
   else
-    say "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 15 minutes, once)"
-    cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads
+    # Its own release profile asks for fat LTO in one codegen unit (about 15 minutes on two
+    # cores). It only drives the builds, so its speed hardly matters: a cheap profile instead.
+    say "installing cargo-leptos $CARGO_LEPTOS_VERSION (a few minutes, once)"
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 \
+      CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=0 \
+      cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads
   fi
 }
 
