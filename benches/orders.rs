@@ -10,6 +10,7 @@
 //! The load generator keeps one HTTP/1.1 connection per worker (hyper's connection API) and
 //! sends pre-serialised bodies, so that as little CPU as possible goes to the client.
 
+use app::dto::RelayMode;
 use futures::future::join_all;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -18,7 +19,7 @@ use outbox::domain::{NewOrder, RawItem};
 use outbox::publish::local::LocalLogPublisher;
 use outbox::publish::{DEFAULT_TOPIC_TEMPLATE, TopicRouter};
 use outbox::relay::runner::{self, RelaySettings};
-use outbox::relay::{Batching, RelayMode, Resilience};
+use outbox::relay::{Batching, Resilience};
 use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
 use outbox::resilience::retry::RetryConfig;
 use outbox::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};

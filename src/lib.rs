@@ -7,42 +7,44 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: every setting, from flags or environment variables.
-//! - [`domain`]: the order aggregate, value types (parse, don't validate) and events. Pure.
-//! - [`store`]: the `OutboxStore` seam and its SQLite implementation (`store/sqlite/`: schema
-//!   migrations, the group-commit writer, order commands, relay progress, dead letters, the
-//!   topic log's SQL, the read pool, SQL rows) and its ScyllaDB implementation
-//!   (`store/scylla/`: schema, positions, commands, the pending index, dead letters).
-//! - [`cdc`]: the streaming relay on ScyllaDB (scylla-cdc consumer, outlet, supervised reader).
-//! - [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing, transient vs
-//!   permanent `PublishError`), the embedded topic log sink (`publish/local.rs`), the Kafka
-//!   sink with its error classification and broker offsets (`publish/kafka.rs`), and the
-//!   fault-injecting wrapper
-//!   (`publish/faults.rs`).
-//! - [`relay`]: the relay step function with its send-ahead pipeline and its retry / pause /
-//!   dead-letter decisions (`relay/mod.rs`), its supervised runner with the polling and
-//!   streaming modes and operator suspension
-//!   (`relay/runner.rs`), what it is doing for the status page (`relay/activity.rs`), and
-//!   retention of published events and expired idempotency keys (`relay/retention.rs`).
-//! - [`resilience`]: retry delays with backoff and jitter (`resilience/retry.rs`), the circuit
-//!   breaker (`resilience/breaker.rs`), and the dead letter queue's types and replay
-//!   (`resilience/dlq.rs`; its SQL is `store/sqlite/dead_letters.rs`).
-//! - [`http`]: the axum router: JSON API (`http/orders.rs`, `http/topics.rs`), admin endpoints
-//!   for the relay and faults (`http/admin.rs`) and the dead letter queue (`http/dlq.rs`)
-//!   behind authentication by bearer token or console session (`http/auth.rs`,
-//!   `http/session.rs`) with a per-address limit on wrong tokens (`http/throttle.rs`), the
-//!   console's sign-in, sign-out and page guard (`http/console.rs`),
-//!   health probes (`http/health.rs`),
-//!   `/metrics` and request metrics (`http/metrics.rs`), the SSE live feed (`http/live.rs`),
-//!   request ids (`http/request_id.rs`), `AppError`, extractors, and the Leptos page routes.
-//! - [`ui`]: the server side of the UI's server functions (implements `app::api::OrdersApi`).
-//! - [`views`]: domain → DTO conversions shared by the API and the UI.
-//! - [`telemetry`]: logs (`telemetry/logs.rs`: JSON or text, `RUST_LOG`), Prometheus
-//!   metrics (`telemetry/metrics.rs`), the live feed's hub and snapshots
-//!   (`telemetry/live.rs`), and `Telemetry`, what the relay and its helpers report to.
-//! - [`startup`]: `Application::build` / `run_until_stopped`, used by `main` and the tests.
+//! The modules form layers, listed bottom up: each uses only those above it in this list
+//! (`tests/api/layers.rs` checks it), so a reader can learn them in this order.
 //!
-//! The UI itself lives in the `app` crate of this workspace; `schema/sqlite/` and
+//! 1. [`domain`]: the order aggregate, value types (parse, don't validate), events as
+//!    committed (`StoredEvent`) and where they were delivered. Pure.
+//! 2. [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing, transient vs
+//!    permanent `PublishError`), the embedded topic log's seam and sink (`publish/local.rs`),
+//!    the Kafka sink (`publish/kafka.rs`) and the fault-injecting wrapper (`publish/faults.rs`).
+//! 3. [`store`]: the store's role traits and their SQLite (`store/sqlite/`) and ScyllaDB
+//!    (`store/scylla/`) implementations; dead letter records (`store/dead_letters.rs`).
+//! 4. [`resilience`]: retry delays with backoff and jitter (`resilience/retry.rs`), the
+//!    circuit breaker (`resilience/breaker.rs`), and the failure policy every publisher path
+//!    applies (`resilience/policy.rs`). Pure, no I/O.
+//! 5. [`telemetry`]: logs (`telemetry/logs.rs`), Prometheus metrics (`telemetry/metrics.rs`),
+//!    the live feed's hub (`telemetry/live.rs`), and `Telemetry`, what publishers report to.
+//! 6. [`relay`]: the relay step function with its send-ahead pipeline (`relay/mod.rs`), its
+//!    supervised runner with the polling and streaming modes and operator suspension
+//!    (`relay/runner.rs`), what it is doing (`relay/activity.rs`), dead letter replay
+//!    (`relay/replay.rs`), the live feed's snapshots (`relay/snapshots.rs`), and retention
+//!    (`relay/retention.rs`).
+//! 7. [`cdc`]: the streaming relay on ScyllaDB (scylla-cdc consumer, outlet, supervised
+//!    reader, relay lease and the switch between the two relays).
+//! 8. [`config`]: every setting, from flags or environment variables, grouped per subsystem;
+//!    durations (`config/duration.rs`) and secrets (`config/secret.rs`).
+//! 9. [`views`]: domain → DTO conversions shared by the API and the UI.
+//! 10. [`ui`]: the server side of the UI's server functions (implements `app::api::OrdersApi`).
+//! 11. [`http`]: the axum router: JSON API (`http/orders.rs`, `http/topics.rs`), admin
+//!     endpoints for the relay and faults (`http/admin.rs`) and the dead letter queue
+//!     (`http/dlq.rs`) behind authentication by bearer token or console session
+//!     (`http/auth.rs`, `http/session.rs`) with a per-address limit on wrong tokens
+//!     (`http/throttle.rs`), the console's sign-in and page guard (`http/console.rs`), health
+//!     probes (`http/health.rs`), `/metrics` (`http/metrics.rs`), the SSE live feed
+//!     (`http/live.rs`), request ids (`http/request_id.rs`), `AppError`, extractors, and the
+//!     Leptos page routes.
+//! 12. [`startup`]: `Application::build` / `run_until_stopped`, used by `main` and the tests.
+//!
+//! The UI itself lives in the `app` crate of this workspace, with the DTOs and enums the
+//! server, the console and the tests share (`app::dto`); `schema/sqlite/` and
 //! `schema/scylla/` hold the SQL and the CQL; `docs/SCYLLA.md` explains the ScyllaDB backend.
 
 pub mod cdc;

@@ -2,9 +2,10 @@
 //! shutdown future completes. Tests use the same path with port 0 and a temporary directory.
 
 use crate::cdc;
+use crate::config::Secret;
 use crate::config::{Config, StoreKind};
 use crate::domain::AGGREGATE_TYPE_ORDER;
-use crate::http::auth::{AdminToken, Secret};
+use crate::http::auth::AdminToken;
 use crate::http::session::Sessions;
 use crate::http::throttle::AuthThrottle;
 use crate::http::{self, AppState, RelayHandles};
@@ -12,15 +13,16 @@ use crate::publish::faults::FaultInjector;
 use crate::publish::kafka::{KafkaPublisher, KafkaSetupError};
 use crate::publish::local::LocalLogPublisher;
 use crate::publish::{Publisher, TopicRouter};
+use crate::relay::replay::Replayer;
 use crate::relay::runner::{self, RelaySettings};
-use crate::relay::{Batching, Resilience, retention};
+use crate::relay::{Batching, Resilience, retention, snapshots};
 use crate::resilience::breaker::CircuitBreaker;
-use crate::resilience::dlq::Replayer;
+
 use crate::store::OutboxStore;
 use crate::store::scylla::ScyllaStore;
 use crate::store::sqlite::{OpenError, SqliteStore};
 use crate::telemetry::Telemetry;
-use crate::telemetry::live::{self, LiveHub};
+use crate::telemetry::live::LiveHub;
 use crate::telemetry::metrics::Metrics;
 use leptos::config::LeptosOptions;
 use std::future::Future;
@@ -107,8 +109,10 @@ impl Application {
             live: Arc::new(LiveHub::new(closing_rx)),
         };
         let faults = Arc::new(FaultInjector::new(sink));
-        let breaker =
-            Arc::new(CircuitBreaker::new(config.breaker()).with_telemetry(telemetry.clone()));
+        let breaker = Arc::new(CircuitBreaker::new(config.breaker()).with_observer({
+            let telemetry = telemetry.clone();
+            move |t| telemetry.breaker_transition(t)
+        }));
         let relay = RelayHandles {
             activity: Arc::default(),
             hold: Arc::new(watch::Sender::new(false)),
@@ -141,9 +145,9 @@ impl Application {
             telemetry: telemetry.clone(),
         };
         let background = vec![
-            live::spawn_snapshots(
+            snapshots::spawn(
                 Arc::clone(&telemetry.live),
-                live::Sources {
+                snapshots::Sources {
                     store: store.clone(),
                     activity: Arc::clone(&relay.activity),
                     mode: relay_mode.subscribe(),

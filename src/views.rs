@@ -2,10 +2,12 @@
 
 use crate::domain::OrderId;
 use crate::domain::timestamp as time;
+use crate::domain::{DeliveryRecord, StoredEvent};
 use crate::domain::{EventEnvelope, Order};
 use crate::resilience::breaker::BreakerSnapshot;
-use crate::resilience::dlq::{DeadLetter, DeadLetterCounts};
-use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
+use crate::store::dead_letters::{DeadLetter, DeadLetterCounts};
+
+use crate::store::{OutboxStore, StoreError};
 use app::dto::{
     BreakerDto, DeadLetterCountsDto, DeadLetterDto, DeliveryDto, EventDto, OrderDetailDto,
     OrderDto, OrderItemDto, ReplayAttemptDto, TransitionDto,

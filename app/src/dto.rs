@@ -5,6 +5,30 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How the relay learns of new events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum RelayMode {
+    /// Query for new events every poll interval.
+    Polling,
+    /// Wake up on every commit of the store and publish at once.
+    Streaming,
+}
+
+impl RelayMode {
+    /// Both modes, for metrics that list them up front.
+    pub const ALL: [RelayMode; 2] = [RelayMode::Polling, RelayMode::Streaming];
+
+    /// The mode's name, as in the configuration and the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayMode::Polling => "polling",
+            RelayMode::Streaming => "streaming",
+        }
+    }
+}
+
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderItemDto {

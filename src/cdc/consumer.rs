@@ -52,8 +52,9 @@ mod tests {
     use crate::publish::local::{LocalLogPublisher, TopicLog};
     use crate::relay::Resilience;
     use crate::resilience::breaker::CircuitBreaker;
-    use crate::resilience::dlq::DeadLetterCounts;
+
     use crate::store::OutboxStore;
+    use crate::store::dead_letters::DeadLetterCounts;
     use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
     use scylla::value::CqlValue;
     use scylla_cdc::consumer::OperationType;

@@ -1,7 +1,7 @@
 //! CDC log rows of the outbox table → outbox events. Only `RowInsert` deltas are events: the
 //! static-row updates that carry the order's state, deletions and expirations are ignored.
 
-use crate::store::StoredEvent;
+use crate::domain::StoredEvent;
 use crate::store::scylla::rows::{self, Columns, DecodeError};
 use scylla::value::CqlValue;
 use scylla_cdc::consumer::{CDCRow, OperationType};

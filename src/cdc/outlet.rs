@@ -7,12 +7,15 @@
 //! end a delivery without an outcome.
 
 use super::{CDC_RELAY_NAME, CdcError};
+use crate::domain::{DeliveryRecord, StoredEvent};
 use crate::publish::{Delivery, FailureKind, Message, PublishError, Publisher, TopicRouter};
-use crate::relay::RelayMode;
+use crate::store::dead_letters::NewDeadLetter;
+use app::dto::RelayMode;
+
 use crate::relay::Resilience;
 use crate::resilience::breaker::{BreakerState, Refusal};
-use crate::resilience::dlq::NewDeadLetter;
-use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
+
+use crate::store::{OutboxStore, StoreError};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::LiveEvent;
 use chrono::{DateTime, Utc};

@@ -8,7 +8,8 @@ use super::reader::{self, CdcRelay};
 use super::switch;
 use super::timing::CdcTiming;
 use crate::publish::Publisher;
-use crate::relay::RelayMode;
+use app::dto::RelayMode;
+
 use crate::relay::runner::{self, RelaySettings};
 use crate::store::OutboxStore;
 use crate::store::scylla::ScyllaStore;

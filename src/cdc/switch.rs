@@ -5,7 +5,7 @@
 //! lost it stops it. Each relay resumes from its own checkpoints, so a swap can publish some
 //! events again (same `event_id`), never skip them.
 
-use crate::relay::RelayMode;
+use app::dto::RelayMode;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

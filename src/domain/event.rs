@@ -134,3 +134,24 @@ impl EventEnvelope {
         }
     }
 }
+
+/// An outbox event as committed, with its commit position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Unique and increasing along each aggregate's versions; the relay's checkpoint is one
+    /// of these. The embedded store's are gap-free and in commit order; ScyllaDB's are taken
+    /// from the writer's clock (see `store::scylla::position`), so they have gaps and the
+    /// polling relay reads them only once they have settled.
+    pub position: u64,
+    pub envelope: EventEnvelope,
+}
+
+/// Where a published event went, recorded together with the relay's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub topic: String,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+    /// When the sink acknowledged it.
+    pub published_at: DateTime<Utc>,
+}

@@ -14,7 +14,8 @@ pub fn timestamp(t: &chrono::DateTime<chrono::Utc>) -> String {
 }
 
 pub use event::{
-    AGGREGATE_TYPE_ORDER, EVENT_SCHEMA_VERSION, EventEnvelope, EventType, OrderEvent, Payload,
+    AGGREGATE_TYPE_ORDER, DeliveryRecord, EVENT_SCHEMA_VERSION, EventEnvelope, EventType,
+    OrderEvent, Payload, StoredEvent,
 };
 pub use order::{DomainError, Order, OrderStatus};
 pub use validation::{FieldError, ValidationErrors};

@@ -7,7 +7,8 @@ use super::extract::ApiJson;
 use crate::domain::{EventType, ValidationErrors, timestamp};
 use crate::publish::faults::Fault;
 use crate::publish::{PartitionOffsets, Publisher};
-use crate::relay::RelayMode;
+use app::dto::RelayMode;
+
 use crate::views;
 use app::dto::RelayStatusDto;
 use axum::Json;

@@ -6,7 +6,9 @@ use super::auth::Admin;
 use super::error::AppError;
 use super::extract::{ApiJson, ApiQuery};
 use crate::domain::{EventType, OrderId, ValidationErrors};
-use crate::resilience::dlq::{DeadLetterFilter, DeadLetterStatus, ReplayError};
+use crate::relay::replay::ReplayError;
+use crate::store::dead_letters::{DeadLetterFilter, DeadLetterStatus};
+
 use crate::telemetry::live::LiveEvent;
 use crate::views;
 use app::dto::{BulkReplayDto, DeadLetterDto, DeadLetterPageDto, ReplayResultDto};

@@ -3,6 +3,7 @@
 //! Internal details are logged once here and never sent to clients.
 
 use crate::domain::{DomainError, ValidationErrors};
+use crate::publish::local::LogError;
 use crate::store::StoreError;
 use app::dto::{ErrorBody, FieldErrorDto};
 use axum::Json;
@@ -75,6 +76,15 @@ impl From<StoreError> for AppError {
                 AppError::Unavailable
             }
             StoreError::Corrupt(_) | StoreError::Backend(_) => AppError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<LogError> for AppError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Unavailable(_) => AppError::Unavailable,
+            LogError::Failed(_) => AppError::Internal(e.to_string()),
         }
     }
 }

@@ -18,10 +18,12 @@ mod topics;
 
 use crate::publish::faults::FaultInjector;
 use crate::publish::local::TopicLog;
-use crate::relay::RelayMode;
+use crate::relay::replay::Replayer;
+use app::dto::RelayMode;
+
 use crate::relay::activity::RelayActivity;
 use crate::resilience::breaker::CircuitBreaker;
-use crate::resilience::dlq::Replayer;
+
 use crate::store::OutboxStore;
 use crate::telemetry::live::LiveHub;
 use crate::telemetry::metrics::Metrics;

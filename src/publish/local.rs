@@ -3,7 +3,6 @@
 //! whole pipeline with nothing installed.
 
 use super::{Delivery, Message, PublishError, Publisher};
-use crate::store::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -27,20 +26,31 @@ pub struct LoggedMessage {
     pub appended_at: DateTime<Utc>,
 }
 
+/// Why the embedded log could not be read or appended to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// The database is busy or its writer is overloaded: retrying later may succeed.
+    #[error("the embedded log is temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (a broken database, a stored row that cannot be read).
+    #[error("the embedded log failed: {0}")]
+    Failed(String),
+}
+
 /// Storage for the embedded log (implemented by the embedded store).
 #[async_trait]
 pub trait TopicLog: Send + Sync + 'static {
     /// Appends durably, in order; returns each message's offset.
-    async fn append(&self, messages: Vec<Message>) -> Result<Vec<Delivery>, StoreError>;
-    async fn topics(&self) -> Result<Vec<TopicSummary>, StoreError>;
+    async fn append(&self, messages: Vec<Message>) -> Result<Vec<Delivery>, LogError>;
+    async fn topics(&self) -> Result<Vec<TopicSummary>, LogError>;
     /// One topic's summary, without looking at the others.
-    async fn topic(&self, topic: String) -> Result<Option<TopicSummary>, StoreError>;
+    async fn topic(&self, topic: String) -> Result<Option<TopicSummary>, LogError>;
     async fn read(
         &self,
         topic: String,
         from_offset: i64,
         limit: u32,
-    ) -> Result<Vec<LoggedMessage>, StoreError>;
+    ) -> Result<Vec<LoggedMessage>, LogError>;
 }
 
 /// Publishes into a [`TopicLog`].
@@ -59,7 +69,7 @@ impl Publisher for LocalLogPublisher {
     async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
         match self.log.append(batch.to_vec()).await {
             Ok(deliveries) => deliveries.into_iter().map(Ok).collect(),
-            // One transaction: all of the batch failed. A store error is a broken or busy
+            // One transaction: all of the batch failed. A log error is a broken or busy
             // database, never the message's fault.
             Err(e) => batch
                 .iter()

@@ -8,7 +8,7 @@ pub mod faults;
 pub mod kafka;
 pub mod local;
 
-use crate::store::StoredEvent;
+use crate::domain::StoredEvent;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 

@@ -6,50 +6,27 @@
 //! restarts it after failures.
 
 pub mod activity;
+pub mod replay;
 pub mod retention;
 pub mod runner;
+pub mod snapshots;
 
+use crate::domain::{DeliveryRecord, StoredEvent};
 use crate::publish::{
     Delivery, FailureKind, Message, Pending, PublishError, Publisher, TopicRouter,
 };
 use crate::resilience::breaker::{BreakerState, CircuitBreaker, Refusal};
-use crate::resilience::dlq::NewDeadLetter;
+use crate::store::dead_letters::NewDeadLetter;
+
 use crate::resilience::retry::RetryConfig;
-use crate::store::{DeliveryRecord, OutboxStore, StoreError, StoredEvent};
+use crate::store::{OutboxStore, RELAY_NAME, StoreError};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::LiveEvent;
+use app::dto::RelayMode;
 use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Name of the relay's checkpoint row.
-pub const RELAY_NAME: &str = "main";
-
-/// How the relay learns of new events.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum RelayMode {
-    /// Query for new events every poll interval.
-    Polling,
-    /// Wake up on every commit of the store and publish at once.
-    Streaming,
-}
-
-impl RelayMode {
-    /// Both modes, for metrics that list them up front.
-    pub const ALL: [RelayMode; 2] = [RelayMode::Polling, RelayMode::Streaming];
-
-    /// The mode's name, as in the configuration and the JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RelayMode::Polling => "polling",
-            RelayMode::Streaming => "streaming",
-        }
-    }
-}
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]

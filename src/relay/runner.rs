@@ -3,11 +3,12 @@
 //! panic, and stopping cleanly (after the step in flight) when asked to.
 
 use super::activity::{RelayActivity, RelayState};
-use super::{Batching, Outcome, Relay, RelayError, RelayMode, Resilience};
+use super::{Batching, Outcome, Relay, RelayError, Resilience};
 use crate::publish::{Publisher, TopicRouter};
 use crate::resilience::breaker::BreakerState;
 use crate::store::OutboxStore;
 use crate::telemetry::Telemetry;
+use app::dto::RelayMode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

@@ -3,10 +3,9 @@
 //! Closed → Open after `failure_threshold` consecutive failures; Open refuses every call for
 //! `open_timeout`; then Half-open lets up to `half_open_max_calls` probes through at a time and
 //! closes after `success_threshold` successes, while any failed probe opens it again. Every
-//! transition is kept (newest last, up to [`TRANSITIONS_KEPT`]) for the status page.
+//! transition is kept (newest last, up to [`TRANSITIONS_KEPT`]) for the status page, and
+//! handed to an observer (metrics and the live feed, wired up at start-up).
 
-use crate::telemetry::Telemetry;
-use crate::telemetry::live::LiveEvent;
 use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -105,14 +104,25 @@ struct Inner {
     transitions: VecDeque<Transition>,
 }
 
+/// Told of every transition as it happens.
+pub type Observer = Box<dyn Fn(&Transition) + Send + Sync>;
+
 /// A circuit breaker; share it behind an `Arc`. Callers ask [`CircuitBreaker::try_acquire`]
 /// before a call and report its outcome with `on_success` / `on_failure`.
-#[derive(Debug)]
 pub struct CircuitBreaker {
     config: BreakerConfig,
     inner: Mutex<Inner>,
     /// Where transitions are counted and announced, if anywhere.
-    telemetry: Option<Telemetry>,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("config", &self.config)
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CircuitBreaker {
@@ -127,13 +137,13 @@ impl CircuitBreaker {
                 probe_successes: 0,
                 transitions: VecDeque::new(),
             }),
-            telemetry: None,
+            observer: None,
         }
     }
 
-    /// The same breaker, counting its transitions and sending them to the live feed.
-    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
-        self.telemetry = Some(telemetry);
+    /// The same breaker, telling `observer` of every transition.
+    pub fn with_observer(mut self, observer: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Box::new(observer));
         self
     }
 
@@ -220,27 +230,19 @@ impl CircuitBreaker {
 
     fn transition(&self, inner: &mut Inner, to: BreakerState, reason: String) {
         tracing::warn!(from = inner.state.as_str(), to = to.as_str(), %reason, "circuit breaker");
-        if let Some(t) = &self.telemetry {
-            t.metrics
-                .breaker_transitions
-                .with_label_values(&[inner.state.as_str(), to.as_str()])
-                .inc();
-            t.live.send(LiveEvent::Breaker {
-                at: crate::domain::timestamp(&Utc::now()),
-                from: inner.state.as_str(),
-                to: to.as_str(),
-                reason: reason.clone(),
-            });
-        }
-        if inner.transitions.len() == TRANSITIONS_KEPT {
-            inner.transitions.pop_front();
-        }
-        inner.transitions.push_back(Transition {
+        let transition = Transition {
             at: Utc::now(),
             from: inner.state,
             to,
             reason,
-        });
+        };
+        if let Some(observe) = &self.observer {
+            observe(&transition);
+        }
+        if inner.transitions.len() == TRANSITIONS_KEPT {
+            inner.transitions.pop_front();
+        }
+        inner.transitions.push_back(transition);
         inner.state = to;
     }
 

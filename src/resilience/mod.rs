@@ -3,5 +3,4 @@
 //! queue with replay ([`dlq`]). The relay (`crate::relay`) applies them.
 
 pub mod breaker;
-pub mod dlq;
 pub mod retry;

@@ -4,18 +4,26 @@
 //! [`OutboxStore`] is the trait the rest of the program uses; [`sqlite`] is the embedded
 //! implementation, [`scylla`] the scale-out one.
 
+pub mod dead_letters;
 pub mod scylla;
 pub mod sqlite;
 
-use crate::domain::{CancelReason, EventEnvelope, NewOrder, Order, OrderId, OrderItems, Version};
-use crate::resilience::dlq::{
+use crate::domain::{
+    CancelReason, DeliveryRecord, NewOrder, Order, OrderId, OrderItems, StoredEvent, Version,
+};
+use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterStatus, NewDeadLetter, ReplayOutcome,
 };
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use tokio::sync::watch;
+
+/// The checkpoint row of the relay that reads the outbox in commit order (both modes on the
+/// embedded store, the polling relay on ScyllaDB); retention deletes only what it published.
+pub const RELAY_NAME: &str = "main";
 
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -70,17 +78,6 @@ pub enum Command {
     },
 }
 
-/// An outbox event as committed, with its commit position.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    /// Unique and increasing along each aggregate's versions; the relay's checkpoint is one
-    /// of these. The embedded store's are gap-free and in commit order; ScyllaDB's are taken
-    /// from the writer's clock (see `store::scylla::position`), so they have gaps and the
-    /// polling relay reads them only once they have settled.
-    pub position: u64,
-    pub envelope: EventEnvelope,
-}
-
 /// What a successful [`OutboxStore::apply`] did.
 #[derive(Debug, Clone)]
 pub enum Applied {
@@ -118,16 +115,6 @@ pub struct OrderPage {
     pub orders: Vec<Order>,
     /// Present when older orders remain.
     pub next: Option<OrderCursor>,
-}
-
-/// Where a published event went, recorded together with the relay's checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryRecord {
-    pub topic: String,
-    pub partition: Option<i32>,
-    pub offset: Option<i64>,
-    /// When the sink acknowledged it.
-    pub published_at: DateTime<Utc>,
 }
 
 /// The events the relay has not handled yet.

@@ -6,7 +6,6 @@
 //! discrete events through a bounded `broadcast` channel (a slow client skips what it
 //! missed); neither ever waits for a client, so the relay is never slowed by one.
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -58,7 +57,7 @@ impl LiveEvent {
     pub fn dead_letter(
         action: &'static str,
         id: Option<i64>,
-        event: &crate::store::StoredEvent,
+        event: &crate::domain::StoredEvent,
     ) -> Self {
         let e = &event.envelope;
         LiveEvent::Dlq {
@@ -203,63 +202,4 @@ impl Throughput {
         };
         (rate(Duration::from_secs(1)), rate(Duration::from_secs(10)))
     }
-}
-
-/// RFC 3339 time for feed payloads.
-pub fn stamp(at: DateTime<Utc>) -> String {
-    crate::domain::timestamp(&at)
-}
-
-/// What the snapshot task reads.
-pub struct Sources {
-    pub store: std::sync::Arc<dyn crate::store::OutboxStore>,
-    pub activity: std::sync::Arc<crate::relay::activity::RelayActivity>,
-    pub mode: watch::Receiver<crate::relay::RelayMode>,
-    pub breaker: std::sync::Arc<crate::resilience::breaker::CircuitBreaker>,
-    pub faults: std::sync::Arc<crate::publish::faults::FaultInjector>,
-}
-
-/// Takes a snapshot every [`SNAPSHOT_EVERY`] until `stop` becomes true.
-pub fn spawn_snapshots(
-    hub: std::sync::Arc<LiveHub>,
-    sources: Sources,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut throughput = Throughput::default();
-        let mut ticks = tokio::time::interval(SNAPSHOT_EVERY);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
-            let activity = sources.activity.get();
-            let (Ok(backlog), Ok(counts)) = (
-                sources.store.backlog(activity.checkpoint).await,
-                sources.store.dead_letter_counts().await,
-            ) else {
-                continue; // the store is busy: skip this snapshot
-            };
-            let now = Utc::now();
-            let (per_1s, per_10s) = throughput.sample(Instant::now(), hub.published_total());
-            let (p50, p99) = hub.latency_percentiles();
-            let fault = sources.faults.fault();
-            let mode = sources.mode.borrow().as_str();
-            hub.publish_snapshot(Snapshot {
-                at: stamp(now),
-                mode: mode.to_string(),
-                state: activity.state.as_str().to_string(),
-                published_total: hub.published_total(),
-                events_per_second_1s: per_1s,
-                events_per_second_10s: per_10s,
-                latency_p50_ms: p50,
-                latency_p99_ms: p99,
-                pending: backlog.pending,
-                oldest_pending_age_ms: backlog.oldest.map(|t| (now - t).num_milliseconds().max(0)),
-                breaker: sources.breaker.state().as_str().to_string(),
-                dlq_pending: counts.pending,
-                fault: fault.is_active().then(|| fault.mode().to_string()),
-            });
-        }
-    })
 }

@@ -6,7 +6,8 @@
 //! `dlq_*`, `circuit_breaker_*`) plus the relay's lag and latency.
 
 use crate::domain::EventType;
-use crate::relay::RelayMode;
+use app::dto::RelayMode;
+
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,

@@ -4,8 +4,10 @@ pub mod live;
 pub mod logs;
 pub mod metrics;
 
+use crate::domain::StoredEvent;
 use crate::publish::FailureKind;
-use crate::store::{Applied, StoredEvent};
+use crate::resilience::breaker::Transition;
+use crate::store::Applied;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -77,6 +79,19 @@ impl Telemetry {
             },
             latency * 1e3,
         );
+    }
+
+    /// Counts a circuit breaker transition and announces it on the live feed.
+    pub fn breaker_transition(&self, t: &Transition) {
+        let (from, to) = (t.from.as_str(), t.to.as_str());
+        let transitions = &self.metrics.breaker_transitions;
+        transitions.with_label_values(&[from, to]).inc();
+        self.live.send(live::LiveEvent::Breaker {
+            at: crate::domain::timestamp(&t.at),
+            from,
+            to,
+            reason: t.reason.clone(),
+        });
     }
 
     /// Counts a failed publish of an `event_type` event.

@@ -5,15 +5,17 @@
 use crate::relay::{create, open_store};
 use outbox::cdc::CdcError;
 use outbox::cdc::outlet::Outlet;
+use outbox::domain::StoredEvent;
 use outbox::publish::TopicRouter;
 use outbox::publish::faults::{Fault, FaultInjector};
 use outbox::publish::local::{LocalLogPublisher, TopicLog};
 use outbox::relay::Resilience;
 use outbox::resilience::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
-use outbox::resilience::dlq::{DeadLetterFilter, DeadLetterKind};
+use outbox::store::dead_letters::{DeadLetterFilter, DeadLetterKind};
+
 use outbox::resilience::retry::{Jitter, RetryConfig};
 use outbox::store::sqlite::SqliteStore;
-use outbox::store::{Applied, OutboxStore, StoredEvent};
+use outbox::store::{Applied, OutboxStore};
 use outbox::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,7 +77,7 @@ impl Bench {
         }
     }
 
-    async fn dead_letters(&self) -> Vec<outbox::resilience::dlq::DeadLetter> {
+    async fn dead_letters(&self) -> Vec<outbox::store::dead_letters::DeadLetter> {
         let all = DeadLetterFilter {
             limit: 10,
             ..Default::default()

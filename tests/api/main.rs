@@ -13,6 +13,7 @@ mod crash;
 mod helpers;
 mod idempotency;
 mod kafka;
+mod layers;
 mod live;
 mod logs;
 mod metrics;

@@ -327,7 +327,7 @@ async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
         "acknowledged events before the failure are kept"
     );
     assert_eq!(
-        store.checkpoint(outbox::relay::RELAY_NAME).await.unwrap(),
+        store.checkpoint(outbox::store::RELAY_NAME).await.unwrap(),
         3
     );
     assert_eq!(relay.step().await.unwrap(), published(3, 6));
@@ -371,7 +371,7 @@ async fn a_pipelined_relay_sends_ahead_but_records_in_order_and_finishes_on_stop
         "the second batch is sent while the first is recorded"
     );
     assert_eq!(
-        store.checkpoint(outbox::relay::RELAY_NAME).await.unwrap(),
+        store.checkpoint(outbox::store::RELAY_NAME).await.unwrap(),
         2
     );
 
@@ -403,7 +403,7 @@ async fn a_failure_in_a_pipelined_batch_drops_the_batches_behind_it_and_resends_
     }
     assert_eq!(relay.checkpoint(), 3, "never past the failed event");
     assert_eq!(
-        store.checkpoint(outbox::relay::RELAY_NAME).await.unwrap(),
+        store.checkpoint(outbox::store::RELAY_NAME).await.unwrap(),
         3
     );
     // Everything after the failed event is sent again, in order, after it.
@@ -430,7 +430,7 @@ async fn retention_deletes_only_published_events_older_than_the_cutoff() {
     let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
     let mut relay = relay_over(store.clone(), publisher, resilience(), Batching::serial(3)).await;
     relay.step().await.unwrap(); // positions 1..=3 published, 4 and 5 pending
-    let name = outbox::relay::RELAY_NAME;
+    let name = outbox::store::RELAY_NAME;
     let an_hour = chrono::Duration::hours(1);
 
     // Nothing is old enough yet.

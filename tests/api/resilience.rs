@@ -717,7 +717,7 @@ async fn an_event_that_keeps_failing_while_others_pass_is_dead_lettered_after_it
         other => panic!("{other:?}"),
     }
     let letter = store
-        .dead_letters(outbox::resilience::dlq::DeadLetterFilter {
+        .dead_letters(outbox::store::dead_letters::DeadLetterFilter {
             limit: 10,
             ..Default::default()
         })
@@ -729,7 +729,7 @@ async fn an_event_that_keeps_failing_while_others_pass_is_dead_lettered_after_it
     assert_eq!(f.failures, 5);
     assert_eq!(
         f.kind,
-        outbox::resilience::dlq::DeadLetterKind::RetriesExhausted
+        outbox::store::dead_letters::DeadLetterKind::RetriesExhausted
     );
     assert!(f.first_failed_at < f.last_failed_at);
 }
@@ -798,7 +798,7 @@ async fn when_the_dead_letter_cannot_be_written_the_event_stays_pending() {
     assert!(relay.step().await.is_err(), "the failed write is an error");
     assert_eq!(relay.checkpoint(), 0);
     assert_eq!(
-        store.checkpoint(outbox::relay::RELAY_NAME).await.unwrap(),
+        store.checkpoint(outbox::store::RELAY_NAME).await.unwrap(),
         0
     );
     assert_eq!(

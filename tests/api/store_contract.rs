@@ -7,12 +7,12 @@ use crate::helpers::eventually;
 use chrono::{SubsecRound, Utc};
 use futures::future::join_all;
 use outbox::domain::{CancelReason, DomainError, NewOrder, OrderItems, OrderStatus, RawItem};
-use outbox::resilience::dlq::{
+use outbox::domain::{DeliveryRecord, StoredEvent};
+use outbox::store::dead_letters::{
     DeadLetterFilter, DeadLetterKind, DeadLetterStatus, NewDeadLetter, ReplayOutcome,
 };
-use outbox::store::{
-    Applied, Command, DeliveryRecord, IdempotencyKey, OutboxStore, StoreError, StoredEvent,
-};
+
+use outbox::store::{Applied, Command, IdempotencyKey, OutboxStore, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -35,7 +35,7 @@ fn create(sku: &str) -> Command {
     }
 }
 
-fn written(applied: Applied) -> (outbox::domain::Order, outbox::store::StoredEvent) {
+fn written(applied: Applied) -> (outbox::domain::Order, outbox::domain::StoredEvent) {
     match applied {
         Applied::Written { order, event } => (order, event),
         Applied::Replayed { .. } => panic!("expected a write"),

@@ -5,10 +5,11 @@
 
 use super::rows::{self, Columns, NamedRow, micros};
 use super::statements::{applied, rows as result_rows};
-use crate::resilience::dlq::{
+use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterKind, DeadLetterStatus,
     NewDeadLetter, ReplayAttempt, ReplayOutcome,
 };
+
 use crate::store::StoreError;
 use chrono::{DateTime, TimeZone, Utc};
 use scylla::client::session::Session;
@@ -285,7 +286,7 @@ pub async fn record_replay<F, Fut>(
     record_delivery: F,
 ) -> Result<DeadLetter, StoreError>
 where
-    F: FnOnce(u64, crate::store::DeliveryRecord) -> Fut,
+    F: FnOnce(u64, crate::domain::DeliveryRecord) -> Fut,
     Fut: std::future::Future<Output = Result<(), StoreError>>,
 {
     let letter = get(session, s, id).await?.ok_or(StoreError::NotFound)?;

@@ -20,14 +20,12 @@ pub mod rows;
 pub mod schema;
 mod statements;
 
-use super::{
-    Applied, Backlog, Command, DeliveryRecord, OrderCursor, OrderPage, OutboxStore, StoreError,
-    StoredEvent,
-};
-use crate::domain::{Order, OrderId};
-use crate::resilience::dlq::{
+use super::{Applied, Backlog, Command, OrderCursor, OrderPage, OutboxStore, StoreError};
+use crate::domain::{DeliveryRecord, Order, OrderId, StoredEvent};
+use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, NewDeadLetter, ReplayOutcome,
 };
+
 use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
 use dead_letters::DeadLetterStatements;

@@ -5,8 +5,9 @@ use super::ScyllaStore;
 use super::position;
 use super::rows::{self, NamedRow};
 use super::statements::{order_and_event_columns, rows as result_rows};
+use crate::domain::StoredEvent;
 use crate::domain::{Order, OrderId};
-use crate::store::{OrderCursor, OrderPage, StoreError, StoredEvent};
+use crate::store::{OrderCursor, OrderPage, StoreError};
 use chrono::{DateTime, Utc};
 use scylla::value::CqlValue;
 

@@ -5,7 +5,8 @@ use super::ScyllaStore;
 use super::position::{self, Clock};
 use super::rows::{self, EVENT_COLUMNS, NamedRow, micros};
 use super::statements::rows as result_rows;
-use crate::store::{Backlog, DeliveryRecord, StoreError, StoredEvent};
+use crate::domain::{DeliveryRecord, StoredEvent};
+use crate::store::{Backlog, StoreError};
 use chrono::{TimeZone, Utc};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
@@ -176,7 +177,7 @@ impl ScyllaStore {
     /// start of the first registered bucket after its checkpoint (`None`: no such bucket).
     /// The CDC relay starts there when it has no checkpoints of its own.
     pub async fn first_unpolled(&self) -> Result<Option<std::time::Duration>, StoreError> {
-        let checkpoint = self.saved_checkpoint(crate::relay::RELAY_NAME).await?;
+        let checkpoint = self.saved_checkpoint(crate::store::RELAY_NAME).await?;
         let now = position::last_at(Utc::now());
         Ok(self.buckets(checkpoint, now).await?.first().map(|bucket| {
             let start = position::bucket_start(*bucket).timestamp_micros();

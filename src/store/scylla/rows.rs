@@ -2,11 +2,12 @@
 //! however they were read (a query, or a CDC log row), so it is unit-tested without a server.
 //! A missing, null or wrong-typed column is an error naming the column, never a panic.
 
+use crate::domain::StoredEvent;
 use crate::domain::{
     AGGREGATE_TYPE_ORDER, CancelReason, CustomerId, EventEnvelope, EventType, Order, OrderId,
     OrderItems, OrderStatus, Payload, RawItem,
 };
-use crate::store::{StoreError, StoredEvent};
+use crate::store::StoreError;
 use chrono::{DateTime, TimeZone, Utc};
 use scylla::value::CqlValue;
 use uuid::Uuid;

@@ -2,8 +2,9 @@
 //! domain decide, write the change and its outbox event.
 
 use super::rows;
+use crate::domain::StoredEvent;
 use crate::domain::{EventEnvelope, Order, OrderId};
-use crate::store::{Applied, Command, StoreError, StoredEvent};
+use crate::store::{Applied, Command, StoreError};
 use chrono::{SubsecRound, Utc};
 use rusqlite::Connection;
 

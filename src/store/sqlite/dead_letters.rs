@@ -3,10 +3,11 @@
 
 use super::rows::{EventRow, corrupt, parse_time};
 use crate::domain::timestamp;
-use crate::resilience::dlq::{
+use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterKind, DeadLetterStatus,
     NewDeadLetter, ReplayAttempt, ReplayOutcome,
 };
+
 use crate::store::{Backlog, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};

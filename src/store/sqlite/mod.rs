@@ -12,16 +12,14 @@ mod writer;
 
 pub use schema::MigrationError;
 
-use super::{
-    Applied, Backlog, Command, DeliveryRecord, OrderCursor, OrderPage, OutboxStore, StoreError,
-    StoredEvent,
-};
-use crate::domain::{Order, OrderId};
-use crate::publish::local::{LoggedMessage, TopicLog, TopicSummary};
+use super::{Applied, Backlog, Command, OrderCursor, OrderPage, OutboxStore, StoreError};
+use crate::domain::{DeliveryRecord, Order, OrderId, StoredEvent};
+use crate::publish::local::{LogError, LoggedMessage, TopicLog, TopicSummary};
 use crate::publish::{Delivery, Message};
-use crate::resilience::dlq::{
+use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, NewDeadLetter, ReplayOutcome,
 };
+
 use async_trait::async_trait;
 use read_pool::ReadPool;
 use rusqlite::Connection;
@@ -281,19 +279,21 @@ impl OutboxStore for SqliteStore {
 
 #[async_trait]
 impl TopicLog for SqliteStore {
-    async fn append(&self, messages: Vec<Message>) -> Result<Vec<Delivery>, StoreError> {
-        self.write(move |conn| topic_log::append(conn, &messages))
-            .await
+    async fn append(&self, messages: Vec<Message>) -> Result<Vec<Delivery>, LogError> {
+        Ok(self
+            .write(move |conn| topic_log::append(conn, &messages))
+            .await?)
     }
 
-    async fn topics(&self) -> Result<Vec<TopicSummary>, StoreError> {
-        self.readers.read(topic_log::topics).await
+    async fn topics(&self) -> Result<Vec<TopicSummary>, LogError> {
+        Ok(self.readers.read(topic_log::topics).await?)
     }
 
-    async fn topic(&self, topic: String) -> Result<Option<TopicSummary>, StoreError> {
-        self.readers
+    async fn topic(&self, topic: String) -> Result<Option<TopicSummary>, LogError> {
+        Ok(self
+            .readers
             .read(move |conn| topic_log::topic(conn, &topic))
-            .await
+            .await?)
     }
 
     async fn read(
@@ -301,9 +301,22 @@ impl TopicLog for SqliteStore {
         topic: String,
         from_offset: i64,
         limit: u32,
-    ) -> Result<Vec<LoggedMessage>, StoreError> {
-        self.readers
+    ) -> Result<Vec<LoggedMessage>, LogError> {
+        Ok(self
+            .readers
             .read(move |conn| topic_log::read(conn, &topic, from_offset, limit))
-            .await
+            .await?)
+    }
+}
+
+/// The embedded log's errors are the store's, in the log's terms.
+impl From<StoreError> for LogError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Overloaded | StoreError::WriterStopped | StoreError::Unavailable(_) => {
+                LogError::Unavailable(e.to_string())
+            }
+            other => LogError::Failed(other.to_string()),
+        }
     }
 }

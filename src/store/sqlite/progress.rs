@@ -2,7 +2,8 @@
 
 use super::rows::{EventRow, parse_time};
 use crate::domain::timestamp;
-use crate::store::{DeliveryRecord, StoreError, StoredEvent};
+use crate::domain::{DeliveryRecord, StoredEvent};
+use crate::store::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 

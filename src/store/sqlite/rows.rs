@@ -1,11 +1,12 @@
 //! SQL statements and row decoding for the SQLite store. All statements are parameterised and
 //! cached per connection.
 
+use crate::domain::StoredEvent;
 use crate::domain::{
     AGGREGATE_TYPE_ORDER, CancelReason, CustomerId, EventEnvelope, EventType, Order, OrderId,
     OrderItems, OrderStatus, Payload, RawItem, timestamp,
 };
-use crate::store::{IdempotencyKey, OrderCursor, OrderPage, StoreError, StoredEvent};
+use crate::store::{IdempotencyKey, OrderCursor, OrderPage, StoreError};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;

@@ -1,10 +1,16 @@
 //! All settings in one typed struct, read from flags or environment variables
 //! (`outbox --help` lists them with their defaults).
 
+use app::dto::RelayMode;
+mod duration;
+mod secret;
+
+pub use secret::Secret;
+
 use crate::cdc::timing::{CdcPreset, CdcTiming};
 use crate::publish::DEFAULT_TOPIC_TEMPLATE;
 use crate::publish::kafka::KafkaSettings;
-use crate::relay::RelayMode;
+
 use crate::resilience::breaker::BreakerConfig;
 use crate::resilience::retry::{Jitter, RetryConfig};
 use crate::store::scylla::{ScyllaOptions, TlsOptions};
@@ -64,13 +70,13 @@ pub struct Config {
     pub relay_pipeline_depth: u32,
 
     /// Published events older than this are deleted (`30s`, `15m`, `12h`, `7d`).
-    #[arg(long, env = "OUTBOX_RETENTION", default_value = "7d", value_parser = crate::relay::retention::parse_duration)]
+    #[arg(long, env = "OUTBOX_RETENTION", default_value = "7d", value_parser = duration::parse_duration)]
     pub outbox_retention: std::time::Duration,
 
     /// Idempotency keys are kept at least this long (`30s`, `15m`, `24h`, `7d`); afterwards
     /// the retention sweep deletes them, and a request that uses the key again creates a new
     /// order.
-    #[arg(long, env = "IDEMPOTENCY_KEY_TTL", default_value = "24h", value_parser = crate::relay::retention::parse_duration)]
+    #[arg(long, env = "IDEMPOTENCY_KEY_TTL", default_value = "24h", value_parser = duration::parse_duration)]
     pub idempotency_key_ttl: std::time::Duration,
 
     /// How often the retention sweep runs, in milliseconds.
@@ -79,11 +85,11 @@ pub struct Config {
 
     /// Secret for admin actions (`Authorization: Bearer …`). Unset: a random one is generated
     /// at start-up and printed once to the log.
-    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = crate::http::auth::Secret::parse)]
-    pub admin_token: Option<crate::http::auth::Secret>,
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = Secret::parse)]
+    pub admin_token: Option<Secret>,
 
     /// How long a console sign-in lasts (`30m`, `8h`, `1d`).
-    #[arg(long, env = "CONSOLE_SESSION_TTL", default_value = "8h", value_parser = crate::relay::retention::parse_duration)]
+    #[arg(long, env = "CONSOLE_SESSION_TTL", default_value = "8h", value_parser = duration::parse_duration)]
     pub console_session_ttl: std::time::Duration,
 
     /// Wrong admin tokens (bearer or sign-in) one client address may present within
@@ -92,7 +98,7 @@ pub struct Config {
     pub auth_failure_limit: u32,
 
     /// The window of `AUTH_FAILURE_LIMIT` (`30s`, `5m`, `1h`).
-    #[arg(long, env = "AUTH_FAILURE_WINDOW", default_value = "5m", value_parser = crate::relay::retention::parse_duration)]
+    #[arg(long, env = "AUTH_FAILURE_WINDOW", default_value = "5m", value_parser = duration::parse_duration)]
     pub auth_failure_window: std::time::Duration,
 
     /// Kafka/Redpanda bootstrap servers (`host:port,…`). Unset: the embedded topic log.
@@ -228,7 +234,7 @@ pub struct ScyllaConfig {
 
     /// How long outbox events live on ScyllaDB before they expire (`12h`, `7d`): longer than
     /// any relay outage you want to survive.
-    #[arg(long, env = "OUTBOX_TTL", default_value = "7d", value_parser = crate::relay::retention::parse_duration)]
+    #[arg(long, env = "OUTBOX_TTL", default_value = "7d", value_parser = duration::parse_duration)]
     pub outbox_ttl: Duration,
 
     /// Polling relay on ScyllaDB: how far behind now it reads, in milliseconds, so writes in

@@ -1,0 +1,68 @@
+//! The live feed's snapshots: twice a second, what the relay is doing (mode, state, backlog,
+//! throughput, latency, breaker, dead letters, fault), published to the feed's hub.
+
+use super::activity::RelayActivity;
+use crate::domain::timestamp;
+use crate::publish::faults::FaultInjector;
+use crate::resilience::breaker::CircuitBreaker;
+use crate::store::OutboxStore;
+use crate::telemetry::live::{LiveHub, SNAPSHOT_EVERY, Snapshot, Throughput};
+use app::dto::RelayMode;
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// What the snapshot task reads.
+pub struct Sources {
+    pub store: Arc<dyn OutboxStore>,
+    pub activity: Arc<RelayActivity>,
+    pub mode: watch::Receiver<RelayMode>,
+    pub breaker: Arc<CircuitBreaker>,
+    pub faults: Arc<FaultInjector>,
+}
+
+/// Takes a snapshot every [`SNAPSHOT_EVERY`] until `stop` becomes true.
+pub fn spawn(
+    hub: Arc<LiveHub>,
+    sources: Sources,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut throughput = Throughput::default();
+        let mut ticks = tokio::time::interval(SNAPSHOT_EVERY);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            let activity = sources.activity.get();
+            let (Ok(backlog), Ok(counts)) = (
+                sources.store.backlog(activity.checkpoint).await,
+                sources.store.dead_letter_counts().await,
+            ) else {
+                continue; // the store is busy: skip this snapshot
+            };
+            let now = Utc::now();
+            let (per_1s, per_10s) = throughput.sample(Instant::now(), hub.published_total());
+            let (p50, p99) = hub.latency_percentiles();
+            let fault = sources.faults.fault();
+            let mode = sources.mode.borrow().as_str();
+            hub.publish_snapshot(Snapshot {
+                at: timestamp(&now),
+                mode: mode.to_string(),
+                state: activity.state.as_str().to_string(),
+                published_total: hub.published_total(),
+                events_per_second_1s: per_1s,
+                events_per_second_10s: per_10s,
+                latency_p50_ms: p50,
+                latency_p99_ms: p99,
+                pending: backlog.pending,
+                oldest_pending_age_ms: backlog.oldest.map(|t| (now - t).num_milliseconds().max(0)),
+                breaker: sources.breaker.state().as_str().to_string(),
+                dlq_pending: counts.pending,
+                fault: fault.is_active().then(|| fault.mode().to_string()),
+            });
+        }
+    })
+}
