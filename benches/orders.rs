@@ -18,8 +18,9 @@ use hyper_util::rt::TokioIo;
 use outbox::domain::{NewOrder, RawItem};
 use outbox::publish::local::LocalLogPublisher;
 use outbox::publish::{DEFAULT_TOPIC_TEMPLATE, TopicRouter};
+use outbox::relay::Batching;
 use outbox::relay::runner::{self, RelaySettings};
-use outbox::relay::{Batching, Resilience};
+use outbox::resilience::Resilience;
 use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
 use outbox::resilience::retry::RetryConfig;
 use outbox::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
@@ -236,10 +237,10 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
             depth: 2,
         },
         topics: TopicRouter::new(DEFAULT_TOPIC_TEMPLATE).expect("topic template"),
-        resilience: Resilience {
-            retry: RetryConfig::default(),
-            breaker: Arc::new(CircuitBreaker::new(BreakerConfig::default())),
-        },
+        resilience: Resilience::new(
+            RetryConfig::default(),
+            Arc::new(CircuitBreaker::new(BreakerConfig::default())),
+        ),
         activity: Arc::default(),
         telemetry: Telemetry::default(),
     };

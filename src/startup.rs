@@ -15,7 +15,8 @@ use crate::publish::local::LocalLogPublisher;
 use crate::publish::{Publisher, TopicRouter};
 use crate::relay::replay::Replayer;
 use crate::relay::runner::{self, RelaySettings};
-use crate::relay::{Batching, Resilience, retention, snapshots};
+use crate::relay::{Batching, retention, snapshots};
+use crate::resilience::Resilience;
 use crate::resilience::breaker::CircuitBreaker;
 
 use crate::store::OutboxStore;
@@ -113,6 +114,7 @@ impl Application {
             let telemetry = telemetry.clone();
             move |t| telemetry.breaker_transition(t)
         }));
+        let resilience = Resilience::new(config.retry(), Arc::clone(&breaker));
         let relay = RelayHandles {
             activity: Arc::default(),
             hold: Arc::new(watch::Sender::new(false)),
@@ -121,7 +123,7 @@ impl Application {
             replayer: Arc::new(Replayer {
                 store: store.clone(),
                 publisher: faults.clone(),
-                breaker: Arc::clone(&breaker),
+                resilience: resilience.clone(),
                 topics: topics.clone(),
                 telemetry: telemetry.clone(),
             }),
@@ -137,10 +139,7 @@ impl Application {
                 depth: config.relay_pipeline_depth,
             },
             topics,
-            resilience: Resilience {
-                retry: config.retry(),
-                breaker,
-            },
+            resilience,
             activity: Arc::clone(&relay.activity),
             telemetry: telemetry.clone(),
         };

@@ -50,7 +50,8 @@ mod tests {
     use crate::publish::TopicRouter;
     use crate::publish::faults::{Fault, FaultInjector};
     use crate::publish::local::{LocalLogPublisher, TopicLog};
-    use crate::relay::Resilience;
+
+    use crate::resilience::Resilience;
     use crate::resilience::breaker::CircuitBreaker;
 
     use crate::store::OutboxStore;
@@ -80,10 +81,10 @@ mod tests {
             store: store.clone(),
             publisher: faults.clone(),
             topics: TopicRouter::new(crate::publish::DEFAULT_TOPIC_TEMPLATE).unwrap(),
-            resilience: Resilience {
-                retry: Default::default(),
-                breaker: Arc::new(CircuitBreaker::new(Default::default())),
-            },
+            resilience: Resilience::new(
+                Default::default(),
+                Arc::new(CircuitBreaker::new(Default::default())),
+            ),
             telemetry: Default::default(),
             stop: tokio::sync::watch::channel(false).1,
             hold: tokio::sync::watch::channel(false).1,

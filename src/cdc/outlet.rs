@@ -1,30 +1,24 @@
-//! Publishing one event from the CDC log: the polling relay's decisions, per event.
-//!
-//! Acknowledged → recorded. Refused for good → dead-lettered. Failing transiently → retried
-//! with backoff, and dead-lettered once its attempts run out while the breaker stays closed.
-//! While the breaker is open the outlet waits (back-pressure: the stream reader waits with
-//! it), so a broker outage never floods the dead letter queue. Only the store or a stop can
-//! end a delivery without an outcome.
+//! Publishing one event from the CDC log, with the same failure policy as the polling relay
+//! (`resilience::policy`): acknowledged → recorded; refused for good → dead-lettered; failing
+//! transiently → retried with backoff, and dead-lettered only once it has kept failing while
+//! the sink took other messages. While the breaker is open the outlet waits (back-pressure:
+//! the stream reader waits with it), so a broker outage never dead-letters anything. Only the
+//! store or a stop can end a delivery without an outcome.
 
 use super::{CDC_RELAY_NAME, CdcError};
-use crate::domain::{DeliveryRecord, StoredEvent};
+use crate::domain::StoredEvent;
 use crate::publish::{Delivery, FailureKind, Message, PublishError, Publisher, TopicRouter};
+use crate::resilience::Resilience;
+use crate::resilience::policy::{self, Attempt, Decision, Tally};
 use crate::store::dead_letters::NewDeadLetter;
-use app::dto::RelayMode;
-
-use crate::relay::Resilience;
-use crate::resilience::breaker::{BreakerState, Refusal};
-
 use crate::store::{OutboxStore, StoreError};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::LiveEvent;
+use app::dto::RelayMode;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-/// How long to wait when another probe holds the half-open breaker's only slot.
-const PROBE_WAIT: Duration = Duration::from_millis(50);
 
 /// Everything a CDC consumer needs to publish an event.
 pub struct Outlet {
@@ -46,64 +40,67 @@ pub struct Outlet {
 impl Outlet {
     /// Publishes `event` until it is acknowledged or dead-lettered, and records which.
     pub async fn deliver(&self, event: StoredEvent) -> Result<(), CdcError> {
-        let breaker = &self.resilience.breaker;
+        let (resilience, metrics) = (&self.resilience, &self.telemetry.metrics);
         let message = Message::from_event(&event, &self.topics);
-        let mut failures = 0;
+        let mut tally = Tally::default();
         let mut first_failed_at = None;
+        // The ticket of the last failed attempt: what the sink took since then is the
+        // evidence about this event (other streams publish meanwhile).
+        let mut since = None;
         loop {
             self.while_suspended().await?;
-            if let Err(refusal) = breaker.try_acquire() {
-                let wait = match refusal {
-                    Refusal::Open { retry_in } => retry_in,
-                    Refusal::ProbesBusy => PROBE_WAIT,
-                };
-                self.pause(wait).await?;
+            if let Err(refusal) = resilience.breaker.try_acquire() {
+                self.pause(refusal.wait()).await?;
                 continue;
             }
             let started = Instant::now();
-            let result = self
-                .publisher
-                .publish(std::slice::from_ref(&message))
-                .await
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| Err(PublishError::transient("the sink reported no outcome")));
+            let (result, ticket) = resilience
+                .publish_one(self.publisher.as_ref(), &message)
+                .await;
             let now = Utc::now();
             let error = match result {
                 Ok(delivery) => {
-                    breaker.on_success();
                     let mode = RelayMode::Streaming.as_str();
                     let publish_time = started.elapsed().as_secs_f64();
                     (self.telemetry).delivered(&event, &delivery.topic, mode, publish_time, now);
                     if first_failed_at.is_some() {
-                        let success = &self.telemetry.metrics.retry_success;
-                        success.with_label_values(&["publish"]).inc();
+                        metrics.retry_success.with_label_values(&["publish"]).inc();
                     }
                     return Ok(self.acknowledge(&event, delivery, now).await?);
                 }
                 Err(error) => error,
             };
             (self.telemetry).publish_failed(event.envelope.event_type.as_str(), error.kind);
-            failures += 1;
             let first = *first_failed_at.get_or_insert(now);
-            if error.kind == FailureKind::Permanent {
-                breaker.on_success();
-                return Ok(self.dead_letter(event, error, failures, first, now).await?);
-            }
-            breaker.on_failure(&error.message);
-            if breaker.state() != BreakerState::Closed {
-                // The sink is down, not this event: wait for it, and count afresh afterwards.
-                failures = 0;
-                continue;
-            }
-            let metrics = &self.telemetry.metrics;
-            if self.resilience.retry.may_retry(failures) {
-                metrics.retry_attempts.with_label_values(&["publish"]).inc();
-                tracing::warn!(position = event.position, attempt = failures, error = %error, "publish failed; retrying");
-                self.pause(self.resilience.retry.delay(failures)).await?;
-            } else {
-                metrics.retry_failure.with_label_values(&["publish"]).inc();
-                return Ok(self.dead_letter(event, error, failures, first, now).await?);
+            let later = resilience
+                .sent
+                .took_later_than(*since.get_or_insert(ticket));
+            since = Some(ticket);
+            let decision;
+            (decision, tally) = policy::decide(
+                Attempt::Failed(error.kind),
+                later,
+                tally,
+                resilience.breaker.view(),
+                &resilience.retry,
+                fastrand::f64(),
+            );
+            match decision {
+                Decision::DeadLetter => {
+                    if error.kind != FailureKind::Permanent {
+                        metrics.retry_failure.with_label_values(&["publish"]).inc();
+                    }
+                    let failures = tally.failures;
+                    return Ok(self.dead_letter(event, error, failures, first, now).await?);
+                }
+                Decision::Retry { after } => {
+                    metrics.retry_attempts.with_label_values(&["publish"]).inc();
+                    tracing::warn!(position = event.position, attempt = tally.failures, error = %error, "publish failed; retrying");
+                    self.pause(after).await?;
+                }
+                // The sink is down, not this event: wait for it.
+                Decision::Pause { wait } => self.pause(wait).await?,
+                Decision::Acknowledge => unreachable!("a failed attempt is never acknowledged"),
             }
         }
     }
@@ -135,12 +132,7 @@ impl Outlet {
         d: Delivery,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let record = DeliveryRecord {
-            topic: d.topic,
-            partition: d.partition,
-            offset: d.offset,
-            published_at: at,
-        };
+        let record = d.recorded_at(at);
         self.store
             .record_progress(
                 CDC_RELAY_NAME,

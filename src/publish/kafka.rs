@@ -392,12 +392,14 @@ impl Acks {
                     offset: Some(d.offset),
                 }),
                 Some(Ok(Err((e, _)))) => Err(failure(&e, "delivery failed")),
-                Some(Err(_)) => Err(PublishError::transient("the producer dropped the delivery")),
+                Some(Err(_)) => Err(PublishError::unanswered(
+                    "the producer dropped the delivery",
+                )),
                 None => {
                     expired = true;
                     self.suspect.store(true, Ordering::SeqCst);
                     self.lock().insert(event_id(m).to_string(), delivery);
-                    Err(PublishError::transient(format!(
+                    Err(PublishError::unanswered(format!(
                         "not acknowledged within {} ms",
                         self.timeout.as_millis()
                     )))
@@ -405,7 +407,8 @@ impl Acks {
             });
         }
         if let Some(first) = unsent {
-            let after = PublishError::transient("not sent: an earlier message of the batch failed");
+            let after =
+                PublishError::unanswered("not sent: an earlier message of the batch failed");
             results.push(Err(first));
             results.resize(batch.len(), Err(after));
         }

@@ -8,8 +8,9 @@ pub mod faults;
 pub mod kafka;
 pub mod local;
 
-use crate::domain::StoredEvent;
+use crate::domain::{DeliveryRecord, StoredEvent};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
 /// Default topic template: orders go to `outbox.event.order`.
@@ -66,14 +67,43 @@ pub struct Delivery {
     pub offset: Option<i64>,
 }
 
+impl Delivery {
+    /// What the store keeps of this delivery, acknowledged at `at`.
+    pub fn recorded_at(self, at: DateTime<Utc>) -> DeliveryRecord {
+        DeliveryRecord {
+            topic: self.topic,
+            partition: self.partition,
+            offset: self.offset,
+            published_at: at,
+        }
+    }
+}
+
 /// Whether trying again can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// Timeouts, transport errors, leader changes, the broker being down: retry later.
+    /// Transport errors, leader changes, the broker being down: retry later.
     Transient,
+    /// No answer within the wait: the message may still arrive (it stays queued in the sink's
+    /// client), so the failure says nothing about the message itself. Retry later.
+    Unanswered,
     /// The message itself is refused (too large, invalid topic, not authorised, cannot be
     /// serialised): retrying cannot help.
     Permanent,
+}
+
+impl FailureKind {
+    /// Every kind, for metrics that list them up front.
+    pub const ALL: [FailureKind; 3] = [Self::Transient, Self::Unanswered, Self::Permanent];
+
+    /// The kind's name, as in the metrics' `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Unanswered => "unanswered",
+            Self::Permanent => "permanent",
+        }
+    }
 }
 
 /// Why a sink refused or lost a message.
@@ -88,6 +118,13 @@ impl PublishError {
     pub fn transient(message: impl Into<String>) -> Self {
         Self {
             kind: FailureKind::Transient,
+            message: message.into(),
+        }
+    }
+
+    pub fn unanswered(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Unanswered,
             message: message.into(),
         }
     }

@@ -15,10 +15,11 @@ use crate::domain::{DeliveryRecord, StoredEvent};
 use crate::publish::{
     Delivery, FailureKind, Message, Pending, PublishError, Publisher, TopicRouter,
 };
-use crate::resilience::breaker::{BreakerState, CircuitBreaker, Refusal};
+use crate::resilience::Resilience;
+use crate::resilience::breaker::{BreakerState, CircuitBreaker};
+use crate::resilience::policy::{self, Attempt, Decision, Tally};
 use crate::store::dead_letters::NewDeadLetter;
 
-use crate::resilience::retry::RetryConfig;
 use crate::store::{OutboxStore, RELAY_NAME, StoreError};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::LiveEvent;
@@ -64,15 +65,8 @@ pub enum RelayError {
 #[derive(Debug, Clone)]
 struct Failing {
     position: u64,
-    failures: u32,
+    tally: Tally,
     first_failed_at: DateTime<Utc>,
-}
-
-/// What the relay needs besides the store and the sink.
-#[derive(Debug, Clone)]
-pub struct Resilience {
-    pub retry: RetryConfig,
-    pub breaker: Arc<CircuitBreaker>,
 }
 
 /// How much the relay reads and sends at a time.
@@ -98,6 +92,8 @@ struct InFlight {
     events: Vec<StoredEvent>,
     outcomes: Pending,
     sent_at: std::time::Instant,
+    /// The send-order ticket of the first event; the others follow it.
+    first_ticket: u64,
 }
 
 impl InFlight {
@@ -228,29 +224,30 @@ impl Relay {
                 if !self.in_flight.is_empty() {
                     break;
                 }
-                let retry_in = match refusal {
-                    Refusal::Open { retry_in } => retry_in,
-                    Refusal::ProbesBusy => PROBE_WAIT,
-                };
-                return Ok(Some(Outcome::Paused { retry_in }));
+                return Ok(Some(Outcome::Paused {
+                    retry_in: refusal.wait(),
+                }));
             }
             let messages = events
                 .iter()
                 .map(|e| Message::from_event(e, &self.topics))
                 .collect();
             let sent_at = std::time::Instant::now();
+            let first_ticket = self.resilience.sent.issue(events.len());
             let outcomes = self.publisher.send(messages).await;
             self.in_flight.push_back(InFlight {
                 events,
                 outcomes,
                 sent_at,
+                first_ticket,
             });
         }
         Ok(None)
     }
 
-    /// Waits for `batch`'s outcomes and records them. After a transient failure the batches
-    /// behind it are awaited and dropped: they are sent again, after the failed event.
+    /// Waits for `batch`'s outcomes and records them, deciding about each failed event with
+    /// the failure policy. At the first failed event that is not dead-lettered the step stops:
+    /// the batches behind it are awaited and dropped, and sent again after it.
     async fn complete(
         &mut self,
         batch: InFlight,
@@ -260,20 +257,52 @@ impl Relay {
             events,
             outcomes,
             sent_at,
+            first_ticket,
         } = batch;
-        let results = outcomes.await;
+        let mut results = outcomes.await;
+        results.resize_with(events.len(), || {
+            Err(PublishError::unanswered("the sink reported no outcome"))
+        });
         let publish_time = sent_at.elapsed().as_secs_f64();
+        let sent = Arc::clone(&self.resilience.sent);
+        let ticket = |i: usize| first_ticket + i as u64;
+        for (i, result) in results.iter().enumerate() {
+            if result.is_ok() {
+                sent.taken(ticket(i));
+            }
+        }
+        let first_failure = results
+            .iter()
+            .position(|r| r.as_ref().is_err_and(|e| e.kind != FailureKind::Permanent));
+        if first_failure.is_some() {
+            // The batches behind will be sent again after the failed event; what the sink
+            // took of them still tells whether it takes messages.
+            for behind in self.in_flight.drain(..) {
+                for (i, result) in behind.outcomes.await.iter().enumerate() {
+                    if result.is_ok() {
+                        sent.taken(behind.first_ticket + i as u64);
+                    }
+                }
+            }
+        }
+        // The sink's health, once per call: it failed only if its first failure was not
+        // followed by anything it took.
+        let health = match first_failure.map(|i| (i, &results[i])) {
+            Some((i, Err(e))) => {
+                let later = sent.took_later_than(ticket(i));
+                (
+                    policy::health(Attempt::Failed(e.kind), later),
+                    e.message.as_str(),
+                )
+            }
+            _ => (policy::health(Attempt::Acknowledged, false), ""),
+        };
+        breaker.report(health.0, health.1);
         let now = Utc::now();
         let mut done = Done::default();
         let mut stopped = None;
-        for (event, result) in events
-            .iter()
-            .zip(results.into_iter().chain(std::iter::repeat_with(|| {
-                Err(PublishError::transient("the sink reported no outcome"))
-            })))
-        {
-            let event_type = event.envelope.event_type.as_str();
-            match result {
+        for (i, (event, result)) in events.iter().zip(results).enumerate() {
+            let error = match result {
                 Ok(d) => {
                     tracing::debug!(
                         order_id = %event.envelope.aggregate_id,
@@ -286,91 +315,63 @@ impl Relay {
                     );
                     self.count_delivery(event, &d.topic, publish_time, now);
                     done.acknowledge(event.position, d, now);
+                    continue;
                 }
-                Err(e) if e.kind == FailureKind::Permanent => {
-                    self.telemetry.publish_failed(event_type, e.kind);
-                    let (failures, first) = self.failures_of(event.position, now);
-                    done.dead_letter(event.clone(), e, failures, first, now);
+                Err(e) => e,
+            };
+            self.telemetry
+                .publish_failed(event.envelope.event_type.as_str(), error.kind);
+            let (before, first_failed_at) = self.failures_of(event.position, now);
+            let (decision, tally) = policy::decide(
+                Attempt::Failed(error.kind),
+                sent.took_later_than(ticket(i)),
+                before,
+                breaker.view(),
+                &self.resilience.retry,
+                fastrand::f64(),
+            );
+            let retrying = |kind| {
+                self.telemetry
+                    .metrics
+                    .retry_attempts
+                    .with_label_values(&[kind])
+            };
+            let outcome = match decision {
+                Decision::DeadLetter => {
+                    if error.kind != FailureKind::Permanent {
+                        let exhausted = &self.telemetry.metrics.retry_failure;
+                        exhausted.with_label_values(&["publish"]).inc();
+                    }
+                    done.dead_letter(event.clone(), error, tally.failures, first_failed_at, now);
+                    continue;
                 }
-                Err(e) => {
-                    self.telemetry.publish_failed(event_type, e.kind);
-                    stopped = Some((event, e));
-                    break;
+                Decision::Retry { after } => {
+                    retrying("publish").inc();
+                    Outcome::Retrying {
+                        position: event.position,
+                        attempt: tally.failures,
+                        delay: after,
+                        error: error.message,
+                    }
                 }
-            }
+                Decision::Pause { wait } => Outcome::Paused { retry_in: wait },
+                Decision::Acknowledge => unreachable!("a failed attempt is never acknowledged"),
+            };
+            self.failing = Some(Failing {
+                position: event.position,
+                tally,
+                first_failed_at,
+            });
+            stopped = Some(outcome);
+            break;
         }
-        // The sink's health: a transient failure with nothing acknowledged counts against it;
-        // anything acknowledged, or only refused messages, counts for it.
-        match &stopped {
-            Some((_, e)) if done.acknowledged.is_empty() => breaker.on_failure(&e.message),
-            _ => breaker.on_success(),
-        }
-        let interrupted = stopped.is_some();
-        let outcome =
-            stopped.and_then(|(event, error)| self.after_failure(event, error, &mut done, now));
         let (count, dead_lettered) = (done.acknowledged.len(), done.dead_letters.len());
         self.save(done).await?;
-        if interrupted {
-            for behind in self.in_flight.drain(..) {
-                behind.outcomes.await;
-            }
-        }
-        Ok(outcome.unwrap_or(Outcome::Published {
+        Ok(stopped.unwrap_or(Outcome::Published {
             count,
             dead_lettered,
             checkpoint: self.checkpoint,
         }))
-    }
-
-    /// What to do about the event that failed transiently: pause while the breaker is not
-    /// closed, retry while attempts remain, else dead-letter it (`None`: the step goes on as
-    /// published).
-    fn after_failure(
-        &mut self,
-        event: &StoredEvent,
-        error: PublishError,
-        done: &mut Done,
-        now: DateTime<Utc>,
-    ) -> Option<Outcome> {
-        let breaker = &self.resilience.breaker;
-        let (failures, first) = self.failures_of(event.position, now);
-        if breaker.state() != BreakerState::Closed {
-            // The sink is down, not this event: pause, and count its attempts afresh
-            // afterwards (it stays marked as failed, for `retry_success_total`).
-            self.failing = Some(Failing {
-                position: event.position,
-                failures: 0,
-                first_failed_at: first,
-            });
-            Some(Outcome::Paused {
-                retry_in: breaker.refusing().unwrap_or(PROBE_WAIT),
-            })
-        } else if self.resilience.retry.may_retry(failures) {
-            self.telemetry
-                .metrics
-                .retry_attempts
-                .with_label_values(&["publish"])
-                .inc();
-            self.failing = Some(Failing {
-                position: event.position,
-                failures,
-                first_failed_at: first,
-            });
-            Some(Outcome::Retrying {
-                position: event.position,
-                attempt: failures,
-                delay: self.resilience.retry.delay(failures),
-                error: error.message,
-            })
-        } else {
-            self.telemetry
-                .metrics
-                .retry_failure
-                .with_label_values(&["publish"])
-                .inc();
-            done.dead_letter(event.clone(), error, failures, first, now);
-            None
-        }
     }
 
     /// Counts an acknowledged event, and a success after retries if it had failed before.
@@ -394,12 +395,12 @@ impl Relay {
         }
     }
 
-    /// Failures of the event at `position` including the one just seen, and when the first
-    /// of them happened.
-    fn failures_of(&self, position: u64, now: DateTime<Utc>) -> (u32, DateTime<Utc>) {
+    /// The earlier failures of the event at `position`, and when the first of them happened
+    /// (`now` if this is its first).
+    fn failures_of(&self, position: u64, now: DateTime<Utc>) -> (Tally, DateTime<Utc>) {
         match &self.failing {
-            Some(f) if f.position == position => (f.failures + 1, f.first_failed_at),
-            _ => (1, now),
+            Some(f) if f.position == position => (f.tally, f.first_failed_at),
+            _ => (Tally::default(), now),
         }
     }
 
@@ -434,9 +435,6 @@ impl Relay {
     }
 }
 
-/// How long to wait when another probe holds the half-open breaker's only slot.
-const PROBE_WAIT: Duration = Duration::from_millis(50);
-
 /// The events a step finished with, in commit order.
 #[derive(Default)]
 struct Done {
@@ -448,15 +446,7 @@ struct Done {
 
 impl Done {
     fn acknowledge(&mut self, position: u64, d: Delivery, at: DateTime<Utc>) {
-        self.acknowledged.push((
-            position,
-            DeliveryRecord {
-                topic: d.topic,
-                partition: d.partition,
-                offset: d.offset,
-                published_at: at,
-            },
-        ));
+        self.acknowledged.push((position, d.recorded_at(at)));
         self.last = Some(position);
     }
 

@@ -1,9 +1,9 @@
 //! Dead letter replay: publishes a record's original envelope (same `event_id`) through the
 //! relay's sink and circuit breaker, and marks it `replayed` only after the sink acknowledged.
 
-use crate::domain::DeliveryRecord;
-use crate::publish::{FailureKind, Message, Publisher, TopicRouter};
-use crate::resilience::breaker::{CircuitBreaker, Refusal};
+use crate::publish::{Message, Publisher, TopicRouter};
+use crate::resilience::Resilience;
+use crate::resilience::policy::{self, Attempt, Decision, Tally};
 use crate::store::dead_letters::{DeadLetter, DeadLetterStatus, ReplayOutcome};
 use crate::store::{OutboxStore, StoreError};
 use crate::telemetry::Telemetry;
@@ -43,14 +43,17 @@ impl From<StoreError> for ReplayError {
 pub struct Replayer {
     pub store: Arc<dyn OutboxStore>,
     pub publisher: Arc<dyn Publisher>,
-    pub breaker: Arc<CircuitBreaker>,
+    /// The relay's breaker and send order: a replay is one more publish through that sink.
+    pub resilience: Resilience,
     pub topics: TopicRouter,
     /// Counts replays by outcome and announces them.
     pub telemetry: Telemetry,
 }
 
 impl Replayer {
-    /// Replays record `id`: publishes its original envelope and records the outcome.
+    /// Replays record `id`: publishes its original envelope and records the outcome. A
+    /// failed replay is recorded and leaves the record pending, whatever the failure policy
+    /// would do with a relayed event (an operator asked for this one attempt).
     pub async fn replay(&self, id: i64) -> Result<DeadLetter, ReplayError> {
         let letter = self
             .store
@@ -60,38 +63,34 @@ impl Replayer {
         if letter.status != DeadLetterStatus::Pending {
             return Err(ReplayError::NotPending(letter.status));
         }
-        if let Err(refusal) = self.breaker.try_acquire() {
-            let retry_in = match refusal {
-                Refusal::Open { retry_in } => retry_in,
-                Refusal::ProbesBusy => Duration::from_millis(100),
-            };
-            return Err(ReplayError::SinkUnavailable { retry_in });
+        let breaker = &self.resilience.breaker;
+        if let Err(refusal) = breaker.try_acquire() {
+            return Err(ReplayError::SinkUnavailable {
+                retry_in: refusal.wait(),
+            });
         }
         let message = Message::from_event(&letter.failure.event, &self.topics);
-        let result = self.publisher.publish(std::slice::from_ref(&message)).await;
-        let outcome = match result.into_iter().next() {
-            Some(Ok(d)) => {
-                self.breaker.on_success();
-                ReplayOutcome::Delivered(DeliveryRecord {
-                    topic: d.topic,
-                    partition: d.partition,
-                    offset: d.offset,
-                    published_at: Utc::now(),
-                })
-            }
-            Some(Err(e)) => {
-                if e.kind == FailureKind::Transient {
-                    self.breaker.on_failure(&e.message);
-                } else {
-                    // A refused message says nothing about the sink's health.
-                    self.breaker.on_success();
-                }
-                ReplayOutcome::Failed(e.message)
-            }
-            None => {
-                self.breaker.on_failure("no outcome");
-                ReplayOutcome::Failed("the sink reported no outcome".into())
-            }
+        let (result, ticket) = self
+            .resilience
+            .publish_one(self.publisher.as_ref(), &message)
+            .await;
+        let later = self.resilience.sent.took_later_than(ticket);
+        let attempt = match &result {
+            Ok(_) => Attempt::Acknowledged,
+            Err(e) => Attempt::Failed(e.kind),
+        };
+        let (decision, _) = policy::decide(
+            attempt,
+            later,
+            Tally::default(),
+            breaker.view(),
+            &self.resilience.retry,
+            0.0,
+        );
+        let outcome = match (decision, result) {
+            (Decision::Acknowledge, Ok(d)) => ReplayOutcome::Delivered(d.recorded_at(Utc::now())),
+            (_, Err(e)) => ReplayOutcome::Failed(e.message),
+            (_, Ok(_)) => unreachable!("only an acknowledged publish is acknowledged"),
         };
         let failed = match &outcome {
             ReplayOutcome::Failed(e) => Some(e.clone()),

@@ -3,8 +3,9 @@
 //! panic, and stopping cleanly (after the step in flight) when asked to.
 
 use super::activity::{RelayActivity, RelayState};
-use super::{Batching, Outcome, Relay, RelayError, Resilience};
+use super::{Batching, Outcome, Relay, RelayError};
 use crate::publish::{Publisher, TopicRouter};
+use crate::resilience::Resilience;
 use crate::resilience::breaker::BreakerState;
 use crate::store::OutboxStore;
 use crate::telemetry::Telemetry;

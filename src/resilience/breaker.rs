@@ -6,6 +6,7 @@
 //! transition is kept (newest last, up to [`TRANSITIONS_KEPT`]) for the status page, and
 //! handed to an observer (metrics and the live feed, wired up at start-up).
 
+use super::policy::{BreakerView, Health};
 use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -74,6 +75,10 @@ pub struct Transition {
     pub reason: String,
 }
 
+/// How long to wait when the half-open breaker's probe slots are taken (or a probe failed
+/// and the breaker has no timeout to report).
+pub const PROBE_WAIT: Duration = Duration::from_millis(50);
+
 /// Why a call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -81,6 +86,16 @@ pub enum Refusal {
     Open { retry_in: Duration },
     /// Half-open and the probe slots are taken.
     ProbesBusy,
+}
+
+impl Refusal {
+    /// How long the refused caller should wait before asking again.
+    pub fn wait(self) -> Duration {
+        match self {
+            Refusal::Open { retry_in } => retry_in,
+            Refusal::ProbesBusy => PROBE_WAIT,
+        }
+    }
 }
 
 /// What the status page shows.
@@ -217,10 +232,7 @@ impl CircuitBreaker {
     /// How much longer an open breaker refuses calls; `None` when a call may be tried
     /// (closed, half-open, or open with its timeout over). Changes nothing.
     pub fn refusing(&self) -> Option<Duration> {
-        let inner = self.lock();
-        let open_for = inner.opened_at.elapsed();
-        (inner.state == BreakerState::Open && open_for < self.config.open_timeout)
-            .then(|| self.config.open_timeout - open_for)
+        self.view().retry_in
     }
 
     fn open(&self, inner: &mut Inner, reason: String) {
@@ -248,6 +260,25 @@ impl CircuitBreaker {
 
     pub fn state(&self) -> BreakerState {
         self.lock().state
+    }
+
+    /// Tells the breaker how the call it let through went.
+    pub fn report(&self, health: Health, error: &str) {
+        match health {
+            Health::Up => self.on_success(),
+            Health::Down => self.on_failure(error),
+        }
+    }
+
+    /// The state and the remaining open time, as the failure policy reads them.
+    pub fn view(&self) -> BreakerView {
+        let inner = self.lock();
+        let open_for = inner.opened_at.elapsed();
+        BreakerView {
+            state: inner.state,
+            retry_in: (inner.state == BreakerState::Open && open_for < self.config.open_timeout)
+                .then(|| self.config.open_timeout - open_for),
+        }
     }
 
     pub fn snapshot(&self) -> BreakerSnapshot {

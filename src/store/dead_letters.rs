@@ -68,7 +68,7 @@ impl DeadLetterKind {
     pub fn after(failure: FailureKind) -> Self {
         match failure {
             FailureKind::Permanent => Self::Permanent,
-            FailureKind::Transient => Self::RetriesExhausted,
+            FailureKind::Transient | FailureKind::Unanswered => Self::RetriesExhausted,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! `dlq_*`, `circuit_breaker_*`) plus the relay's lag and latency.
 
 use crate::domain::EventType;
+use crate::publish::FailureKind;
 use app::dto::RelayMode;
 
 use prometheus::core::Collector;
@@ -24,7 +25,8 @@ pub struct Metrics {
     registry: Registry,
     /// Events acknowledged by the sink, by event type and relay mode.
     pub events_processed: IntCounterVec,
-    /// Failed publishes of events, by event type and reason (`transient`, `permanent`).
+    /// Failed publishes of events, by event type and reason (`transient`, `unanswered`,
+    /// `permanent`).
     pub events_failed: IntCounterVec,
     /// Time one publish call took, observed once per event it carried.
     pub processing_duration: Histogram,
@@ -217,7 +219,7 @@ impl Metrics {
             for mode in RelayMode::ALL.map(RelayMode::as_str) {
                 self.events_processed.with_label_values(&[event_type, mode]);
             }
-            for reason in ["transient", "permanent"] {
+            for reason in FailureKind::ALL.map(FailureKind::as_str) {
                 self.events_failed.with_label_values(&[event_type, reason]);
             }
         }

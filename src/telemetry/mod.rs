@@ -96,13 +96,9 @@ impl Telemetry {
 
     /// Counts a failed publish of an `event_type` event.
     pub fn publish_failed(&self, event_type: &str, kind: FailureKind) {
-        let reason = match kind {
-            FailureKind::Permanent => "permanent",
-            FailureKind::Transient => "transient",
-        };
         self.metrics
             .events_failed
-            .with_label_values(&[event_type, reason])
+            .with_label_values(&[event_type, kind.as_str()])
             .inc();
     }
 }

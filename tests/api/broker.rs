@@ -74,6 +74,26 @@ impl Broker {
         }
     }
 
+    /// Freezes the process (SIGSTOP): its connections stay open and nothing answers, as with
+    /// a broker that hangs or a host that stalls.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen process go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.process.as_ref().and_then(Child::id).expect("running");
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Kills the process (SIGKILL: the broker gets no chance to say goodbye) and waits until
     /// it is gone.
     pub async fn kill(&mut self) {

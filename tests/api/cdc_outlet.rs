@@ -6,10 +6,11 @@ use crate::relay::{create, open_store};
 use outbox::cdc::CdcError;
 use outbox::cdc::outlet::Outlet;
 use outbox::domain::StoredEvent;
-use outbox::publish::TopicRouter;
 use outbox::publish::faults::{Fault, FaultInjector};
 use outbox::publish::local::{LocalLogPublisher, TopicLog};
-use outbox::relay::Resilience;
+use outbox::publish::{Delivery, Message, PublishError, Publisher, TopicRouter};
+use outbox::resilience::Resilience;
+
 use outbox::resilience::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 use outbox::store::dead_letters::{DeadLetterFilter, DeadLetterKind};
 
@@ -45,16 +46,16 @@ impl Bench {
             store: store.clone(),
             publisher: faults.clone(),
             topics: TopicRouter::new(outbox::publish::DEFAULT_TOPIC_TEMPLATE).unwrap(),
-            resilience: Resilience {
-                retry: RetryConfig {
+            resilience: Resilience::new(
+                RetryConfig {
                     max_attempts: attempts,
                     initial_delay: Duration::from_millis(1),
                     max_delay: Duration::from_millis(5),
                     jitter: Jitter::None,
                     ..RetryConfig::default()
                 },
-                breaker: Arc::new(CircuitBreaker::new(breaker)),
-            },
+                Arc::new(CircuitBreaker::new(breaker)),
+            ),
             telemetry: Telemetry::default(),
             stop: stopped,
             hold: held,
@@ -124,18 +125,101 @@ async fn a_poisoned_event_is_dead_lettered_and_the_next_one_goes_through() {
     assert!(delivered.contains_key(&next.position));
 }
 
+/// An outage with a breaker that will not open for a long time: the outlet retries through
+/// all its attempts and beyond, and never dead-letters the event; once the sink is back, it
+/// is delivered.
 #[tokio::test]
-async fn transient_failures_are_retried_then_dead_lettered_while_the_breaker_stays_closed() {
+async fn an_outage_is_retried_past_every_attempt_and_never_dead_lettered() {
     let bench = Bench::new(3, patient()).await;
     let event = bench.event().await;
     bench.faults.set(Fault::Down {});
-    bench.outlet.deliver(event.clone()).await.unwrap();
+    let outlet = Arc::clone(&bench.outlet);
+    let delivery = tokio::spawn({
+        let event = event.clone();
+        async move { outlet.deliver(event).await }
+    });
+    let m = Arc::clone(&bench.outlet.telemetry.metrics);
+    crate::helpers::eventually("ten retries, three times the attempts", || {
+        let m = Arc::clone(&m);
+        async move { m.retry_attempts.with_label_values(&["publish"]).get() >= 10 }
+    })
+    .await;
+    assert!(
+        bench.dead_letters().await.is_empty(),
+        "an outage is no poison"
+    );
+    assert_eq!(m.retry_failure.with_label_values(&["publish"]).get(), 0);
+    bench.faults.set(Fault::None {});
+    delivery.await.unwrap().unwrap();
+    assert!(bench.dead_letters().await.is_empty());
+    let found = bench.store.deliveries(vec![event.position]).await.unwrap();
+    assert!(found.contains_key(&event.position));
+    assert_eq!(m.retry_success.with_label_values(&["publish"]).get(), 1);
+}
+
+/// A sink that refuses one aggregate's messages transiently and takes all others.
+struct RefusesKey {
+    inner: LocalLogPublisher,
+    key: String,
+}
+
+#[async_trait::async_trait]
+impl Publisher for RefusesKey {
+    async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
+        let mut results = Vec::new();
+        for m in batch {
+            if m.key == self.key {
+                results.push(Err(PublishError::transient("record rejected, try again")));
+            } else {
+                results.extend(self.inner.publish(std::slice::from_ref(m)).await);
+            }
+        }
+        results
+    }
+
+    fn name(&self) -> &'static str {
+        "refuses-key"
+    }
+}
+
+/// Transient poison: while other streams' events go through the same sink, an event that
+/// keeps failing is dead-lettered once it has failed its attempts with the sink taking
+/// messages sent after it.
+#[tokio::test]
+async fn an_event_that_keeps_failing_while_other_streams_pass_is_dead_lettered() {
+    let bench = Bench::new(3, patient()).await;
+    let victim = bench.event().await;
+    let sink = Arc::new(RefusesKey {
+        inner: LocalLogPublisher::new(bench.store.clone()),
+        key: victim.envelope.aggregate_id.to_string(),
+    });
+    let outlet = Arc::new(Outlet {
+        store: bench.store.clone(),
+        publisher: sink,
+        topics: bench.outlet.topics.clone(),
+        resilience: bench.outlet.resilience.clone(),
+        telemetry: Telemetry::default(),
+        stop: bench.outlet.stop.clone(),
+        hold: bench.outlet.hold.clone(),
+    });
+    let poisoned = tokio::spawn({
+        let (outlet, victim) = (Arc::clone(&outlet), victim.clone());
+        async move { outlet.deliver(victim).await }
+    });
+    // Another stream keeps publishing until the victim's delivery ends.
+    let mut others = 0;
+    while !poisoned.is_finished() {
+        outlet.deliver(bench.event().await).await.unwrap();
+        others += 1;
+        assert!(others < 1000, "the victim was never dead-lettered");
+    }
+    poisoned.await.unwrap().unwrap();
     let letters = bench.dead_letters().await;
     assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].failure.event, victim);
     assert_eq!(letters[0].failure.kind, DeadLetterKind::RetriesExhausted);
-    assert_eq!(letters[0].failure.failures, 3);
-    let m = &bench.outlet.telemetry.metrics;
-    assert_eq!(m.retry_attempts.with_label_values(&["publish"]).get(), 2);
+    assert!(letters[0].failure.failures >= 3);
+    let m = &outlet.telemetry.metrics;
     assert_eq!(m.retry_failure.with_label_values(&["publish"]).get(), 1);
 }
 

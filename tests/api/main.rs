@@ -10,6 +10,7 @@ mod cdc_outlet;
 mod concurrency;
 mod console;
 mod crash;
+mod frozen_broker;
 mod helpers;
 mod idempotency;
 mod kafka;

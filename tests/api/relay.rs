@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use outbox::domain::{NewOrder, RawItem};
 use outbox::publish::local::{LocalLogPublisher, TopicLog};
 use outbox::publish::{Delivery, Message, PublishError, Publisher, TopicRouter};
-use outbox::relay::{Batching, Outcome, Relay, Resilience};
+use outbox::relay::{Batching, Outcome, Relay};
+use outbox::resilience::Resilience;
 use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
 use outbox::resilience::retry::{Jitter, RetryConfig};
 use outbox::store::sqlite::SqliteStore;
@@ -226,13 +227,13 @@ pub async fn relay_over(
 
 /// The default retry and breaker settings, without jitter.
 pub fn resilience() -> Resilience {
-    Resilience {
-        retry: RetryConfig {
+    Resilience::new(
+        RetryConfig {
             jitter: Jitter::None,
             ..RetryConfig::default()
         },
-        breaker: Arc::new(CircuitBreaker::new(BreakerConfig::default())),
-    }
+        Arc::new(CircuitBreaker::new(BreakerConfig::default())),
+    )
 }
 
 #[tokio::test]

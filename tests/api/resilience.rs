@@ -16,6 +16,9 @@ use outbox::publish::local::LocalLogPublisher;
 use outbox::publish::{Delivery, Message, PublishError, Publisher};
 use outbox::relay::Batching;
 use outbox::relay::Outcome;
+use outbox::resilience::Resilience;
+use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
+use outbox::resilience::retry::{Jitter, RetryConfig};
 use outbox::store::OutboxStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -36,7 +39,7 @@ pub const FAST: [&str; 6] = [
 const OUTAGE: Duration = Duration::from_secs(10);
 
 /// Creates `orders` orders, 16 at a time, changing every fourth; returns the event count.
-async fn write_many(app: &TestApp, orders: usize) -> usize {
+pub async fn write_many(app: &TestApp, orders: usize) -> usize {
     futures::stream::iter(0..orders)
         .map(|i| async move {
             let id = app.create_order_id(&[&format!("M-{i}")]).await;
@@ -626,7 +629,9 @@ async fn admin_inputs_are_validated_and_change_nothing() {
 
 // ----- The step function's decisions, driven directly -----
 
-/// A sink that refuses every message of one aggregate transiently, and takes the rest.
+/// A sink that refuses every message of one aggregate transiently, and takes the rest, also
+/// those after it in a batch (as Kafka does with other partitions): the poison a transient
+/// error can carry.
 struct RefusesOne {
     inner: LocalLogPublisher,
     key: String,
@@ -638,10 +643,10 @@ impl Publisher for RefusesOne {
         let mut results = Vec::new();
         for m in batch {
             if m.key == self.key {
-                results.push(Err(PublishError::transient("leader not available")));
-                break;
+                results.push(Err(PublishError::transient("record rejected, try again")));
+            } else {
+                results.extend(self.inner.publish(std::slice::from_ref(m)).await);
             }
-            results.extend(self.inner.publish(std::slice::from_ref(m)).await);
         }
         results
     }
@@ -691,31 +696,22 @@ async fn an_event_that_keeps_failing_while_others_pass_is_dead_lettered_after_it
         events[0].position,
         "the event before it is done"
     );
-    // The fifth failure exhausts the retries; the breaker stayed closed (others passed
-    // before), so the event is dead-lettered and the stream goes on.
+    // Each time, the events after it went through: the sink works, this event does not. The
+    // fifth such failure exhausts its attempts: it is dead-lettered, and the events after it,
+    // acknowledged in the same call, are recorded with it.
     assert_eq!(
         relay.step().await.unwrap(),
         Outcome::Published {
-            count: 0,
+            count: 2,
             dead_lettered: 1,
-            checkpoint: events[1].position
+            checkpoint: events[3].position
         }
     );
     assert_eq!(
         r.breaker.state(),
         outbox::resilience::breaker::BreakerState::Closed
     );
-    match relay.step().await.unwrap() {
-        Outcome::Published {
-            count,
-            dead_lettered: 0,
-            checkpoint,
-        } => {
-            assert_eq!(count, 2);
-            assert_eq!(checkpoint, events[3].position);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(relay.step().await.unwrap(), Outcome::Idle);
     let letter = store
         .dead_letters(outbox::store::dead_letters::DeadLetterFilter {
             limit: 10,
@@ -732,6 +728,92 @@ async fn an_event_that_keeps_failing_while_others_pass_is_dead_lettered_after_it
         outbox::store::dead_letters::DeadLetterKind::RetriesExhausted
     );
     assert!(f.first_failed_at < f.last_failed_at);
+}
+
+/// A sink that takes the first `accept` messages it is given, then fails every message
+/// transiently: a broker that dies in the middle of a batch.
+struct DiesAfter {
+    inner: LocalLogPublisher,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Publisher for DiesAfter {
+    async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut results = Vec::new();
+        for m in batch {
+            let alive = self
+                .left
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if alive {
+                results.extend(self.inner.publish(std::slice::from_ref(m)).await);
+            } else {
+                results.push(Err(PublishError::transient("broker transport failure")));
+            }
+        }
+        results
+    }
+
+    fn name(&self) -> &'static str {
+        "dies-after"
+    }
+}
+
+/// The outage bug, step by step: the sink dies in the middle of a batch (the events before
+/// the failure were acknowledged). Whatever the retry attempts and the breaker threshold,
+/// the event at the failure is retried and paused for, never dead-lettered.
+#[tokio::test]
+async fn a_sink_that_dies_mid_batch_never_dead_letters_whatever_the_thresholds() {
+    for (attempts, threshold) in [(5, 5), (2, 10), (10, 2), (1, 1000)] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::relay::store_with_orders(dir.path(), 10).await;
+        let sink = Arc::new(DiesAfter {
+            inner: LocalLogPublisher::new(store.clone()),
+            left: 4.into(),
+        });
+        let r = Resilience::new(
+            RetryConfig {
+                max_attempts: attempts,
+                jitter: Jitter::None,
+                ..RetryConfig::default()
+            },
+            Arc::new(CircuitBreaker::new(BreakerConfig {
+                failure_threshold: threshold,
+                ..BreakerConfig::default()
+            })),
+        );
+        let mut relay = relay_over(store.clone(), sink, r.clone(), Batching::serial(100)).await;
+        let mut outcomes = Vec::new();
+        for _ in 0..(attempts + threshold + 5) {
+            outcomes.push(relay.step().await.unwrap());
+        }
+        let case = format!("{attempts} attempts, breaker threshold {threshold}: {outcomes:?}");
+        assert_eq!(relay.checkpoint(), 4, "{case}");
+        assert_eq!(
+            store.dead_letter_counts().await.unwrap().pending,
+            0,
+            "{case}"
+        );
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Outcome::Retrying { .. } | Outcome::Paused { .. })),
+            "{case}"
+        );
+        // Retried until the breaker opened on the threshold's failure; paused since.
+        let retries = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Retrying { .. }))
+            .count();
+        assert_eq!(retries, threshold as usize - 1, "{case}");
+        assert_eq!(
+            r.breaker.state(),
+            outbox::resilience::breaker::BreakerState::Open,
+            "{case}"
+        );
+    }
 }
 
 #[tokio::test]
