@@ -25,7 +25,7 @@ use outbox::domain::{NewOrder, RawItem};
 use outbox::publish::kafka::{self, KafkaSettings};
 use outbox::publish::{Message, TopicRouter};
 use outbox::store::sqlite::{DATABASE_FILE, SqliteOptions, SqliteStore, Synchronous};
-use outbox::store::{Command, OutboxStore};
+use outbox::store::{Command, OrderStore, OutboxLog};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;

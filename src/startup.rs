@@ -147,7 +147,8 @@ impl Application {
             snapshots::spawn(
                 Arc::clone(&telemetry.live),
                 snapshots::Sources {
-                    store: store.clone(),
+                    log: store.clone(),
+                    dead_letters: store.clone(),
                     activity: Arc::clone(&relay.activity),
                     mode: relay_mode.subscribe(),
                     breaker: Arc::clone(&relay.breaker),
@@ -188,7 +189,9 @@ impl Application {
             generated
         });
         let router = http::router(AppState {
-            store,
+            orders: store.clone(),
+            outbox: store.clone(),
+            dead_letters: store,
             topic_log: embedded,
             admin_token: AdminToken::new(&secret),
             sessions: Arc::new(Sessions::new(config.console_session_ttl)),

@@ -2,7 +2,7 @@
 //! the store, turning form text into domain values and store errors into what the UI shows.
 
 use crate::domain::{NewOrder, OrderId, RawItem, ValidationErrors};
-use crate::store::{Command, OrderCursor, OutboxStore, StoreError};
+use crate::store::{Command, OrderCursor, OrderStore, OutboxLog, StoreError};
 use crate::telemetry::metrics::Metrics;
 use crate::views;
 use app::api::{OrdersApi, UiError};
@@ -15,14 +15,24 @@ use uuid::Uuid;
 const UI_PAGE: u32 = 20;
 
 pub struct UiBridge {
-    store: Arc<dyn OutboxStore>,
+    orders: Arc<dyn OrderStore>,
+    /// Where the order page finds its events' deliveries.
+    log: Arc<dyn OutboxLog>,
     /// Counts the orders created through the pages.
     metrics: Arc<Metrics>,
 }
 
 impl UiBridge {
-    pub fn new(store: Arc<dyn OutboxStore>, metrics: Arc<Metrics>) -> Self {
-        Self { store, metrics }
+    pub fn new(
+        orders: Arc<dyn OrderStore>,
+        log: Arc<dyn OutboxLog>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            orders,
+            log,
+            metrics,
+        }
     }
 }
 
@@ -135,7 +145,11 @@ impl OrdersApi for UiBridge {
     async fn list_orders(&self, cursor: Option<String>) -> Result<OrderPageDto, UiError> {
         // A mangled cursor in the address bar shows the first page rather than an error.
         let cursor = cursor.as_deref().and_then(|c| OrderCursor::parse(c).ok());
-        let page = self.store.orders(UI_PAGE, cursor).await.map_err(ui_error)?;
+        let page = self
+            .orders
+            .orders(UI_PAGE, cursor)
+            .await
+            .map_err(ui_error)?;
         Ok(OrderPageDto {
             orders: page.orders.iter().map(views::order).collect(),
             next_cursor: page.next.map(|c| c.0.to_string()),
@@ -146,7 +160,7 @@ impl OrdersApi for UiBridge {
         let Ok(id) = OrderId::parse(&id) else {
             return Ok(None);
         };
-        views::order_detail(self.store.as_ref(), id)
+        views::order_detail(self.orders.as_ref(), self.log.as_ref(), id)
             .await
             .map_err(ui_error)
     }
@@ -168,7 +182,7 @@ impl OrdersApi for UiBridge {
             Err(domain) => return Err(UiError::Invalid(form_field_errors(form_errors, domain))),
         };
         let applied = self
-            .store
+            .orders
             .apply(Command::Create {
                 order,
                 idempotency_key: None,

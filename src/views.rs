@@ -7,7 +7,7 @@ use crate::domain::{EventEnvelope, Order};
 use crate::resilience::breaker::BreakerSnapshot;
 use crate::store::dead_letters::{DeadLetter, DeadLetterCounts};
 
-use crate::store::{OutboxStore, StoreError};
+use crate::store::{OrderStore, OutboxLog, StoreError};
 use app::dto::{
     BreakerDto, DeadLetterCountsDto, DeadLetterDto, DeliveryDto, EventDto, OrderDetailDto,
     OrderDto, OrderItemDto, ReplayAttemptDto, TransitionDto,
@@ -38,13 +38,14 @@ pub fn order(o: &Order) -> OrderDto {
 
 /// Loads an order with its events and their delivery state, as the API and the pages show it.
 pub async fn order_detail(
-    store: &dyn OutboxStore,
+    orders: &dyn OrderStore,
+    log: &dyn OutboxLog,
     id: OrderId,
 ) -> Result<Option<OrderDetailDto>, StoreError> {
-    let Some((order, events)) = store.order(id).await? else {
+    let Some((order, events)) = orders.order(id).await? else {
         return Ok(None);
     };
-    let deliveries = store
+    let deliveries = log
         .deliveries(events.iter().map(|e| e.position).collect())
         .await?;
     Ok(Some(OrderDetailDto {

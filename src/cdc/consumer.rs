@@ -54,7 +54,7 @@ mod tests {
     use crate::resilience::Resilience;
     use crate::resilience::breaker::CircuitBreaker;
 
-    use crate::store::OutboxStore;
+    use crate::store::DeadLetterStore;
     use crate::store::dead_letters::DeadLetterCounts;
     use crate::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
     use scylla::value::CqlValue;

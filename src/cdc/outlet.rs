@@ -11,7 +11,7 @@ use crate::publish::{Delivery, FailureKind, Message, PublishError, Publisher, To
 use crate::resilience::Resilience;
 use crate::resilience::policy::{self, Attempt, Decision, Tally};
 use crate::store::dead_letters::NewDeadLetter;
-use crate::store::{OutboxStore, StoreError};
+use crate::store::{OutboxLog, StoreError};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::LiveEvent;
 use app::dto::RelayMode;
@@ -23,7 +23,7 @@ use tokio::sync::watch;
 /// Everything a CDC consumer needs to publish an event.
 pub struct Outlet {
     /// Where deliveries and dead letters are recorded.
-    pub store: Arc<dyn OutboxStore>,
+    pub store: Arc<dyn OutboxLog>,
     /// The relay's sink (with the fault injector), shared with the polling relay.
     pub publisher: Arc<dyn Publisher>,
     pub topics: TopicRouter,

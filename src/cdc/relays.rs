@@ -11,7 +11,7 @@ use crate::publish::Publisher;
 use app::dto::RelayMode;
 
 use crate::relay::runner::{self, RelaySettings};
-use crate::store::OutboxStore;
+use crate::store::OutboxLog;
 use crate::store::scylla::ScyllaStore;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -27,7 +27,7 @@ pub fn spawn(
     settings: RelaySettings,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let store: Arc<dyn OutboxStore> = scylla.clone();
+    let store: Arc<dyn OutboxLog> = scylla.clone();
     let polling = {
         let (store, publisher, settings) = (store.clone(), publisher.clone(), settings.clone());
         // The runner only ever polls here: ScyllaDB's streaming mode is the CDC reader.

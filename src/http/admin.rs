@@ -74,8 +74,8 @@ pub async fn relay_status(
     State(state): State<AppState>,
 ) -> Result<Json<RelayStatusDto>, AppError> {
     let activity = state.relay.activity.get();
-    let backlog = state.store.backlog(activity.checkpoint).await?;
-    let counts = state.store.dead_letter_counts().await?;
+    let backlog = state.outbox.backlog(activity.checkpoint).await?;
+    let counts = state.dead_letters.dead_letter_counts().await?;
     let fault = state.relay.faults.fault();
     let mode = state.relay_mode.borrow().as_str();
     Ok(Json(RelayStatusDto {

@@ -110,7 +110,7 @@ pub async fn list(
     f.before_id = query.cursor;
     // One more than asked tells whether another page follows.
     f.limit = limit + 1;
-    let mut items = state.store.dead_letters(f).await?;
+    let mut items = state.dead_letters.dead_letters(f).await?;
     let more = items.len() > limit as usize;
     items.truncate(limit as usize);
     Ok(Json(DeadLetterPageDto {
@@ -138,7 +138,7 @@ pub async fn get(
 ) -> Result<Json<DeadLetterDto>, AppError> {
     let id = record_id(&id)?;
     let letter = state
-        .store
+        .dead_letters
         .dead_letter(id)
         .await?
         .ok_or(AppError::Missing("dead letter"))?;
@@ -204,7 +204,7 @@ pub async fn replay_many(
                 f.status = Some(DeadLetterStatus::Pending);
                 f.limit = MAX_BULK;
                 let mut ids: Vec<i64> = state
-                    .store
+                    .dead_letters
                     .dead_letters(f)
                     .await?
                     .iter()
@@ -285,7 +285,7 @@ pub async fn discard(
         return Err(errors.into());
     }
     let letter = state
-        .store
+        .dead_letters
         .discard_dead_letter(id, reason.to_string())
         .await
         .map_err(|e| match e {

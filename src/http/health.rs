@@ -115,7 +115,7 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Report> {
 
 /// Readiness: a durable write probe through the writer, plus the relay's components.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Report>) {
-    let store = match tokio::time::timeout(PROBE_TIMEOUT, state.store.check_writable()).await {
+    let store = match tokio::time::timeout(PROBE_TIMEOUT, state.orders.check_writable()).await {
         Ok(Ok(())) => Ok("durable write probe committed".to_string()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: store write probe failed");

@@ -17,8 +17,8 @@ use std::time::Instant;
 pub async fn scrape(State(state): State<AppState>) -> Result<Response, AppError> {
     let m = &state.metrics;
     let checkpoint = state.relay.activity.get().checkpoint;
-    let backlog = state.store.backlog(checkpoint).await?;
-    let counts = state.store.dead_letter_counts().await?;
+    let backlog = state.outbox.backlog(checkpoint).await?;
+    let counts = state.dead_letters.dead_letter_counts().await?;
     m.checkpoint
         .set(i64::try_from(checkpoint).unwrap_or(i64::MAX));
     m.outbox_pending

@@ -24,7 +24,7 @@ use app::dto::RelayMode;
 use crate::relay::activity::RelayActivity;
 use crate::resilience::breaker::CircuitBreaker;
 
-use crate::store::OutboxStore;
+use crate::store::{DeadLetterStore, OrderStore, OutboxLog};
 use crate::telemetry::live::LiveHub;
 use crate::telemetry::metrics::Metrics;
 use crate::ui::UiBridge;
@@ -47,7 +47,12 @@ use tower_http::trace::TraceLayer;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn OutboxStore>,
+    /// Orders: the transactional writer and the order reads.
+    pub orders: Arc<dyn OrderStore>,
+    /// The outbox as the relay sees it (backlog, deliveries).
+    pub outbox: Arc<dyn OutboxLog>,
+    /// The dead letter queue.
+    pub dead_letters: Arc<dyn DeadLetterStore>,
     /// The embedded topic log, readable through `/api/topics`.
     pub topic_log: Arc<dyn TopicLog>,
     /// Digest of the admin secret that admin endpoints require.
@@ -121,7 +126,8 @@ fn api() -> Router<AppState> {
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let ui: Arc<dyn OrdersApi> = Arc::new(UiBridge::new(
-        Arc::clone(&state.store),
+        Arc::clone(&state.orders),
+        Arc::clone(&state.outbox),
         Arc::clone(&state.metrics),
     ));
     let meter = Arc::clone(&state.metrics);

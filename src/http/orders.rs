@@ -56,7 +56,7 @@ pub async fn create(
 ) -> Result<(StatusCode, HeaderMap, Json<OrderDto>), AppError> {
     let order = NewOrder::parse(&body.customer_id, &body.items)?;
     let applied = state
-        .store
+        .orders
         .apply(Command::Create {
             order,
             idempotency_key,
@@ -79,7 +79,7 @@ pub async fn get(
     State(state): State<AppState>,
     OrderIdPath(id): OrderIdPath,
 ) -> Result<Json<OrderDetailDto>, AppError> {
-    let detail = views::order_detail(state.store.as_ref(), id).await?;
+    let detail = views::order_detail(state.orders.as_ref(), state.outbox.as_ref(), id).await?;
     Ok(Json(detail.ok_or(AppError::NotFound)?))
 }
 
@@ -104,7 +104,7 @@ pub async fn list(
             code: "invalid_cursor",
             message,
         })?;
-    let page = state.store.orders(limit, cursor).await?;
+    let page = state.orders.orders(limit, cursor).await?;
     Ok(Json(OrderPageDto {
         orders: page.orders.iter().map(views::order).collect(),
         next_cursor: page.next.map(|c| c.0.to_string()),
@@ -119,7 +119,7 @@ pub async fn replace_items(
 ) -> Result<Json<OrderDto>, AppError> {
     let items = OrderItems::parse(&body.items)?;
     let applied = state
-        .store
+        .orders
         .apply(Command::ReplaceItems {
             id,
             items,
@@ -139,7 +139,7 @@ pub async fn cancel(
     let reason =
         CancelReason::parse(&body.reason).map_err(|m| ValidationErrors::single("reason", m))?;
     let applied = state
-        .store
+        .orders
         .apply(Command::Cancel {
             id,
             reason,

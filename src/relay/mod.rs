@@ -20,7 +20,7 @@ use crate::resilience::breaker::{BreakerState, CircuitBreaker};
 use crate::resilience::policy::{self, Attempt, Decision, Tally};
 use crate::store::dead_letters::NewDeadLetter;
 
-use crate::store::{OutboxStore, RELAY_NAME, StoreError};
+use crate::store::{OutboxLog, RELAY_NAME, StoreError};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::LiveEvent;
 use app::dto::RelayMode;
@@ -104,7 +104,8 @@ impl InFlight {
 
 /// The relay's state between steps.
 pub struct Relay {
-    store: Arc<dyn OutboxStore>,
+    /// Where the relay reads committed events and records its progress.
+    log: Arc<dyn OutboxLog>,
     publisher: Arc<dyn Publisher>,
     topics: TopicRouter,
     resilience: Resilience,
@@ -123,16 +124,16 @@ pub struct Relay {
 impl Relay {
     /// A relay resuming from its saved checkpoint.
     pub async fn resume(
-        store: Arc<dyn OutboxStore>,
+        log: Arc<dyn OutboxLog>,
         publisher: Arc<dyn Publisher>,
         topics: TopicRouter,
         resilience: Resilience,
         telemetry: Telemetry,
         batching: Batching,
     ) -> Result<Self, StoreError> {
-        let checkpoint = store.checkpoint(RELAY_NAME).await?;
+        let checkpoint = log.checkpoint(RELAY_NAME).await?;
         Ok(Self {
-            store,
+            log,
             publisher,
             topics,
             resilience,
@@ -216,7 +217,7 @@ impl Relay {
                 Some(_) if breaker.state() != BreakerState::Closed => break,
                 Some(last) => last.last_position(),
             };
-            let events = self.store.events_after(after, size).await?;
+            let events = self.log.events_after(after, size).await?;
             if events.is_empty() {
                 break;
             }
@@ -411,7 +412,7 @@ impl Relay {
         };
         // The dead letters are announced once they are stored; they are rare, so only they
         // are copied.
-        self.store
+        self.log
             .record_progress(
                 RELAY_NAME,
                 last,

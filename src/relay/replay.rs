@@ -5,7 +5,7 @@ use crate::publish::{Message, Publisher, TopicRouter};
 use crate::resilience::Resilience;
 use crate::resilience::policy::{self, Attempt, Decision, Tally};
 use crate::store::dead_letters::{DeadLetter, DeadLetterStatus, ReplayOutcome};
-use crate::store::{OutboxStore, StoreError};
+use crate::store::{DeadLetterStore, StoreError};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::LiveEvent;
 use chrono::Utc;
@@ -41,7 +41,8 @@ impl From<StoreError> for ReplayError {
 
 /// Publishes dead letters again, through the same sink and breaker as the relay.
 pub struct Replayer {
-    pub store: Arc<dyn OutboxStore>,
+    /// Where the records are read and their replays recorded.
+    pub store: Arc<dyn DeadLetterStore>,
     pub publisher: Arc<dyn Publisher>,
     /// The relay's breaker and send order: a replay is one more publish through that sink.
     pub resilience: Resilience,

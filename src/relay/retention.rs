@@ -2,7 +2,7 @@
 //! retention period, and idempotency keys older than their lifetime, in small batches so it
 //! never holds the writer for long. Unpublished events are never deleted.
 
-use crate::store::{OutboxStore, RELAY_NAME, StoreError};
+use crate::store::{RELAY_NAME, RetentionStore, StoreError};
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ pub struct Retention {
 
 /// Starts the sweeper: every `interval`, delete what `retention` no longer keeps.
 pub fn spawn(
-    store: Arc<dyn OutboxStore>,
+    store: Arc<dyn RetentionStore>,
     retention: Retention,
     interval: Duration,
     mut stop: watch::Receiver<bool>,

@@ -7,7 +7,7 @@ use super::{Batching, Outcome, Relay, RelayError};
 use crate::publish::{Publisher, TopicRouter};
 use crate::resilience::Resilience;
 use crate::resilience::breaker::BreakerState;
-use crate::store::OutboxStore;
+use crate::store::OutboxLog;
 use crate::telemetry::Telemetry;
 use app::dto::RelayMode;
 use std::sync::Arc;
@@ -41,16 +41,16 @@ pub struct RelaySettings {
 
 /// Starts the supervised relay. It runs until `stop` becomes true.
 pub fn spawn(
-    store: Arc<dyn OutboxStore>,
+    log: Arc<dyn OutboxLog>,
     publisher: Arc<dyn Publisher>,
     settings: RelaySettings,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(supervise(store, publisher, settings, stop))
+    tokio::spawn(supervise(log, publisher, settings, stop))
 }
 
 async fn supervise(
-    store: Arc<dyn OutboxStore>,
+    log: Arc<dyn OutboxLog>,
     publisher: Arc<dyn Publisher>,
     settings: RelaySettings,
     mut stop: watch::Receiver<bool>,
@@ -60,7 +60,7 @@ async fn supervise(
     loop {
         // A panic inside the run ends its task, not the supervisor.
         let run = tokio::spawn(run(
-            Arc::clone(&store),
+            Arc::clone(&log),
             Arc::clone(&publisher),
             settings.clone(),
             stop.clone(),
@@ -91,18 +91,18 @@ async fn supervise(
 /// One life of the relay: resume from the checkpoint, then step until stopped or failed.
 /// On failure, also says whether any step had succeeded (to reset the restart backoff).
 async fn run(
-    store: Arc<dyn OutboxStore>,
+    log: Arc<dyn OutboxLog>,
     publisher: Arc<dyn Publisher>,
     settings: RelaySettings,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), (RelayError, bool)> {
-    let mut commits = store.commits();
+    let mut commits = log.commits();
     let mut mode = settings.mode;
     let mut hold = settings.hold;
     let activity = settings.activity;
     let breaker = Arc::clone(&settings.resilience.breaker);
     let mut relay = Relay::resume(
-        Arc::clone(&store),
+        Arc::clone(&log),
         publisher,
         settings.topics,
         settings.resilience,

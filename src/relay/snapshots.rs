@@ -5,7 +5,7 @@ use super::activity::RelayActivity;
 use crate::domain::timestamp;
 use crate::publish::faults::FaultInjector;
 use crate::resilience::breaker::CircuitBreaker;
-use crate::store::OutboxStore;
+use crate::store::{DeadLetterStore, OutboxLog};
 use crate::telemetry::live::{LiveHub, SNAPSHOT_EVERY, Snapshot, Throughput};
 use app::dto::RelayMode;
 use chrono::Utc;
@@ -15,7 +15,10 @@ use tokio::sync::watch;
 
 /// What the snapshot task reads.
 pub struct Sources {
-    pub store: Arc<dyn OutboxStore>,
+    /// The backlog after the relay's checkpoint.
+    pub log: Arc<dyn OutboxLog>,
+    /// Pending dead letters.
+    pub dead_letters: Arc<dyn DeadLetterStore>,
     pub activity: Arc<RelayActivity>,
     pub mode: watch::Receiver<RelayMode>,
     pub breaker: Arc<CircuitBreaker>,
@@ -38,8 +41,8 @@ pub fn spawn(
             }
             let activity = sources.activity.get();
             let (Ok(backlog), Ok(counts)) = (
-                sources.store.backlog(activity.checkpoint).await,
-                sources.store.dead_letter_counts().await,
+                sources.log.backlog(activity.checkpoint).await,
+                sources.dead_letters.dead_letter_counts().await,
             ) else {
                 continue; // the store is busy: skip this snapshot
             };

@@ -153,9 +153,10 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// The transactional store behind the order API.
+/// Orders: the transactional writer (an order change and its outbox event in one atomic
+/// write) and the reads of the order API and pages.
 #[async_trait]
-pub trait OutboxStore: Send + Sync + 'static {
+pub trait OrderStore: Send + Sync + 'static {
     /// Applies `command`: the order change and its outbox event are committed in one atomic
     /// write, or nothing is written. Returns once the write is durable.
     async fn apply(&self, command: Command) -> Result<Applied, StoreError>;
@@ -172,7 +173,12 @@ pub trait OutboxStore: Send + Sync + 'static {
 
     /// Proves the store takes durable writes right now (readiness).
     async fn check_writable(&self) -> Result<(), StoreError>;
+}
 
+/// The outbox as the relays see it: committed events in order, each relay's checkpoint, and
+/// where published events went.
+#[async_trait]
+pub trait OutboxLog: Send + Sync + 'static {
     /// Up to `limit` committed events with a position above `after`, in commit order.
     async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
 
@@ -193,6 +199,20 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// How many events wait after `checkpoint`, and when the oldest of them occurred.
     async fn backlog(&self, checkpoint: u64) -> Result<Backlog, StoreError>;
 
+    /// Delivery records of the events at `positions` (absent ones are not yet published).
+    async fn deliveries(
+        &self,
+        positions: Vec<u64>,
+    ) -> Result<HashMap<u64, DeliveryRecord>, StoreError>;
+
+    /// The newest committed position, updated after every commit (the streaming relay's
+    /// wake-up call).
+    fn commits(&self) -> watch::Receiver<u64>;
+}
+
+/// The dead letter queue: what operators review, replay and discard.
+#[async_trait]
+pub trait DeadLetterStore: Send + Sync + 'static {
     /// Dead letters matching `filter`, newest first (without their attempts).
     async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError>;
 
@@ -211,13 +231,11 @@ pub trait OutboxStore: Send + Sync + 'static {
     async fn discard_dead_letter(&self, id: i64, reason: String) -> Result<DeadLetter, StoreError>;
 
     async fn dead_letter_counts(&self) -> Result<DeadLetterCounts, StoreError>;
+}
 
-    /// Delivery records of the events at `positions` (absent ones are not yet published).
-    async fn deliveries(
-        &self,
-        positions: Vec<u64>,
-    ) -> Result<HashMap<u64, DeliveryRecord>, StoreError>;
-
+/// Deleting what is no longer kept, in small batches.
+#[async_trait]
+pub trait RetentionStore: Send + Sync + 'static {
     /// Deletes up to `limit` of the oldest events that `relay` already published and that
     /// occurred before `before`; unpublished events are never deleted. Returns the count.
     async fn delete_published(
@@ -235,8 +253,10 @@ pub trait OutboxStore: Send + Sync + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError>;
-
-    /// The newest committed position, updated after every commit (the streaming relay's
-    /// wake-up call).
-    fn commits(&self) -> watch::Receiver<u64>;
 }
+
+/// A whole store: every role. Start-up opens one and hands each part of the program the
+/// roles it uses (an `Arc<dyn OutboxStore>` coerces to any of them).
+pub trait OutboxStore: OrderStore + OutboxLog + DeadLetterStore + RetentionStore {}
+
+impl<T: OrderStore + OutboxLog + DeadLetterStore + RetentionStore + ?Sized> OutboxStore for T {}

@@ -16,7 +16,7 @@ use outbox::store::dead_letters::{DeadLetterFilter, DeadLetterKind};
 
 use outbox::resilience::retry::{Jitter, RetryConfig};
 use outbox::store::sqlite::SqliteStore;
-use outbox::store::{Applied, OutboxStore};
+use outbox::store::{Applied, DeadLetterStore, OrderStore, OutboxLog};
 use outbox::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@ use crate::helpers::{TestApp, eventually, expect_error, order_body, spawn_app, s
 use crate::relay::{create, open_store};
 use futures::future::join_all;
 use outbox::store::sqlite::DATABASE_FILE;
-use outbox::store::{Command, IdempotencyKey, OutboxStore};
+use outbox::store::{Command, IdempotencyKey, OrderStore, RetentionStore};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 

@@ -12,7 +12,7 @@ use outbox::resilience::Resilience;
 use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
 use outbox::resilience::retry::{Jitter, RetryConfig};
 use outbox::store::sqlite::SqliteStore;
-use outbox::store::{Command, OutboxStore};
+use outbox::store::{Command, OrderStore, OutboxLog, RetentionStore};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -19,7 +19,7 @@ use outbox::relay::Outcome;
 use outbox::resilience::Resilience;
 use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
 use outbox::resilience::retry::{Jitter, RetryConfig};
-use outbox::store::OutboxStore;
+use outbox::store::{DeadLetterStore, OrderStore, OutboxLog};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! The store contract: behaviour every `OutboxStore` implementation must show. Each check is a
-//! function over `Arc<dyn OutboxStore>`; `contract_tests!` instantiates them for a backend.
+//! The store contract: behaviour every `OutboxStore` implementation must show, role by role
+//! (orders, the outbox log, dead letters, retention). Each check is a function over
+//! `Arc<dyn OutboxStore>`; `contract_tests!` instantiates them for a backend.
 //! The ScyllaDB instance runs when `SCYLLA_URI` is set (each test in its own keyspace) and
 //! reports itself skipped otherwise.
 
@@ -346,6 +347,41 @@ pub async fn dead_letters_are_replayed_or_discarded_once(store: Arc<dyn OutboxSt
     assert!(pending.is_empty());
 }
 
+/// Retention never deletes an event the relay has not published, nor more than asked at a
+/// time; keys younger than the cutoff stay. (The embedded store deletes in batches; ScyllaDB
+/// expires rows by TTL and deletes nothing here.)
+pub async fn retention_keeps_unpublished_events_and_young_keys(store: Arc<dyn OutboxStore>) {
+    let relay = outbox::store::RELAY_NAME;
+    let (_, published) = written(store.apply(create("A")).await.unwrap());
+    let (_, pending) = written(store.apply(create("B")).await.unwrap());
+    let key = IdempotencyKey::parse("contract-retention").unwrap();
+    let keyed = Command::Create {
+        order: new_order("C"),
+        idempotency_key: Some(key.clone()),
+    };
+    written(store.apply(keyed.clone()).await.unwrap());
+    store
+        .record_progress(
+            relay,
+            published.position,
+            vec![(published.position, delivery("t"))],
+            vec![],
+        )
+        .await
+        .unwrap();
+    let future = Utc::now() + chrono::Duration::hours(1);
+    let past = Utc::now() - chrono::Duration::hours(1);
+    assert!(store.delete_published(relay, future, 1).await.unwrap() <= 1);
+    while store.delete_published(relay, future, 1).await.unwrap() > 0 {}
+    let left = store.events_after(published.position, 10).await.unwrap();
+    assert_eq!(left.first(), Some(&pending), "the unpublished event stays");
+    assert_eq!(store.delete_idempotency_keys(past, 10).await.unwrap(), 0);
+    assert!(
+        matches!(store.apply(keyed).await.unwrap(), Applied::Replayed { .. }),
+        "a young key still replays"
+    );
+}
+
 /// Instantiates every contract check for one backend. `$make` is an async function of the
 /// test's name giving `Some((Arc<dyn OutboxStore>, guard))`, or `None` when the backend is
 /// not available (it has then said so on stderr); the guard keeps the backend's resources
@@ -364,7 +400,8 @@ macro_rules! contract_tests {
                 the_write_probe_succeeds,
                 committed_events_are_read_after_a_position_in_order,
                 checkpoints_and_deliveries_are_recorded,
-                dead_letters_are_replayed_or_discarded_once);
+                dead_letters_are_replayed_or_discarded_once,
+                retention_keeps_unpublished_events_and_young_keys);
         }
     };
     (@each $make:expr; $($check:ident),*) => {

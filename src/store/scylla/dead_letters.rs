@@ -3,15 +3,14 @@
 //! pages of it. A record's id is its event's position; status changes are lightweight
 //! transactions (`IF status = 'pending'`), so two operators cannot both replay or discard it.
 
-use super::rows::{self, Columns, NamedRow, micros};
+use super::rows::{self, NamedRow, micros};
 use super::statements::{applied, rows as result_rows};
+use crate::store::StoreError;
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterKind, DeadLetterStatus,
     NewDeadLetter, ReplayAttempt, ReplayOutcome,
 };
-
-use crate::store::StoreError;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use scylla::client::session::Session;
 use scylla::errors::PrepareError;
 use scylla::statement::prepared::PreparedStatement;
@@ -110,12 +109,6 @@ fn id_of(position: u64) -> Result<i64, StoreError> {
         .map_err(|_| StoreError::Backend(format!("position {position} too large")))
 }
 
-fn time(us: i64) -> Result<DateTime<Utc>, StoreError> {
-    Utc.timestamp_micros(us)
-        .single()
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {us} out of range")))
-}
-
 /// Stores `letters` as pending records; an event already dead-lettered is left as it is.
 pub async fn insert(
     session: &Session,
@@ -153,39 +146,21 @@ fn decode(values: &[Option<CqlValue>]) -> Result<DeadLetter, StoreError> {
         names: &NAMES,
         values,
     };
-    let text = |name| -> Result<String, StoreError> {
-        match row.column(name)? {
-            Some(CqlValue::Text(t)) => Ok(t.clone()),
-            other => Err(StoreError::Corrupt(format!("{name}: {other:?}"))),
-        }
-    };
-    let number = |name| -> Result<i64, StoreError> {
-        match row.column(name)? {
-            Some(CqlValue::BigInt(n)) => Ok(*n),
-            Some(CqlValue::Int(n)) => Ok(i64::from(*n)),
-            other => Err(StoreError::Corrupt(format!("{name}: {other:?}"))),
-        }
-    };
-    let kind = text("error_kind")?;
-    let status = text("status")?;
+    let kind = rows::text(&row, "error_kind")?;
+    let status = rows::text(&row, "status")?;
     Ok(DeadLetter {
-        id: number("position")?,
+        id: rows::bigint(&row, "position")?,
         failure: NewDeadLetter {
             event: rows::event(&row)?,
-            kind: DeadLetterKind::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("error_kind: {kind}")))?,
-            error: text("error_message")?,
-            failures: number("failure_count")?.max(0) as u32,
-            first_failed_at: time(number("first_failed_at")?)?,
-            last_failed_at: time(number("last_failed_at")?)?,
+            kind: DeadLetterKind::parse(kind).ok_or_else(|| rows::invalid("error_kind", kind))?,
+            error: rows::text(&row, "error_message")?.to_string(),
+            failures: rows::unsigned(&row, "failure_count")?,
+            first_failed_at: rows::time(&row, "first_failed_at")?,
+            last_failed_at: rows::time(&row, "last_failed_at")?,
         },
-        status: DeadLetterStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("status: {status}")))?,
-        discard_reason: match row.column("discard_reason")? {
-            None => None,
-            Some(_) => Some(text("discard_reason")?),
-        },
-        updated_at: time(number("updated_at")?)?,
+        status: DeadLetterStatus::parse(status).ok_or_else(|| rows::invalid("status", status))?,
+        discard_reason: rows::optional_text(&row, "discard_reason")?.map(str::to_string),
+        updated_at: rows::time(&row, "updated_at")?,
         attempts: Vec::new(),
     })
 }
@@ -257,7 +232,7 @@ pub async fn get(
                 Some(CqlValue::Text(outcome)),
                 Some(CqlValue::Text(detail)),
             ] => letter.attempts.push(ReplayAttempt {
-                at: time(*at)?,
+                at: rows::from_micros("attempt", *at)?,
                 delivered: outcome == "delivered",
                 detail: detail.clone(),
             }),

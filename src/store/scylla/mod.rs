@@ -20,7 +20,10 @@ pub mod rows;
 pub mod schema;
 mod statements;
 
-use super::{Applied, Backlog, Command, OrderCursor, OrderPage, OutboxStore, StoreError};
+use super::{
+    Applied, Backlog, Command, DeadLetterStore, OrderCursor, OrderPage, OrderStore, OutboxLog,
+    RetentionStore, StoreError,
+};
 use crate::domain::{DeliveryRecord, Order, OrderId, StoredEvent};
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, NewDeadLetter, ReplayOutcome,
@@ -195,7 +198,7 @@ impl ScyllaStore {
 }
 
 #[async_trait]
-impl OutboxStore for ScyllaStore {
+impl OrderStore for ScyllaStore {
     async fn apply(&self, command: Command) -> Result<Applied, StoreError> {
         // Stored timestamps keep microseconds; truncating here makes the answer equal the row.
         let now = Utc::now().trunc_subsecs(6);
@@ -246,7 +249,10 @@ impl OutboxStore for ScyllaStore {
             .await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl OutboxLog for ScyllaStore {
     async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         self.pending_events(after, limit).await
     }
@@ -272,6 +278,20 @@ impl OutboxStore for ScyllaStore {
         self.pending_backlog(checkpoint).await
     }
 
+    async fn deliveries(
+        &self,
+        positions: Vec<u64>,
+    ) -> Result<HashMap<u64, DeliveryRecord>, StoreError> {
+        self.load_deliveries(positions).await
+    }
+
+    fn commits(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}
+
+#[async_trait]
+impl DeadLetterStore for ScyllaStore {
     async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
         dead_letters::list(&self.session, &self.dead_letters, &filter).await
     }
@@ -302,14 +322,10 @@ impl OutboxStore for ScyllaStore {
     async fn dead_letter_counts(&self) -> Result<DeadLetterCounts, StoreError> {
         dead_letters::counts(&self.session, &self.dead_letters).await
     }
+}
 
-    async fn deliveries(
-        &self,
-        positions: Vec<u64>,
-    ) -> Result<HashMap<u64, DeliveryRecord>, StoreError> {
-        self.load_deliveries(positions).await
-    }
-
+#[async_trait]
+impl RetentionStore for ScyllaStore {
     /// Outbox rows expire by their TTL (`OUTBOX_TTL`), so the retention sweep has nothing to
     /// delete here.
     async fn delete_published(
@@ -328,9 +344,5 @@ impl OutboxStore for ScyllaStore {
         _limit: u32,
     ) -> Result<u64, StoreError> {
         Ok(0)
-    }
-
-    fn commits(&self) -> watch::Receiver<u64> {
-        self.head.subscribe()
     }
 }

@@ -124,23 +124,23 @@ fn required<'r, T>(
     })
 }
 
-fn text<'r>(row: &'r impl Columns, name: &'static str) -> Result<&'r str, DecodeError> {
+pub(super) fn text<'r>(row: &'r impl Columns, name: &'static str) -> Result<&'r str, DecodeError> {
     required(row, name, "text", |v| v.as_text().map(String::as_str))
 }
 
-fn uuid(row: &impl Columns, name: &'static str) -> Result<Uuid, DecodeError> {
+pub(super) fn uuid(row: &impl Columns, name: &'static str) -> Result<Uuid, DecodeError> {
     required(row, name, "uuid", CqlValue::as_uuid)
 }
 
-fn int(row: &impl Columns, name: &'static str) -> Result<i32, DecodeError> {
+pub(super) fn int(row: &impl Columns, name: &'static str) -> Result<i32, DecodeError> {
     required(row, name, "int", CqlValue::as_int)
 }
 
-fn bigint(row: &impl Columns, name: &'static str) -> Result<i64, DecodeError> {
+pub(super) fn bigint(row: &impl Columns, name: &'static str) -> Result<i64, DecodeError> {
     required(row, name, "bigint", CqlValue::as_bigint)
 }
 
-fn invalid(column: &'static str, reason: impl ToString) -> DecodeError {
+pub(super) fn invalid(column: &'static str, reason: impl ToString) -> DecodeError {
     DecodeError::Invalid {
         column,
         reason: reason.to_string(),
@@ -148,7 +148,7 @@ fn invalid(column: &'static str, reason: impl ToString) -> DecodeError {
 }
 
 /// A non-negative 32-bit column (versions).
-fn unsigned(row: &impl Columns, name: &'static str) -> Result<u32, DecodeError> {
+pub(super) fn unsigned(row: &impl Columns, name: &'static str) -> Result<u32, DecodeError> {
     let n = int(row, name)?;
     u32::try_from(n).map_err(|_| invalid(name, format!("{n} is negative")))
 }
@@ -158,11 +158,26 @@ pub fn micros(t: &DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn time(row: &impl Columns, name: &'static str) -> Result<DateTime<Utc>, DecodeError> {
-    let us = bigint(row, name)?;
+pub(super) fn time(row: &impl Columns, name: &'static str) -> Result<DateTime<Utc>, DecodeError> {
+    from_micros(name, bigint(row, name)?)
+}
+
+/// `us` microseconds since the Unix epoch, as `column` stores them.
+pub(super) fn from_micros(column: &'static str, us: i64) -> Result<DateTime<Utc>, DecodeError> {
     Utc.timestamp_micros(us)
         .single()
-        .ok_or_else(|| invalid(name, format!("{us} is out of range")))
+        .ok_or_else(|| invalid(column, format!("{us} is out of range")))
+}
+
+/// A text column that may be null.
+pub(super) fn optional_text<'r>(
+    row: &'r impl Columns,
+    name: &'static str,
+) -> Result<Option<&'r str>, DecodeError> {
+    match row.column(name)? {
+        None => Ok(None),
+        Some(_) => text(row, name).map(Some),
+    }
 }
 
 /// The outbox event of a row holding [`EVENT_COLUMNS`].

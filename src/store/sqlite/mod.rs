@@ -12,7 +12,10 @@ mod writer;
 
 pub use schema::MigrationError;
 
-use super::{Applied, Backlog, Command, OrderCursor, OrderPage, OutboxStore, StoreError};
+use super::{
+    Applied, Backlog, Command, DeadLetterStore, OrderCursor, OrderPage, OrderStore, OutboxLog,
+    RetentionStore, StoreError,
+};
 use crate::domain::{DeliveryRecord, Order, OrderId, StoredEvent};
 use crate::publish::local::{LogError, LoggedMessage, TopicLog, TopicSummary};
 use crate::publish::{Delivery, Message};
@@ -144,7 +147,7 @@ fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Connection, rusq
 }
 
 #[async_trait]
-impl OutboxStore for SqliteStore {
+impl OrderStore for SqliteStore {
     async fn apply(&self, command: Command) -> Result<Applied, StoreError> {
         self.write(move |conn| commands::apply(conn, command)).await
     }
@@ -178,7 +181,10 @@ impl OutboxStore for SqliteStore {
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.write(rows::touch_probe).await
     }
+}
 
+#[async_trait]
+impl OutboxLog for SqliteStore {
     async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         self.readers
             .read(move |conn| progress::events_after(conn, after, limit))
@@ -213,6 +219,22 @@ impl OutboxStore for SqliteStore {
             .await
     }
 
+    async fn deliveries(
+        &self,
+        positions: Vec<u64>,
+    ) -> Result<HashMap<u64, DeliveryRecord>, StoreError> {
+        self.readers
+            .read(move |conn| progress::deliveries(conn, &positions))
+            .await
+    }
+
+    fn commits(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+}
+
+#[async_trait]
+impl DeadLetterStore for SqliteStore {
     async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
         self.readers
             .read(move |conn| dead_letters::list(conn, &filter))
@@ -242,16 +264,10 @@ impl OutboxStore for SqliteStore {
     async fn dead_letter_counts(&self) -> Result<DeadLetterCounts, StoreError> {
         self.readers.read(dead_letters::counts).await
     }
+}
 
-    async fn deliveries(
-        &self,
-        positions: Vec<u64>,
-    ) -> Result<HashMap<u64, DeliveryRecord>, StoreError> {
-        self.readers
-            .read(move |conn| progress::deliveries(conn, &positions))
-            .await
-    }
-
+#[async_trait]
+impl RetentionStore for SqliteStore {
     async fn delete_published(
         &self,
         relay: &str,
@@ -270,10 +286,6 @@ impl OutboxStore for SqliteStore {
     ) -> Result<u64, StoreError> {
         self.write(move |conn| rows::delete_idempotency_keys(conn, &before, limit))
             .await
-    }
-
-    fn commits(&self) -> watch::Receiver<u64> {
-        self.head.clone()
     }
 }
 
