@@ -8,6 +8,7 @@ use crate::views;
 use app::api::{OrdersApi, UiError};
 use app::dto::{FieldErrorDto, ItemInput, OrderDetailDto, OrderDto, OrderPageDto};
 use async_trait::async_trait;
+use axum::http::StatusCode;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -36,20 +37,22 @@ impl UiBridge {
     }
 }
 
+/// A store error as the pages show it: the same status, code and message as the JSON API.
 fn ui_error(e: StoreError) -> UiError {
-    match e {
-        StoreError::NotFound => UiError::NotFound,
-        StoreError::Domain(d) => UiError::Conflict(d.to_string()),
-        StoreError::IdempotencyKeyReused | StoreError::NotPending(_) => {
-            UiError::Conflict(e.to_string())
-        }
-        StoreError::Overloaded | StoreError::WriterStopped | StoreError::Unavailable(_) => {
-            UiError::Unavailable
-        }
-        StoreError::Corrupt(_) | StoreError::Backend(_) => {
-            tracing::error!(error = %e, "server function failed");
+    let problem = views::problem(e);
+    match problem.status {
+        StatusCode::NOT_FOUND => UiError::NotFound,
+        StatusCode::SERVICE_UNAVAILABLE => UiError::Unavailable,
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            let cause = problem.cause.unwrap_or_default();
+            tracing::error!(%cause, "server function failed");
             UiError::Internal
         }
+        status => UiError::Rejected {
+            status: status.as_u16(),
+            code: problem.code.to_string(),
+            message: problem.message,
+        },
     }
 }
 

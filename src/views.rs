@@ -1,23 +1,80 @@
-//! Conversions from domain and store types to the DTOs shared with the UI crate.
+//! Conversions from domain and store types to the DTOs shared with the UI crate, and from
+//! store errors to what a client is told ([`problem`]), for the JSON API and the pages alike.
 
 use crate::domain::OrderId;
 use crate::domain::timestamp as time;
 use crate::domain::{DeliveryRecord, StoredEvent};
-use crate::domain::{EventEnvelope, Order};
+use crate::domain::{DomainError, EventEnvelope, Order, OrderStatus};
 use crate::resilience::breaker::BreakerSnapshot;
 use crate::store::dead_letters::{DeadLetter, DeadLetterCounts};
 
 use crate::store::{OrderStore, OutboxLog, StoreError};
 use app::dto::{
     BreakerDto, DeadLetterCountsDto, DeadLetterDto, DeliveryDto, EventDto, OrderDetailDto,
-    OrderDto, OrderItemDto, ReplayAttemptDto, TransitionDto,
+    OrderDto, OrderItemDto, OrderStatusDto, ReplayAttemptDto, ReplayAttemptOutcome, TransitionDto,
 };
+use axum::http::StatusCode;
+
+/// What a client is told about a failed store call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// The stable error code of the API's error body, e.g. `version_conflict`.
+    pub code: &'static str,
+    /// What the client reads; never internal details.
+    pub message: String,
+    /// For the server's log only: what went wrong inside (set for 500s).
+    pub cause: Option<String>,
+}
+
+/// The one mapping from store (and domain) errors to status, code and message, shared by
+/// `AppError` (the JSON API) and the pages' server functions.
+pub fn problem(e: StoreError) -> Problem {
+    let refused = |status, code, e: &StoreError| Problem {
+        status,
+        code,
+        message: e.to_string(),
+        cause: None,
+    };
+    match e {
+        StoreError::NotFound(_) => refused(StatusCode::NOT_FOUND, "not_found", &e),
+        StoreError::NotPending(_) => refused(StatusCode::CONFLICT, "not_pending", &e),
+        StoreError::Domain(DomainError::VersionConflict { .. }) => {
+            refused(StatusCode::CONFLICT, "version_conflict", &e)
+        }
+        StoreError::Domain(DomainError::AlreadyCancelled) => {
+            refused(StatusCode::CONFLICT, "order_cancelled", &e)
+        }
+        StoreError::IdempotencyKeyReused => refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            &e,
+        ),
+        StoreError::Overloaded | StoreError::WriterStopped | StoreError::Unavailable(_) => {
+            Problem {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: "the service is temporarily overloaded, retry shortly".into(),
+                cause: None,
+            }
+        }
+        StoreError::Corrupt(_) | StoreError::Backend(_) => Problem {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "internal error".into(),
+            cause: Some(e.to_string()),
+        },
+    }
+}
 
 pub fn order(o: &Order) -> OrderDto {
     OrderDto {
         id: o.id.to_string(),
         customer_id: o.customer_id.to_string(),
-        status: o.status.as_str().to_string(),
+        status: match o.status {
+            OrderStatus::Created => OrderStatusDto::Created,
+            OrderStatus::Cancelled => OrderStatusDto::Cancelled,
+        },
         version: o.version,
         items: o
             .items
@@ -93,12 +150,12 @@ pub fn dead_letter(d: &DeadLetter) -> DeadLetterDto {
     DeadLetterDto {
         id: d.id,
         event: event(&f.event, None),
-        error_kind: f.kind.as_str().to_string(),
+        error_kind: f.kind,
         error_message: f.error.clone(),
         failure_count: f.failures,
         first_failed_at: time(&f.first_failed_at),
         last_failed_at: time(&f.last_failed_at),
-        status: d.status.as_str().to_string(),
+        status: d.status,
         discard_reason: d.discard_reason.clone(),
         order_broken_for: f.event.envelope.aggregate_id.to_string(),
         updated_at: time(&d.updated_at),
@@ -107,7 +164,11 @@ pub fn dead_letter(d: &DeadLetter) -> DeadLetterDto {
             .iter()
             .map(|a| ReplayAttemptDto {
                 at: time(&a.at),
-                outcome: if a.delivered { "delivered" } else { "failed" }.to_string(),
+                outcome: if a.delivered {
+                    ReplayAttemptOutcome::Delivered
+                } else {
+                    ReplayAttemptOutcome::Failed
+                },
                 detail: a.detail.clone(),
             })
             .collect(),
@@ -116,15 +177,15 @@ pub fn dead_letter(d: &DeadLetter) -> DeadLetterDto {
 
 pub fn breaker(b: &BreakerSnapshot) -> BreakerDto {
     BreakerDto {
-        state: b.state.as_str().to_string(),
+        state: b.state,
         consecutive_failures: b.consecutive_failures,
         transitions: b
             .transitions
             .iter()
             .map(|t| TransitionDto {
                 at: time(&t.at),
-                from: t.from.as_str().to_string(),
-                to: t.to.as_str().to_string(),
+                from: t.from,
+                to: t.to,
                 reason: t.reason.clone(),
             })
             .collect(),

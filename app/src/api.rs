@@ -17,8 +17,13 @@ pub enum UiError {
     /// The form has problems; each is shown next to its field.
     Invalid(Vec<FieldErrorDto>),
     NotFound,
-    /// The order changed meanwhile or is cancelled.
-    Conflict(String),
+    /// Refused for a reason the page shows (the order changed meanwhile or is cancelled,
+    /// …): the JSON API's status, code and message for the same error.
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
     /// Temporarily overloaded: try again.
     Unavailable,
     /// Something failed on the server; details are in the server log.
@@ -32,7 +37,7 @@ impl fmt::Display for UiError {
         match self {
             UiError::Invalid(e) => write!(f, "{} field(s) need attention", e.len()),
             UiError::NotFound => f.write_str("not found"),
-            UiError::Conflict(m) => f.write_str(m),
+            UiError::Rejected { message, .. } => f.write_str(message),
             UiError::Unavailable => f.write_str("the server is busy, please try again"),
             UiError::Internal => f.write_str("something went wrong on the server"),
             UiError::Transport(m) => write!(f, "request failed: {m}"),
@@ -71,7 +76,9 @@ impl UiError {
         match self {
             UiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             UiError::NotFound => StatusCode::NOT_FOUND,
-            UiError::Conflict(_) => StatusCode::CONFLICT,
+            UiError::Rejected { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             UiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             UiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             UiError::Transport(_) => StatusCode::BAD_REQUEST,

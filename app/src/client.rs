@@ -36,6 +36,23 @@ pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, String> {
     }
 }
 
+/// `POST path` without a body (actions named by their path), the answer decoded from JSON.
+pub async fn post_empty<T: DeserializeOwned>(path: &str) -> Result<T, String> {
+    #[cfg(feature = "hydrate")]
+    {
+        let response = gloo_net::http::Request::post(path)
+            .send()
+            .await
+            .map_err(|e| format!("the request failed: {e}"))?;
+        read(response).await
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = path;
+        Err(SERVER_SIDE.into())
+    }
+}
+
 /// `POST path` with `body` as JSON, the answer decoded from JSON.
 pub async fn post<T: DeserializeOwned, B: Serialize>(path: &str, body: &B) -> Result<T, String> {
     #[cfg(feature = "hydrate")]

@@ -5,27 +5,342 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How the relay learns of new events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ssr", derive(clap::ValueEnum))]
-#[serde(rename_all = "snake_case")]
-pub enum RelayMode {
-    /// Query for new events every poll interval.
-    Polling,
-    /// Wake up on every commit of the store and publish at once.
-    Streaming,
+/// Defines a string-valued enum of the JSON contract: each variant's wire name, `as_str`,
+/// `parse` (the inverse), `ALL`, and `Display` (the wire name).
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The name on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value named `text` on the wire, if any.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl RelayMode {
-    /// Both modes, for metrics that list them up front.
-    pub const ALL: [RelayMode; 2] = [RelayMode::Polling, RelayMode::Streaming];
+wire_enum! {
+    /// How the relay learns of new events.
+    #[cfg_attr(feature = "ssr", derive(clap::ValueEnum))]
+    pub enum RelayMode {
+        /// Query for new events every poll interval.
+        Polling = "polling",
+        /// Wake up on every commit of the store and publish at once.
+        Streaming = "streaming",
+    }
+}
 
-    /// The mode's name, as in the configuration and the JSON.
-    pub fn as_str(self) -> &'static str {
+wire_enum! {
+    /// What the relay is doing.
+    pub enum RelayState {
+        /// Not started yet, or restarting after a store error.
+        Starting = "starting",
+        /// Publishing, or idle and waiting for new events.
+        Running = "running",
+        /// Backing off before retrying an event that failed transiently.
+        Retrying = "retrying",
+        /// The circuit breaker is open: nothing is sent and the checkpoint stays.
+        Paused = "paused",
+        /// An operator suspended the relay: nothing is read or sent until resumed.
+        Suspended = "suspended",
+        Stopped = "stopped",
+    }
+}
+
+wire_enum! {
+    /// The circuit breaker around the sink.
+    pub enum BreakerState {
+        Closed = "closed",
+        Open = "open",
+        /// Letting probes through to see whether the sink is back.
+        HalfOpen = "half_open",
+    }
+}
+
+wire_enum! {
+    /// Where a dead letter stands.
+    pub enum DeadLetterStatus {
+        /// Waiting for an operator.
+        Pending = "pending",
+        /// Published again and acknowledged.
+        Replayed = "replayed",
+        /// Set aside on purpose, with a reason.
+        Discarded = "discarded",
+    }
+}
+
+wire_enum! {
+    /// Why an event was dead-lettered.
+    pub enum DeadLetterKind {
+        /// The sink refused it for good (too large, invalid topic, not authorised, …).
+        Permanent = "permanent",
+        /// It kept failing transiently while the sink took other messages.
+        RetriesExhausted = "retries_exhausted",
+    }
+}
+
+wire_enum! {
+    /// How one replay attempt of a dead letter went.
+    pub enum ReplayAttemptOutcome {
+        Delivered = "delivered",
+        Failed = "failed",
+    }
+}
+
+wire_enum! {
+    /// What a bulk replay did with one record.
+    pub enum BulkReplayOutcome {
+        Replayed = "replayed",
+        Failed = "failed",
+        /// Not pending (or not found): left alone.
+        Skipped = "skipped",
+    }
+}
+
+wire_enum! {
+    /// Where an order stands.
+    pub enum OrderStatusDto {
+        Created = "created",
+        Cancelled = "cancelled",
+    }
+}
+
+wire_enum! {
+    /// What happened to a dead letter, on the live feed.
+    pub enum DlqAction {
+        Added = "added",
+        Replayed = "replayed",
+        Discarded = "discarded",
+    }
+}
+
+wire_enum! {
+    /// How a component of the service is doing (`/healthz`, `/readyz`).
+    pub enum ComponentStatus {
+        Up = "up",
+        /// Working around a problem (sink unavailable, fault injected, relay restarting).
+        Degraded = "degraded",
+        Down = "down",
+    }
+}
+
+wire_enum! {
+    /// The verdict of a health report.
+    pub enum HealthVerdict {
+        /// `/healthz`: the process answers.
+        Ok = "ok",
+        /// `/readyz`: every component is up.
+        Ready = "ready",
+        /// `/readyz`: serving, with a component degraded.
+        Degraded = "degraded",
+        /// `/readyz`: a component is down (status 503).
+        NotReady = "not_ready",
+    }
+}
+
+/// The name of the Kafka sink in [`RelayStatusDto::sink`].
+pub const KAFKA_SINK: &str = "kafka";
+
+/// Longest latency a `slow` fault may add, in milliseconds.
+pub const MAX_FAULT_LATENCY_MS: u64 = 60_000;
+
+/// The simulated fault (`GET`/`POST /api/admin/faults`). The modes without settings are
+/// empty struct variants so that serde refuses settings sent with them, such as
+/// `{"mode": "down", "latency_ms": 5}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Publishes go to the sink unchanged.
+    None {},
+    /// Every publish fails transiently, as if the broker were unreachable.
+    Down {},
+    /// Every publish waits `latency_ms` first.
+    Slow { latency_ms: u64 },
+    /// Messages of `event_type`, and/or every `every_n`-th message, fail permanently.
+    Poison {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_type: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        every_n: Option<u64>,
+    },
+}
+
+impl Default for Fault {
+    fn default() -> Self {
+        Fault::None {}
+    }
+}
+
+impl Fault {
+    /// Checks the settings a mode needs; the message says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
         match self {
-            RelayMode::Polling => "polling",
-            RelayMode::Streaming => "streaming",
+            Fault::Slow { latency_ms } if !(1..=MAX_FAULT_LATENCY_MS).contains(latency_ms) => Err(
+                format!("latency_ms must be between 1 and {MAX_FAULT_LATENCY_MS}"),
+            ),
+            Fault::Poison {
+                event_type: None,
+                every_n: None,
+            } => Err("poison needs event_type, every_n or both".into()),
+            Fault::Poison {
+                every_n: Some(0), ..
+            } => Err("every_n must be at least 1".into()),
+            Fault::Poison {
+                event_type: Some(t),
+                ..
+            } if t.is_empty() || t.len() > 100 => {
+                Err("event_type must be 1 to 100 characters".into())
+            }
+            _ => Ok(()),
         }
+    }
+
+    /// The mode's name, as in the JSON (`none`, `down`, `slow`, `poison`).
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Fault::None {} => "none",
+            Fault::Down {} => "down",
+            Fault::Slow { .. } => "slow",
+            Fault::Poison { .. } => "poison",
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        *self != Fault::None {}
+    }
+}
+
+/// `GET`/`POST /api/admin/relay/mode`: the relay's mode, asked for or in effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayModeDto {
+    pub mode: RelayMode,
+}
+
+/// `POST /api/admin/relay/suspend` and `/resume`: whether the relay is suspended now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspensionDto {
+    pub suspended: bool,
+}
+
+/// `POST /api/admin/dlq/{id}/discard`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscardRequest {
+    /// Why the record is set aside: 1 to 500 characters, no control characters.
+    pub reason: String,
+}
+
+/// Which dead letters a bulk replay takes (every condition must hold); pending ones only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterFilterDto {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_id: Option<String>,
+    /// Part of the event id, payload or error message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+}
+
+/// `POST /api/admin/dlq/replay`: record ids, or a filter over pending records (not both).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkReplayRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<i64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<DeadLetterFilterDto>,
+}
+
+/// One component in `/healthz` and `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentDto {
+    /// `store` (readiness only), `relay`, `sink` or `faults`.
+    pub name: String,
+    pub status: ComponentStatus,
+    pub detail: String,
+}
+
+/// `/healthz` and `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthDto {
+    pub status: HealthVerdict,
+    pub components: Vec<ComponentDto>,
+}
+
+/// A discrete event of `GET /api/live` (the SSE event's name is its `kind`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LiveEvent {
+    /// The circuit breaker changed state.
+    Breaker {
+        at: String,
+        from: BreakerState,
+        to: BreakerState,
+        reason: String,
+    },
+    /// A dead letter was added, replayed or discarded (admin clients only).
+    Dlq {
+        action: DlqAction,
+        /// The record id, once it has one (replayed, discarded).
+        id: Option<i64>,
+        event_id: String,
+        event_type: String,
+        aggregate_id: String,
+    },
+    /// One published event, sampled.
+    Published {
+        event_id: String,
+        event_type: String,
+        topic: String,
+        latency_ms: i64,
+    },
+}
+
+impl LiveEvent {
+    /// The SSE event name: `breaker`, `dlq` or `published`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LiveEvent::Breaker { .. } => "breaker",
+            LiveEvent::Dlq { .. } => "dlq",
+            LiveEvent::Published { .. } => "published",
+        }
+    }
+
+    /// Only admin clients see dead letter details.
+    pub fn admin_only(&self) -> bool {
+        matches!(self, LiveEvent::Dlq { .. })
     }
 }
 
@@ -42,8 +357,7 @@ pub struct OrderItemDto {
 pub struct OrderDto {
     pub id: String,
     pub customer_id: String,
-    /// `created` or `cancelled`.
-    pub status: String,
+    pub status: OrderStatusDto,
     /// Send this back as `expected_version` when changing the order.
     pub version: u32,
     pub items: Vec<OrderItemDto>,
@@ -99,8 +413,7 @@ pub struct ErrorBody {
     pub error: String,
     /// Human-readable explanation.
     pub message: String,
-    /// Per-field problems, when there are any.
-    #[serde(default)]
+    /// Per-field problems (empty when there are none; always present).
     pub details: Vec<FieldErrorDto>,
 }
 
@@ -170,8 +483,7 @@ pub struct TopicMessagesDto {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayAttemptDto {
     pub at: String,
-    /// `delivered` or `failed`.
-    pub outcome: String,
+    pub outcome: ReplayAttemptOutcome,
     /// Where it went, or why it failed.
     pub detail: String,
 }
@@ -182,14 +494,12 @@ pub struct DeadLetterDto {
     pub id: i64,
     /// The original event, exactly as replay publishes it (same `event_id`).
     pub event: EventDto,
-    /// `permanent` or `retries_exhausted`.
-    pub error_kind: String,
+    pub error_kind: DeadLetterKind,
     pub error_message: String,
     pub failure_count: u32,
     pub first_failed_at: String,
     pub last_failed_at: String,
-    /// `pending`, `replayed` or `discarded`.
-    pub status: String,
+    pub status: DeadLetterStatus,
     pub discard_reason: Option<String>,
     /// The aggregate whose per-key order this record broke: its later events were published
     /// without this one.
@@ -211,8 +521,7 @@ pub struct DeadLetterPageDto {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayResultDto {
     pub id: i64,
-    /// `replayed`, `failed` or `skipped` (not pending, or not found).
-    pub outcome: String,
+    pub outcome: BulkReplayOutcome,
     pub error: Option<String>,
 }
 
@@ -229,16 +538,15 @@ pub struct BulkReplayDto {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransitionDto {
     pub at: String,
-    pub from: String,
-    pub to: String,
+    pub from: BreakerState,
+    pub to: BreakerState,
     pub reason: String,
 }
 
 /// The circuit breaker around the publisher.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreakerDto {
-    /// `closed`, `open` or `half_open`.
-    pub state: String,
+    pub state: BreakerState,
     pub consecutive_failures: u32,
     /// Oldest first, the most recent ones only.
     pub transitions: Vec<TransitionDto>,
@@ -256,8 +564,8 @@ pub struct DeadLetterCountsDto {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveSnapshotDto {
     pub at: String,
-    pub mode: String,
-    pub state: String,
+    pub mode: RelayMode,
+    pub state: RelayState,
     /// Events published since the server started.
     pub published_total: u64,
     pub events_per_second_1s: f64,
@@ -267,23 +575,21 @@ pub struct LiveSnapshotDto {
     pub latency_p99_ms: Option<f64>,
     pub pending: u64,
     pub oldest_pending_age_ms: Option<i64>,
-    pub breaker: String,
+    pub breaker: BreakerState,
     pub dlq_pending: u64,
-    /// The simulated fault's mode, if one is active.
-    pub fault: Option<String>,
+    /// The simulated fault, if one is active.
+    pub fault: Option<Fault>,
 }
 
 /// `GET /api/admin/relay`: what the relay is doing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RelayStatusDto {
-    /// `polling` or `streaming`.
-    pub mode: String,
-    /// `starting`, `running`, `retrying`, `paused` or `stopped`.
-    pub state: String,
+    pub mode: RelayMode,
+    pub state: RelayState,
     pub state_since: String,
     /// The most recent publish failure, until the next success.
     pub last_error: Option<String>,
-    /// `kafka` or `embedded-log`.
+    /// The sink's name: [`KAFKA_SINK`] or `embedded-log`.
     pub sink: String,
     /// The last commit position handled (published or dead-lettered).
     pub checkpoint: u64,
@@ -294,5 +600,5 @@ pub struct RelayStatusDto {
     pub breaker: BreakerDto,
     pub dead_letters: DeadLetterCountsDto,
     /// The simulated fault, if one is active (`POST /api/admin/faults`).
-    pub fault: Option<serde_json::Value>,
+    pub fault: Option<Fault>,
 }

@@ -13,8 +13,8 @@ use crate::resilience::policy::{self, Attempt, Decision, Tally};
 use crate::store::dead_letters::NewDeadLetter;
 use crate::store::{OutboxLog, StoreError};
 use crate::telemetry::Telemetry;
-use crate::telemetry::live::LiveEvent;
-use app::dto::RelayMode;
+use crate::telemetry::live::dead_letter_event;
+use app::dto::{DlqAction, RelayMode};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -165,7 +165,7 @@ impl Outlet {
         self.telemetry.metrics.dlq_messages.inc();
         self.telemetry
             .live
-            .send(LiveEvent::dead_letter("added", None, &letter.event));
+            .send(dead_letter_event(DlqAction::Added, None, &letter.event));
         Ok(())
     }
 }

@@ -7,29 +7,16 @@ use super::extract::ApiJson;
 use crate::domain::{EventType, ValidationErrors, timestamp};
 use crate::publish::faults::Fault;
 use crate::publish::{PartitionOffsets, Publisher};
-use app::dto::RelayMode;
 
 use crate::views;
-use app::dto::RelayStatusDto;
+use app::dto::{RelayModeDto, RelayStatusDto, SuspensionDto};
 use axum::Json;
 use axum::extract::State;
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModeBody {
-    mode: RelayMode,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ModeAnswer {
-    mode: RelayMode,
-}
 
 /// `GET /api/admin/relay/mode`: the relay's current mode.
-pub async fn relay_mode(_admin: Admin, State(state): State<AppState>) -> Json<ModeAnswer> {
-    Json(ModeAnswer {
+pub async fn relay_mode(_admin: Admin, State(state): State<AppState>) -> Json<RelayModeDto> {
+    Json(RelayModeDto {
         mode: *state.relay_mode.borrow(),
     })
 }
@@ -39,32 +26,26 @@ pub async fn relay_mode(_admin: Admin, State(state): State<AppState>) -> Json<Mo
 pub async fn set_relay_mode(
     _admin: Admin,
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<ModeBody>,
-) -> Result<Json<ModeAnswer>, AppError> {
+    ApiJson(body): ApiJson<RelayModeDto>,
+) -> Result<Json<RelayModeDto>, AppError> {
     state.relay_mode.send_replace(body.mode);
-    tracing::info!(mode = ?body.mode, "relay mode switched");
-    Ok(Json(ModeAnswer { mode: body.mode }))
-}
-
-/// Whether the relay is suspended, as the suspend and resume endpoints answer.
-#[derive(Debug, Serialize)]
-pub struct HoldAnswer {
-    suspended: bool,
+    tracing::info!(mode = %body.mode, "relay mode switched");
+    Ok(Json(body))
 }
 
 /// `POST /api/admin/relay/suspend`: the relay records what is in flight, then reads and sends
 /// nothing until resumed. Orders are still taken; their events wait as pending.
-pub async fn suspend(_admin: Admin, State(state): State<AppState>) -> Json<HoldAnswer> {
+pub async fn suspend(_admin: Admin, State(state): State<AppState>) -> Json<SuspensionDto> {
     state.relay.hold.send_replace(true);
     tracing::warn!("relay suspended by an operator");
-    Json(HoldAnswer { suspended: true })
+    Json(SuspensionDto { suspended: true })
 }
 
 /// `POST /api/admin/relay/resume`: ends a suspension; the relay carries on from its checkpoint.
-pub async fn resume(_admin: Admin, State(state): State<AppState>) -> Json<HoldAnswer> {
+pub async fn resume(_admin: Admin, State(state): State<AppState>) -> Json<SuspensionDto> {
     state.relay.hold.send_replace(false);
     tracing::info!("relay resumed by an operator");
-    Json(HoldAnswer { suspended: false })
+    Json(SuspensionDto { suspended: false })
 }
 
 /// `GET /api/admin/relay`: mode, state, checkpoint, backlog, breaker with its recent
@@ -77,10 +58,10 @@ pub async fn relay_status(
     let backlog = state.outbox.backlog(activity.checkpoint).await?;
     let counts = state.dead_letters.dead_letter_counts().await?;
     let fault = state.relay.faults.fault();
-    let mode = state.relay_mode.borrow().as_str();
+    let mode = *state.relay_mode.borrow();
     Ok(Json(RelayStatusDto {
-        mode: mode.to_string(),
-        state: activity.state.as_str().to_string(),
+        mode,
+        state: activity.state,
         state_since: timestamp(&activity.since),
         last_error: activity.last_error,
         sink: state.relay.faults.name().to_string(),
@@ -91,9 +72,7 @@ pub async fn relay_status(
             .map(|t| (Utc::now() - t).num_milliseconds().max(0)),
         breaker: views::breaker(&state.relay.breaker.snapshot()),
         dead_letters: views::dead_letter_counts(&counts),
-        fault: fault
-            .is_active()
-            .then(|| serde_json::to_value(&fault).unwrap_or_default()),
+        fault: fault.is_active().then_some(fault),
     }))
 }
 
@@ -105,7 +84,7 @@ pub async fn sink_offsets(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<PartitionOffsets>>, AppError> {
     match state.relay.faults.offsets().await {
-        None => Err(AppError::Missing("Kafka sink")),
+        None => Err(AppError::NotFound("Kafka sink")),
         Some(Ok(offsets)) => Ok(Json(offsets)),
         Some(Err(e)) => Err(AppError::SinkUnavailable(e.message)),
     }

@@ -7,11 +7,13 @@ use super::error::AppError;
 use super::extract::{ApiJson, ApiQuery};
 use crate::domain::{EventType, OrderId, ValidationErrors};
 use crate::relay::replay::ReplayError;
+use crate::store::StoreError;
 use crate::store::dead_letters::{DeadLetterFilter, DeadLetterStatus};
 
-use crate::telemetry::live::LiveEvent;
+use crate::telemetry::live::dead_letter_event;
 use crate::views;
 use app::dto::{BulkReplayDto, DeadLetterDto, DeadLetterPageDto, ReplayResultDto};
+use app::dto::{BulkReplayOutcome, BulkReplayRequest, DiscardRequest, DlqAction};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
@@ -35,15 +37,6 @@ pub struct ListQuery {
     status: Option<String>,
     limit: Option<u32>,
     cursor: Option<i64>,
-}
-
-/// The filter a query or a bulk-replay body describes; `limit` is set by the caller.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilterBody {
-    event_type: Option<String>,
-    aggregate_id: Option<String>,
-    q: Option<String>,
 }
 
 /// 1 to `max` characters, none of them control characters.
@@ -141,15 +134,15 @@ pub async fn get(
         .dead_letters
         .dead_letter(id)
         .await?
-        .ok_or(AppError::Missing("dead letter"))?;
+        .ok_or(AppError::NotFound("dead letter"))?;
     Ok(Json(views::dead_letter(&letter)))
 }
 
 impl From<ReplayError> for AppError {
     fn from(e: ReplayError) -> Self {
         match e {
-            ReplayError::NotFound => AppError::Missing("dead letter"),
-            ReplayError::NotPending(_) => AppError::NotPending(e.to_string()),
+            ReplayError::NotFound => AppError::NotFound("dead letter"),
+            ReplayError::NotPending(status) => StoreError::NotPending(status).into(),
             ReplayError::SinkUnavailable { .. } => AppError::SinkUnavailable(e.to_string()),
             ReplayError::Failed(_) => AppError::ReplayFailed(e.to_string()),
             ReplayError::Store(s) => s.into(),
@@ -169,20 +162,12 @@ pub async fn replay(
     Ok(Json(views::dead_letter(&letter)))
 }
 
-/// `POST /api/admin/dlq/replay` body: record ids, or a filter over pending records.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BulkBody {
-    ids: Option<Vec<i64>>,
-    filter: Option<FilterBody>,
-}
-
 /// `POST /api/admin/dlq/replay`: replays the listed records (or up to 1,000 pending ones
 /// matching the filter) oldest first, and reports each outcome.
 pub async fn replay_many(
     _admin: Admin,
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<BulkBody>,
+    ApiJson(body): ApiJson<BulkReplayRequest>,
 ) -> Result<Json<BulkReplayDto>, AppError> {
     let mut errors = ValidationErrors::default();
     let ids: Vec<i64> = match (body.ids, body.filter) {
@@ -236,32 +221,21 @@ pub async fn replay_many(
         let (outcome, error) = match state.relay.replayer.replay(id).await {
             Ok(_) => {
                 report.replayed += 1;
-                ("replayed", None)
+                (BulkReplayOutcome::Replayed, None)
             }
             Err(e @ (ReplayError::NotFound | ReplayError::NotPending(_))) => {
                 report.skipped += 1;
-                ("skipped", Some(e.to_string()))
+                (BulkReplayOutcome::Skipped, Some(e.to_string()))
             }
             Err(ReplayError::Store(e)) => return Err(e.into()),
             Err(e) => {
                 report.failed += 1;
-                ("failed", Some(e.to_string()))
+                (BulkReplayOutcome::Failed, Some(e.to_string()))
             }
         };
-        report.results.push(ReplayResultDto {
-            id,
-            outcome: outcome.to_string(),
-            error,
-        });
+        report.results.push(ReplayResultDto { id, outcome, error });
     }
     Ok(Json(report))
-}
-
-/// `POST /api/admin/dlq/{id}/discard` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiscardBody {
-    reason: String,
 }
 
 /// `POST /api/admin/dlq/{id}/discard`: sets a pending record aside, with a reason.
@@ -269,7 +243,7 @@ pub async fn discard(
     _admin: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<DiscardBody>,
+    ApiJson(body): ApiJson<DiscardRequest>,
 ) -> Result<Json<DeadLetterDto>, AppError> {
     let id = record_id(&id)?;
     let reason = body.reason.trim();
@@ -287,14 +261,9 @@ pub async fn discard(
     let letter = state
         .dead_letters
         .discard_dead_letter(id, reason.to_string())
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound => AppError::Missing("dead letter"),
-            crate::store::StoreError::NotPending(_) => AppError::NotPending(e.to_string()),
-            other => other.into(),
-        })?;
-    state.live.send(LiveEvent::dead_letter(
-        "discarded",
+        .await?;
+    state.live.send(dead_letter_event(
+        DlqAction::Discarded,
         Some(id),
         &letter.failure.event,
     ));

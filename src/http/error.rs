@@ -2,9 +2,10 @@
 //! `{"error": code, "message": text, "details": [...]}` with a fitting 4xx/5xx status.
 //! Internal details are logged once here and never sent to clients.
 
-use crate::domain::{DomainError, ValidationErrors};
+use crate::domain::ValidationErrors;
 use crate::publish::local::LogError;
 use crate::store::StoreError;
+use crate::views::{self, Problem};
 use app::dto::{ErrorBody, FieldErrorDto};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -25,14 +26,12 @@ pub enum AppError {
     /// 422: well-formed values that break the rules.
     #[error("validation failed")]
     Validation(ValidationErrors),
-    #[error("order not found")]
-    NotFound,
-    /// 404 for something other than an order; says what was missing.
+    /// 404: says what was missing (`order`, `topic`, `dead letter`, …).
     #[error("{0} not found")]
-    Missing(&'static str),
-    /// 409: a dead letter that was already replayed or discarded.
-    #[error("{0}")]
-    NotPending(String),
+    NotFound(&'static str),
+    /// A store error, as [`views::problem`] describes it to every client.
+    #[error("{}", .0.message)]
+    Store(Problem),
     /// 503: the sink is unavailable (circuit breaker open); nothing was attempted.
     #[error("{0}")]
     SinkUnavailable(String),
@@ -49,10 +48,6 @@ pub enum AppError {
     TooManyAttempts(std::time::Duration),
     #[error("method not allowed")]
     MethodNotAllowed,
-    #[error(transparent)]
-    Conflict(DomainError),
-    #[error("the idempotency key was already used with a different request")]
-    IdempotencyKeyReused,
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("expected Content-Type: application/json")]
@@ -67,16 +62,7 @@ pub enum AppError {
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => AppError::NotFound,
-            StoreError::NotPending(_) => AppError::NotPending(e.to_string()),
-            StoreError::Domain(d) => AppError::Conflict(d),
-            StoreError::IdempotencyKeyReused => AppError::IdempotencyKeyReused,
-            StoreError::Overloaded | StoreError::WriterStopped | StoreError::Unavailable(_) => {
-                AppError::Unavailable
-            }
-            StoreError::Corrupt(_) | StoreError::Backend(_) => AppError::Internal(e.to_string()),
-        }
+        AppError::Store(views::problem(e))
     }
 }
 
@@ -102,23 +88,14 @@ impl AppError {
             AppError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             AppError::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             AppError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            AppError::NotFound | AppError::Missing(_) => (StatusCode::NOT_FOUND, "not_found"),
-            AppError::NotPending(_) => (StatusCode::CONFLICT, "not_pending"),
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Store(p) => (p.status, p.code),
             AppError::SinkUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "sink_unavailable"),
             AppError::ReplayFailed(_) => (StatusCode::BAD_GATEWAY, "replay_failed"),
             AppError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::TooManyAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            AppError::Conflict(DomainError::VersionConflict { .. }) => {
-                (StatusCode::CONFLICT, "version_conflict")
-            }
-            AppError::Conflict(DomainError::AlreadyCancelled) => {
-                (StatusCode::CONFLICT, "order_cancelled")
-            }
-            AppError::IdempotencyKeyReused => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
-            }
             AppError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
@@ -149,7 +126,12 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let AppError::Internal(cause) = &self {
+        let cause = match &self {
+            AppError::Internal(cause) => Some(cause),
+            AppError::Store(p) => p.cause.as_ref(),
+            _ => None,
+        };
+        if let Some(cause) = cause {
             tracing::error!(%cause, "request failed");
         }
         let body = ErrorBody {

@@ -8,39 +8,14 @@ use crate::publish::Publisher;
 use crate::relay::activity::RelayState;
 use crate::resilience::breaker::BreakerState;
 use crate::store::StoreError;
+use app::dto::{ComponentDto as Component, ComponentStatus as Status, HealthDto, HealthVerdict};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
 use std::time::Duration;
 
 /// How long readiness waits for the write probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How a component is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Up,
-    /// Working around a problem (sink unavailable, fault injected, relay restarting).
-    Degraded,
-    Down,
-}
-
-/// One component in `/healthz` and `/readyz`.
-#[derive(Debug, Serialize)]
-pub struct Component {
-    name: &'static str,
-    status: Status,
-    detail: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// `/healthz`: `ok`; `/readyz`: `ready`, `degraded` or `not_ready`.
-    status: &'static str,
-    components: Vec<Component>,
-}
 
 /// The relay task, the sink behind its circuit breaker, and fault injection.
 fn relay_components(state: &AppState) -> Vec<Component> {
@@ -70,7 +45,7 @@ fn relay_components(state: &AppState) -> Vec<Component> {
         RelayState::Stopped => (Status::Down, "the relay task has stopped".to_string()),
     };
     let relay = Component {
-        name: "relay",
+        name: "relay".into(),
         status,
         detail,
     };
@@ -78,12 +53,12 @@ fn relay_components(state: &AppState) -> Vec<Component> {
     let sink = state.relay.faults.name();
     let sink = match breaker.state {
         BreakerState::Closed => Component {
-            name: "sink",
+            name: "sink".into(),
             status: Status::Up,
             detail: format!("{sink}: circuit breaker closed"),
         },
         other => Component {
-            name: "sink",
+            name: "sink".into(),
             status: Status::Degraded,
             detail: format!(
                 "{sink}: circuit breaker {} after {}",
@@ -94,7 +69,7 @@ fn relay_components(state: &AppState) -> Vec<Component> {
     };
     let fault = state.relay.faults.fault();
     let faults = Component {
-        name: "faults",
+        name: "faults".into(),
         status: if fault.is_active() {
             Status::Degraded
         } else {
@@ -106,15 +81,15 @@ fn relay_components(state: &AppState) -> Vec<Component> {
 }
 
 /// Liveness: always 200 while the process answers, with the state of each component.
-pub async fn healthz(State(state): State<AppState>) -> Json<Report> {
-    Json(Report {
-        status: "ok",
+pub async fn healthz(State(state): State<AppState>) -> Json<HealthDto> {
+    Json(HealthDto {
+        status: HealthVerdict::Ok,
         components: relay_components(&state),
     })
 }
 
 /// Readiness: a durable write probe through the writer, plus the relay's components.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Report>) {
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthDto>) {
     let store = match tokio::time::timeout(PROBE_TIMEOUT, state.orders.check_writable()).await {
         Ok(Ok(())) => Ok("durable write probe committed".to_string()),
         Ok(Err(e)) => {
@@ -130,7 +105,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Report>)
         Err(_) => Err(format!("write probe timed out after {PROBE_TIMEOUT:?}")),
     };
     let mut components = vec![Component {
-        name: "store",
+        name: "store".into(),
         status: if store.is_ok() {
             Status::Up
         } else {
@@ -149,9 +124,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Report>)
         })
         .unwrap_or(Status::Up);
     let (code, status) = match worst {
-        Status::Up => (StatusCode::OK, "ready"),
-        Status::Degraded => (StatusCode::OK, "degraded"),
-        Status::Down => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+        Status::Up => (StatusCode::OK, HealthVerdict::Ready),
+        Status::Degraded => (StatusCode::OK, HealthVerdict::Degraded),
+        Status::Down => (StatusCode::SERVICE_UNAVAILABLE, HealthVerdict::NotReady),
     };
-    (code, Json(Report { status, components }))
+    (code, Json(HealthDto { status, components }))
 }

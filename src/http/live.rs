@@ -49,14 +49,7 @@ impl Client {
                 }
                 event = self.events.recv() => match event {
                     Ok(e) if e.admin_only() && !self.admin => {}
-                    Ok(e) => {
-                        let name = match &e {
-                            LiveEvent::Breaker { .. } => "breaker",
-                            LiveEvent::Dlq { .. } => "dlq",
-                            LiveEvent::Published { .. } => "published",
-                        };
-                        return Some(sse(name, &e));
-                    }
+                    Ok(e) => return Some(sse(e.name(), &e)),
                     // Fell behind: skip what was missed and carry on.
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return None,

@@ -4,6 +4,7 @@
 use super::AppState;
 use super::error::AppError;
 use crate::domain::EventType;
+use crate::resilience::breaker::BreakerState;
 use crate::telemetry::metrics::Metrics;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
@@ -38,7 +39,8 @@ pub async fn scrape(State(state): State<AppState>) -> Result<Response, AppError>
             .with_label_values(&[event_type])
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
-    m.breaker_state.set(state.relay.breaker.state().gauge());
+    m.breaker_state
+        .set(breaker_gauge(state.relay.breaker.state()));
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -47,6 +49,15 @@ pub async fn scrape(State(state): State<AppState>) -> Result<Response, AppError>
         m.render(),
     )
         .into_response())
+}
+
+/// The value of the `circuit_breaker_state` gauge: 0 closed, 1 open, 2 half-open.
+fn breaker_gauge(state: BreakerState) -> i64 {
+    match state {
+        BreakerState::Closed => 0,
+        BreakerState::Open => 1,
+        BreakerState::HalfOpen => 2,
+    }
 }
 
 /// Counts and times the request. Unmatched paths are labelled `unmatched`, so scanners

@@ -80,7 +80,7 @@ pub async fn get(
     OrderIdPath(id): OrderIdPath,
 ) -> Result<Json<OrderDetailDto>, AppError> {
     let detail = views::order_detail(state.orders.as_ref(), state.outbox.as_ref(), id).await?;
-    Ok(Json(detail.ok_or(AppError::NotFound)?))
+    Ok(Json(detail.ok_or(AppError::NotFound("order"))?))
 }
 
 /// Newest first, `limit` (1–100, default 20) per page, continued with `cursor`.

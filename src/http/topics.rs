@@ -51,7 +51,7 @@ pub async fn messages(
         return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}")));
     }
     let Some(summary) = state.topic_log.topic(topic.clone()).await? else {
-        return Err(AppError::NotFound);
+        return Err(AppError::NotFound("topic"));
     };
     let messages = state
         .topic_log

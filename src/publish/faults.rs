@@ -4,78 +4,11 @@
 
 use super::{Message, Outcomes, PartitionOffsets, Pending, PublishError, Publisher};
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// Longest latency `slow` may add.
-pub const MAX_LATENCY_MS: u64 = 60_000;
-
-/// The simulated fault. (The modes without settings are empty struct variants so that
-/// serde refuses settings sent with them, such as `{"mode": "down", "latency_ms": 5}`.)
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Fault {
-    /// Publishes go to the sink unchanged.
-    None {},
-    /// Every publish fails transiently, as if the broker were unreachable.
-    Down {},
-    /// Every publish waits `latency_ms` first.
-    Slow { latency_ms: u64 },
-    /// Messages of `event_type`, and/or every `every_n`-th message, fail permanently.
-    Poison {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        event_type: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        every_n: Option<u64>,
-    },
-}
-
-impl Default for Fault {
-    fn default() -> Self {
-        Fault::None {}
-    }
-}
-
-impl Fault {
-    /// Checks the settings a mode needs; the message says what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            Fault::Slow { latency_ms } if !(1..=MAX_LATENCY_MS).contains(latency_ms) => {
-                Err(format!("latency_ms must be between 1 and {MAX_LATENCY_MS}"))
-            }
-            Fault::Poison {
-                event_type: None,
-                every_n: None,
-            } => Err("poison needs event_type, every_n or both".into()),
-            Fault::Poison {
-                every_n: Some(0), ..
-            } => Err("every_n must be at least 1".into()),
-            Fault::Poison {
-                event_type: Some(t),
-                ..
-            } if t.is_empty() || t.len() > 100 => {
-                Err("event_type must be 1 to 100 characters".into())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// The mode's name, as in the JSON (`none`, `down`, `slow`, `poison`).
-    pub fn mode(&self) -> &'static str {
-        match self {
-            Fault::None {} => "none",
-            Fault::Down {} => "down",
-            Fault::Slow { .. } => "slow",
-            Fault::Poison { .. } => "poison",
-        }
-    }
-
-    pub fn is_active(&self) -> bool {
-        *self != Fault::None {}
-    }
-}
+pub use app::dto::Fault;
 
 /// Wraps a sink; with [`Fault::None`] it adds nothing but a read lock.
 pub struct FaultInjector {
@@ -144,7 +77,7 @@ impl FaultInjector {
                         ))
                     } else {
                         published.next().unwrap_or_else(|| {
-                            Err(PublishError::transient("the sink reported no outcome"))
+                            Err(PublishError::unanswered("the sink reported no outcome"))
                         })
                     }
                 })

@@ -1,37 +1,9 @@
 //! What the relay is doing right now, for the status endpoint: the runner reports after
 //! every step; readers take a copy.
 
+pub use app::dto::RelayState;
 use chrono::{DateTime, Utc};
 use std::sync::Mutex;
-
-/// The relay's condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelayState {
-    /// Not started yet, or restarting after a store error.
-    Starting,
-    /// Publishing, or idle and waiting for new events.
-    Running,
-    /// Backing off before retrying an event that failed transiently.
-    Retrying,
-    /// The circuit breaker is open: nothing is sent and the checkpoint stays.
-    Paused,
-    /// An operator suspended the relay: nothing is read or sent until resumed.
-    Suspended,
-    Stopped,
-}
-
-impl RelayState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Starting => "starting",
-            Self::Running => "running",
-            Self::Retrying => "retrying",
-            Self::Paused => "paused",
-            Self::Suspended => "suspended",
-            Self::Stopped => "stopped",
-        }
-    }
-}
 
 /// A copy of the relay's condition.
 #[derive(Debug, Clone, PartialEq, Eq)]

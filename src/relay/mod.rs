@@ -22,8 +22,8 @@ use crate::store::dead_letters::NewDeadLetter;
 
 use crate::store::{OutboxLog, RELAY_NAME, StoreError};
 use crate::telemetry::Telemetry;
-use crate::telemetry::live::LiveEvent;
-use app::dto::RelayMode;
+use crate::telemetry::live::dead_letter_event;
+use app::dto::{DlqAction, RelayMode};
 use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -426,7 +426,7 @@ impl Relay {
             .dlq_messages
             .inc_by(done.dead_letters.len() as u64);
         for letter in &done.dead_letters {
-            let event = LiveEvent::dead_letter("added", None, &letter.event);
+            let event = dead_letter_event(DlqAction::Added, None, &letter.event);
             self.telemetry.live.send(event);
         }
         if self.failing.as_ref().is_some_and(|f| f.position <= last) {

@@ -7,7 +7,8 @@ use crate::resilience::policy::{self, Attempt, Decision, Tally};
 use crate::store::dead_letters::{DeadLetter, DeadLetterStatus, ReplayOutcome};
 use crate::store::{DeadLetterStore, StoreError};
 use crate::telemetry::Telemetry;
-use crate::telemetry::live::LiveEvent;
+use crate::telemetry::live::dead_letter_event;
+use app::dto::{DlqAction, ReplayAttemptOutcome};
 use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,7 @@ pub enum ReplayError {
 impl From<StoreError> for ReplayError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => Self::NotFound,
+            StoreError::NotFound(_) => Self::NotFound,
             StoreError::NotPending(status) => Self::NotPending(status),
             other => Self::Store(other),
         }
@@ -98,20 +99,20 @@ impl Replayer {
             ReplayOutcome::Delivered(_) => None,
         };
         let label = if failed.is_some() {
-            "failed"
+            ReplayAttemptOutcome::Failed
         } else {
-            "delivered"
+            ReplayAttemptOutcome::Delivered
         };
         self.telemetry
             .metrics
             .dlq_replays
-            .with_label_values(&[label])
+            .with_label_values(&[label.as_str()])
             .inc();
         let letter = self.store.record_replay(id, outcome).await?;
         match failed {
             Some(e) => Err(ReplayError::Failed(e)),
             None => {
-                let event = LiveEvent::dead_letter("replayed", Some(id), &letter.failure.event);
+                let event = dead_letter_event(DlqAction::Replayed, Some(id), &letter.failure.event);
                 self.telemetry.live.send(event);
                 Ok(letter)
             }

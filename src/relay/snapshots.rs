@@ -50,11 +50,11 @@ pub fn spawn(
             let (per_1s, per_10s) = throughput.sample(Instant::now(), hub.published_total());
             let (p50, p99) = hub.latency_percentiles();
             let fault = sources.faults.fault();
-            let mode = sources.mode.borrow().as_str();
+            let mode = *sources.mode.borrow();
             hub.publish_snapshot(Snapshot {
                 at: timestamp(&now),
-                mode: mode.to_string(),
-                state: activity.state.as_str().to_string(),
+                mode,
+                state: activity.state,
                 published_total: hub.published_total(),
                 events_per_second_1s: per_1s,
                 events_per_second_10s: per_10s,
@@ -62,9 +62,9 @@ pub fn spawn(
                 latency_p99_ms: p99,
                 pending: backlog.pending,
                 oldest_pending_age_ms: backlog.oldest.map(|t| (now - t).num_milliseconds().max(0)),
-                breaker: sources.breaker.state().as_str().to_string(),
+                breaker: sources.breaker.state(),
                 dlq_pending: counts.pending,
-                fault: fault.is_active().then(|| fault.mode().to_string()),
+                fault: fault.is_active().then_some(fault),
             });
         }
     })

@@ -7,6 +7,7 @@
 //! handed to an observer (metrics and the live feed, wired up at start-up).
 
 use super::policy::{BreakerView, Health};
+pub use app::dto::BreakerState;
 use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -36,32 +37,6 @@ impl Default for BreakerConfig {
             open_timeout: Duration::from_secs(30),
             half_open_max_calls: 1,
             success_threshold: 3,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
-impl BreakerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::Open => "open",
-            Self::HalfOpen => "half_open",
-        }
-    }
-
-    /// The value of the `circuit_breaker_state` gauge.
-    pub fn gauge(self) -> i64 {
-        match self {
-            Self::Closed => 0,
-            Self::Open => 1,
-            Self::HalfOpen => 2,
         }
     }
 }

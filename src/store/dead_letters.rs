@@ -9,67 +9,13 @@ use crate::domain::{DeliveryRecord, OrderId, StoredEvent};
 use crate::publish::{FailureKind, PublishError};
 use chrono::{DateTime, Utc};
 
-/// Where a record stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadLetterStatus {
-    /// Waiting for an operator.
-    Pending,
-    /// Published again and acknowledged.
-    Replayed,
-    /// Set aside on purpose, with a reason.
-    Discarded,
-}
+pub use app::dto::{DeadLetterKind, DeadLetterStatus};
 
-impl DeadLetterStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Replayed => "replayed",
-            Self::Discarded => "discarded",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "pending" => Some(Self::Pending),
-            "replayed" => Some(Self::Replayed),
-            "discarded" => Some(Self::Discarded),
-            _ => None,
-        }
-    }
-}
-
-/// Why an event was dead-lettered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadLetterKind {
-    /// The sink refused it for good (too large, invalid topic, not authorised, …).
-    Permanent,
-    /// It kept failing transiently while other events went through.
-    RetriesExhausted,
-}
-
-impl DeadLetterKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Permanent => "permanent",
-            Self::RetriesExhausted => "retries_exhausted",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "permanent" => Some(Self::Permanent),
-            "retries_exhausted" => Some(Self::RetriesExhausted),
-            _ => None,
-        }
-    }
-
-    /// The kind for an event whose last failure was `failure`.
-    pub fn after(failure: FailureKind) -> Self {
-        match failure {
-            FailureKind::Permanent => Self::Permanent,
-            FailureKind::Transient | FailureKind::Unanswered => Self::RetriesExhausted,
-        }
+/// The kind of a dead letter whose last failure was `failure`.
+pub fn kind_after(failure: FailureKind) -> DeadLetterKind {
+    match failure {
+        FailureKind::Permanent => DeadLetterKind::Permanent,
+        FailureKind::Transient | FailureKind::Unanswered => DeadLetterKind::RetriesExhausted,
     }
 }
 
@@ -96,7 +42,7 @@ impl NewDeadLetter {
     ) -> Self {
         Self {
             event,
-            kind: DeadLetterKind::after(error.kind),
+            kind: kind_after(error.kind),
             error: error.message,
             failures,
             first_failed_at,

@@ -127,9 +127,9 @@ pub struct Backlog {
 /// Errors of the store layer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The order or dead letter does not exist.
-    #[error("not found")]
-    NotFound,
+    /// The thing named (`order`, `dead letter`) does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
     /// A dead letter was already replayed or discarded.
     #[error("the dead letter is {}, not pending", .0.as_str())]
     NotPending(DeadLetterStatus),

@@ -6,7 +6,8 @@
 //! discrete events through a bounded `broadcast` channel (a slow client skips what it
 //! missed); neither ever waits for a client, so the relay is never slowed by one.
 
-use serde::Serialize;
+use crate::domain::StoredEvent;
+use app::dto::DlqAction;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,55 +24,17 @@ const LATENCY_SAMPLES: usize = 20_000;
 /// At most one `published` sample per this interval.
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
-/// A discrete event of the feed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum LiveEvent {
-    /// The circuit breaker changed state.
-    Breaker {
-        at: String,
-        from: &'static str,
-        to: &'static str,
-        reason: String,
-    },
-    /// A dead letter was added, replayed or discarded (admin clients only).
-    Dlq {
-        action: &'static str,
-        /// The record id, once it has one (replayed, discarded).
-        id: Option<i64>,
-        event_id: String,
-        event_type: String,
-        aggregate_id: String,
-    },
-    /// One published event, sampled.
-    Published {
-        event_id: String,
-        event_type: String,
-        topic: String,
-        latency_ms: i64,
-    },
-}
+pub use app::dto::LiveEvent;
 
-impl LiveEvent {
-    /// A dead letter event about `event`.
-    pub fn dead_letter(
-        action: &'static str,
-        id: Option<i64>,
-        event: &crate::domain::StoredEvent,
-    ) -> Self {
-        let e = &event.envelope;
-        LiveEvent::Dlq {
-            action,
-            id,
-            event_id: e.event_id.to_string(),
-            event_type: e.event_type.as_str().to_string(),
-            aggregate_id: e.aggregate_id.to_string(),
-        }
-    }
-
-    /// Only admin clients see dead letter details.
-    pub fn admin_only(&self) -> bool {
-        matches!(self, LiveEvent::Dlq { .. })
+/// A dead letter event about `event`.
+pub fn dead_letter_event(action: DlqAction, id: Option<i64>, event: &StoredEvent) -> LiveEvent {
+    let e = &event.envelope;
+    LiveEvent::Dlq {
+        action,
+        id,
+        event_id: e.event_id.to_string(),
+        event_type: e.event_type.as_str().to_string(),
+        aggregate_id: e.aggregate_id.to_string(),
     }
 }
 

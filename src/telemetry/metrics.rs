@@ -7,7 +7,7 @@
 
 use crate::domain::EventType;
 use crate::publish::FailureKind;
-use app::dto::RelayMode;
+use app::dto::{BreakerState, RelayMode, ReplayAttemptOutcome};
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -216,29 +216,32 @@ impl Metrics {
         for event_type in EventType::ALL.map(EventType::as_str) {
             self.orders.with_label_values(&[event_type]);
             self.dlq_by_event_type.with_label_values(&[event_type]);
-            for mode in RelayMode::ALL.map(RelayMode::as_str) {
-                self.events_processed.with_label_values(&[event_type, mode]);
+            for mode in RelayMode::ALL {
+                self.events_processed
+                    .with_label_values(&[event_type, mode.as_str()]);
             }
             for reason in FailureKind::ALL.map(FailureKind::as_str) {
                 self.events_failed.with_label_values(&[event_type, reason]);
             }
         }
-        for mode in RelayMode::ALL.map(RelayMode::as_str) {
-            self.end_to_end_latency.with_label_values(&[mode]);
+        for mode in RelayMode::ALL {
+            self.end_to_end_latency.with_label_values(&[mode.as_str()]);
         }
         self.retry_attempts.with_label_values(&["publish"]);
         self.retry_success.with_label_values(&["publish"]);
         self.retry_failure.with_label_values(&["publish"]);
-        for outcome in ["delivered", "failed"] {
-            self.dlq_replays.with_label_values(&[outcome]);
+        for outcome in ReplayAttemptOutcome::ALL {
+            self.dlq_replays.with_label_values(&[outcome.as_str()]);
         }
+        use BreakerState::{Closed, HalfOpen, Open};
         for (from, to) in [
-            ("closed", "open"),
-            ("open", "half_open"),
-            ("half_open", "open"),
-            ("half_open", "closed"),
+            (Closed, Open),
+            (Open, HalfOpen),
+            (HalfOpen, Open),
+            (HalfOpen, Closed),
         ] {
-            self.breaker_transitions.with_label_values(&[from, to]);
+            self.breaker_transitions
+                .with_label_values(&[from.as_str(), to.as_str()]);
         }
         self
     }

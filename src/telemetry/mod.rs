@@ -83,13 +83,14 @@ impl Telemetry {
 
     /// Counts a circuit breaker transition and announces it on the live feed.
     pub fn breaker_transition(&self, t: &Transition) {
-        let (from, to) = (t.from.as_str(), t.to.as_str());
         let transitions = &self.metrics.breaker_transitions;
-        transitions.with_label_values(&[from, to]).inc();
+        transitions
+            .with_label_values(&[t.from.as_str(), t.to.as_str()])
+            .inc();
         self.live.send(live::LiveEvent::Breaker {
             at: crate::domain::timestamp(&t.at),
-            from,
-            to,
+            from: t.from,
+            to: t.to,
             reason: t.reason.clone(),
         });
     }

@@ -3,32 +3,19 @@
 
 use crate::helpers::{ADMIN_TOKEN, TestApp, expect_error, spawn_app_with};
 use crate::relay::{assert_topic_matches_outbox, drained, write_some};
+use app::dto::{RelayMode, RelayModeDto};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-async fn mode(app: &TestApp) -> Value {
-    let response = app
-        .client
-        .get(app.url("/api/admin/relay/mode"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json::<Value>().await.unwrap()["mode"].clone()
+async fn mode(app: &TestApp) -> RelayMode {
+    let answer: RelayModeDto = app.admin_get("/api/admin/relay/mode").await;
+    answer.mode
 }
 
-async fn switch(app: &TestApp, to: &str) {
-    let response = app
-        .client
-        .post(app.url("/api/admin/relay/mode"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "mode": to }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.json::<Value>().await.unwrap()["mode"], to);
+async fn switch(app: &TestApp, to: RelayMode) {
+    let body = RelayModeDto { mode: to };
+    let answer: RelayModeDto = app.admin_post("/api/admin/relay/mode", Some(body)).await;
+    assert_eq!(answer.mode, to);
 }
 
 #[tokio::test]
@@ -59,7 +46,7 @@ async fn admin_endpoints_refuse_missing_or_wrong_tokens_and_change_nothing() {
     }
     assert_eq!(
         mode(&app).await,
-        "streaming",
+        RelayMode::Streaming,
         "refused requests changed nothing"
     );
 }
@@ -82,17 +69,17 @@ async fn admin_bodies_are_validated() {
             .unwrap();
         expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
     }
-    assert_eq!(mode(&app).await, "streaming");
+    assert_eq!(mode(&app).await, RelayMode::Streaming);
 }
 
 #[tokio::test]
 async fn switching_modes_mid_stream_loses_nothing() {
     let app = spawn_app_with(&["--poll-interval-ms", "30"]).await;
     let mut expected = write_some(&app, 10).await;
-    switch(&app, "polling").await;
-    assert_eq!(mode(&app).await, "polling");
+    switch(&app, RelayMode::Polling).await;
+    assert_eq!(mode(&app).await, RelayMode::Polling);
     expected += write_some(&app, 10).await;
-    switch(&app, "streaming").await;
+    switch(&app, RelayMode::Streaming).await;
     expected += write_some(&app, 10).await;
     drained(&app, expected).await;
     assert_topic_matches_outbox(&app, expected).await;

@@ -1,6 +1,7 @@
 //! Malformed, oversized, missing and hostile input: a clear 4xx and nothing written.
 
 use crate::helpers::{TestApp, expect_error, order_body, spawn_app};
+use app::dto::ErrorBody;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -13,7 +14,7 @@ async fn refused(
     body: Vec<u8>,
     status: StatusCode,
     code: &str,
-) -> Value {
+) -> ErrorBody {
     let before = (
         app.count("orders"),
         app.count("outbox"),
@@ -34,7 +35,7 @@ async fn refused(
     body
 }
 
-async fn post(app: &TestApp, body: &str, status: StatusCode, code: &str) -> Value {
+async fn post(app: &TestApp, body: &str, status: StatusCode, code: &str) -> ErrorBody {
     let json = Some("application/json");
     refused(
         app,
@@ -48,13 +49,8 @@ async fn post(app: &TestApp, body: &str, status: StatusCode, code: &str) -> Valu
     .await
 }
 
-fn fields(body: &Value) -> Vec<String> {
-    body["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["field"].as_str().unwrap().to_string())
-        .collect()
+fn fields(body: &ErrorBody) -> Vec<String> {
+    body.details.iter().map(|d| d.field.clone()).collect()
 }
 
 #[tokio::test]
@@ -198,8 +194,8 @@ async fn hostile_values_are_refused_and_harmless() {
     let reason = "'); DELETE FROM outbox; -- <b>bold</b>";
     let response = app.cancel(&id, 1, reason).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let detail: Value = app.get_json(&format!("/api/orders/{id}")).await;
-    assert_eq!(detail["order"]["cancel_reason"], reason);
+    let detail = app.order_detail(&id).await;
+    assert_eq!(detail.order.cancel_reason.as_deref(), Some(reason));
     assert_eq!((app.count("orders"), app.count("outbox")), (1, 2));
 }
 

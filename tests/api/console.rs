@@ -2,6 +2,7 @@
 //! session cookie, sign-out, the guard on `/console/...`, and `POST /api/admin/relay/suspend`.
 
 use crate::helpers::{ADMIN_TOKEN, TestApp, eventually, expect_error, spawn_app, spawn_app_with};
+use app::dto::{HealthDto, HealthVerdict, RelayMode, RelayState, RelayStatusDto, SuspensionDto};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Client, Response, StatusCode};
 
@@ -91,8 +92,8 @@ async fn the_admin_token_starts_a_session_that_opens_the_console_and_the_admin_a
     assert_eq!(page.status(), StatusCode::OK);
     let status = get_with(&app, "/api/admin/relay", cookie).await;
     assert_eq!(status.status(), StatusCode::OK);
-    let body: serde_json::Value = status.json().await.unwrap();
-    assert_eq!(body["mode"], "streaming");
+    let body: RelayStatusDto = status.json().await.unwrap();
+    assert_eq!(body.mode, RelayMode::Streaming);
 }
 
 #[tokio::test]
@@ -170,32 +171,27 @@ async fn a_suspended_relay_sends_nothing_until_resumed() {
         .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
-    let answer = app
-        .admin_post("/api/admin/relay/suspend", serde_json::json!({}))
-        .await;
-    assert_eq!(answer["suspended"], true);
+    let answer: SuspensionDto = app.admin_post("/api/admin/relay/suspend", None::<()>).await;
+    assert!(answer.suspended);
     eventually("the relay reports itself suspended", || async {
-        app.admin_get("/api/admin/relay").await["state"] == "suspended"
+        app.relay_status().await.state == RelayState::Suspended
     })
     .await;
     let id = app.create_order_id(&["A"]).await;
-    let status = app.admin_get("/api/admin/relay").await;
-    assert_eq!(status["pending"], 1, "the new event waits");
-    let order = app.get_json(&format!("/api/orders/{id}")).await;
-    assert!(order["events"][0]["delivery"].is_null());
-    let health = app.get_json("/readyz").await;
-    assert_eq!(health["status"], "degraded");
+    let status = app.relay_status().await;
+    assert_eq!(status.pending, 1, "the new event waits");
+    let order = app.order_detail(&id).await;
+    assert!(order.events[0].delivery.is_none());
+    let health: HealthDto = app.get_ok("/readyz").await;
+    assert_eq!(health.status, HealthVerdict::Degraded);
 
-    let answer = app
-        .admin_post("/api/admin/relay/resume", serde_json::json!({}))
-        .await;
-    assert_eq!(answer["suspended"], false);
+    let answer: SuspensionDto = app.admin_post("/api/admin/relay/resume", None::<()>).await;
+    assert!(!answer.suspended);
     eventually("the waiting event is published", || async {
-        let order = app.get_json(&format!("/api/orders/{id}")).await;
-        !order["events"][0]["delivery"].is_null()
+        app.order_detail(&id).await.events[0].delivery.is_some()
     })
     .await;
-    assert_eq!(app.admin_get("/api/admin/relay").await["pending"], 0);
+    assert_eq!(app.relay_status().await.pending, 0);
 }
 
 #[tokio::test]

@@ -6,10 +6,11 @@ use crate::helpers::{
     count_rows, eventually, eventually_within, last_position, order_body, relay_checkpoint, scalar,
 };
 use crate::topic_check::assert_topic_holds_outbox;
+use app::dto::{OrderDetailDto, OrderDto};
 use futures::future::join_all;
 use outbox::store::sqlite::DATABASE_FILE;
 use reqwest::{Client, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -148,10 +149,10 @@ impl Burst {
             if r.status() != StatusCode::CREATED {
                 return;
             }
-            let Ok(order) = r.json::<Value>().await else {
+            let Ok(order) = r.json::<OrderDto>().await else {
                 return;
             };
-            let id = order["id"].as_str().unwrap().to_string();
+            let id = order.id;
             self.ack(&id, 1);
             if i % 2 == 0 {
                 let body = json!({"expected_version": 1, "items": [{"sku": "CHANGED", "quantity": 1, "unit_price_cents": 1}]});
@@ -178,23 +179,20 @@ impl Burst {
 async fn assert_acknowledged_writes_survived(base: &str, db: &Path, acks: &[(String, u64)]) {
     let http = Client::new();
     for (id, version) in acks {
-        let detail: Value = http
+        let detail: OrderDetailDto = http
             .get(format!("{base}/api/orders/{id}"))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        let stored = detail["order"]["version"]
-            .as_u64()
             .expect("acknowledged order exists");
+        let stored = u64::from(detail.order.version);
         assert!(stored >= *version, "order {id} lost version {version}");
-        let versions: Vec<u64> = detail["events"]
-            .as_array()
-            .unwrap()
+        let versions: Vec<u64> = detail
+            .events
             .iter()
-            .map(|e| e["aggregate_version"].as_u64().unwrap())
+            .map(|e| u64::from(e.aggregate_version))
             .collect();
         assert_eq!(
             versions,

@@ -9,7 +9,7 @@ use crate::broker::{Broker, consume, topic_size};
 use crate::helpers::{TestApp, eventually, eventually_within, last_position, relay_checkpoint};
 use crate::resilience::write_many;
 use crate::topic_check::assert_topic_holds_outbox;
-use serde_json::json;
+use app::dto::SuspensionDto;
 use std::time::Duration;
 
 /// How long the broker stays frozen: far longer than an event's five attempts take with the
@@ -31,10 +31,12 @@ async fn drain_through_a_freeze(extra: &[&str]) {
     let db = app.db_path();
     let case = format!("with {extra:?}");
     // The backlog: the relay is suspended while the events are committed.
-    app.admin_post("/api/admin/relay/suspend", json!({})).await;
+    let held: SuspensionDto = app.admin_post("/api/admin/relay/suspend", None::<()>).await;
+    assert!(held.suspended);
     let events = write_many(&app, ORDERS).await;
     assert!(events >= 20_000, "{case}: {events} events");
-    app.admin_post("/api/admin/relay/resume", json!({})).await;
+    let held: SuspensionDto = app.admin_post("/api/admin/relay/resume", None::<()>).await;
+    assert!(!held.suspended);
     eventually("the drain has begun", || async {
         relay_checkpoint(&db) > 0
     })

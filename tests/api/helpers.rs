@@ -1,10 +1,13 @@
 //! The `spawn_app` harness and small helpers shared by the tests.
 
+use app::dto::{ErrorBody, Fault, OrderDetailDto, OrderDto, RelayStatusDto};
 use clap::Parser;
 use outbox::config::Config;
 use outbox::startup::Application;
 use outbox::store::sqlite::DATABASE_FILE;
 use reqwest::{Client, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -99,22 +102,36 @@ impl TestApp {
             .expect("request sent")
     }
 
-    /// Creates an order and returns its JSON; panics unless the answer is 201.
-    pub async fn create_order(&self, skus: &[&str]) -> Value {
+    /// Creates an order; panics unless the answer is 201.
+    pub async fn create_order(&self, skus: &[&str]) -> OrderDto {
         let response = self.post_json("/api/orders", &order_body(skus)).await;
         assert_eq!(response.status(), StatusCode::CREATED);
-        response.json().await.expect("order json")
+        response.json().await.expect("an order")
     }
 
     /// Creates an order and returns its id.
     pub async fn create_order_id(&self, skus: &[&str]) -> String {
-        let order = self.create_order(skus).await;
-        order["id"].as_str().expect("order id").to_string()
+        self.create_order(skus).await.id
     }
 
     /// GETs `path` and parses the JSON body, whatever the status.
     pub async fn get_json(&self, path: &str) -> Value {
         self.get(path).await.json().await.expect("JSON body")
+    }
+
+    /// GETs `path`; panics unless 200; returns the body as `T`.
+    pub async fn get_ok<T: DeserializeOwned>(&self, path: &str) -> T {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response
+            .json()
+            .await
+            .expect("the body is the documented type")
+    }
+
+    /// `GET /api/orders/{id}` (200).
+    pub async fn order_detail(&self, id: &str) -> OrderDetailDto {
+        self.get_ok(&format!("/api/orders/{id}")).await
     }
 
     /// `POST /api/orders/{id}/cancel`.
@@ -134,7 +151,7 @@ impl TestApp {
             .expect("request sent")
     }
 
-    /// An admin request with the right token; `body` is sent as JSON.
+    /// An admin request with the right token; `body` is sent as JSON, whatever its shape.
     pub async fn admin(
         &self,
         method: reqwest::Method,
@@ -151,18 +168,41 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
-    /// `GET path` as admin; panics unless 200, returns the JSON.
-    pub async fn admin_get(&self, path: &str) -> Value {
+    /// `GET path` as admin; panics unless 200, returns the body as `T`.
+    pub async fn admin_get<T: DeserializeOwned>(&self, path: &str) -> T {
         let response = self.admin(reqwest::Method::GET, path, None).await;
         assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-        response.json().await.expect("JSON body")
+        response
+            .json()
+            .await
+            .expect("the body is the documented type")
     }
 
-    /// `POST path` as admin; panics unless 200, returns the JSON.
-    pub async fn admin_post(&self, path: &str, body: Value) -> Value {
-        let response = self.admin(reqwest::Method::POST, path, Some(body)).await;
+    /// `POST path` as admin with `body` as JSON (`None`: no body); panics unless 200,
+    /// returns the answer as `T`.
+    pub async fn admin_post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<impl Serialize>,
+    ) -> T {
+        let body = body.map(|b| serde_json::to_value(b).expect("a serialisable body"));
+        let response = self.admin(reqwest::Method::POST, path, body).await;
         assert_eq!(response.status(), StatusCode::OK, "POST {path}");
-        response.json().await.expect("JSON body")
+        response
+            .json()
+            .await
+            .expect("the body is the documented type")
+    }
+
+    /// `GET /api/admin/relay`.
+    pub async fn relay_status(&self) -> RelayStatusDto {
+        self.admin_get("/api/admin/relay").await
+    }
+
+    /// Sets the simulated fault.
+    pub async fn set_fault(&self, fault: Fault) {
+        let set: Fault = self.admin_post("/api/admin/faults", Some(&fault)).await;
+        assert_eq!(set, fault);
     }
 
     /// Rows in `table`, read straight from the database file.
@@ -196,12 +236,11 @@ pub fn scalar(path: &Path, sql: &str) -> i64 {
 }
 
 /// Reads an error body and checks its status and code; returns the body.
-pub async fn expect_error(response: Response, status: StatusCode, code: &str) -> Value {
+pub async fn expect_error(response: Response, status: StatusCode, code: &str) -> ErrorBody {
     assert_eq!(response.status(), status, "status for expected {code}");
-    let body: Value = response.json().await.expect("error body is JSON");
-    assert_eq!(body["error"], code, "error code in {body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
-    assert!(body["details"].is_array());
+    let body: ErrorBody = response.json().await.expect("the API's error body");
+    assert_eq!(body.error, code, "error code in {body:?}");
+    assert!(!body.message.is_empty());
     body
 }
 

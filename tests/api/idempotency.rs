@@ -2,6 +2,7 @@
 
 use crate::helpers::{TestApp, eventually, expect_error, order_body, spawn_app, spawn_app_with};
 use crate::relay::{create, open_store};
+use app::dto::OrderDto;
 use futures::future::join_all;
 use outbox::store::sqlite::DATABASE_FILE;
 use outbox::store::{Command, IdempotencyKey, OrderStore, RetentionStore};
@@ -25,7 +26,7 @@ async fn the_same_key_and_body_return_the_same_order_once() {
     let first = create_with_key(&app, "order-123", &body).await;
     assert_eq!(first.status(), StatusCode::CREATED);
     assert!(first.headers().get("idempotent-replayed").is_none());
-    let first: Value = first.json().await.unwrap();
+    let first: OrderDto = first.json().await.unwrap();
 
     // The same request spelled differently (key order, whitespace) is still the same request.
     let respelled = r#"{ "items": [{"unit_price_cents":150,"quantity":2,"sku":"A"},{"sku":"B","quantity":2,"unit_price_cents":150}],
@@ -41,8 +42,8 @@ async fn the_same_key_and_body_return_the_same_order_once() {
         .unwrap();
     assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(again["id"], first["id"]);
+    let again: OrderDto = again.json().await.unwrap();
+    assert_eq!(again.id, first.id);
     assert_eq!(
         (
             app.count("orders"),
@@ -80,7 +81,7 @@ async fn concurrent_retries_with_one_key_create_one_order() {
     let mut ids = Vec::new();
     for r in responses {
         assert_eq!(r.status(), StatusCode::CREATED);
-        ids.push(r.json::<Value>().await.unwrap()["id"].clone());
+        ids.push(r.json::<OrderDto>().await.unwrap().id);
     }
     ids.dedup();
     assert_eq!(ids.len(), 1);
@@ -146,7 +147,7 @@ async fn an_expired_key_is_swept_and_can_be_used_again() {
     .await;
     let first = create_with_key(&app, "k-ttl", &order_body(&["A"])).await;
     assert_eq!(first.status(), StatusCode::CREATED);
-    let first: Value = first.json().await.unwrap();
+    let first: OrderDto = first.json().await.unwrap();
     let refused = create_with_key(&app, "k-ttl", &order_body(&["B"])).await;
     expect_error(
         refused,
@@ -162,8 +163,8 @@ async fn an_expired_key_is_swept_and_can_be_used_again() {
     let again = create_with_key(&app, "k-ttl", &order_body(&["B"])).await;
     assert_eq!(again.status(), StatusCode::CREATED);
     assert!(again.headers().get("idempotent-replayed").is_none());
-    let again: Value = again.json().await.unwrap();
-    assert_ne!(again["id"], first["id"], "a new order");
+    let again: OrderDto = again.json().await.unwrap();
+    assert_ne!(again.id, first.id, "a new order");
     assert_eq!((app.count("orders"), app.count("idempotency_keys")), (2, 1));
 }
 
@@ -176,7 +177,7 @@ async fn keys_within_their_lifetime_survive_the_sweep() {
     let body = order_body(&["A"]);
     let first = create_with_key(&app, "k-kept", &body).await;
     assert_eq!(first.status(), StatusCode::CREATED);
-    let first: Value = first.json().await.unwrap();
+    let first: OrderDto = first.json().await.unwrap();
     for _ in 0..2 {
         app.create_order(&["SWEPT"]).await;
         eventually("the published events are swept", || async {
@@ -187,6 +188,6 @@ async fn keys_within_their_lifetime_survive_the_sweep() {
     assert_eq!(app.count("idempotency_keys"), 1, "the key is kept");
     let again = create_with_key(&app, "k-kept", &body).await;
     assert_eq!(again.headers()["idempotent-replayed"], "true");
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(again["id"], first["id"]);
+    let again: OrderDto = again.json().await.unwrap();
+    assert_eq!(again.id, first.id);
 }

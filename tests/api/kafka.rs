@@ -7,6 +7,7 @@ use crate::helpers::{
 };
 use crate::relay::write_some;
 use crate::topic_check::{Consumed, TOPIC, assert_topic_holds_outbox};
+use app::dto::PartitionOffsetsDto;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -37,15 +38,11 @@ async fn kafka_round_trip(mode: &str) {
     assert!(duplicates.is_empty(), "published twice: {duplicates:?}");
     // The order page shows partition and offset from the broker's acknowledgement.
     let id = &messages[0].key;
-    let detail = app.get_json(&format!("/api/orders/{id}")).await;
-    let delivery = &detail["events"][0]["delivery"];
-    assert_eq!(delivery["topic"], TOPIC);
-    assert!(
-        delivery["partition"]
-            .as_i64()
-            .is_some_and(|p| (0..3).contains(&p))
-    );
-    assert!(delivery["offset"].as_i64().is_some_and(|o| o >= 0));
+    let detail = app.order_detail(id).await;
+    let delivery = detail.events[0].delivery.as_ref().expect("published");
+    assert_eq!(delivery.topic, TOPIC);
+    assert!(delivery.partition.is_some_and(|p| (0..3).contains(&p)));
+    assert!(delivery.offset.is_some_and(|o| o >= 0));
 }
 
 #[tokio::test]
@@ -98,14 +95,10 @@ async fn events_committed_while_the_broker_is_down_arrive_after_it_restarts() {
 async fn the_admin_api_reports_each_partitions_offsets_on_the_broker() {
     let broker = Broker::start().await;
     let (app, expected) = acknowledged(&broker, 12).await;
-    let offsets = app.admin_get("/api/admin/sink/offsets").await;
-    let partitions = offsets.as_array().expect("a list");
+    let partitions: Vec<PartitionOffsetsDto> = app.admin_get("/api/admin/sink/offsets").await;
     assert_eq!(partitions.len(), PARTITIONS as usize);
-    assert!(partitions.iter().all(|p| p["topic"] == TOPIC));
-    let on_broker: i64 = partitions
-        .iter()
-        .map(|p| p["high"].as_i64().unwrap() - p["low"].as_i64().unwrap())
-        .sum();
+    assert!(partitions.iter().all(|p| p.topic == TOPIC));
+    let on_broker: i64 = partitions.iter().map(|p| p.high - p.low).sum();
     assert_eq!(on_broker, expected as i64);
 }
 

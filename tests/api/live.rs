@@ -2,15 +2,23 @@
 //! details reach only admin clients, and an open stream does not hold up shutdown.
 
 use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app_with};
+use app::dto::{BreakerState, DlqAction, Fault, LiveEvent, LiveSnapshotDto, RelayMode};
 use futures::StreamExt;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 
 /// An SSE client reading `(event name, JSON data)` pairs.
 struct Feed {
     body: futures::stream::BoxStream<'static, reqwest::Result<hyper::body::Bytes>>,
     buffer: String,
+}
+
+/// One event of the feed, as the contract types it.
+#[derive(Debug)]
+enum Item {
+    Snapshot(LiveSnapshotDto),
+    Event(LiveEvent),
 }
 
 impl Feed {
@@ -28,8 +36,9 @@ impl Feed {
         }
     }
 
-    /// The next event (comments skipped); `None` when the stream ended. Fails after 10 s.
-    async fn next(&mut self) -> Option<(String, Value)> {
+    /// The next event's name and raw data (comments skipped); `None` when the stream ended.
+    /// Fails after 10 s.
+    async fn next_raw(&mut self) -> Option<(String, String)> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
@@ -43,7 +52,7 @@ impl Feed {
                     }
                 }
                 if let Some(name) = name {
-                    return Some((name, serde_json::from_str(&data).expect("JSON data")));
+                    return Some((name, data));
                 }
                 continue;
             }
@@ -55,18 +64,40 @@ impl Feed {
         }
     }
 
-    /// Reads until an event named `name` satisfies `check` (30 s at most); returns it.
-    async fn until(&mut self, name: &str, check: impl Fn(&Value) -> bool) -> Value {
+    /// The next event, typed: a snapshot, or a discrete event whose SSE name is its kind.
+    async fn next(&mut self) -> Option<Item> {
+        let (name, data) = self.next_raw().await?;
+        if name == "snapshot" {
+            return Some(Item::Snapshot(
+                serde_json::from_str(&data).expect("a snapshot"),
+            ));
+        }
+        let event: LiveEvent = serde_json::from_str(&data).expect("a live event");
+        assert_eq!(event.name(), name, "the SSE name is the event's kind");
+        Some(Item::Event(event))
+    }
+
+    /// Reads until an item satisfies `check` (30 s at most); returns what `check` gave.
+    async fn until<T>(&mut self, what: &str, check: impl Fn(Item) -> Option<T>) -> T {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let (n, data) = tokio::time::timeout_at(deadline, self.next())
+            let item = tokio::time::timeout_at(deadline, self.next())
                 .await
-                .unwrap_or_else(|_| panic!("no matching {name} event within 30 s"))
+                .unwrap_or_else(|_| panic!("no {what} within 30 s"))
                 .expect("the stream is open");
-            if n == name && check(&data) {
-                return data;
+            if let Some(found) = check(item) {
+                return found;
             }
         }
+    }
+
+    /// The next snapshot that satisfies `check`.
+    async fn snapshot(&mut self, check: impl Fn(&LiveSnapshotDto) -> bool) -> LiveSnapshotDto {
+        self.until("matching snapshot", |item| match item {
+            Item::Snapshot(s) if check(&s) => Some(s),
+            _ => None,
+        })
+        .await
     }
 }
 
@@ -78,7 +109,10 @@ fn url(app: &TestApp) -> String {
 async fn snapshots_follow_the_orders_and_published_events_are_sampled() {
     let app = spawn_app_with(&[]).await;
     let mut feed = Feed::open(url(&app), false).await;
-    let first = feed.until("snapshot", |_| true).await;
+    let (name, raw) = feed.next_raw().await.expect("the first event");
+    assert_eq!(name, "snapshot", "the current snapshot comes first");
+    // Every field is there, absent values as null.
+    let first: Value = serde_json::from_str(&raw).unwrap();
     for field in [
         "at",
         "mode",
@@ -95,28 +129,54 @@ async fn snapshots_follow_the_orders_and_published_events_are_sampled() {
     ] {
         assert!(first.get(field).is_some(), "snapshot has {field}: {first}");
     }
-    assert_eq!(first["mode"], "streaming");
-    assert_eq!(first["breaker"], "closed");
-    assert_eq!(first["events_per_second_10s"], 0.0);
-    assert!(first["latency_p50_ms"].is_null());
+    let first: LiveSnapshotDto = serde_json::from_value(first).unwrap();
+    assert_eq!(first.mode, RelayMode::Streaming);
+    assert_eq!(first.breaker, BreakerState::Closed);
+    assert_eq!(first.events_per_second_10s, 0.0);
+    assert_eq!(first.latency_p50_ms, None);
+    assert_eq!(first.fault, None);
 
     let id = app.create_order_id(&["LIVE-1"]).await;
-    let sample = feed.until("published", |_| true).await;
-    assert_eq!(sample["event_type"], "OrderCreated");
-    assert_eq!(sample["topic"], "outbox.event.order");
-    assert!(sample.get("payload").is_none(), "no payloads in the feed");
-    let detail = app.get_json(&format!("/api/orders/{id}")).await;
-    assert_eq!(sample["event_id"], detail["events"][0]["event_id"]);
+    let (event_id, event_type, topic) = feed
+        .until("published sample", |item| match item {
+            Item::Event(LiveEvent::Published {
+                event_id,
+                event_type,
+                topic,
+                ..
+            }) => Some((event_id, event_type, topic)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(event_type, "OrderCreated");
+    assert_eq!(topic, "outbox.event.order");
+    assert_eq!(event_id, app.order_detail(&id).await.events[0].event_id);
     for i in 0..20 {
         app.create_order_id(&[&format!("LIVE-{i}")]).await;
     }
-    let busy = feed
-        .until("snapshot", |s| {
-            s["events_per_second_10s"].as_f64() > Some(0.0)
-        })
-        .await;
-    assert!(busy["latency_p50_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
-    assert!(busy["latency_p99_ms"].as_f64() >= busy["latency_p50_ms"].as_f64());
+    let busy = feed.snapshot(|s| s.events_per_second_10s > 0.0).await;
+    let p50 = busy.latency_p50_ms.expect("latency once events flowed");
+    assert!(p50 >= 0.0);
+    assert!(busy.latency_p99_ms >= Some(p50));
+}
+
+/// The published samples carry ids and latency, never the payload.
+#[tokio::test]
+async fn published_samples_carry_no_payload() {
+    let app = spawn_app_with(&[]).await;
+    let mut feed = Feed::open(url(&app), false).await;
+    app.create_order_id(&["LIVE-P"]).await;
+    loop {
+        let (name, raw) = feed.next_raw().await.expect("open");
+        if name == "published" {
+            let sample: Value = serde_json::from_str(&raw).unwrap();
+            assert!(
+                sample.get("payload").is_none(),
+                "no payloads in the feed: {raw}"
+            );
+            break;
+        }
+    }
 }
 
 #[tokio::test]
@@ -132,39 +192,55 @@ async fn breaker_transitions_are_public_and_dead_letters_are_admin_only() {
     .await;
     let mut public = Feed::open(url(&app), false).await;
     let mut admin = Feed::open(url(&app), true).await;
-    app.admin_post(
-        "/api/admin/faults",
-        json!({"mode": "poison", "event_type": "OrderCancelled"}),
-    )
-    .await;
+    let poison = Fault::Poison {
+        event_type: Some("OrderCancelled".into()),
+        every_n: None,
+    };
+    app.set_fault(poison.clone()).await;
     let id = app.create_order_id(&["LIVE-D"]).await;
     assert_eq!(app.cancel(&id, 1, "live").await.status(), StatusCode::OK);
-    let added = admin.until("dlq", |_| true).await;
-    assert_eq!(added["action"], "added");
-    assert_eq!(added["aggregate_id"], id.as_str());
-    let snapshot = admin.until("snapshot", |s| s["dlq_pending"] == 1).await;
-    assert_eq!(snapshot["fault"], "poison");
+    let (action, aggregate_id) = admin
+        .until("dead letter event", |item| match item {
+            Item::Event(LiveEvent::Dlq {
+                action,
+                aggregate_id,
+                ..
+            }) => Some((action, aggregate_id)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(action, DlqAction::Added);
+    assert_eq!(aggregate_id, id);
+    let snapshot = admin.snapshot(|s| s.dlq_pending == 1).await;
+    assert_eq!(snapshot.fault, Some(poison));
     // A later published sample reaches the public client after anything sent before it; no
     // dead letter event comes first.
-    app.admin_post("/api/admin/faults", json!({"mode": "none"}))
-        .await;
+    app.set_fault(Fault::None {}).await;
     let later = app.create_order_id(&["LIVE-L"]).await;
-    let later_event =
-        app.get_json(&format!("/api/orders/{later}")).await["events"][0]["event_id"].clone();
+    let later_event = app.order_detail(&later).await.events[0].event_id.clone();
     loop {
-        let (name, data) = public.next().await.expect("open");
-        assert_ne!(name, "dlq", "dead letter details are for admins only");
-        if name == "published" && data["event_id"] == later_event {
-            break;
+        match public.next().await.expect("open") {
+            Item::Event(e) if e.admin_only() => panic!("dead letter details are for admins only"),
+            Item::Event(LiveEvent::Published { event_id, .. }) if event_id == later_event => break,
+            _ => {}
         }
     }
     // Breaker transitions are public.
-    app.admin_post("/api/admin/faults", json!({"mode": "down"}))
-        .await;
+    app.set_fault(Fault::Down {}).await;
     app.create_order_id(&["LIVE-B"]).await;
-    let opened = public.until("breaker", |b| b["to"] == "open").await;
-    assert_eq!(opened["from"], "closed");
-    assert!(!opened["reason"].as_str().unwrap().is_empty());
+    let (from, reason) = public
+        .until("breaker opening", |item| match item {
+            Item::Event(LiveEvent::Breaker {
+                from,
+                to: BreakerState::Open,
+                reason,
+                ..
+            }) => Some((from, reason)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(from, BreakerState::Closed);
+    assert!(!reason.is_empty());
 }
 
 #[tokio::test]
@@ -173,7 +249,7 @@ async fn an_open_stream_does_not_hold_up_shutdown() {
     let (mut server, base) =
         crate::crash::start_server_with(data.path(), &[], std::process::Stdio::null()).await;
     let mut feed = Feed::open(format!("{base}/api/live"), false).await;
-    feed.until("snapshot", |_| true).await;
+    feed.snapshot(|_| true).await;
     crate::crash::sigterm(&server);
     let status = tokio::time::timeout(Duration::from_secs(5), server.wait())
         .await

@@ -4,6 +4,7 @@
 
 use crate::crash::start_server_with;
 use crate::helpers::{order_body, spawn_app};
+use app::dto::OrderDto;
 use reqwest::Client;
 use serde_json::Value;
 use std::process::Stdio;
@@ -53,7 +54,7 @@ async fn json_logs_lead_from_the_request_to_the_published_event() {
         Stdio::piped(),
     )
     .await;
-    let order: Value = Client::new()
+    let order: OrderDto = Client::new()
         .post(format!("{base}/api/orders"))
         .header("x-request-id", "follow-me-1")
         .json(&order_body(&["LOG-1"]))
@@ -63,7 +64,7 @@ async fn json_logs_lead_from_the_request_to_the_published_event() {
         .json()
         .await
         .unwrap();
-    let order_id = order["id"].as_str().unwrap().to_string();
+    let order_id = order.id;
     let db = data.path().join(outbox::store::sqlite::DATABASE_FILE);
     crate::helpers::eventually("the event is published", || async {
         crate::helpers::relay_checkpoint(&db) == 1

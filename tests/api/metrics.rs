@@ -6,8 +6,10 @@ use crate::helpers::{
     TestApp, eventually, eventually_within, last_position, relay_checkpoint, spawn_app_with,
 };
 use crate::resilience::FAST;
+use app::dto::{
+    DeadLetterDto, DeadLetterPageDto, DeadLetterStatus, Fault, RelayMode, RelayModeDto,
+};
 use reqwest::StatusCode;
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -132,8 +134,10 @@ async fn orders_and_deliveries_move_their_metrics() {
     );
 
     // Switching modes changes the label of what follows.
-    app.admin_post("/api/admin/relay/mode", json!({"mode": "polling"}))
-        .await;
+    let polling = RelayModeDto {
+        mode: RelayMode::Polling,
+    };
+    let _: RelayModeDto = app.admin_post("/api/admin/relay/mode", Some(polling)).await;
     app.create_order_id(&["MET-P"]).await;
     caught_up(&app).await;
     let m = Scrape::of(&app).await;
@@ -146,8 +150,7 @@ async fn orders_and_deliveries_move_their_metrics() {
 #[tokio::test]
 async fn an_outage_moves_the_breaker_retry_and_lag_metrics() {
     let app = spawn_app_with(&FAST).await;
-    app.admin_post("/api/admin/faults", json!({"mode": "down"}))
-        .await;
+    app.set_fault(Fault::Down {}).await;
     app.create_order_id(&["OUT-1"]).await;
     eventually("the breaker opens", || async {
         Scrape::of(&app).await.get("circuit_breaker_state") == 1.0
@@ -168,8 +171,7 @@ async fn an_outage_moves_the_breaker_retry_and_lag_metrics() {
     assert!(m.get("outbox_oldest_pending_age_seconds") > 0.0);
     assert_eq!(m.get("relay_checkpoint_position"), 0.0);
 
-    app.admin_post("/api/admin/faults", json!({"mode": "none"}))
-        .await;
+    app.set_fault(Fault::None {}).await;
     caught_up(&app).await;
     eventually("the breaker closes", || async {
         Scrape::of(&app).await.get("circuit_breaker_state") == 0.0
@@ -194,10 +196,10 @@ async fn an_outage_moves_the_breaker_retry_and_lag_metrics() {
 #[tokio::test]
 async fn dead_letters_and_replays_move_the_dlq_metrics() {
     let app = spawn_app_with(&FAST).await;
-    app.admin_post(
-        "/api/admin/faults",
-        json!({"mode": "poison", "event_type": "OrderCancelled"}),
-    )
+    app.set_fault(Fault::Poison {
+        event_type: Some("OrderCancelled".into()),
+        every_n: None,
+    })
     .await;
     let id = app.create_order_id(&["DLQ-1"]).await;
     assert_eq!(app.cancel(&id, 1, "metrics").await.status(), StatusCode::OK);
@@ -219,9 +221,8 @@ async fn dead_letters_and_replays_move_the_dlq_metrics() {
         "poison is not an outage"
     );
 
-    let letter = app.admin_get("/api/admin/dlq").await["items"][0]["id"]
-        .as_i64()
-        .unwrap();
+    let page: DeadLetterPageDto = app.admin_get("/api/admin/dlq").await;
+    let letter = page.items[0].id;
     // Still poisoned: a failed replay; then a delivered one.
     let r = app
         .admin(
@@ -231,10 +232,11 @@ async fn dead_letters_and_replays_move_the_dlq_metrics() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
-    app.admin_post("/api/admin/faults", json!({"mode": "none"}))
+    app.set_fault(Fault::None {}).await;
+    let replayed: DeadLetterDto = app
+        .admin_post(&format!("/api/admin/dlq/{letter}/replay"), None::<()>)
         .await;
-    app.admin_post(&format!("/api/admin/dlq/{letter}/replay"), json!({}))
-        .await;
+    assert_eq!(replayed.status, DeadLetterStatus::Replayed);
     let m = Scrape::of(&app).await;
     assert_eq!(m.get("dlq_replays_total{outcome=\"failed\"}"), 1.0);
     assert_eq!(m.get("dlq_replays_total{outcome=\"delivered\"}"), 1.0);

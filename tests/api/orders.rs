@@ -1,8 +1,11 @@
 //! Success paths of every endpoint.
 
 use crate::helpers::{expect_error, spawn_app};
+use app::dto::{
+    ComponentStatus, Fault, HealthDto, HealthVerdict, OrderDto, OrderPageDto, OrderStatusDto,
+};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test]
 async fn create_returns_201_with_the_order_and_its_location() {
@@ -12,15 +15,12 @@ async fn create_returns_201_with_the_order_and_its_location() {
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let location = response.headers()["location"].to_str().unwrap().to_string();
-    let order: Value = response.json().await.unwrap();
-    assert_eq!(
-        location,
-        format!("/api/orders/{}", order["id"].as_str().unwrap())
-    );
-    assert_eq!(order["status"], "created");
-    assert_eq!(order["version"], 1);
-    assert_eq!(order["total_cents"], 600);
-    assert_eq!(order["items"][1]["sku"], "B-2");
+    let order: OrderDto = response.json().await.unwrap();
+    assert_eq!(location, format!("/api/orders/{}", order.id));
+    assert_eq!(order.status, OrderStatusDto::Created);
+    assert_eq!(order.version, 1);
+    assert_eq!(order.total_cents, 600);
+    assert_eq!(order.items[1].sku, "B-2");
     assert_eq!((app.count("orders"), app.count("outbox")), (1, 1));
 }
 
@@ -28,26 +28,27 @@ async fn create_returns_201_with_the_order_and_its_location() {
 async fn get_returns_the_order_and_its_event_envelope() {
     let app = spawn_app().await;
     let order = app.create_order(&["A-1"]).await;
-    let id = order["id"].as_str().unwrap();
-    let response = app.get(&format!("/api/orders/{id}")).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let detail: Value = response.json().await.unwrap();
-    assert_eq!(detail["order"], order);
-    let events = detail["events"].as_array().unwrap();
-    assert_eq!(events.len(), 1);
-    let e = &events[0];
-    let event_id = uuid::Uuid::parse_str(e["event_id"].as_str().unwrap()).unwrap();
+    let id = order.id.as_str();
+    let detail = app.order_detail(id).await;
+    assert_eq!(detail.order, order);
+    assert_eq!(detail.events.len(), 1);
+    let e = &detail.events[0];
+    let event_id = uuid::Uuid::parse_str(&e.event_id).unwrap();
     assert_eq!(event_id.get_version_num(), 7, "event ids are UUIDv7");
-    assert_eq!(e["aggregate_type"], "order");
-    assert_eq!(e["aggregate_id"], id);
-    assert_eq!(e["aggregate_version"], 1);
-    assert_eq!(e["event_type"], "OrderCreated");
-    assert_eq!(e["schema_version"], 1);
-    assert_eq!(e["position"], 1);
-    assert_eq!(e["payload"]["order_id"], id);
-    assert_eq!(e["payload"]["customer_id"], order["customer_id"]);
-    assert_eq!(e["payload"]["items"], order["items"]);
-    assert!(e["occurred_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(e.aggregate_type, "order");
+    assert_eq!(e.aggregate_id, id);
+    assert_eq!(e.aggregate_version, 1);
+    assert_eq!(e.event_type, "OrderCreated");
+    assert_eq!(e.schema_version, 1);
+    assert_eq!(e.position, 1);
+    // The payload is the event's own JSON document.
+    assert_eq!(e.payload["order_id"], id);
+    assert_eq!(e.payload["customer_id"], order.customer_id.as_str());
+    assert_eq!(
+        e.payload["items"],
+        serde_json::to_value(&order.items).unwrap()
+    );
+    assert!(e.occurred_at.ends_with('Z'));
 }
 
 #[tokio::test]
@@ -55,25 +56,24 @@ async fn list_is_newest_first_and_cursor_paginated() {
     let app = spawn_app().await;
     let mut created = Vec::new();
     for i in 0..5 {
-        created.push(app.create_order(&[&format!("S{i}")]).await["id"].clone());
+        created.push(app.create_order_id(&[&format!("S{i}")]).await);
     }
     created.reverse();
     let mut seen = Vec::new();
     let mut path = "/api/orders?limit=2".to_string();
     loop {
-        let page: Value = app.get_json(&path).await;
-        let orders = page["orders"].as_array().unwrap();
-        assert!(orders.len() <= 2);
-        seen.extend(orders.iter().map(|o| o["id"].clone()));
-        match page["next_cursor"].as_str() {
+        let page: OrderPageDto = app.get_ok(&path).await;
+        assert!(page.orders.len() <= 2);
+        seen.extend(page.orders.into_iter().map(|o| o.id));
+        match page.next_cursor {
             Some(c) => path = format!("/api/orders?limit=2&cursor={c}"),
             None => break,
         }
     }
     assert_eq!(seen, created);
-    let default: Value = app.get_json("/api/orders").await;
-    assert_eq!(default["orders"].as_array().unwrap().len(), 5);
-    assert!(default["next_cursor"].is_null());
+    let default: OrderPageDto = app.get_ok("/api/orders").await;
+    assert_eq!(default.orders.len(), 5);
+    assert_eq!(default.next_cursor, None);
 }
 
 #[tokio::test]
@@ -88,24 +88,17 @@ async fn replacing_items_bumps_the_version_and_appends_one_event() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    let order: Value = response.json().await.unwrap();
-    assert_eq!(order["version"], 2);
-    assert_eq!(order["total_cents"], 300);
-    let detail: Value = app.get_json(&format!("/api/orders/{id}")).await;
-    let types: Vec<_> = detail["events"]
-        .as_array()
-        .unwrap()
+    let order: OrderDto = response.json().await.unwrap();
+    assert_eq!(order.version, 2);
+    assert_eq!(order.total_cents, 300);
+    let detail = app.order_detail(&id).await;
+    let types: Vec<_> = detail
+        .events
         .iter()
-        .map(|e| (e["event_type"].clone(), e["aggregate_version"].clone()))
+        .map(|e| (e.event_type.as_str(), e.aggregate_version))
         .collect();
-    assert_eq!(
-        types,
-        [
-            (json!("OrderCreated"), json!(1)),
-            (json!("OrderItemsUpdated"), json!(2))
-        ]
-    );
-    assert_eq!(detail["events"][1]["payload"]["items"][0]["sku"], "Z-9");
+    assert_eq!(types, [("OrderCreated", 1), ("OrderItemsUpdated", 2)]);
+    assert_eq!(detail.events[1].payload["items"][0]["sku"], "Z-9");
 }
 
 #[tokio::test]
@@ -114,12 +107,15 @@ async fn a_cancelled_order_refuses_every_further_change() {
     let id = app.create_order_id(&["A-1"]).await;
     let response = app.cancel(&id, 1, "customer changed their mind").await;
     assert_eq!(response.status(), StatusCode::OK);
-    let order: Value = response.json().await.unwrap();
+    let order: OrderDto = response.json().await.unwrap();
     assert_eq!(
-        (order["status"].clone(), order["version"].clone()),
-        (json!("cancelled"), json!(2))
+        (order.status, order.version),
+        (OrderStatusDto::Cancelled, 2)
     );
-    assert_eq!(order["cancel_reason"], "customer changed their mind");
+    assert_eq!(
+        order.cancel_reason.as_deref(),
+        Some("customer changed their mind")
+    );
 
     expect_error(
         app.cancel(&id, 2, "again").await,
@@ -144,9 +140,9 @@ async fn a_stale_version_is_409_and_writes_nothing() {
     let id = app.create_order_id(&["A-1"]).await;
     let response = app.cancel(&id, 5, "r").await;
     let body = expect_error(response, StatusCode::CONFLICT, "version_conflict").await;
-    assert!(body["message"].as_str().unwrap().contains("version 1"));
-    let detail: Value = app.get_json(&format!("/api/orders/{id}")).await;
-    assert_eq!(detail["order"]["status"], "created");
+    assert!(body.message.contains("version 1"));
+    let detail = app.order_detail(&id).await;
+    assert_eq!(detail.order.status, OrderStatusDto::Created);
     assert_eq!(app.count("outbox"), 1);
 }
 
@@ -185,27 +181,21 @@ async fn unknown_orders_are_404() {
 #[tokio::test]
 async fn health_and_readiness() {
     let app = spawn_app().await;
-    let health = app.get("/healthz").await;
-    assert_eq!(health.status(), StatusCode::OK);
-    assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
+    let health: HealthDto = app.get_ok("/healthz").await;
+    assert_eq!(health.status, HealthVerdict::Ok);
     // Until the relay has resumed from its checkpoint, the service is `degraded`.
     crate::helpers::eventually("the relay is running", || async {
-        app.get_json("/readyz").await["status"] == "ready"
+        let ready: HealthDto = app.get_ok("/readyz").await;
+        ready.status == HealthVerdict::Ready
     })
     .await;
-    let ready = app.get("/readyz").await;
-    assert_eq!(ready.status(), StatusCode::OK);
-    let body: Value = ready.json().await.unwrap();
-    assert_eq!(body["status"], "ready");
-    let components = body["components"].as_array().unwrap();
-    let names: Vec<&str> = components
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let body: HealthDto = app.get_ok("/readyz").await;
+    assert_eq!(body.status, HealthVerdict::Ready);
+    let names: Vec<&str> = body.components.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["store", "relay", "sink", "faults"]);
-    for c in components {
-        assert_eq!(c["status"], "up", "{c}");
-        assert!(!c["detail"].as_str().unwrap().is_empty());
+    for c in &body.components {
+        assert_eq!(c.status, ComponentStatus::Up, "{c:?}");
+        assert!(!c.detail.is_empty());
     }
 }
 
@@ -219,38 +209,29 @@ async fn an_open_breaker_is_degraded_not_down() {
         "10",
     ])
     .await;
-    app.admin_post("/api/admin/faults", serde_json::json!({"mode": "down"}))
-        .await;
+    app.set_fault(Fault::Down {}).await;
     app.create_order_id(&["H-1"]).await;
     crate::helpers::eventually("the breaker opens", || async {
-        app.get_json("/readyz").await["components"][2]["status"] == "degraded"
+        let ready: HealthDto = app.get_ok("/readyz").await;
+        ready.components[2].status == ComponentStatus::Degraded
     })
     .await;
-    let ready = app.get("/readyz").await;
-    assert_eq!(ready.status(), StatusCode::OK);
-    let body: Value = ready.json().await.unwrap();
-    assert_eq!(body["status"], "degraded");
+    let body: HealthDto = app.get_ok("/readyz").await;
+    assert_eq!(body.status, HealthVerdict::Degraded);
+    let [store, _relay, sink, faults] = &body.components[..] else {
+        panic!("four components: {body:?}");
+    };
     assert_eq!(
-        body["components"][0]["status"], "up",
+        store.status,
+        ComponentStatus::Up,
         "the store still takes orders"
     );
-    assert!(
-        body["components"][2]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("circuit breaker open"),
-        "{body}"
-    );
-    assert_eq!(body["components"][3]["status"], "degraded");
-    assert!(
-        body["components"][3]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("down")
-    );
-    let health = app.get_json("/healthz").await;
-    assert_eq!(health["status"], "ok");
-    assert_eq!(health["components"][1]["status"], "degraded");
+    assert!(sink.detail.contains("circuit breaker open"), "{body:?}");
+    assert_eq!(faults.status, ComponentStatus::Degraded);
+    assert!(faults.detail.contains("down"));
+    let health: HealthDto = app.get_ok("/healthz").await;
+    assert_eq!(health.status, HealthVerdict::Ok);
+    assert_eq!(health.components[1].status, ComponentStatus::Degraded);
 }
 
 #[tokio::test]
@@ -261,10 +242,10 @@ async fn readiness_is_503_when_the_store_cannot_write() {
     conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: Value = ready.json().await.unwrap();
-    assert_eq!(body["status"], "not_ready");
-    assert_eq!(body["components"][0]["name"], "store");
-    assert_eq!(body["components"][0]["status"], "down");
+    let body: HealthDto = ready.json().await.unwrap();
+    assert_eq!(body.status, HealthVerdict::NotReady);
+    assert_eq!(body.components[0].name, "store");
+    assert_eq!(body.components[0].status, ComponentStatus::Down);
     conn.execute_batch("ROLLBACK").unwrap();
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
 }
@@ -350,8 +331,8 @@ async fn the_form_endpoint_answers_bad_input_with_4xx_or_a_redirect() {
     let location = created.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with("/orders/"), "{location}");
     let id = location.trim_start_matches("/orders/");
-    let detail = app.get_json(&format!("/api/orders/{id}")).await;
-    assert_eq!(detail["order"]["items"][0]["unit_price_cents"], 150);
+    let detail = app.order_detail(id).await;
+    assert_eq!(detail.order.items[0].unit_price_cents, 150);
     assert_eq!((app.count("orders"), app.count("outbox")), (1, 1));
 }
 

@@ -3,6 +3,7 @@
 
 use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with};
 use crate::topic_check::{Consumed, TOPIC, assert_topic_holds_outbox};
+use app::dto::{TopicMessageDto, TopicMessagesDto};
 use async_trait::async_trait;
 use outbox::domain::{NewOrder, RawItem};
 use outbox::publish::local::{LocalLogPublisher, TopicLog};
@@ -14,28 +15,26 @@ use outbox::resilience::retry::{Jitter, RetryConfig};
 use outbox::store::sqlite::SqliteStore;
 use outbox::store::{Command, OrderStore, OutboxLog, RetentionStore};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Every message of the order topic, read through the API.
-async fn topic_messages(app: &TestApp) -> Vec<Value> {
+async fn topic_messages(app: &TestApp) -> Vec<TopicMessageDto> {
     let mut all = Vec::new();
     let mut from = 0;
     loop {
-        let page = app
-            .get_json(&format!(
-                "/api/topics/{TOPIC}/messages?from_offset={from}&limit=1000"
-            ))
-            .await;
-        let Some(batch) = page["messages"].as_array() else {
+        let path = format!("/api/topics/{TOPIC}/messages?from_offset={from}&limit=1000");
+        let response = app.get(&path).await;
+        if response.status() == StatusCode::NOT_FOUND {
             return all; // the topic does not exist yet
-        };
-        if batch.is_empty() {
+        }
+        let page: TopicMessagesDto = response.json().await.expect("a page of messages");
+        if page.messages.is_empty() {
             return all;
         }
-        all.extend(batch.iter().cloned());
-        from = page["next_offset"].as_i64().unwrap();
+        all.extend(page.messages);
+        from = page.next_offset;
     }
 }
 
@@ -65,10 +64,10 @@ pub async fn assert_topic_matches_outbox(app: &TestApp, expected: usize) {
         .into_iter()
         .map(|m| Consumed {
             partition: 0,
-            offset: m["offset"].as_i64().unwrap(),
-            key: m["key"].as_str().unwrap().to_string(),
-            value: m["value"].clone(),
-            headers: serde_json::from_value(m["headers"].clone()).unwrap(),
+            offset: m.offset,
+            key: m.key,
+            value: m.value,
+            headers: serde_json::from_value(m.headers).expect("headers as text"),
         })
         .collect();
     assert_eq!(messages.len(), expected);
@@ -123,15 +122,14 @@ async fn the_order_page_shows_where_each_event_went() {
     let app = spawn_app().await;
     let id = app.create_order_id(&["D-1"]).await;
     eventually("the event is published", || async {
-        !app.get_json(&format!("/api/orders/{id}")).await["events"][0]["delivery"].is_null()
+        app.order_detail(&id).await.events[0].delivery.is_some()
     })
     .await;
-    let detail = app.get_json(&format!("/api/orders/{id}")).await;
-    let delivery = &detail["events"][0]["delivery"];
-    assert_eq!(delivery["topic"], TOPIC);
-    assert_eq!(delivery["partition"], 0);
-    assert_eq!(delivery["offset"], 0);
-    assert!(delivery["latency_ms"].as_i64().unwrap() >= 0);
+    let detail = app.order_detail(&id).await;
+    let delivery = detail.events[0].delivery.clone().expect("published");
+    assert_eq!(delivery.topic, TOPIC);
+    assert_eq!((delivery.partition, delivery.offset), (Some(0), Some(0)));
+    assert!(delivery.latency_ms >= 0);
     let html = app
         .get(&format!("/orders/{id}"))
         .await
@@ -163,11 +161,11 @@ async fn topic_reads_validate_their_input() {
     }
     let r = app.get("/api/topics/no.such.topic/messages").await;
     crate::helpers::expect_error(r, StatusCode::NOT_FOUND, "not_found").await;
-    let past_the_end = app
-        .get_json(&format!("/api/topics/{TOPIC}/messages?from_offset=5"))
+    let past_the_end: TopicMessagesDto = app
+        .get_ok(&format!("/api/topics/{TOPIC}/messages?from_offset=5"))
         .await;
-    assert_eq!(past_the_end["messages"], json!([]));
-    assert_eq!(past_the_end["end_offset"], 1);
+    assert!(past_the_end.messages.is_empty());
+    assert_eq!(past_the_end.end_offset, 1);
 }
 
 // ----- The step function, driven directly -----

@@ -10,6 +10,11 @@ use crate::helpers::{
 };
 use crate::relay::{assert_topic_matches_outbox, relay_over, resilience, write_some};
 use crate::topic_check::assert_topic_holds_outbox;
+use app::dto::{
+    BreakerState, BulkReplayDto, BulkReplayRequest, DeadLetterCountsDto, DeadLetterDto,
+    DeadLetterFilterDto, DeadLetterKind, DeadLetterPageDto, DeadLetterStatus, DiscardRequest,
+    Fault, RelayMode, RelayModeDto, RelayState, ReplayAttemptOutcome, TopicDto, TopicMessagesDto,
+};
 use async_trait::async_trait;
 use futures::StreamExt;
 use outbox::publish::local::LocalLogPublisher;
@@ -59,38 +64,28 @@ pub async fn write_many(app: &TestApp, orders: usize) -> usize {
         .await
 }
 
-async fn status(app: &TestApp) -> Value {
-    app.admin_get("/api/admin/relay").await
-}
-
-async fn breaker_state(app: &TestApp) -> String {
-    status(app).await["breaker"]["state"]
-        .as_str()
-        .unwrap()
-        .to_string()
+async fn breaker_state(app: &TestApp) -> BreakerState {
+    app.relay_status().await.breaker.state
 }
 
 /// The breaker went closed → open → half-open → closed at least once, in that order.
 async fn assert_breaker_tripped_and_recovered(app: &TestApp) {
-    let s = status(app).await;
-    assert_eq!(s["breaker"]["state"], "closed");
-    let path: Vec<(String, String)> = s["breaker"]["transitions"]
-        .as_array()
-        .unwrap()
+    use BreakerState::{Closed, HalfOpen, Open};
+    let s = app.relay_status().await;
+    assert_eq!(s.breaker.state, Closed);
+    let path: Vec<(BreakerState, BreakerState)> = s
+        .breaker
+        .transitions
         .iter()
         .map(|t| {
-            assert!(t["at"].as_str().unwrap().ends_with('Z'));
-            assert!(!t["reason"].as_str().unwrap().is_empty());
-            (
-                t["from"].as_str().unwrap().to_string(),
-                t["to"].as_str().unwrap().to_string(),
-            )
+            assert!(t.at.ends_with('Z'));
+            assert!(!t.reason.is_empty());
+            (t.from, t.to)
         })
         .collect();
-    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
-    assert_eq!(path.first(), Some(&pair("closed", "open")), "{path:?}");
-    assert!(path.contains(&pair("open", "half_open")), "{path:?}");
-    assert_eq!(path.last(), Some(&pair("half_open", "closed")), "{path:?}");
+    assert_eq!(path.first(), Some(&(Closed, Open)), "{path:?}");
+    assert!(path.contains(&(Open, HalfOpen)), "{path:?}");
+    assert_eq!(path.last(), Some(&(HalfOpen, Closed)), "{path:?}");
 }
 
 /// Waits until every committed event is handled.
@@ -102,11 +97,6 @@ async fn caught_up(app: &TestApp) {
     .await;
 }
 
-async fn set_fault(app: &TestApp, fault: Value) {
-    let answer = app.admin_post("/api/admin/faults", fault.clone()).await;
-    assert_eq!(answer, fault);
-}
-
 /// (a) `down` for 10 s while 1,000 orders are written: the breaker opens, the relay pauses
 /// with its checkpoint where it was, nothing is dead-lettered; after `none` everything
 /// arrives once, in order per key.
@@ -115,19 +105,19 @@ async fn simulated_outage(app: &TestApp) -> usize {
     caught_up(app).await;
     let checkpoint = relay_checkpoint(&app.db_path());
     let started = Instant::now();
-    set_fault(app, json!({"mode": "down"})).await;
+    app.set_fault(Fault::Down {}).await;
     let during = write_many(app, 1_000).await;
     eventually("the breaker opens", || async {
-        breaker_state(app).await == "open"
+        breaker_state(app).await == BreakerState::Open
     })
     .await;
-    let s = status(app).await;
-    assert_eq!(s["fault"], json!({"mode": "down"}));
-    assert!(s["pending"].as_u64().unwrap() >= during as u64);
-    assert!(s["oldest_pending_age_ms"].as_i64().unwrap() >= 0);
+    let s = app.relay_status().await;
+    assert_eq!(s.fault, Some(Fault::Down {}));
+    assert!(s.pending >= during as u64);
+    assert!(s.oldest_pending_age_ms.is_some_and(|age| age >= 0));
     assert!(
-        s["last_error"].as_str().is_some() || s["state"] == "paused",
-        "{s}"
+        s.last_error.is_some() || s.state == RelayState::Paused,
+        "{s:?}"
     );
     // The outage lasts its full length; the relay keeps probing meanwhile.
     tokio::time::sleep(OUTAGE.saturating_sub(started.elapsed())).await;
@@ -141,16 +131,13 @@ async fn simulated_outage(app: &TestApp) -> usize {
         0,
         "an outage is no reason for the DLQ"
     );
-    set_fault(app, json!({"mode": "none"})).await;
+    app.set_fault(Fault::None {}).await;
     caught_up(app).await;
     assert_breaker_tripped_and_recovered(app).await;
-    let s = status(app).await;
-    assert_eq!(
-        s["dead_letters"],
-        json!({"pending": 0, "replayed": 0, "discarded": 0})
-    );
-    assert_eq!(s["fault"], Value::Null);
-    assert_eq!(s["pending"], 0);
+    let s = app.relay_status().await;
+    assert_eq!(s.dead_letters, counts(0, 0, 0));
+    assert_eq!(s.fault, None);
+    assert_eq!(s.pending, 0);
     before + during
 }
 
@@ -200,7 +187,7 @@ async fn a_real_broker_outage_under_load_pauses_the_relay_and_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Open, or half-open while a probe asks the dead broker.
-    assert_ne!(breaker_state(&app).await, "closed");
+    assert_ne!(breaker_state(&app).await, BreakerState::Closed);
     assert_eq!(app.count("dead_letters"), 0);
     broker.resume().await;
     caught_up(&app).await;
@@ -238,15 +225,33 @@ async fn orders_with_cancellations(app: &TestApp, orders: usize) -> (usize, usiz
     (events, cancelled)
 }
 
+/// Dead letters per status.
+fn counts(pending: u64, replayed: u64, discarded: u64) -> DeadLetterCountsDto {
+    DeadLetterCountsDto {
+        pending,
+        replayed,
+        discarded,
+    }
+}
+
+/// Poison for every event of `event_type`.
+fn poison(event_type: &str) -> Fault {
+    Fault::Poison {
+        event_type: Some(event_type.into()),
+        every_n: None,
+    }
+}
+
+/// One page of the dead letter list at `query`.
+async fn dead_letters(app: &TestApp, query: &str) -> DeadLetterPageDto {
+    app.admin_get(&format!("/api/admin/dlq{query}")).await
+}
+
 /// An app whose sink refuses `OrderCancelled` events, after `orders` orders (every third one
 /// cancelled) were handled; returns it with (events, cancellations).
 async fn with_poisoned_cancellations(orders: usize) -> (TestApp, usize, usize) {
     let app = spawn_app_with(&FAST).await;
-    set_fault(
-        &app,
-        json!({"mode": "poison", "event_type": "OrderCancelled"}),
-    )
-    .await;
+    app.set_fault(poison("OrderCancelled")).await;
     let (events, cancelled) = orders_with_cancellations(&app, orders).await;
     caught_up(&app).await;
     (app, events, cancelled)
@@ -258,85 +263,85 @@ async fn with_poisoned_cancellations(orders: usize) -> (TestApp, usize, usize) {
 #[tokio::test]
 async fn poison_events_are_dead_lettered_and_replayed_with_their_event_ids() {
     let (app, events, cancelled) = with_poisoned_cancellations(12).await;
-    let s = status(&app).await;
-    assert_eq!(s["breaker"]["state"], "closed", "poison is not an outage");
-    assert_eq!(s["dead_letters"]["pending"], cancelled);
-    let page = app.admin_get("/api/admin/dlq?status=pending").await;
-    let items = page["items"].as_array().unwrap();
+    let s = app.relay_status().await;
+    assert_eq!(
+        s.breaker.state,
+        BreakerState::Closed,
+        "poison is not an outage"
+    );
+    assert_eq!(s.dead_letters.pending, cancelled as u64);
+    let items = dead_letters(&app, "?status=pending").await.items;
     assert_eq!(items.len(), cancelled);
-    for d in items {
-        assert_eq!(d["event"]["event_type"], "OrderCancelled");
-        assert_eq!(d["error_kind"], "permanent");
-        assert_eq!(d["failure_count"], 1, "permanent failures are not retried");
-        assert_eq!(d["status"], "pending");
-        assert_eq!(d["order_broken_for"], d["event"]["aggregate_id"]);
-        assert!(d["error_message"].as_str().unwrap().contains("poison"));
+    for d in &items {
+        assert_eq!(d.event.event_type, "OrderCancelled");
+        assert_eq!(d.error_kind, DeadLetterKind::Permanent);
+        assert_eq!(d.failure_count, 1, "permanent failures are not retried");
+        assert_eq!(d.status, DeadLetterStatus::Pending);
+        assert_eq!(d.order_broken_for, d.event.aggregate_id);
+        assert!(d.error_message.contains("poison"));
     }
     // Everything else went through, in order.
-    let topic = app.get_json("/api/topics").await;
-    assert_eq!(topic[0]["messages"], events - cancelled);
+    let topics: Vec<TopicDto> = app.get_ok("/api/topics").await;
+    assert_eq!(topics[0].messages, (events - cancelled) as u64);
 
-    set_fault(&app, json!({"mode": "none"})).await;
+    app.set_fault(Fault::None {}).await;
     // One by id.
     let first = &items[items.len() - 1];
-    let id = first["id"].as_i64().unwrap();
-    let replayed = app
-        .admin_post(&format!("/api/admin/dlq/{id}/replay"), json!({}))
+    let id = first.id;
+    let replayed: DeadLetterDto = app
+        .admin_post(&format!("/api/admin/dlq/{id}/replay"), None::<()>)
         .await;
-    assert_eq!(replayed["status"], "replayed");
-    assert_eq!(replayed["attempts"][0]["outcome"], "delivered");
-    assert_eq!(replayed["event"]["event_id"], first["event"]["event_id"]);
+    assert_eq!(replayed.status, DeadLetterStatus::Replayed);
+    assert_eq!(
+        replayed.attempts[0].outcome,
+        ReplayAttemptOutcome::Delivered
+    );
+    assert_eq!(replayed.event.event_id, first.event.event_id);
     let again = app
         .admin(Method::POST, &format!("/api/admin/dlq/{id}/replay"), None)
         .await;
     expect_error(again, StatusCode::CONFLICT, "not_pending").await;
     // The rest in bulk, by filter.
-    let bulk = app
-        .admin_post(
-            "/api/admin/dlq/replay",
-            json!({"filter": {"event_type": "OrderCancelled"}}),
-        )
-        .await;
-    assert_eq!(bulk["replayed"], cancelled - 1);
-    assert_eq!(bulk["failed"], 0);
-    let s = status(&app).await;
-    assert_eq!(
-        s["dead_letters"],
-        json!({"pending": 0, "replayed": cancelled, "discarded": 0})
-    );
+    let request = BulkReplayRequest {
+        ids: None,
+        filter: Some(DeadLetterFilterDto {
+            event_type: Some("OrderCancelled".into()),
+            ..Default::default()
+        }),
+    };
+    let bulk: BulkReplayDto = app.admin_post("/api/admin/dlq/replay", Some(request)).await;
+    assert_eq!((bulk.replayed, bulk.failed), (cancelled - 1, 0));
+    let s = app.relay_status().await;
+    assert_eq!(s.dead_letters, counts(0, cancelled as u64, 0));
     // Every event is on the topic now, each once, with its original id.
-    let messages = app
-        .get_json("/api/topics/outbox.event.order/messages?limit=1000")
+    let messages: TopicMessagesDto = app
+        .get_ok("/api/topics/outbox.event.order/messages?limit=1000")
         .await;
-    let ids: std::collections::HashSet<String> = messages["messages"]
-        .as_array()
-        .unwrap()
+    let ids: std::collections::HashSet<String> = messages
+        .messages
         .iter()
-        .map(|m| m["headers"]["event_id"].as_str().unwrap().to_string())
+        .map(|m| m.headers["event_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), events);
     assert_eq!(
-        messages["messages"].as_array().unwrap().len(),
+        messages.messages.len(),
         events,
         "replay sent each dead letter once"
     );
     // The order page shows the replayed event as published.
-    let order = first["event"]["aggregate_id"].as_str().unwrap();
-    let detail = app.get_json(&format!("/api/orders/{order}")).await;
-    assert!(
-        detail["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| !e["delivery"].is_null())
-    );
+    let detail = app.order_detail(&first.event.aggregate_id).await;
+    assert!(detail.events.iter().all(|e| e.delivery.is_some()));
 }
 
 #[tokio::test]
 async fn poison_on_kafka_dead_letters_only_the_poisoned_events() {
     let broker = Broker::start().await;
     let app = kafka_app(&broker).await;
-    set_fault(&app, json!({"mode": "poison", "every_n": 5})).await;
+    app.set_fault(Fault::Poison {
+        event_type: None,
+        every_n: Some(5),
+    })
+    .await;
     let events = write_some(&app, 20).await;
     caught_up(&app).await;
     let dead = app.count("dead_letters") as usize;
@@ -345,11 +350,15 @@ async fn poison_on_kafka_dead_letters_only_the_poisoned_events() {
         "{dead} of {events}"
     );
     assert_eq!(topic_size(&broker.address).await, events - dead);
-    set_fault(&app, json!({"mode": "none"})).await;
-    let bulk = app
-        .admin_post("/api/admin/dlq/replay", json!({"filter": {}}))
+    app.set_fault(Fault::None {}).await;
+    let everything = BulkReplayRequest {
+        ids: None,
+        filter: Some(DeadLetterFilterDto::default()),
+    };
+    let bulk: BulkReplayDto = app
+        .admin_post("/api/admin/dlq/replay", Some(everything))
         .await;
-    assert_eq!(bulk["replayed"], dead);
+    assert_eq!(bulk.replayed, dead);
     let size = topic_size(&broker.address).await;
     assert_eq!(size, events);
     let messages = consume(&broker.address, size).await;
@@ -360,81 +369,74 @@ async fn poison_on_kafka_dead_letters_only_the_poisoned_events() {
 #[tokio::test]
 async fn dead_letters_are_discarded_with_a_reason_and_listed_by_filter() {
     let (app, _, cancelled) = with_poisoned_cancellations(7).await;
-    let page = app.admin_get("/api/admin/dlq?limit=2").await;
-    assert_eq!(page["items"].as_array().unwrap().len(), 2);
-    let cursor = page["next_cursor"].as_i64().unwrap();
-    let rest = app
-        .admin_get(&format!("/api/admin/dlq?limit=100&cursor={cursor}"))
-        .await;
-    assert_eq!(rest["items"].as_array().unwrap().len(), cancelled - 2);
-    assert!(rest["next_cursor"].is_null());
+    let page = dead_letters(&app, "?limit=2").await;
+    assert_eq!(page.items.len(), 2);
+    let cursor = page.next_cursor.expect("more pages");
+    let rest = dead_letters(&app, &format!("?limit=100&cursor={cursor}")).await;
+    assert_eq!(rest.items.len(), cancelled - 2);
+    assert_eq!(rest.next_cursor, None);
 
-    let d = &page["items"][0];
-    let id = d["id"].as_i64().unwrap();
-    let order = d["event"]["aggregate_id"].as_str().unwrap();
+    let d = &page.items[0];
+    let id = d.id;
+    let order = &d.event.aggregate_id;
     // Filters: by aggregate, by text (in the payload), by status.
-    let by_order = app
-        .admin_get(&format!("/api/admin/dlq?aggregate_id={order}"))
-        .await;
-    assert_eq!(by_order["items"].as_array().unwrap().len(), 1);
-    let by_text = app.admin_get("/api/admin/dlq?q=poison%20test").await;
-    assert_eq!(by_text["items"].as_array().unwrap().len(), cancelled);
-    let no_match = app.admin_get("/api/admin/dlq?q=%25_%25").await;
-    assert_eq!(no_match["items"], json!([]), "LIKE wildcards are literal");
+    let by_order = dead_letters(&app, &format!("?aggregate_id={order}")).await;
+    assert_eq!(by_order.items.len(), 1);
+    let by_text = dead_letters(&app, "?q=poison%20test").await;
+    assert_eq!(by_text.items.len(), cancelled);
+    let no_match = dead_letters(&app, "?q=%25_%25").await;
+    assert!(no_match.items.is_empty(), "LIKE wildcards are literal");
 
-    let discarded = app
-        .admin_post(
-            &format!("/api/admin/dlq/{id}/discard"),
-            json!({"reason": "duplicate of a manual fix"}),
-        )
+    let reason = DiscardRequest {
+        reason: "duplicate of a manual fix".into(),
+    };
+    let discarded: DeadLetterDto = app
+        .admin_post(&format!("/api/admin/dlq/{id}/discard"), Some(reason))
         .await;
-    assert_eq!(discarded["status"], "discarded");
-    assert_eq!(discarded["discard_reason"], "duplicate of a manual fix");
+    assert_eq!(discarded.status, DeadLetterStatus::Discarded);
+    assert_eq!(
+        discarded.discard_reason.as_deref(),
+        Some("duplicate of a manual fix")
+    );
     let again = app
         .admin(Method::POST, &format!("/api/admin/dlq/{id}/replay"), None)
         .await;
     expect_error(again, StatusCode::CONFLICT, "not_pending").await;
-    let pending = app.admin_get("/api/admin/dlq?status=pending").await;
-    assert_eq!(pending["items"].as_array().unwrap().len(), cancelled - 1);
-    let one = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
-    assert_eq!(one["status"], "discarded");
+    let pending = dead_letters(&app, "?status=pending").await;
+    assert_eq!(pending.items.len(), cancelled - 1);
+    let one: DeadLetterDto = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
+    assert_eq!(one.status, DeadLetterStatus::Discarded);
 }
 
 #[tokio::test]
 async fn a_failed_replay_is_recorded_and_the_record_stays_pending() {
     // The breaker stays open for the default 30 s once tripped.
     let app = spawn_app_with(&FAST[..4]).await;
-    set_fault(
-        &app,
-        json!({"mode": "poison", "event_type": "OrderCreated"}),
-    )
-    .await;
+    app.set_fault(poison("OrderCreated")).await;
     app.create_order_id(&["F-1"]).await;
     caught_up(&app).await;
-    let id = app.admin_get("/api/admin/dlq").await["items"][0]["id"]
-        .as_i64()
-        .unwrap();
+    let id = dead_letters(&app, "").await.items[0].id;
     // Still poisoned: the replay fails, is recorded, and the record stays pending.
     let r = app
         .admin(Method::POST, &format!("/api/admin/dlq/{id}/replay"), None)
         .await;
     expect_error(r, StatusCode::BAD_GATEWAY, "replay_failed").await;
-    let d = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
-    assert_eq!(d["status"], "pending");
-    assert_eq!(d["attempts"][0]["outcome"], "failed");
+    let d: DeadLetterDto = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
+    assert_eq!(d.status, DeadLetterStatus::Pending);
+    assert_eq!(d.attempts[0].outcome, ReplayAttemptOutcome::Failed);
     // The sink down with the breaker open: 503, nothing attempted.
-    set_fault(&app, json!({"mode": "down"})).await;
+    app.set_fault(Fault::Down {}).await;
     app.create_order_id(&["F-2"]).await;
     eventually("the breaker opens", || async {
-        breaker_state(&app).await == "open"
+        breaker_state(&app).await == BreakerState::Open
     })
     .await;
     let r = app
         .admin(Method::POST, &format!("/api/admin/dlq/{id}/replay"), None)
         .await;
     expect_error(r, StatusCode::SERVICE_UNAVAILABLE, "sink_unavailable").await;
-    let d = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
-    assert_eq!(d["attempts"].as_array().unwrap().len(), 1);
+    let d: DeadLetterDto = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
+    assert_eq!(d.attempts.len(), 1);
 }
 
 /// (e) Every admin endpoint refuses a missing or wrong token and changes nothing.
@@ -443,16 +445,10 @@ async fn every_admin_endpoint_needs_the_token() {
     // Ten wrong tokens would lock this client out (console.rs tests that); this test is about
     // each endpoint's answer to them.
     let app = spawn_app_with(&[&FAST[..], &["--auth-failure-limit", "100"]].concat()).await;
-    set_fault(
-        &app,
-        json!({"mode": "poison", "event_type": "OrderCreated"}),
-    )
-    .await;
+    app.set_fault(poison("OrderCreated")).await;
     app.create_order_id(&["A-1"]).await;
     caught_up(&app).await;
-    let id = app.admin_get("/api/admin/dlq").await["items"][0]["id"]
-        .as_i64()
-        .unwrap();
+    let id = dead_letters(&app, "").await.items[0].id;
     let endpoints: Vec<(Method, String, Value)> = vec![
         (Method::GET, "/api/admin/relay".into(), Value::Null),
         (Method::GET, "/api/admin/relay/mode".into(), Value::Null),
@@ -495,17 +491,13 @@ async fn every_admin_endpoint_needs_the_token() {
             expect_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
         }
     }
-    let d = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
-    assert_eq!(d["status"], "pending");
-    assert_eq!(d["attempts"], json!([]));
-    assert_eq!(
-        app.admin_get("/api/admin/faults").await,
-        json!({"mode": "poison", "event_type": "OrderCreated"})
-    );
-    assert_eq!(
-        app.admin_get("/api/admin/relay/mode").await["mode"],
-        "streaming"
-    );
+    let d: DeadLetterDto = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
+    assert_eq!(d.status, DeadLetterStatus::Pending);
+    assert!(d.attempts.is_empty());
+    let fault: Fault = app.admin_get("/api/admin/faults").await;
+    assert_eq!(fault, poison("OrderCreated"));
+    let mode: RelayModeDto = app.admin_get("/api/admin/relay/mode").await;
+    assert_eq!(mode.mode, RelayMode::Streaming);
 }
 
 #[tokio::test]
@@ -558,10 +550,8 @@ async fn admin_inputs_are_validated_and_change_nothing() {
         .await
         .unwrap();
     expect_error(huge, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
-    assert_eq!(
-        app.admin_get("/api/admin/faults").await,
-        json!({"mode": "none"})
-    );
+    let fault: Fault = app.admin_get("/api/admin/faults").await;
+    assert_eq!(fault, Fault::None {});
 
     for query in [
         "limit=0",

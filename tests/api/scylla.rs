@@ -121,13 +121,8 @@ async fn write_orders(app: &TestApp, orders: usize) -> HashMap<String, Vec<Strin
     }
     let mut events = HashMap::new();
     for id in ids {
-        let detail = app.get_json(&format!("/api/orders/{id}")).await;
-        let of_order: Vec<String> = detail["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .map(|e| e["event_id"].as_str().unwrap().to_string())
-            .collect();
+        let detail = app.order_detail(&id).await;
+        let of_order: Vec<String> = detail.events.into_iter().map(|e| e.event_id).collect();
         events.insert(id, of_order);
     }
     events
@@ -183,8 +178,11 @@ async fn cdc_relay_publishes_every_event_in_order_with_its_delivery_recorded() {
         Duration::from_secs(30),
         "the delivery is recorded",
         || async {
-            let detail = app.get_json(&format!("/api/orders/{id}")).await;
-            detail["events"][0]["delivery"]["offset"].as_i64().is_some()
+            let detail = app.order_detail(id).await;
+            detail.events[0]
+                .delivery
+                .as_ref()
+                .is_some_and(|d| d.offset.is_some())
         },
     )
     .await;

@@ -106,7 +106,7 @@ pub async fn refused_commands_write_nothing(store: Arc<dyn OutboxStore>) {
     };
     assert!(matches!(
         store.apply(missing).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound("order"))
     ));
     let (stored, events) = store.order(order.id).await.unwrap().unwrap();
     assert_eq!((stored.version, events.len()), (1, 1));
@@ -333,7 +333,7 @@ pub async fn dead_letters_are_replayed_or_discarded_once(store: Arc<dyn OutboxSt
     assert!(store.dead_letter(missing).await.unwrap().is_none());
     assert!(matches!(
         store.discard_dead_letter(missing, "x".into()).await,
-        Err(StoreError::NotFound)
+        Err(StoreError::NotFound("dead letter"))
     ));
     let counts = store.dead_letter_counts().await.unwrap();
     assert_eq!(

@@ -37,7 +37,7 @@ fn OrderView(detail: OrderDetailDto) -> impl IntoView {
     view! {
         <Title text=title.clone()/>
         <p class="breadcrumb"><a href="/orders">"Orders"</a>" / "<span class="mono">{format::short_id(&order.id).to_string()}</span></p>
-        <h1>{title}" " <StatusBadge status=order.status.clone()/></h1>
+        <h1>{title}" " <StatusBadge status=order.status/></h1>
         <div class="detail-layout">
             <section class="card" aria-labelledby="summary-title">
                 <h2 id="summary-title">"Summary"</h2>

@@ -80,7 +80,7 @@ impl ScyllaStore {
         now: DateTime<Utc>,
         decide: impl Fn(&Order) -> Result<(Order, EventEnvelope), DomainError>,
     ) -> Result<Applied, StoreError> {
-        let (current, last, _) = self.load(id).await?.ok_or(StoreError::NotFound)?;
+        let (current, last, _) = self.load(id).await?.ok_or(StoreError::NotFound("order"))?;
         let (order, event) = decide(&current)?;
         let position = self.clock.next(now, last);
         self.announce(&event, position, false, now).await?;
@@ -88,7 +88,7 @@ impl ScyllaStore {
             return Ok(written(order, event, position));
         }
         // Someone else wrote this version: the state machine explains why we cannot.
-        let (current, _, _) = self.load(id).await?.ok_or(StoreError::NotFound)?;
+        let (current, _, _) = self.load(id).await?.ok_or(StoreError::NotFound("order"))?;
         decide(&current)?;
         Err(StoreError::Unavailable(
             "the order changed concurrently; retry".into(),

@@ -245,7 +245,7 @@ pub async fn get(
 /// Why a status change did not apply: the record is missing or no longer pending.
 async fn refusal(session: &Session, s: &DeadLetterStatements, id: i64) -> StoreError {
     match get(session, s, id).await {
-        Ok(None) => StoreError::NotFound,
+        Ok(None) => StoreError::NotFound("dead letter"),
         Ok(Some(letter)) => StoreError::NotPending(letter.status),
         Err(e) => e,
     }
@@ -264,7 +264,9 @@ where
     F: FnOnce(u64, crate::domain::DeliveryRecord) -> Fut,
     Fut: std::future::Future<Output = Result<(), StoreError>>,
 {
-    let letter = get(session, s, id).await?.ok_or(StoreError::NotFound)?;
+    let letter = get(session, s, id)
+        .await?
+        .ok_or(StoreError::NotFound("dead letter"))?;
     if letter.status != DeadLetterStatus::Pending {
         return Err(StoreError::NotPending(letter.status));
     }
@@ -287,7 +289,9 @@ where
     session
         .execute_unpaged(&s.add_attempt, (id, now, result, detail))
         .await?;
-    get(session, s, id).await?.ok_or(StoreError::NotFound)
+    get(session, s, id)
+        .await?
+        .ok_or(StoreError::NotFound("dead letter"))
 }
 
 /// Marks a pending record discarded.
@@ -304,7 +308,9 @@ pub async fn discard(
     if !applied(result)? {
         return Err(refusal(session, s, id).await);
     }
-    get(session, s, id).await?.ok_or(StoreError::NotFound)
+    get(session, s, id)
+        .await?
+        .ok_or(StoreError::NotFound("dead letter"))
 }
 
 /// Records per status, and pending ones per event type.

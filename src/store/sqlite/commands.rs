@@ -58,7 +58,7 @@ fn change(
     id: OrderId,
     decide: impl FnOnce(&Order) -> Result<(Order, EventEnvelope), crate::domain::DomainError>,
 ) -> Result<Applied, StoreError> {
-    let current = rows::load_order(conn, id)?.ok_or(StoreError::NotFound)?;
+    let current = rows::load_order(conn, id)?.ok_or(StoreError::NotFound("order"))?;
     let (order, event) = decide(&current)?;
     rows::update_order(conn, &order)?;
     let position = rows::insert_event(conn, &event)?;

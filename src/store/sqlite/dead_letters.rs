@@ -181,7 +181,7 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<DeadLetter>, StoreError>
 
 /// The record `id`, which must be pending.
 fn pending(conn: &Connection, id: i64) -> Result<DeadLetter, StoreError> {
-    let letter = get(conn, id)?.ok_or(StoreError::NotFound)?;
+    let letter = get(conn, id)?.ok_or(StoreError::NotFound("dead letter"))?;
     match letter.status {
         DeadLetterStatus::Pending => Ok(letter),
         other => Err(StoreError::NotPending(other)),
@@ -217,7 +217,7 @@ pub fn record_replay(
          VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![id, now, result, detail])?;
-    get(conn, id)?.ok_or(StoreError::NotFound)
+    get(conn, id)?.ok_or(StoreError::NotFound("dead letter"))
 }
 
 /// Marks a pending record discarded.
@@ -228,7 +228,7 @@ pub fn discard(conn: &Connection, id: i64, reason: &str) -> Result<DeadLetter, S
          WHERE id = ?1",
     )?
     .execute(params![id, reason, timestamp(&chrono::Utc::now())])?;
-    get(conn, id)?.ok_or(StoreError::NotFound)
+    get(conn, id)?.ok_or(StoreError::NotFound("dead letter"))
 }
 
 pub fn counts(conn: &Connection) -> Result<DeadLetterCounts, StoreError> {

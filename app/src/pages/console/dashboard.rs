@@ -4,7 +4,7 @@
 
 use super::{BreakerBadge, ConsoleNav};
 use crate::client::{self, FeedState};
-use crate::dto::{LiveSnapshotDto, RelayStatusDto};
+use crate::dto::{Fault, LiveSnapshotDto, RelayStatusDto};
 use crate::format;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -43,13 +43,9 @@ pub fn DashboardPage() -> impl IntoView {
     let value = move |f: fn(&LiveSnapshotDto) -> String| {
         move || snapshot.with(|s| s.as_ref().map_or_else(|| "–".to_string(), f))
     };
-    let breaker = Signal::derive(move || {
-        snapshot.with(|s| {
-            s.as_ref()
-                .map_or_else(|| "unknown".into(), |s| s.breaker.clone())
-        })
-    });
-    let fault = move || snapshot.with(|s| s.as_ref().and_then(|s| s.fault.clone()));
+    let breaker = Signal::derive(move || snapshot.with(|s| s.as_ref().map(|s| s.breaker)));
+    let fault =
+        move || snapshot.with(|s| s.as_ref().and_then(|s| s.fault.as_ref().map(Fault::mode)));
     let dlq = move || snapshot.with(|s| s.as_ref().map_or(0, |s| s.dlq_pending));
     view! {
         <Title text="Console"/>
@@ -67,8 +63,8 @@ pub fn DashboardPage() -> impl IntoView {
             })}
         </div>
         <section class="stats" aria-label="Relay figures">
-            <Stat label="Mode" test_id="mode" value=value(|s| s.mode.clone())/>
-            <Stat label="State" test_id="state" value=value(|s| s.state.clone())/>
+            <Stat label="Mode" test_id="mode" value=value(|s| s.mode.to_string())/>
+            <Stat label="State" test_id="state" value=value(|s| s.state.to_string())/>
             <Stat label="Processed" test_id="processed" value=value(|s| s.published_total.to_string())/>
             <div class="stat">
                 <span class="stat-label">"Throughput"</span>
@@ -107,7 +103,7 @@ pub fn DashboardPage() -> impl IntoView {
                         {s.breaker.transitions.into_iter().rev().map(|t| view! {
                             <li>
                                 <time datetime=t.at.clone()>{format::timestamp(&t.at)}</time>" "
-                                <span class="mono">{t.from}" → "{t.to}</span>" "
+                                <span class="mono">{t.from.as_str()}" → "{t.to.as_str()}</span>" "
                                 <span class="muted">{t.reason}</span>
                             </li>
                         }).collect_view()}

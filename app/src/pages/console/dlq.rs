@@ -4,12 +4,14 @@
 
 use super::{ConsoleNav, Notice, NoticeLine};
 use crate::client;
-use crate::dto::{BulkReplayDto, DeadLetterDto, DeadLetterPageDto};
+use crate::dto::{
+    BulkReplayDto, BulkReplayRequest, DeadLetterDto, DeadLetterFilterDto, DeadLetterPageDto,
+    DeadLetterStatus, DiscardRequest,
+};
 use crate::format;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
-use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 /// Records per page.
@@ -59,18 +61,16 @@ impl Filter {
     }
 
     /// The bulk-replay filter (replays only ever take pending records).
-    fn replay_body(&self) -> Value {
-        let mut filter = json!({});
-        for (name, value) in [
-            ("event_type", &self.event_type),
-            ("aggregate_id", &self.aggregate_id),
-            ("q", &self.q),
-        ] {
-            if !value.is_empty() {
-                filter[name] = json!(value);
-            }
+    fn replay_body(&self) -> BulkReplayRequest {
+        let given = |value: &str| (!value.is_empty()).then(|| value.to_string());
+        BulkReplayRequest {
+            ids: None,
+            filter: Some(DeadLetterFilterDto {
+                event_type: given(&self.event_type),
+                aggregate_id: given(&self.aggregate_id),
+                q: given(&self.q),
+            }),
         }
-        json!({ "filter": filter })
     }
 }
 
@@ -127,12 +127,10 @@ pub fn DlqPage() -> impl IntoView {
     };
     let replay_one = move |id: i64| {
         leptos::task::spawn_local(async move {
-            let outcome = client::post::<DeadLetterDto, _>(
-                &format!("/api/admin/dlq/{id}/replay"),
-                &json!({}),
-            )
-            .await
-            .map(|d| format!("Record {} replayed: it is {} now.", d.id, d.status));
+            let outcome =
+                client::post_empty::<DeadLetterDto>(&format!("/api/admin/dlq/{id}/replay"))
+                    .await
+                    .map(|d| format!("Record {} replayed: it is {} now.", d.id, d.status));
             finish(outcome, Some(id));
         });
     };
@@ -140,7 +138,7 @@ pub fn DlqPage() -> impl IntoView {
         leptos::task::spawn_local(async move {
             let outcome = client::post::<DeadLetterDto, _>(
                 &format!("/api/admin/dlq/{id}/discard"),
-                &json!({ "reason": reason }),
+                &DiscardRequest { reason },
             )
             .await
             .map(|d| format!("Record {} discarded.", d.id));
@@ -150,7 +148,10 @@ pub fn DlqPage() -> impl IntoView {
     let run_bulk = move |bulk: Bulk| {
         confirm.set(None);
         let body = match &bulk {
-            Bulk::Selected(ids) => json!({ "ids": ids }),
+            Bulk::Selected(ids) => BulkReplayRequest {
+                ids: Some(ids.clone()),
+                filter: None,
+            },
             Bulk::Matching => filter.get_untracked().replay_body(),
         };
         leptos::task::spawn_local(async move {
@@ -223,9 +224,9 @@ pub fn DlqPage() -> impl IntoView {
                                     <tbody>
                                         {p.items.into_iter().map(|d| {
                                             let id = d.id;
-                                            let pending = d.status == "pending";
+                                            let pending = d.status == DeadLetterStatus::Pending;
                                             view! {
-                                                <tr data-dlq-id=id data-status=d.status.clone()>
+                                                <tr data-dlq-id=id data-status=d.status.as_str()>
                                                     <td>
                                                         <input type="checkbox" aria-label=format!("Select record {id}") prop:disabled=!pending
                                                             prop:checked=move || selected.with(|s| s.contains(&id))
@@ -234,9 +235,9 @@ pub fn DlqPage() -> impl IntoView {
                                                     <td class="num">{id}</td>
                                                     <td>{d.event.event_type.clone()}" v"{d.event.aggregate_version}</td>
                                                     <td><a class="mono" href=format!("/orders/{}", d.event.aggregate_id)>{format::short_id(&d.event.aggregate_id).to_string()}</a></td>
-                                                    <td><span class="muted">{d.error_kind.clone()}": "</span>{d.error_message.clone()}</td>
+                                                    <td><span class="muted">{d.error_kind.as_str()}": "</span>{d.error_message.clone()}</td>
                                                     <td class="num">{d.failure_count}</td>
-                                                    <td><span class=format!("badge badge-{}", d.status) data-testid="dlq-status">{d.status.clone()}</span></td>
+                                                    <td><span class=format!("badge badge-{}", d.status) data-testid="dlq-status">{d.status.as_str()}</span></td>
                                                     <td><button type="button" class="link-button" on:click=move |_| show(id)>"Open"</button></td>
                                                 </tr>
                                             }
@@ -280,7 +281,7 @@ fn FilterForm(filter: Memo<Filter>) -> impl IntoView {
             <div class="field">
                 <label for="f-status">"Status"</label>
                 <select id="f-status" name="status">
-                    {["", "pending", "replayed", "discarded"].into_iter().map(|s| view! {
+                    {std::iter::once("").chain(DeadLetterStatus::ALL.iter().map(|s| s.as_str())).map(|s| view! {
                         <option value=s selected=move || f().status == s>{if s.is_empty() { "any" } else { s }}</option>
                     }).collect_view()}
                 </select>
@@ -309,11 +310,11 @@ fn RecordView(
     let e = record.event;
     let payload = serde_json::to_string_pretty(&e.payload).unwrap_or_default();
     let reason = RwSignal::new(String::new());
-    let pending = record.status == "pending";
+    let pending = record.status == DeadLetterStatus::Pending;
     view! {
         <div data-testid="dlq-record" data-dlq-id=id>
             <p>
-                <span class=format!("badge badge-{}", record.status) data-testid="record-status">{record.status.clone()}</span>" "
+                <span class=format!("badge badge-{}", record.status) data-testid="record-status">{record.status.as_str()}</span>" "
                 {record.discard_reason.clone().map(|r| view! { <span class="muted">"Reason: "{r}</span> })}
             </p>
             <dl class="meta">
@@ -324,7 +325,7 @@ fn RecordView(
                 <dt>"aggregate_version"</dt><dd>{e.aggregate_version}</dd>
                 <dt>"occurred_at"</dt><dd>{format::timestamp(&e.occurred_at)}</dd>
                 <dt>"schema_version"</dt><dd>{e.schema_version}</dd>
-                <dt>"Error"</dt><dd>{record.error_kind.clone()}": "{record.error_message.clone()}</dd>
+                <dt>"Error"</dt><dd>{record.error_kind.as_str()}": "{record.error_message.clone()}</dd>
                 <dt>"Failures"</dt><dd>{record.failure_count}" (first "{format::timestamp(&record.first_failed_at)}", last "{format::timestamp(&record.last_failed_at)}")"</dd>
                 <dt>"Order broken for"</dt><dd class="muted">{record.order_broken_for.clone()}</dd>
             </dl>
@@ -337,7 +338,7 @@ fn RecordView(
                 view! {
                     <ol class="attempts">
                         {record.attempts.into_iter().map(|a| view! {
-                            <li><time datetime=a.at.clone()>{format::timestamp(&a.at)}</time>" "<strong>{a.outcome}</strong>" "<span class="muted">{a.detail}</span></li>
+                            <li><time datetime=a.at.clone()>{format::timestamp(&a.at)}</time>" "<strong>{a.outcome.as_str()}</strong>" "<span class="muted">{a.detail}</span></li>
                         }).collect_view()}
                     </ol>
                 }.into_any()

@@ -12,6 +12,7 @@ pub use dlq::DlqPage;
 pub use relay::RelayPage;
 pub use sign_in::SignInPage;
 
+use crate::dto::BreakerState;
 use leptos::prelude::*;
 use leptos_router::hooks::use_location;
 
@@ -57,10 +58,11 @@ fn NoticeLine(notice: RwSignal<Option<Notice>>) -> impl IntoView {
     }
 }
 
-/// The breaker state as a badge: `CLOSED`, `HALF-OPEN` or `OPEN`.
+/// The breaker state as a badge: `CLOSED`, `HALF-OPEN` or `OPEN` (`UNKNOWN` until known).
 #[component]
-fn BreakerBadge(#[prop(into)] state: Signal<String>) -> impl IntoView {
-    let class = move || format!("badge breaker breaker-{}", state.get());
-    let text = move || state.get().replace('_', "-").to_uppercase();
+fn BreakerBadge(#[prop(into)] state: Signal<Option<BreakerState>>) -> impl IntoView {
+    let name = move || state.get().map_or("unknown", BreakerState::as_str);
+    let class = move || format!("badge breaker breaker-{}", name());
+    let text = move || name().replace('_', "-").to_uppercase();
     view! { <span class=class data-testid="breaker">{text}</span> }
 }

@@ -3,32 +3,57 @@
 
 use super::{BreakerBadge, ConsoleNav, Notice, NoticeLine};
 use crate::client;
-use crate::dto::{PartitionOffsetsDto, RelayStatusDto, TopicDto, TopicMessagesDto};
+use crate::dto::{
+    Fault, KAFKA_SINK, PartitionOffsetsDto, RelayMode, RelayModeDto, RelayState, RelayStatusDto,
+    SuspensionDto, TopicDto, TopicMessagesDto,
+};
 use crate::format;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use serde_json::{Value, json};
 
 /// Messages shown per topic: the newest ones.
 const LATEST: i64 = 20;
 
+/// The status the relay page shows, reloaded after every action.
+type Status = RwSignal<Option<Result<RelayStatusDto, String>>>;
+
+/// Runs an admin `call`, reports how it went in `notice` (`done` on success), and reloads
+/// the relay's status.
+fn act<T: 'static>(
+    call: impl std::future::Future<Output = Result<T, String>> + 'static,
+    done: String,
+    notice: RwSignal<Option<Notice>>,
+    status: Status,
+) {
+    leptos::task::spawn_local(async move {
+        notice.set(Some(match call.await {
+            Ok(_) => Notice::Done(done),
+            Err(e) => Notice::Failed(e),
+        }));
+        client::load(status, client::get("/api/admin/relay"));
+    });
+}
+
+/// The fault the form describes: `kind` is the selected mode, the other fields its settings.
+fn fault_from_form(kind: &str, latency: &str, event_type: String, every_n: &str) -> Fault {
+    match kind {
+        "down" => Fault::Down {},
+        "slow" => Fault::Slow {
+            latency_ms: latency.trim().parse().unwrap_or(0),
+        },
+        "poison" => Fault::Poison {
+            event_type: (!event_type.is_empty()).then_some(event_type),
+            every_n: every_n.trim().parse().ok(),
+        },
+        _ => Fault::None {},
+    }
+}
+
 #[component]
 pub fn RelayPage() -> impl IntoView {
-    let status = RwSignal::new(None::<Result<RelayStatusDto, String>>);
+    let status: Status = RwSignal::new(None);
     let notice = RwSignal::new(None::<Notice>);
-    let refresh = move || client::load(status, client::get("/api/admin/relay"));
-    Effect::new(move |_| refresh());
-    // Runs an admin call, reports it, and shows the relay's new status.
-    let act = move |path: &'static str, body: Value, done: String| {
-        leptos::task::spawn_local(async move {
-            let outcome = client::post::<Value, _>(path, &body).await;
-            notice.set(Some(match outcome {
-                Ok(_) => Notice::Done(done),
-                Err(e) => Notice::Failed(e),
-            }));
-            refresh();
-        });
-    };
+    Effect::new(move |_| client::load(status, client::get("/api/admin/relay")));
     let current = move |f: fn(&RelayStatusDto) -> String| {
         move || {
             status.with(|s| {
@@ -38,25 +63,16 @@ pub fn RelayPage() -> impl IntoView {
             })
         }
     };
-    let breaker = Signal::derive(move || {
-        status.with(|s| {
-            s.as_ref()
-                .and_then(|r| r.as_ref().ok())
-                .map_or_else(|| "unknown".into(), |s| s.breaker.state.clone())
-        })
-    });
-    let suspended = move || current(|s| s.state.clone())() == "suspended";
-    let mode = RwSignal::new("streaming".to_string());
+    let known = move || status.with(|s| s.as_ref().and_then(|r| r.as_ref().ok()).cloned());
+    let breaker = Signal::derive(move || known().map(|s| s.breaker.state));
+    let suspended = move || known().is_some_and(|s| s.state == RelayState::Suspended);
+    let mode = RwSignal::new(RelayMode::Streaming);
     let fault = RwSignal::new("none".to_string());
     // The forms start from what the relay is doing now.
     Effect::new(move |_| {
         if let Some(Ok(s)) = status.get() {
-            mode.set(s.mode.clone());
-            let active = s
-                .fault
-                .as_ref()
-                .and_then(|f| f["mode"].as_str().map(str::to_string));
-            fault.set(active.unwrap_or_else(|| "none".into()));
+            mode.set(s.mode);
+            fault.set(s.fault.as_ref().map_or("none", Fault::mode).to_string());
         }
     });
     let latency = RwSignal::new("500".to_string());
@@ -65,23 +81,25 @@ pub fn RelayPage() -> impl IntoView {
     let apply_fault = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let kind = fault.get();
-        let body = match kind.as_str() {
-            "slow" => {
-                json!({ "mode": "slow", "latency_ms": latency.get().trim().parse::<u64>().unwrap_or(0) })
-            }
-            "poison" => {
-                let mut body = json!({ "mode": "poison" });
-                if !event_type.get().is_empty() {
-                    body["event_type"] = json!(event_type.get());
-                }
-                if let Ok(n) = every_n.get().trim().parse::<u64>() {
-                    body["every_n"] = json!(n);
-                }
-                body
-            }
-            other => json!({ "mode": other }),
-        };
-        act("/api/admin/faults", body, format!("Fault set to {kind}."));
+        let body = fault_from_form(&kind, &latency.get(), event_type.get(), &every_n.get());
+        let call = async move { client::post::<Fault, _>("/api/admin/faults", &body).await };
+        act(call, format!("Fault set to {kind}."), notice, status);
+    };
+    let switch_mode = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let body = RelayModeDto { mode: mode.get() };
+        let call =
+            async move { client::post::<RelayModeDto, _>("/api/admin/relay/mode", &body).await };
+        act(
+            call,
+            format!("Relay mode switched to {}.", body.mode),
+            notice,
+            status,
+        );
+    };
+    let hold = move |path: &'static str, done: &'static str| {
+        let call = client::post_empty::<SuspensionDto>(path);
+        act(call, done.to_string(), notice, status);
     };
     view! {
         <Title text="Relay controls"/>
@@ -89,23 +107,20 @@ pub fn RelayPage() -> impl IntoView {
         <h1>"Relay controls"</h1>
         <NoticeLine notice/>
         <section class="stats" aria-label="Relay status">
-            <div class="stat"><span class="stat-label">"Mode"</span><span class="stat-value" data-testid="relay-mode">{current(|s| s.mode.clone())}</span></div>
-            <div class="stat"><span class="stat-label">"State"</span><span class="stat-value" data-testid="relay-state">{current(|s| s.state.clone())}</span></div>
+            <div class="stat"><span class="stat-label">"Mode"</span><span class="stat-value" data-testid="relay-mode">{current(|s| s.mode.to_string())}</span></div>
+            <div class="stat"><span class="stat-label">"State"</span><span class="stat-value" data-testid="relay-state">{current(|s| s.state.to_string())}</span></div>
             <div class="stat"><span class="stat-label">"Sink"</span><span class="stat-value">{current(|s| s.sink.clone())}</span></div>
             <div class="stat"><span class="stat-label">"Pending"</span><span class="stat-value" data-testid="relay-pending">{current(|s| s.pending.to_string())}</span></div>
             <div class="stat"><span class="stat-label">"Circuit breaker"</span><span class="stat-value"><BreakerBadge state=breaker/></span></div>
-            <div class="stat"><span class="stat-label">"Active fault"</span><span class="stat-value" data-testid="relay-fault">{current(|s| s.fault.as_ref().and_then(|f| f["mode"].as_str().map(str::to_string)).unwrap_or_else(|| "none".into()))}</span></div>
+            <div class="stat"><span class="stat-label">"Active fault"</span><span class="stat-value" data-testid="relay-fault">{current(|s| s.fault.as_ref().map_or("none", Fault::mode).to_string())}</span></div>
         </section>
         <div class="controls-layout">
             <section class="card" aria-labelledby="mode-title">
                 <h2 id="mode-title">"Mode"</h2>
-                <form class="stack" on:submit=move |ev| {
-                    ev.prevent_default();
-                    let m = mode.get();
-                    act("/api/admin/relay/mode", json!({ "mode": m }), format!("Relay mode switched to {m}."));
-                }>
+                <form class="stack" on:submit=switch_mode>
                     <label for="mode">"Relay mode"</label>
-                    <select id="mode" name="mode" prop:value=mode on:change=move |ev| mode.set(event_target_value(&ev))>
+                    <select id="mode" name="mode" prop:value=move || mode.get().as_str()
+                        on:change=move |ev| if let Some(m) = RelayMode::parse(&event_target_value(&ev)) { mode.set(m) }>
                         <option value="streaming">"streaming: publish on every commit"</option>
                         <option value="polling">"polling: query every poll interval"</option>
                     </select>
@@ -114,9 +129,9 @@ pub fn RelayPage() -> impl IntoView {
                 <h2>"Run"</h2>
                 <p class="muted">"Suspending records what is in flight, then sends nothing until resumed; orders are still taken."</p>
                 {move || if suspended() {
-                    view! { <button type="button" on:click=move |_| act("/api/admin/relay/resume", json!({}), "Relay resumed.".into())>"Resume relay"</button> }.into_any()
+                    view! { <button type="button" on:click=move |_| hold("/api/admin/relay/resume", "Relay resumed.")>"Resume relay"</button> }.into_any()
                 } else {
-                    view! { <button type="button" class="button-secondary" on:click=move |_| act("/api/admin/relay/suspend", json!({}), "Relay suspended.".into())>"Suspend relay"</button> }.into_any()
+                    view! { <button type="button" class="button-secondary" on:click=move |_| hold("/api/admin/relay/suspend", "Relay suspended.")>"Suspend relay"</button> }.into_any()
                 }}
             </section>
             <section class="card" aria-labelledby="fault-title">
@@ -150,7 +165,7 @@ pub fn RelayPage() -> impl IntoView {
 
 /// The embedded topic log's topics and their newest messages; with Kafka, where to look.
 #[component]
-fn TopicBrowser(status: RwSignal<Option<Result<RelayStatusDto, String>>>) -> impl IntoView {
+fn TopicBrowser(status: Status) -> impl IntoView {
     let topics = RwSignal::new(None::<Result<Vec<TopicDto>, String>>);
     let messages = RwSignal::new(None::<Result<TopicMessagesDto, String>>);
     Effect::new(move |_| client::load(topics, client::get("/api/topics")));
@@ -162,7 +177,7 @@ fn TopicBrowser(status: RwSignal<Option<Result<RelayStatusDto, String>>>) -> imp
         );
         client::load(messages, async move { client::get(&path).await });
     };
-    let kafka = move || status.with(|s| matches!(s, Some(Ok(s)) if s.sink == "kafka"));
+    let kafka = move || status.with(|s| matches!(s, Some(Ok(s)) if s.sink == KAFKA_SINK));
     view! {
         <section class="card" aria-labelledby="topics-title">
             <h2 id="topics-title">"Topics"</h2>
