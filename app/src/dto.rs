@@ -464,7 +464,8 @@ pub struct TopicMessageDto {
     /// The aggregate id.
     pub key: String,
     pub value: serde_json::Value,
-    pub headers: serde_json::Value,
+    /// The envelope headers by name (`event_id`, `event_type`, …).
+    pub headers: std::collections::BTreeMap<String, String>,
     pub appended_at: String,
 }
 

@@ -22,7 +22,8 @@ pub struct LoggedMessage {
     pub offset: i64,
     pub key: String,
     pub value: serde_json::Value,
-    pub headers: serde_json::Value,
+    /// The envelope headers by name.
+    pub headers: std::collections::BTreeMap<String, String>,
     pub appended_at: DateTime<Utc>,
 }
 

@@ -207,8 +207,8 @@ fn TopicBrowser(status: Status) -> impl IntoView {
                                     <tr>
                                         <td class="num">{msg.offset}</td>
                                         <td class="mono">{format::short_id(&msg.key).to_string()}</td>
-                                        <td>{msg.headers["event_type"].as_str().unwrap_or("").to_string()}</td>
-                                        <td class="mono">{msg.headers["event_id"].as_str().unwrap_or("").to_string()}</td>
+                                        <td>{msg.headers.get("event_type").cloned().unwrap_or_default()}</td>
+                                        <td class="mono">{msg.headers.get("event_id").cloned().unwrap_or_default()}</td>
                                     </tr>
                                 }).collect_view()}
                             </tbody>
