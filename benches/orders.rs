@@ -20,6 +20,7 @@ use outbox::publish::local::LocalLogPublisher;
 use outbox::publish::{DEFAULT_TOPIC_TEMPLATE, TopicRouter};
 use outbox::relay::Batching;
 use outbox::relay::runner::{self, RelaySettings};
+use outbox::relay::suspension::Suspension;
 use outbox::resilience::Resilience;
 use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
 use outbox::resilience::retry::RetryConfig;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{Server, cpu_seconds, rss_mib};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 mod support;
 
@@ -227,10 +229,9 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
     let store: Arc<dyn OutboxStore> = sqlite.clone();
     // The server's defaults: streaming relay into the embedded topic log.
     let (_mode, mode) = tokio::sync::watch::channel(RelayMode::Streaming);
-    let (_hold, hold) = tokio::sync::watch::channel(false);
     let settings = RelaySettings {
         mode,
-        hold,
+        suspension: Suspension::default(),
         poll_interval: Duration::from_millis(500),
         batching: Batching {
             size: 500,
@@ -244,12 +245,12 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
         activity: Arc::default(),
         telemetry: Telemetry::default(),
     };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = CancellationToken::new();
     let relay = runner::spawn(
         store.clone(),
         Arc::new(LocalLogPublisher::new(sqlite)),
         settings,
-        stopped,
+        stop.clone(),
     );
     let init = move |_| {
         let store = Arc::clone(&store);
@@ -276,7 +277,7 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
     // The store and the relay run inside this process: all of it is "server" time.
     run.cpu = (cpu_seconds(std::process::id()) - cpu, 0.0);
     run.drain = drain_time(data.path()).await;
-    let _ = stop.send(true);
+    stop.cancel();
     let _ = relay.await;
     run
 }

@@ -320,12 +320,12 @@ async fn warm_server(
 /// then reads every event's commit→acknowledged latency from the database.
 async fn steady(broker: &Broker, mode: &str, poll_ms: u64, rate: u32, seconds: u64) -> Steady {
     let dir = tempfile::tempdir().expect("temp dir");
-    let poll = poll_ms.to_string();
+    let poll = format!("{poll_ms}ms");
     let (server, conn) = warm_server(
         broker,
         dir.path(),
         mode,
-        &[("RELAY_MODE", mode), ("POLL_INTERVAL_MS", &poll)],
+        &[("RELAY_MODE", mode), ("POLL_INTERVAL", &poll)],
     )
     .await;
     let sent = usize::try_from(u64::from(rate) * seconds).expect("count");

@@ -46,9 +46,9 @@ export default defineConfig({
       RUST_LOG: 'warn',
       // The console tests sign in with this token and watch the breaker open and close.
       ADMIN_TOKEN: 'e2e-admin-token-0123456789',
-      BREAKER_OPEN_TIMEOUT_MS: '1000',
-      RETRY_INITIAL_DELAY_MS: '20',
-      RETRY_MAX_DELAY_MS: '100',
+      BREAKER_OPEN_TIMEOUT: '1s',
+      RETRY_INITIAL_DELAY: '20ms',
+      RETRY_MAX_DELAY: '100ms',
     },
     reuseExistingServer: false,
     timeout: 60_000,

@@ -11,7 +11,8 @@
 //! (`tests/api/layers.rs` checks it), so a reader can learn them in this order.
 //!
 //! 1. [`domain`]: the order aggregate, value types (parse, don't validate), events as
-//!    committed (`StoredEvent`) and where they were delivered. Pure.
+//!    committed (`StoredEvent`) and where they were delivered, and configuration secrets
+//!    that never show in `Debug` output (`domain/secret.rs`). Pure.
 //! 2. [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing, transient vs
 //!    permanent `PublishError`), the embedded topic log's seam and sink (`publish/local.rs`),
 //!    the Kafka sink (`publish/kafka.rs`) and the fault-injecting wrapper (`publish/faults.rs`).
@@ -24,13 +25,13 @@
 //!    the live feed's hub (`telemetry/live.rs`), and `Telemetry`, what publishers report to.
 //! 6. [`relay`]: the relay step function with its send-ahead pipeline (`relay/mod.rs`), its
 //!    supervised runner with the polling and streaming modes and operator suspension
-//!    (`relay/runner.rs`), what it is doing (`relay/activity.rs`), dead letter replay
-//!    (`relay/replay.rs`), the live feed's snapshots (`relay/snapshots.rs`), and retention
-//!    (`relay/retention.rs`).
+//!    (`relay/runner.rs`), the operator's suspension (`relay/suspension.rs`), what it is doing
+//!    (`relay/activity.rs`), dead letter replay (`relay/replay.rs`), the live feed's snapshots
+//!    (`relay/snapshots.rs`), and retention (`relay/retention.rs`).
 //! 7. [`cdc`]: the streaming relay on ScyllaDB (scylla-cdc consumer, outlet, supervised
 //!    reader, relay lease and the switch between the two relays).
-//! 8. [`config`]: every setting, from flags or environment variables, grouped per subsystem;
-//!    durations (`config/duration.rs`) and secrets (`config/secret.rs`).
+//! 8. [`config`]: every setting, from flags or environment variables, grouped per subsystem,
+//!    with durations written one way (`config/duration.rs`).
 //! 9. [`views`]: domain → DTO conversions shared by the API and the UI.
 //! 10. [`ui`]: the server side of the UI's server functions (implements `app::api::OrdersApi`).
 //! 11. [`http`]: the axum router: JSON API (`http/orders.rs`, `http/topics.rs`), admin
@@ -41,7 +42,9 @@
 //!     probes (`http/health.rs`), `/metrics` (`http/metrics.rs`), the SSE live feed
 //!     (`http/live.rs`), request ids (`http/request_id.rs`), `AppError`, extractors, and the
 //!     Leptos page routes.
-//! 12. [`startup`]: `Application::build` / `run_until_stopped`, used by `main` and the tests.
+//! 12. [`startup`]: `Application::build` (open the stores, build the sink, the relay's parts,
+//!     the background tasks, the admin secret) and `run_until_stopped` (graceful shutdown with
+//!     cancellation tokens and a task tracker), used by `main` and the tests.
 //!
 //! The UI itself lives in the `app` crate of this workspace, with the DTOs and enums the
 //! server, the console and the tests share (`app::dto`); `schema/sqlite/` and

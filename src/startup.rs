@@ -1,10 +1,15 @@
-//! Building and running the application: open the store, bind the listener, serve until the
-//! shutdown future completes. Tests use the same path with port 0 and a temporary directory.
+//! Building and running the application: open the stores, build the sink, spawn the
+//! background tasks, bind the listener, serve until the shutdown future completes, then stop
+//! the background tasks. Tests use the same path with port 0 and a temporary directory.
+//!
+//! Shutdown has two signals: `closing` (cancelled when shutdown begins, so live-feed streams
+//! end and do not hold up the server's graceful stop) and `stop` (cancelled once the server
+//! stopped serving; the relay finishes its step in flight and saves its checkpoint). The
+//! background tasks are tracked; one that panics or ends early is logged with its name.
 
 use crate::cdc;
-use crate::config::Secret;
 use crate::config::{Config, StoreKind};
-use crate::domain::AGGREGATE_TYPE_ORDER;
+use crate::domain::{AGGREGATE_TYPE_ORDER, Secret};
 use crate::http::auth::AdminToken;
 use crate::http::session::Sessions;
 use crate::http::throttle::AuthThrottle;
@@ -13,18 +18,20 @@ use crate::publish::faults::FaultInjector;
 use crate::publish::kafka::{KafkaPublisher, KafkaSetupError};
 use crate::publish::local::LocalLogPublisher;
 use crate::publish::{Publisher, TopicRouter};
+use crate::relay::activity::RelayActivity;
 use crate::relay::replay::Replayer;
 use crate::relay::runner::{self, RelaySettings};
+use crate::relay::suspension::Suspension;
 use crate::relay::{Batching, retention, snapshots};
 use crate::resilience::Resilience;
 use crate::resilience::breaker::CircuitBreaker;
-
 use crate::store::OutboxStore;
 use crate::store::scylla::ScyllaStore;
 use crate::store::sqlite::{OpenError, SqliteStore};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::LiveHub;
 use crate::telemetry::metrics::Metrics;
+use app::dto::RelayMode;
 use leptos::config::LeptosOptions;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,9 +40,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// How long shutdown waits for the relay to finish its step in flight.
-const RELAY_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the background tasks (the relay's step in flight) to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,19 +71,26 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     local_addr: SocketAddr,
-    /// Set to true to stop the background tasks; the relay finishes its step in flight first.
-    stop_relay: watch::Sender<bool>,
-    /// Set to true when shutdown begins, so live-feed streams end and do not hold it up.
-    closing: watch::Sender<bool>,
-    /// The relay and the retention sweeper.
-    background: Vec<JoinHandle<()>>,
+    /// Cancelled when shutdown begins, so live-feed streams end and do not hold it up.
+    closing: CancellationToken,
+    /// Cancelled once the server stopped serving: the background tasks stop.
+    stop: CancellationToken,
+    /// The relay, the live snapshots and the retention sweep.
+    background: Background,
 }
 
-impl Application {
-    pub async fn build(config: &Config) -> Result<Self, StartupError> {
-        let topics = TopicRouter::new(&config.topic_template).map_err(StartupError::Config)?;
-        // The embedded file always holds the embedded topic log; with STORE=sqlite, the
-        // orders and the outbox too.
+/// The stores: the embedded file always (it holds the embedded topic log), and the store of
+/// orders and the outbox, which is that file or a ScyllaDB cluster.
+struct Stores {
+    embedded: Arc<SqliteStore>,
+    /// Set with `STORE=scylla`.
+    scylla: Option<Arc<ScyllaStore>>,
+    /// Orders and the outbox: `scylla` if set, else `embedded`.
+    store: Arc<dyn OutboxStore>,
+}
+
+impl Stores {
+    async fn open(config: &Config) -> Result<Self, StartupError> {
         let embedded = Arc::new(SqliteStore::open(&config.sqlite())?);
         let scylla = match config.scylla.store {
             StoreKind::Sqlite => None,
@@ -84,133 +100,121 @@ impl Application {
             Some(scylla) => scylla.clone(),
             None => embedded.clone(),
         };
-        let bind = |source| StartupError::Bind {
-            addr: config.site_addr,
-            source,
-        };
-        let listener = TcpListener::bind(config.site_addr).await.map_err(bind)?;
-        let local_addr = listener.local_addr().map_err(bind)?;
-        let leptos_options = LeptosOptions::builder()
-            .output_name("outbox")
-            .site_root(config.site_root.to_string_lossy().as_ref())
-            .site_pkg_dir("pkg")
-            .site_addr(local_addr)
-            .build();
-        let sink: Arc<dyn Publisher> = match config.kafka() {
-            Some(kafka) => {
-                let topic = topics.topic_for(AGGREGATE_TYPE_ORDER);
-                tracing::info!(brokers = %kafka.brokers, %topic, "publishing to Kafka");
-                Arc::new(KafkaPublisher::new(&kafka, vec![topic])?)
+        Ok(Self {
+            embedded,
+            scylla,
+            store,
+        })
+    }
+}
+
+/// The relay's shared parts: what the admin API steers and the relay tasks use.
+struct RelayParts {
+    handles: RelayHandles,
+    resilience: Resilience,
+    /// The mode the admin API switches and the relay follows.
+    mode: Arc<watch::Sender<RelayMode>>,
+}
+
+/// Background tasks, each logged by name if it panics or ends before shutdown.
+struct Background {
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Background {
+    fn new(stop: CancellationToken) -> Self {
+        Self {
+            tracker: TaskTracker::new(),
+            stop,
+        }
+    }
+
+    /// Watches the task of `handle`, named `name` in the log.
+    fn track(&self, name: &'static str, handle: JoinHandle<()>) {
+        let stop = self.stop.clone();
+        self.tracker.spawn(async move {
+            match handle.await {
+                Ok(()) if stop.is_cancelled() => tracing::debug!(task = name, "stopped"),
+                Ok(()) => tracing::error!(task = name, "background task ended before shutdown"),
+                Err(e) if e.is_panic() => {
+                    tracing::error!(task = name, error = %e, "background task panicked");
+                }
+                Err(e) => tracing::warn!(task = name, error = %e, "background task cancelled"),
             }
-            None => Arc::new(LocalLogPublisher::new(embedded.clone())),
-        };
-        let (closing, closing_rx) = watch::channel(false);
+        });
+    }
+
+    /// Waits up to `limit` for every task to stop; says so if they did not.
+    async fn stopped(self, limit: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(limit, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop within {limit:?}");
+        }
+    }
+}
+
+impl Application {
+    pub async fn build(config: &Config) -> Result<Self, StartupError> {
+        let topics =
+            TopicRouter::new(&config.relay.topic_template).map_err(StartupError::Config)?;
+        let stores = Stores::open(config).await?;
+        let listener = bind(config.server.site_addr).await?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.server.site_addr,
+            source,
+        })?;
+        let closing = CancellationToken::new();
         let telemetry = Telemetry {
             metrics: Arc::new(Metrics::new()),
-            live: Arc::new(LiveHub::new(closing_rx)),
+            live: Arc::new(LiveHub::new(closing.clone())),
         };
-        let faults = Arc::new(FaultInjector::new(sink));
-        let breaker = Arc::new(CircuitBreaker::new(config.breaker()).with_observer({
-            let telemetry = telemetry.clone();
-            move |t| telemetry.breaker_transition(t)
-        }));
-        let resilience = Resilience::new(config.retry(), Arc::clone(&breaker));
-        let relay = RelayHandles {
-            activity: Arc::default(),
-            hold: Arc::new(watch::Sender::new(false)),
-            breaker: Arc::clone(&breaker),
-            faults: Arc::clone(&faults),
-            replayer: Arc::new(Replayer {
-                store: store.clone(),
-                publisher: faults.clone(),
-                resilience: resilience.clone(),
-                topics: topics.clone(),
-                telemetry: telemetry.clone(),
-            }),
-        };
-        let (stop_relay, stopped) = watch::channel(false);
-        let (relay_mode, mode) = watch::channel(config.relay_mode);
-        let settings = RelaySettings {
-            mode,
-            hold: relay.hold.subscribe(),
-            poll_interval: Duration::from_millis(config.poll_interval_ms),
-            batching: Batching {
-                size: config.relay_batch_size,
-                depth: config.relay_pipeline_depth,
-            },
+        let faults = Arc::new(FaultInjector::new(sink(config, &topics, &stores)?));
+        let relay = relay_parts(config, &stores, &faults, &topics, &telemetry);
+        let stop = CancellationToken::new();
+        let background = Background::new(stop.clone());
+        spawn_background(
+            &background,
+            config,
+            &stores,
+            &relay,
+            faults,
             topics,
-            resilience,
-            activity: Arc::clone(&relay.activity),
-            telemetry: telemetry.clone(),
-        };
-        let background = vec![
-            snapshots::spawn(
-                Arc::clone(&telemetry.live),
-                snapshots::Sources {
-                    log: store.clone(),
-                    dead_letters: store.clone(),
-                    activity: Arc::clone(&relay.activity),
-                    mode: relay_mode.subscribe(),
-                    breaker: Arc::clone(&relay.breaker),
-                    faults: Arc::clone(&faults),
-                },
-                stopped.clone(),
-            ),
-            match &scylla {
-                None => runner::spawn(store.clone(), faults, settings, stopped.clone()),
-                // ScyllaDB: the polling runner or the CDC reader, as the mode asks, while this
-                // instance holds the relay lease.
-                Some(scylla) => cdc::relays::spawn(
-                    Arc::clone(scylla),
-                    config.scylla.cdc_timing(),
-                    relay_mode.subscribe(),
-                    faults,
-                    settings,
-                    stopped.clone(),
-                ),
-            },
-            retention::spawn(
-                store.clone(),
-                retention::Retention {
-                    outbox: config.outbox_retention,
-                    idempotency_keys: config.idempotency_key_ttl,
-                },
-                Duration::from_millis(config.retention_interval_ms),
-                stopped,
-            ),
-        ];
-        let secret = config.admin_token.clone().unwrap_or_else(|| {
-            let generated = Secret::generate();
-            // The only time the secret is ever written out.
-            tracing::warn!(
-                admin_token = generated.expose(),
-                "ADMIN_TOKEN is not set: generated one for this run (shown only now)"
-            );
-            generated
-        });
-        let router = http::router(AppState {
-            orders: store.clone(),
-            outbox: store.clone(),
-            dead_letters: store,
-            topic_log: embedded,
-            admin_token: AdminToken::new(&secret),
-            sessions: Arc::new(Sessions::new(config.console_session_ttl)),
+            &telemetry,
+        );
+        let state = AppState {
+            orders: stores.store.clone(),
+            outbox: stores.store.clone(),
+            dead_letters: stores.store.clone(),
+            topic_log: stores.embedded,
+            admin_token: AdminToken::new(&admin_secret(config)),
+            sessions: Arc::new(Sessions::new(config.server.console_session_ttl.into())),
             auth_throttle: Arc::new(AuthThrottle::new(
-                config.auth_failure_limit,
-                config.auth_failure_window,
+                config.server.auth_failure_limit,
+                config.server.auth_failure_window.into(),
             )),
-            relay_mode: Arc::new(relay_mode),
-            relay,
+            relay_mode: relay.mode,
+            relay: relay.handles,
             metrics: telemetry.metrics,
             live: telemetry.live,
-            leptos_options: Arc::new(leptos_options),
-        });
+            leptos_options: Arc::new(
+                LeptosOptions::builder()
+                    .output_name("outbox")
+                    .site_root(config.server.site_root.to_string_lossy().as_ref())
+                    .site_pkg_dir("pkg")
+                    .site_addr(local_addr)
+                    .build(),
+            ),
+        };
         Ok(Self {
             listener,
-            router,
+            router: http::router(state),
             local_addr,
-            stop_relay,
             closing,
+            stop,
             background,
         })
     }
@@ -221,7 +225,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes: stops taking requests, lets those in flight finish,
-    /// then stops the relay after its step in flight (its checkpoint saved).
+    /// then stops the background tasks (the relay after its step in flight, its checkpoint
+    /// saved).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -229,7 +234,7 @@ impl Application {
         let closing = self.closing;
         let shutdown = async move {
             shutdown.await;
-            let _ = closing.send(true);
+            closing.cancel();
         };
         // Connection info gives handlers the peer's address (the admin-token throttle).
         let router = self
@@ -239,18 +244,200 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(StartupError::Serve);
-        let _ = self.stop_relay.send(true);
-        let stopped = async {
-            for task in self.background {
-                let _ = task.await;
-            }
-        };
-        if tokio::time::timeout(RELAY_STOP_TIMEOUT, stopped)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the relay did not stop within {RELAY_STOP_TIMEOUT:?}");
-        }
+        self.stop.cancel();
+        self.background.stopped(STOP_TIMEOUT).await;
         served
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
+}
+
+/// The sink: Kafka when brokers are configured, else the embedded topic log.
+fn sink(
+    config: &Config,
+    topics: &TopicRouter,
+    stores: &Stores,
+) -> Result<Arc<dyn Publisher>, StartupError> {
+    Ok(match config.kafka() {
+        Some(kafka) => {
+            let topic = topics.topic_for(AGGREGATE_TYPE_ORDER);
+            tracing::info!(brokers = %kafka.brokers, %topic, "publishing to Kafka");
+            Arc::new(KafkaPublisher::new(&kafka, vec![topic])?)
+        }
+        None => Arc::new(LocalLogPublisher::new(stores.embedded.clone())),
+    })
+}
+
+/// The breaker (reporting to telemetry), the retry policy, the replayer, the suspension and
+/// the mode: what the relay and the admin API share.
+fn relay_parts(
+    config: &Config,
+    stores: &Stores,
+    faults: &Arc<FaultInjector>,
+    topics: &TopicRouter,
+    telemetry: &Telemetry,
+) -> RelayParts {
+    let breaker = Arc::new(CircuitBreaker::new(config.breaker()).with_observer({
+        let telemetry = telemetry.clone();
+        move |t| telemetry.breaker_transition(t)
+    }));
+    let resilience = Resilience::new(config.retry(), Arc::clone(&breaker));
+    let handles = RelayHandles {
+        activity: Arc::new(RelayActivity::default()),
+        suspension: Suspension::default(),
+        breaker,
+        faults: Arc::clone(faults),
+        replayer: Arc::new(Replayer {
+            store: stores.store.clone(),
+            publisher: faults.clone(),
+            resilience: resilience.clone(),
+            topics: topics.clone(),
+            telemetry: telemetry.clone(),
+        }),
+    };
+    RelayParts {
+        handles,
+        resilience,
+        mode: Arc::new(watch::Sender::new(config.relay.relay_mode)),
+    }
+}
+
+/// Starts the live snapshots, the relay (on ScyllaDB: the relays behind the lease) and the
+/// retention sweep.
+fn spawn_background(
+    background: &Background,
+    config: &Config,
+    stores: &Stores,
+    relay: &RelayParts,
+    faults: Arc<FaultInjector>,
+    topics: TopicRouter,
+    telemetry: &Telemetry,
+) {
+    let stop = background.stop.clone();
+    let sources = snapshots::Sources {
+        log: stores.store.clone(),
+        dead_letters: stores.store.clone(),
+        activity: Arc::clone(&relay.handles.activity),
+        mode: relay.mode.subscribe(),
+        breaker: Arc::clone(&relay.handles.breaker),
+        faults: Arc::clone(&faults),
+    };
+    let live = Arc::clone(&telemetry.live);
+    background.track(
+        "live snapshots",
+        snapshots::spawn(live, sources, stop.clone()),
+    );
+    let settings = RelaySettings {
+        mode: relay.mode.subscribe(),
+        suspension: relay.handles.suspension.clone(),
+        poll_interval: config.relay.poll_interval.into(),
+        batching: Batching {
+            size: config.relay.relay_batch_size,
+            depth: config.relay.relay_pipeline_depth,
+        },
+        topics,
+        resilience: relay.resilience.clone(),
+        activity: Arc::clone(&relay.handles.activity),
+        telemetry: telemetry.clone(),
+    };
+    let relay_task = match &stores.scylla {
+        None => runner::spawn(stores.store.clone(), faults, settings, stop.clone()),
+        // ScyllaDB: the polling runner or the CDC reader, as the mode asks, while this
+        // instance holds the relay lease.
+        Some(scylla) => cdc::relays::spawn(
+            Arc::clone(scylla),
+            config.scylla.cdc_timing(),
+            relay.mode.subscribe(),
+            faults,
+            settings,
+            stop.clone(),
+        ),
+    };
+    background.track("relay", relay_task);
+    let kept = retention::Retention {
+        outbox: config.retention.outbox_retention.into(),
+        idempotency_keys: config.retention.idempotency_key_ttl.into(),
+    };
+    let interval = config.retention.retention_interval.into();
+    let sweep = retention::spawn(stores.store.clone(), kept, interval, stop);
+    background.track("retention", sweep);
+}
+
+/// The admin secret: configured, or generated and shown once.
+fn admin_secret(config: &Config) -> Secret {
+    config.server.admin_token.clone().unwrap_or_else(|| {
+        let generated = Secret::generate();
+        // The only time the secret is ever written out.
+        tracing::warn!(
+            admin_token = generated.expose(),
+            "ADMIN_TOKEN is not set: generated one for this run (shown only now)"
+        );
+        generated
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Log lines written while the test runs.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn background_tasks_that_panic_or_end_early_are_logged_by_name() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let stop = CancellationToken::new();
+        let background = Background::new(stop.clone());
+        background.track("doomed", tokio::spawn(async { panic!("boom") }));
+        background.track("quitter", tokio::spawn(async {}));
+        let waiting = stop.clone();
+        background.track(
+            "patient",
+            tokio::spawn(async move { waiting.cancelled().await }),
+        );
+        // Let the first two end while the application is still running.
+        while background.tracker.len() > 1 {
+            tokio::task::yield_now().await;
+        }
+        stop.cancel();
+        background.stopped(Duration::from_secs(5)).await;
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = |task: &str| {
+            logs.lines()
+                .find(|l| l.contains(&format!("task=\"{task}\"")))
+                .unwrap_or_else(|| panic!("no line about {task} in:\n{logs}"))
+                .to_string()
+        };
+        assert!(line("doomed").contains("ERROR"), "{logs}");
+        assert!(
+            line("doomed").contains("background task panicked"),
+            "{logs}"
+        );
+        assert!(line("quitter").contains("ended before shutdown"), "{logs}");
+        assert!(!logs.contains("task=\"patient\"") || line("patient").contains("DEBUG"));
+        assert!(!logs.contains("did not stop"), "{logs}");
     }
 }

@@ -86,8 +86,8 @@ mod tests {
                 Arc::new(CircuitBreaker::new(Default::default())),
             ),
             telemetry: Default::default(),
-            stop: tokio::sync::watch::channel(false).1,
-            hold: tokio::sync::watch::channel(false).1,
+            stop: Default::default(),
+            suspension: crate::relay::suspension::Suspension::default().watch(),
         };
         let consumer = Box::new(OutboxConsumer {
             outlet: Arc::new(outlet),

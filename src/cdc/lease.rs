@@ -6,10 +6,12 @@
 //! expires for the others.
 
 use crate::relay::activity::{RelayActivity, RelayState};
+use crate::relay::runner::pause;
 use crate::store::scylla::ScyllaStore;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// How long a lease lasts without renewal.
 pub const LEASE_TTL: Duration = Duration::from_secs(15);
@@ -17,12 +19,12 @@ pub const LEASE_TTL: Duration = Duration::from_secs(15);
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 
 /// Takes and renews the lease for this process, telling `owner` whether it holds it, until
-/// `stop` becomes true; then releases it.
+/// `release` is cancelled; then releases it.
 pub async fn hold(
     store: Arc<ScyllaStore>,
     owner: watch::Sender<bool>,
     activity: Arc<RelayActivity>,
-    mut stop: watch::Receiver<bool>,
+    release: CancellationToken,
 ) {
     let me = uuid::Uuid::new_v4();
     loop {
@@ -40,9 +42,8 @@ pub async fn hold(
         } else if changed {
             tracing::info!(%me, "this instance owns the relay");
         }
-        tokio::select! {
-            () = tokio::time::sleep(RENEW_EVERY) => {}
-            _ = stop.wait_for(|s| *s) => break,
+        if !pause(RENEW_EVERY, &release).await {
+            break;
         }
     }
     owner.send_replace(false);

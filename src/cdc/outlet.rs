@@ -8,6 +8,8 @@
 use super::{CDC_RELAY_NAME, CdcError};
 use crate::domain::StoredEvent;
 use crate::publish::{Delivery, FailureKind, Message, PublishError, Publisher, TopicRouter};
+use crate::relay::runner::pause;
+use crate::relay::suspension::SuspensionWatch;
 use crate::resilience::Resilience;
 use crate::resilience::policy::{self, Attempt, Decision, Tally};
 use crate::store::dead_letters::NewDeadLetter;
@@ -18,7 +20,7 @@ use app::dto::{DlqAction, RelayMode};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Everything a CDC consumer needs to publish an event.
 pub struct Outlet {
@@ -31,10 +33,10 @@ pub struct Outlet {
     pub resilience: Resilience,
     /// Metrics and the live feed, labelled `streaming`.
     pub telemetry: Telemetry,
-    /// True once the relay should stop; waits end early on it.
-    pub stop: watch::Receiver<bool>,
-    /// True while an operator has suspended the relay; nothing is sent meanwhile.
-    pub hold: watch::Receiver<bool>,
+    /// Cancelled once the relay should stop; waits end early on it.
+    pub stop: CancellationToken,
+    /// The operator's suspension; nothing is sent while suspended.
+    pub suspension: SuspensionWatch,
 }
 
 impl Outlet {
@@ -107,22 +109,22 @@ impl Outlet {
 
     /// Waits while an operator has suspended the relay, or fails at once if it is stopping.
     async fn while_suspended(&self) -> Result<(), CdcError> {
-        let (mut hold, mut stop) = (self.hold.clone(), self.stop.clone());
-        if !*hold.borrow() {
+        let mut suspension = self.suspension.clone();
+        if !suspension.check() {
             return Ok(());
         }
         tokio::select! {
-            _ = hold.wait_for(|h| !*h) => Ok(()),
-            Ok(_) = stop.wait_for(|s| *s) => Err(CdcError::Stopped),
+            () = suspension.resumed() => Ok(()),
+            () = self.stop.cancelled() => Err(CdcError::Stopped),
         }
     }
 
     /// Waits `delay`, or fails at once if the relay is stopping.
     async fn pause(&self, delay: Duration) -> Result<(), CdcError> {
-        let mut stop = self.stop.clone();
-        tokio::select! {
-            () = tokio::time::sleep(delay) => Ok(()),
-            _ = stop.wait_for(|s| *s) => Err(CdcError::Stopped),
+        if pause(delay, &self.stop).await {
+            Ok(())
+        } else {
+            Err(CdcError::Stopped)
         }
     }
 

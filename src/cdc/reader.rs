@@ -10,13 +10,14 @@ use super::outlet::Outlet;
 use super::timing::CdcTiming;
 use super::{CHECKPOINT_TABLE, CdcError, OUTBOX_TABLE};
 use crate::relay::activity::{RelayActivity, RelayState};
+use crate::relay::runner::pause;
 use crate::store::scylla::ScyllaStore;
 use scylla_cdc::checkpoints::TableBackedCheckpointSaver;
 use scylla_cdc::log_reader::CDCLogReaderBuilder;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// How long the CDC log keeps changes (`cdc = {'ttl': …}` in `schema/scylla/`): nothing older
 /// can be read.
@@ -68,12 +69,12 @@ pub struct CdcRelay {
     pub activity: Arc<RelayActivity>,
 }
 
-/// Starts the supervised reader; it runs until `stop` becomes true.
-pub fn spawn(relay: CdcRelay, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+/// Starts the supervised reader; it runs until `stop` is cancelled.
+pub fn spawn(relay: CdcRelay, stop: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(supervise(relay, stop))
 }
 
-async fn supervise(relay: CdcRelay, mut stop: watch::Receiver<bool>) {
+async fn supervise(relay: CdcRelay, stop: CancellationToken) {
     let (fastest, slowest) = relay.timing.latency();
     tracing::info!(?fastest, ?slowest, "CDC relay starting");
     let mut backoff = RESTART_MIN;
@@ -90,9 +91,8 @@ async fn supervise(relay: CdcRelay, mut stop: watch::Receiver<bool>) {
         relay
             .activity
             .set(RelayState::Starting, None, Some(error.to_string()));
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|s| *s) => break,
+        if !pause(backoff, &stop).await {
+            break;
         }
         backoff = (backoff * 2).min(RESTART_MAX);
     }
@@ -102,7 +102,7 @@ async fn supervise(relay: CdcRelay, mut stop: watch::Receiver<bool>) {
 }
 
 /// One life of the reader: until it fails, or until `stop` (then `Ok`).
-async fn run(relay: &CdcRelay, mut stop: watch::Receiver<bool>) -> Result<(), CdcError> {
+async fn run(relay: &CdcRelay, stop: CancellationToken) -> Result<(), CdcError> {
     let reader_error = |e: anyhow::Error| CdcError::Reader(format!("{e:#}"));
     let store = &relay.store;
     let saved = store.cdc_checkpoints().await?;
@@ -145,7 +145,7 @@ async fn run(relay: &CdcRelay, mut stop: watch::Receiver<bool>) -> Result<(), Cd
     let ended = loop {
         let woke = tokio::select! {
             result = &mut handle => Some(Some(result)),
-            _ = stop.wait_for(|s| *s) => Some(None),
+            () = stop.cancelled() => Some(None),
             _ = progress.tick() => None,
         };
         if let Some(ended) = woke {

@@ -16,8 +16,9 @@ use crate::store::scylla::ScyllaStore;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-/// Starts the relays; the task ends once `stop` became true, the relay stopped and the lease
+/// Starts the relays; the task ends once `stop` is cancelled, the relay stopped and the lease
 /// was released.
 pub fn spawn(
     scylla: Arc<ScyllaStore>,
@@ -25,7 +26,7 @@ pub fn spawn(
     mode: watch::Receiver<RelayMode>,
     publisher: Arc<dyn Publisher>,
     settings: RelaySettings,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> JoinHandle<()> {
     let store: Arc<dyn OutboxLog> = scylla.clone();
     let polling = {
@@ -45,7 +46,7 @@ pub fn spawn(
     let activity = Arc::clone(&settings.activity);
     let streaming = {
         let scylla = Arc::clone(&scylla);
-        Box::new(move |stop: watch::Receiver<bool>| {
+        Box::new(move |stop: CancellationToken| {
             let outlet = Outlet {
                 store: store.clone(),
                 publisher: publisher.clone(),
@@ -53,7 +54,7 @@ pub fn spawn(
                 resilience: settings.resilience.clone(),
                 telemetry: settings.telemetry.clone(),
                 stop: stop.clone(),
-                hold: settings.hold.clone(),
+                suspension: settings.suspension.watch(),
             };
             let relay = CdcRelay {
                 store: Arc::clone(&scylla),
@@ -65,13 +66,13 @@ pub fn spawn(
         }) as switch::Start
     };
     let (owner_tx, owner) = watch::channel(false);
-    let (release, released) = watch::channel(false);
-    let holder = tokio::spawn(lease::hold(scylla, owner_tx, activity, released));
+    let release = CancellationToken::new();
+    let holder = tokio::spawn(lease::hold(scylla, owner_tx, activity, release.clone()));
     let relays = switch::spawn(mode, owner, polling, streaming, stop);
     tokio::spawn(async move {
         let _ = relays.await;
         // Only once the relay stopped may another instance take over.
-        let _ = release.send(true);
+        release.cancel();
         let _ = holder.await;
     })
 }

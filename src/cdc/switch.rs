@@ -8,9 +8,10 @@
 use app::dto::RelayMode;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-/// Starts one relay that runs until the receiver becomes true.
-pub type Start = Box<dyn Fn(watch::Receiver<bool>) -> JoinHandle<()> + Send>;
+/// Starts one relay that runs until the token is cancelled.
+pub type Start = Box<dyn Fn(CancellationToken) -> JoinHandle<()> + Send>;
 
 /// Why a relay was stopped.
 enum End {
@@ -19,28 +20,28 @@ enum End {
     Stopping,
 }
 
-/// Runs the relay of the current `mode` while `owner` is true, until `stop` becomes true.
+/// Runs the relay of the current `mode` while `owner` is true, until `stop` is cancelled.
 pub fn spawn(
     mut mode: watch::Receiver<RelayMode>,
     mut owner: watch::Receiver<bool>,
     polling: Start,
     streaming: Start,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let owns = tokio::select! {
                 owns = owner.wait_for(|o| *o) => owns.is_ok(),
-                _ = stop.wait_for(|s| *s) => false,
+                () = stop.cancelled() => false,
             };
             if !owns {
                 break;
             }
             let current = *mode.borrow_and_update();
-            let (end, ended) = watch::channel(false);
+            let end = stop.child_token();
             let relay = match current {
-                RelayMode::Polling => polling(ended),
-                RelayMode::Streaming => streaming(ended),
+                RelayMode::Polling => polling(end.clone()),
+                RelayMode::Streaming => streaming(end.clone()),
             };
             let why = tokio::select! {
                 changed = mode.changed() => match changed {
@@ -48,9 +49,9 @@ pub fn spawn(
                     Err(_) => End::Stopping,
                 },
                 _ = owner.wait_for(|o| !*o) => End::LeaseLost,
-                _ = stop.wait_for(|s| *s) => End::Stopping,
+                () = stop.cancelled() => End::Stopping,
             };
-            let _ = end.send(true);
+            end.cancel();
             let _ = relay.await;
             match why {
                 End::ModeChanged => tracing::info!(
@@ -71,11 +72,11 @@ mod tests {
 
     /// A relay that logs its start and end under `name`.
     fn recorder(name: &'static str, log: Arc<Mutex<Vec<String>>>) -> Start {
-        Box::new(move |mut ended: watch::Receiver<bool>| {
+        Box::new(move |ended: CancellationToken| {
             let log = Arc::clone(&log);
             log.lock().unwrap().push(format!("start {name}"));
             tokio::spawn(async move {
-                let _ = ended.wait_for(|e| *e).await;
+                ended.cancelled().await;
                 log.lock().unwrap().push(format!("end {name}"));
             })
         })
@@ -93,18 +94,18 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (mode_tx, mode) = watch::channel(RelayMode::Streaming);
         let (_owner_tx, owner) = watch::channel(true);
-        let (stop_tx, stop) = watch::channel(false);
+        let stop = CancellationToken::new();
         let task = spawn(
             mode,
             owner,
             recorder("polling", Arc::clone(&log)),
             recorder("streaming", Arc::clone(&log)),
-            stop,
+            stop.clone(),
         );
         logged(&log, 1).await;
         mode_tx.send(RelayMode::Polling).unwrap();
         logged(&log, 3).await;
-        stop_tx.send(true).unwrap();
+        stop.cancel();
         task.await.unwrap();
         assert_eq!(
             *log.lock().unwrap(),
@@ -122,13 +123,13 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (_mode_tx, mode) = watch::channel(RelayMode::Polling);
         let (owner_tx, owner) = watch::channel(false);
-        let (stop_tx, stop) = watch::channel(false);
+        let stop = CancellationToken::new();
         let task = spawn(
             mode,
             owner,
             recorder("polling", Arc::clone(&log)),
             recorder("streaming", Arc::clone(&log)),
-            stop,
+            stop.clone(),
         );
         tokio::task::yield_now().await;
         assert!(log.lock().unwrap().is_empty(), "no relay without the lease");
@@ -136,7 +137,7 @@ mod tests {
         logged(&log, 1).await;
         owner_tx.send(false).unwrap();
         logged(&log, 2).await;
-        stop_tx.send(true).unwrap();
+        stop.cancel();
         task.await.unwrap();
         assert_eq!(*log.lock().unwrap(), ["start polling", "end polling"]);
     }

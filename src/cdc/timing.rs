@@ -45,17 +45,17 @@ impl CdcPreset {
 }
 
 impl CdcTiming {
-    /// The preset's timing with any interval given explicitly (in milliseconds) replaced.
+    /// The preset's timing with any interval given explicitly replaced.
     pub fn with_overrides(
         self,
-        window_ms: Option<u64>,
-        safety_ms: Option<u64>,
-        sleep_ms: Option<u64>,
+        window: Option<Duration>,
+        safety: Option<Duration>,
+        sleep: Option<Duration>,
     ) -> Self {
         Self {
-            window: window_ms.map_or(self.window, Duration::from_millis),
-            safety: safety_ms.map_or(self.safety, Duration::from_millis),
-            sleep: sleep_ms.map_or(self.sleep, Duration::from_millis),
+            window: window.unwrap_or(self.window),
+            safety: safety.unwrap_or(self.safety),
+            sleep: sleep.unwrap_or(self.sleep),
         }
     }
 
@@ -99,9 +99,11 @@ mod tests {
 
     #[test]
     fn explicit_intervals_replace_the_presets() {
-        let t = CdcPreset::Default
-            .timing()
-            .with_overrides(None, Some(500), Some(100));
+        let t = CdcPreset::Default.timing().with_overrides(
+            None,
+            Some(Duration::from_millis(500)),
+            Some(Duration::from_millis(100)),
+        );
         assert_eq!(t.window, Duration::from_secs(60));
         assert_eq!(t.safety, Duration::from_millis(500));
         assert_eq!(t.sleep, Duration::from_millis(100));

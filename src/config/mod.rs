@@ -1,29 +1,76 @@
-//! All settings in one typed struct, read from flags or environment variables
-//! (`outbox --help` lists them with their defaults).
+//! All settings in one typed struct, read from flags or environment variables (`outbox --help`
+//! lists them, grouped per subsystem, with their defaults). Each group turns into the options
+//! its subsystem takes; where a subsystem has its own defaults (retry, breaker), the flags
+//! take theirs from it, so every default is written once. Durations are written one way
+//! (`250ms`, `30s`, `15m`, `12h`, `7d`: [`duration`]); secrets never show in `Debug` output.
 
-use app::dto::RelayMode;
-mod duration;
-mod secret;
-
-pub use secret::Secret;
+pub mod duration;
 
 use crate::cdc::timing::{CdcPreset, CdcTiming};
+use crate::domain::Secret;
 use crate::publish::DEFAULT_TOPIC_TEMPLATE;
 use crate::publish::kafka::KafkaSettings;
-
 use crate::resilience::breaker::BreakerConfig;
 use crate::resilience::retry::{Jitter, RetryConfig};
 use crate::store::scylla::{ScyllaOptions, TlsOptions};
 use crate::store::sqlite::{SqliteOptions, Synchronous};
+use crate::telemetry::logs::LogFormat;
+use app::dto::RelayMode;
 use clap::Parser;
+use duration::{Interval, between};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// A day and a year, for the bounds of long durations.
+const DAY: Duration = secs(86_400);
+const YEAR: Duration = secs(365 * 86_400);
 
 /// Transactional outbox console: order API, transactional writer and operations UI.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Config {
+    #[command(flatten, next_help_heading = "HTTP server and console")]
+    pub server: ServerConfig,
+
+    #[command(flatten, next_help_heading = "Embedded store (SQLite)")]
+    pub sqlite: SqliteConfig,
+
+    #[command(flatten, next_help_heading = "Relay")]
+    pub relay: RelayConfig,
+
+    #[command(flatten, next_help_heading = "Retention")]
+    pub retention: RetentionConfig,
+
+    #[command(flatten, next_help_heading = "Kafka sink")]
+    pub kafka: KafkaConfig,
+
+    #[command(flatten, next_help_heading = "Retries")]
+    pub retry: RetryArgs,
+
+    #[command(flatten, next_help_heading = "Circuit breaker")]
+    pub breaker: BreakerArgs,
+
+    /// The store and, on ScyllaDB, its connection and CDC relay.
+    #[command(flatten, next_help_heading = "ScyllaDB store")]
+    pub scylla: ScyllaConfig,
+
+    /// Log lines as `json` or `pretty` text; unset: JSON unless stderr is a terminal.
+    #[arg(long, env = "LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Where the server listens, and who may act as an operator.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerConfig {
     /// Address to listen on.
     #[arg(long, env = "LEPTOS_SITE_ADDR", default_value = "127.0.0.1:3000")]
     pub site_addr: SocketAddr,
@@ -32,6 +79,28 @@ pub struct Config {
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
 
+    /// Secret for admin actions (`Authorization: Bearer …`). Unset: a random one is generated
+    /// at start-up and printed once to the log.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = Secret::parse)]
+    pub admin_token: Option<Secret>,
+
+    /// How long a console sign-in lasts.
+    #[arg(long, env = "CONSOLE_SESSION_TTL", default_value_t = Interval(secs(8 * 3600)), value_parser = between(secs(1), YEAR))]
+    pub console_session_ttl: Interval,
+
+    /// Wrong admin tokens (bearer or sign-in) one client address may present within
+    /// `AUTH_FAILURE_WINDOW` before it is refused (429) until the oldest leaves the window.
+    #[arg(long, env = "AUTH_FAILURE_LIMIT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub auth_failure_limit: u32,
+
+    /// The window of `AUTH_FAILURE_LIMIT`.
+    #[arg(long, env = "AUTH_FAILURE_WINDOW", default_value_t = Interval(secs(300)), value_parser = between(secs(1), DAY))]
+    pub auth_failure_window: Interval,
+}
+
+/// The embedded store: the SQLite file in `DATA_DIR` and its group-commit writer.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SqliteConfig {
     /// Directory for the embedded store's files (the SQLite database lives here).
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -51,14 +120,18 @@ pub struct Config {
     /// Read-only SQLite connections for queries.
     #[arg(long, env = "SQLITE_READERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub sqlite_readers: u32,
+}
 
+/// How the relay finds, batches and routes events.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RelayConfig {
     /// How the relay learns of new events: `streaming` (woken by every commit) or `polling`.
     #[arg(long, env = "RELAY_MODE", value_enum, default_value = "streaming")]
     pub relay_mode: RelayMode,
 
-    /// Polling mode: wait between queries for new events, in milliseconds.
-    #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub poll_interval_ms: u64,
+    /// Polling mode: wait between queries for new events.
+    #[arg(long, env = "POLL_INTERVAL", default_value_t = Interval(ms(500)), value_parser = between(ms(1), secs(60)))]
+    pub poll_interval: Interval,
 
     /// Most events the relay reads and publishes per step.
     #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -69,38 +142,31 @@ pub struct Config {
     #[arg(long, env = "RELAY_PIPELINE_DEPTH", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub relay_pipeline_depth: u32,
 
-    /// Published events older than this are deleted (`30s`, `15m`, `12h`, `7d`).
-    #[arg(long, env = "OUTBOX_RETENTION", default_value = "7d", value_parser = duration::parse_duration)]
-    pub outbox_retention: std::time::Duration,
+    /// Topic of each event; `{aggregate_type}` is replaced (orders → `outbox.event.order`).
+    #[arg(long, env = "TOPIC_TEMPLATE", default_value = DEFAULT_TOPIC_TEMPLATE)]
+    pub topic_template: String,
+}
 
-    /// Idempotency keys are kept at least this long (`30s`, `15m`, `24h`, `7d`); afterwards
-    /// the retention sweep deletes them, and a request that uses the key again creates a new
-    /// order.
-    #[arg(long, env = "IDEMPOTENCY_KEY_TTL", default_value = "24h", value_parser = duration::parse_duration)]
-    pub idempotency_key_ttl: std::time::Duration,
+/// How long stored things are kept.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionConfig {
+    /// Published events older than this are deleted.
+    #[arg(long, env = "OUTBOX_RETENTION", default_value_t = Interval(7 * DAY), value_parser = duration::any)]
+    pub outbox_retention: Interval,
 
-    /// How often the retention sweep runs, in milliseconds.
-    #[arg(long, env = "RETENTION_INTERVAL_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..=86_400_000))]
-    pub retention_interval_ms: u64,
+    /// Idempotency keys are kept at least this long; afterwards the retention sweep deletes
+    /// them, and a request that uses the key again creates a new order.
+    #[arg(long, env = "IDEMPOTENCY_KEY_TTL", default_value_t = Interval(DAY), value_parser = duration::any)]
+    pub idempotency_key_ttl: Interval,
 
-    /// Secret for admin actions (`Authorization: Bearer …`). Unset: a random one is generated
-    /// at start-up and printed once to the log.
-    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = Secret::parse)]
-    pub admin_token: Option<Secret>,
+    /// How often the retention sweep runs.
+    #[arg(long, env = "RETENTION_INTERVAL", default_value_t = Interval(secs(60)), value_parser = between(ms(10), DAY))]
+    pub retention_interval: Interval,
+}
 
-    /// How long a console sign-in lasts (`30m`, `8h`, `1d`).
-    #[arg(long, env = "CONSOLE_SESSION_TTL", default_value = "8h", value_parser = duration::parse_duration)]
-    pub console_session_ttl: std::time::Duration,
-
-    /// Wrong admin tokens (bearer or sign-in) one client address may present within
-    /// `AUTH_FAILURE_WINDOW` before it is refused (429) until the oldest leaves the window.
-    #[arg(long, env = "AUTH_FAILURE_LIMIT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub auth_failure_limit: u32,
-
-    /// The window of `AUTH_FAILURE_LIMIT` (`30s`, `5m`, `1h`).
-    #[arg(long, env = "AUTH_FAILURE_WINDOW", default_value = "5m", value_parser = duration::parse_duration)]
-    pub auth_failure_window: std::time::Duration,
-
+/// The Kafka or Redpanda sink (unset brokers: the embedded topic log).
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaConfig {
     /// Kafka/Redpanda bootstrap servers (`host:port,…`). Unset: the embedded topic log.
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
@@ -117,64 +183,62 @@ pub struct Config {
     #[arg(long, env = "KAFKA_QUEUE_MAX_KBYTES", default_value_t = 32_768, value_parser = clap::value_parser!(u32).range(1..=2_097_151))]
     pub kafka_queue_max_kbytes: u32,
 
-    /// How long the producer keeps retrying one message before reporting it failed, in
-    /// milliseconds (librdkafka's `message.timeout.ms`). Long, so a broker outage does not
-    /// make the producer give up on (and later resend) what it holds.
-    #[arg(long, env = "KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub kafka_message_timeout_ms: u64,
+    /// How long the producer keeps retrying one message before reporting it failed
+    /// (librdkafka's `message.timeout.ms`). Long, so a broker outage does not make the
+    /// producer give up on (and later resend) what it holds.
+    #[arg(long, env = "KAFKA_MESSAGE_TIMEOUT", default_value_t = Interval(secs(300)), value_parser = between(ms(1), secs(3600)))]
+    pub kafka_message_timeout: Interval,
 
     /// How long one relay publish waits for acknowledgements before counting it as failed
-    /// (the messages stay queued and are picked up by the retry), in milliseconds.
-    #[arg(long, env = "KAFKA_ACK_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub kafka_ack_timeout_ms: u64,
+    /// (the messages stay queued and are picked up by the retry).
+    #[arg(long, env = "KAFKA_ACK_TIMEOUT", default_value_t = Interval(secs(5)), value_parser = between(ms(1), secs(600)))]
+    pub kafka_ack_timeout: Interval,
+}
 
-    /// Publish attempts per event before it is dead-lettered (while the breaker is closed).
-    #[arg(long, env = "RETRY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+/// How failed publishes are retried; the defaults are [`RetryConfig::default`]'s.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetryArgs {
+    /// Attempts per event while the sink takes other messages, before it is dead-lettered.
+    /// An outage (nothing gets through) never uses them up.
+    #[arg(long, env = "RETRY_MAX_ATTEMPTS", default_value_t = RetryConfig::default().max_attempts, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub retry_max_attempts: u32,
 
-    /// Wait after the first failed publish, in milliseconds (before jitter).
-    #[arg(long, env = "RETRY_INITIAL_DELAY_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub retry_initial_delay_ms: u64,
+    /// Wait after the first failed publish (before jitter).
+    #[arg(long, env = "RETRY_INITIAL_DELAY", default_value_t = Interval(RetryConfig::default().initial_delay), value_parser = between(ms(1), secs(600)))]
+    pub retry_initial_delay: Interval,
 
-    /// Longest wait between publish attempts, in milliseconds (before jitter).
-    #[arg(long, env = "RETRY_MAX_DELAY_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub retry_max_delay_ms: u64,
+    /// Longest wait between publish attempts (before jitter).
+    #[arg(long, env = "RETRY_MAX_DELAY", default_value_t = Interval(RetryConfig::default().max_delay), value_parser = between(ms(1), secs(600)))]
+    pub retry_max_delay: Interval,
 
     /// Growth of the wait from one attempt to the next.
-    #[arg(long, env = "RETRY_MULTIPLIER", default_value_t = 2.0, value_parser = parse_multiplier)]
+    #[arg(long, env = "RETRY_MULTIPLIER", default_value_t = RetryConfig::default().multiplier, value_parser = parse_multiplier)]
     pub retry_multiplier: f64,
 
     /// Randomness of each wait: `full` (uniform between zero and the wait) or `none`.
-    #[arg(long, env = "RETRY_JITTER", value_enum, default_value = "full")]
+    #[arg(long, env = "RETRY_JITTER", value_enum, default_value_t = RetryConfig::default().jitter)]
     pub retry_jitter: Jitter,
+}
 
+/// When the circuit breaker around the sink opens and how it recovers; the defaults are
+/// [`BreakerConfig::default`]'s.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BreakerArgs {
     /// Consecutive failed publishes that open the circuit breaker.
-    #[arg(long, env = "BREAKER_FAILURE_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    #[arg(long, env = "BREAKER_FAILURE_THRESHOLD", default_value_t = BreakerConfig::default().failure_threshold, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub breaker_failure_threshold: u32,
 
-    /// How long the open breaker refuses publishes before probing, in milliseconds.
-    #[arg(long, env = "BREAKER_OPEN_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub breaker_open_timeout_ms: u64,
+    /// How long the open breaker refuses publishes before probing.
+    #[arg(long, env = "BREAKER_OPEN_TIMEOUT", default_value_t = Interval(BreakerConfig::default().open_timeout), value_parser = between(ms(1), secs(3600)))]
+    pub breaker_open_timeout: Interval,
 
     /// Probe publishes allowed at a time while the breaker is half-open.
-    #[arg(long, env = "BREAKER_HALF_OPEN_MAX_CALLS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, env = "BREAKER_HALF_OPEN_MAX_CALLS", default_value_t = BreakerConfig::default().half_open_max_calls, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub breaker_half_open_max_calls: u32,
 
     /// Successful probes that close a half-open breaker.
-    #[arg(long, env = "BREAKER_SUCCESS_THRESHOLD", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, env = "BREAKER_SUCCESS_THRESHOLD", default_value_t = BreakerConfig::default().success_threshold, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub breaker_success_threshold: u32,
-
-    /// Log lines as `json` or `pretty` text; unset: JSON unless stderr is a terminal.
-    #[arg(long, env = "LOG_FORMAT", value_enum)]
-    pub log_format: Option<crate::telemetry::logs::LogFormat>,
-
-    /// Topic of each event; `{aggregate_type}` is replaced (orders → `outbox.event.order`).
-    #[arg(long, env = "TOPIC_TEMPLATE", default_value = DEFAULT_TOPIC_TEMPLATE)]
-    pub topic_template: String,
-
-    /// The store and, on ScyllaDB, its connection and CDC relay.
-    #[command(flatten)]
-    pub scylla: ScyllaConfig,
 }
 
 /// Which store holds orders and the outbox.
@@ -215,9 +279,10 @@ pub struct ScyllaConfig {
         long,
         env = "SCYLLA_PASSWORD",
         hide_env_values = true,
-        requires = "scylla_username"
+        requires = "scylla_username",
+        value_parser = Secret::password
     )]
-    pub scylla_password: Option<String>,
+    pub scylla_password: Option<Secret>,
 
     /// Connect to ScyllaDB over TLS, verifying the nodes' certificates.
     #[arg(long, env = "SCYLLA_TLS")]
@@ -232,37 +297,37 @@ pub struct ScyllaConfig {
     #[arg(long, env = "SCYLLA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
     pub scylla_replication_factor: u8,
 
-    /// How long outbox events live on ScyllaDB before they expire (`12h`, `7d`): longer than
-    /// any relay outage you want to survive.
-    #[arg(long, env = "OUTBOX_TTL", default_value = "7d", value_parser = duration::parse_duration)]
-    pub outbox_ttl: Duration,
+    /// How long outbox events live on ScyllaDB before they expire: longer than any relay
+    /// outage you want to survive.
+    #[arg(long, env = "OUTBOX_TTL", default_value_t = Interval(7 * DAY), value_parser = between(secs(1), YEAR))]
+    pub outbox_ttl: Interval,
 
-    /// Polling relay on ScyllaDB: how far behind now it reads, in milliseconds, so writes in
-    /// flight have committed (also twice the driver's request timeout).
-    #[arg(long, env = "SCYLLA_SETTLE_MS", default_value_t = 4_000, value_parser = clap::value_parser!(u64).range(200..=600_000))]
-    pub scylla_settle_ms: u64,
+    /// Polling relay on ScyllaDB: how far behind now it reads, so writes in flight have
+    /// committed (also twice the driver's request timeout).
+    #[arg(long, env = "SCYLLA_SETTLE", default_value_t = Interval(secs(4)), value_parser = between(ms(200), secs(600)))]
+    pub scylla_settle: Interval,
 
     /// Polling relay on ScyllaDB: how long to wait for an announced event that has not
-    /// committed before skipping it as a failed write, in milliseconds.
-    #[arg(long, env = "SCYLLA_ORPHAN_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1_000..=86_400_000))]
-    pub scylla_orphan_timeout_ms: u64,
+    /// committed before skipping it as a failed write.
+    #[arg(long, env = "SCYLLA_ORPHAN_TIMEOUT", default_value_t = Interval(secs(60)), value_parser = between(secs(1), DAY))]
+    pub scylla_orphan_timeout: Interval,
 
     /// CDC relay timing: `default` (scylla-cdc's defaults, 30–40 s latency) or `low-latency`
     /// (about 1 s, 40 times the queries).
     #[arg(long, env = "CDC_PRESET", value_enum, default_value = "default")]
     pub cdc_preset: CdcPreset,
 
-    /// CDC relay: most log time one query reads, in milliseconds (overrides the preset).
-    #[arg(long, env = "CDC_WINDOW_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub cdc_window_ms: Option<u64>,
+    /// CDC relay: most log time one query reads (overrides the preset).
+    #[arg(long, env = "CDC_WINDOW", value_parser = between(ms(1), secs(3600)))]
+    pub cdc_window: Option<Interval>,
 
-    /// CDC relay: how far behind now the reader stays, in milliseconds (overrides the preset).
-    #[arg(long, env = "CDC_SAFETY_MS", value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
-    pub cdc_safety_ms: Option<u64>,
+    /// CDC relay: how far behind now the reader stays (overrides the preset).
+    #[arg(long, env = "CDC_SAFETY", value_parser = between(ms(0), secs(3600)))]
+    pub cdc_safety: Option<Interval>,
 
-    /// CDC relay: wait between reads once caught up, in milliseconds (overrides the preset).
-    #[arg(long, env = "CDC_SLEEP_MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub cdc_sleep_ms: Option<u64>,
+    /// CDC relay: wait between reads once caught up (overrides the preset).
+    #[arg(long, env = "CDC_SLEEP", value_parser = between(ms(1), secs(3600)))]
+    pub cdc_sleep: Option<Interval>,
 }
 
 impl ScyllaConfig {
@@ -281,19 +346,19 @@ impl ScyllaConfig {
                 .zip(self.scylla_password.clone()),
             tls,
             replication_factor: self.scylla_replication_factor,
-            outbox_ttl: self.outbox_ttl,
+            outbox_ttl: self.outbox_ttl.into(),
             idempotency_key_ttl,
-            settle: Duration::from_millis(self.scylla_settle_ms),
-            orphan_timeout: Duration::from_millis(self.scylla_orphan_timeout_ms),
+            settle: self.scylla_settle.into(),
+            orphan_timeout: self.scylla_orphan_timeout.into(),
         }
     }
 
     /// The CDC reader's timing: the preset, with explicit intervals replacing its own.
     pub fn cdc_timing(&self) -> CdcTiming {
         self.cdc_preset.timing().with_overrides(
-            self.cdc_window_ms,
-            self.cdc_safety_ms,
-            self.cdc_sleep_ms,
+            self.cdc_window.map(Duration::from),
+            self.cdc_safety.map(Duration::from),
+            self.cdc_sleep.map(Duration::from),
         )
     }
 }
@@ -308,48 +373,55 @@ fn parse_keyspace(text: &str) -> Result<String, String> {
 impl Config {
     /// The ScyllaDB store's options.
     pub fn scylla_options(&self) -> ScyllaOptions {
-        self.scylla.options(self.idempotency_key_ttl)
+        self.scylla
+            .options(self.retention.idempotency_key_ttl.into())
     }
 
     /// Kafka settings, when brokers are configured.
     pub fn kafka(&self) -> Option<KafkaSettings> {
-        self.kafka_brokers.as_ref().map(|brokers| KafkaSettings {
+        let k = &self.kafka;
+        k.kafka_brokers.as_ref().map(|brokers| KafkaSettings {
             brokers: brokers.clone(),
-            partitions: self.kafka_partitions,
-            replication: self.kafka_replication,
-            queue_max_kbytes: self.kafka_queue_max_kbytes,
-            message_timeout: Duration::from_millis(self.kafka_message_timeout_ms),
-            ack_timeout: Duration::from_millis(self.kafka_ack_timeout_ms),
+            partitions: k.kafka_partitions,
+            replication: k.kafka_replication,
+            queue_max_kbytes: k.kafka_queue_max_kbytes,
+            message_timeout: k.kafka_message_timeout.into(),
+            ack_timeout: k.kafka_ack_timeout.into(),
         })
     }
 
+    /// The retry policy.
     pub fn retry(&self) -> RetryConfig {
+        let r = &self.retry;
         RetryConfig {
-            max_attempts: self.retry_max_attempts,
-            initial_delay: Duration::from_millis(self.retry_initial_delay_ms),
-            max_delay: Duration::from_millis(self.retry_max_delay_ms),
-            multiplier: self.retry_multiplier,
-            jitter: self.retry_jitter,
+            max_attempts: r.retry_max_attempts,
+            initial_delay: r.retry_initial_delay.into(),
+            max_delay: r.retry_max_delay.into(),
+            multiplier: r.retry_multiplier,
+            jitter: r.retry_jitter,
         }
     }
 
+    /// The circuit breaker's settings.
     pub fn breaker(&self) -> BreakerConfig {
+        let b = &self.breaker;
         BreakerConfig {
-            failure_threshold: self.breaker_failure_threshold,
-            open_timeout: Duration::from_millis(self.breaker_open_timeout_ms),
-            half_open_max_calls: self.breaker_half_open_max_calls,
-            success_threshold: self.breaker_success_threshold,
+            failure_threshold: b.breaker_failure_threshold,
+            open_timeout: b.breaker_open_timeout.into(),
+            half_open_max_calls: b.breaker_half_open_max_calls,
+            success_threshold: b.breaker_success_threshold,
         }
     }
 
     /// Store options derived from this configuration.
     pub fn sqlite(&self) -> SqliteOptions {
+        let s = &self.sqlite;
         SqliteOptions {
-            data_dir: self.data_dir.clone(),
-            synchronous: self.sqlite_synchronous,
-            max_batch: self.write_batch_max as usize,
-            queue_capacity: self.write_queue_capacity as usize,
-            readers: self.sqlite_readers as usize,
+            data_dir: s.data_dir.clone(),
+            synchronous: s.sqlite_synchronous,
+            max_batch: s.write_batch_max as usize,
+            queue_capacity: s.write_queue_capacity as usize,
+            readers: s.sqlite_readers as usize,
         }
     }
 }
@@ -369,13 +441,82 @@ fn parse_multiplier(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn defaults_are_the_embedded_deployment() {
         let c = Config::try_parse_from(["outbox"]).unwrap();
-        assert_eq!(c.site_addr.to_string(), "127.0.0.1:3000");
-        assert_eq!(c.data_dir, PathBuf::from("./data"));
-        assert_eq!(c.sqlite_synchronous, Synchronous::Full);
+        assert_eq!(c.server.site_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.sqlite.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.sqlite.sqlite_synchronous, Synchronous::Full);
+        assert_eq!(c.relay.poll_interval, Interval(ms(500)));
+    }
+
+    #[test]
+    fn retry_and_breaker_defaults_are_their_subsystems_own() {
+        let c = Config::try_parse_from(["outbox"]).unwrap();
+        assert_eq!(c.retry(), RetryConfig::default());
+        assert_eq!(c.breaker(), BreakerConfig::default());
+    }
+
+    #[test]
+    fn durations_are_written_one_way_everywhere() {
+        let c = Config::try_parse_from([
+            "outbox",
+            "--poll-interval",
+            "50ms",
+            "--retry-initial-delay",
+            "2s",
+            "--breaker-open-timeout",
+            "1m",
+            "--kafka-ack-timeout",
+            "750ms",
+        ])
+        .unwrap();
+        assert_eq!(Duration::from(c.relay.poll_interval), ms(50));
+        assert_eq!(c.retry().initial_delay, secs(2));
+        assert_eq!(c.breaker().open_timeout, secs(60));
+        assert_eq!(Duration::from(c.kafka.kafka_ack_timeout), ms(750));
+        for args in [
+            &["outbox", "--poll-interval", "500"][..],
+            &["outbox", "--poll-interval", "0ms"],
+            &["outbox", "--poll-interval", "2m"],
+            &["outbox", "--retry-max-delay", "fast"],
+        ] {
+            assert!(Config::try_parse_from(args).is_err(), "{args:?}");
+        }
+        // `--help` shows each duration's default in the same syntax.
+        let help = Config::command().render_long_help().to_string();
+        for default in [
+            "[default: 500ms]",
+            "[default: 30s]",
+            "[default: 7d]",
+            "[default: 8h]",
+        ] {
+            assert!(help.contains(default), "{default} in --help");
+        }
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let c = Config::try_parse_from([
+            "outbox",
+            "--admin-token",
+            "admin-token-0123456789",
+            "--scylla-username",
+            "relay",
+            "--scylla-password",
+            "hunter2-but-longer",
+        ])
+        .unwrap();
+        let shown = format!("{c:?} {:?}", c.scylla_options());
+        assert!(!shown.contains("admin-token-0123456789"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let (user, password) = c.scylla_options().credentials.unwrap();
+        assert_eq!(
+            (user.as_str(), password.expose()),
+            ("relay", "hunter2-but-longer")
+        );
     }
 
     #[test]
@@ -399,7 +540,7 @@ mod tests {
         let o = c.scylla_options();
         assert_eq!(o.nodes, ["10.0.0.1:9042", "10.0.0.2:9042"]);
         assert_eq!(o.keyspace, "shop");
-        assert_eq!(o.credentials, None);
+        assert!(o.credentials.is_none());
         assert_eq!(
             o.tls.and_then(|t| t.ca_file),
             Some(PathBuf::from("/etc/ca.pem"))
@@ -412,7 +553,7 @@ mod tests {
     fn cdc_presets_and_overrides() {
         let c = Config::try_parse_from(["outbox", "--cdc-preset", "low-latency"]).unwrap();
         assert_eq!(c.scylla.cdc_timing(), CdcPreset::LowLatency.timing());
-        let c = Config::try_parse_from(["outbox", "--cdc-safety-ms", "200"]).unwrap();
+        let c = Config::try_parse_from(["outbox", "--cdc-safety", "200ms"]).unwrap();
         let t = c.scylla.cdc_timing();
         assert_eq!(t.safety, Duration::from_millis(200));
         assert_eq!(t.window, CdcPreset::Default.timing().window);
@@ -426,7 +567,7 @@ mod tests {
             &["outbox", "--scylla-keyspace", "drop;table"],
             &["outbox", "--scylla-username", "u"],
             &["outbox", "--scylla-replication-factor", "0"],
-            &["outbox", "--scylla-settle-ms", "10"],
+            &["outbox", "--scylla-settle", "10ms"],
             &["outbox", "--outbox-ttl", "forever"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?}");

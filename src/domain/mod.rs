@@ -5,6 +5,7 @@
 
 mod event;
 mod order;
+mod secret;
 mod validation;
 mod values;
 
@@ -18,6 +19,7 @@ pub use event::{
     OrderEvent, Payload, StoredEvent,
 };
 pub use order::{DomainError, Order, OrderStatus};
+pub use secret::Secret;
 pub use validation::{FieldError, ValidationErrors};
 pub use values::{
     CancelReason, CustomerId, NewOrder, OrderId, OrderItem, OrderItems, PriceCents, Quantity,

@@ -36,14 +36,14 @@ pub async fn set_relay_mode(
 /// `POST /api/admin/relay/suspend`: the relay records what is in flight, then reads and sends
 /// nothing until resumed. Orders are still taken; their events wait as pending.
 pub async fn suspend(_admin: Admin, State(state): State<AppState>) -> Json<SuspensionDto> {
-    state.relay.hold.send_replace(true);
+    state.relay.suspension.suspend();
     tracing::warn!("relay suspended by an operator");
     Json(SuspensionDto { suspended: true })
 }
 
 /// `POST /api/admin/relay/resume`: ends a suspension; the relay carries on from its checkpoint.
 pub async fn resume(_admin: Admin, State(state): State<AppState>) -> Json<SuspensionDto> {
-    state.relay.hold.send_replace(false);
+    state.relay.suspension.resume();
     tracing::info!("relay resumed by an operator");
     Json(SuspensionDto { suspended: false })
 }

@@ -8,7 +8,7 @@
 use super::AppState;
 use super::error::AppError;
 use super::throttle::ClientAddr;
-use crate::config::Secret;
+use crate::domain::Secret;
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
 use sha2::{Digest, Sha256};

@@ -16,12 +16,13 @@ use futures::Stream;
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 /// One client's position in the feed.
 struct Client {
     snapshots: watch::Receiver<Option<Snapshot>>,
     events: broadcast::Receiver<LiveEvent>,
-    closing: watch::Receiver<bool>,
+    closing: CancellationToken,
     admin: bool,
 }
 
@@ -39,7 +40,7 @@ impl Client {
             tokio::select! {
                 biased;
                 // Shutdown began (or the server is gone).
-                _ = self.closing.wait_for(|c| *c) => return None,
+                () = self.closing.cancelled() => return None,
                 changed = self.snapshots.changed() => {
                     changed.ok()?;
                     let snapshot = self.snapshots.borrow_and_update().clone();

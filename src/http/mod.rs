@@ -22,6 +22,7 @@ use crate::relay::replay::Replayer;
 use app::dto::RelayMode;
 
 use crate::relay::activity::RelayActivity;
+use crate::relay::suspension::Suspension;
 use crate::resilience::breaker::CircuitBreaker;
 
 use crate::store::{DeadLetterStore, OrderStore, OutboxLog};
@@ -79,8 +80,8 @@ pub struct AppState {
 pub struct RelayHandles {
     /// What the relay is doing, as its runner reports it.
     pub activity: Arc<RelayActivity>,
-    /// True while an operator has suspended the relay.
-    pub hold: Arc<watch::Sender<bool>>,
+    /// The operator's suspension of the relay.
+    pub suspension: Suspension,
     pub breaker: Arc<CircuitBreaker>,
     /// The sink as the relay sees it, with fault injection in front.
     pub faults: Arc<FaultInjector>,

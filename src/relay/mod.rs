@@ -10,6 +10,7 @@ pub mod replay;
 pub mod retention;
 pub mod runner;
 pub mod snapshots;
+pub mod suspension;
 
 use crate::domain::{DeliveryRecord, StoredEvent};
 use crate::publish::{
@@ -162,9 +163,10 @@ impl Relay {
     ///
     /// Acknowledged events are recorded and the checkpoint moves past them. An event the sink
     /// refuses for good is dead-lettered (the rest of the stream goes on). At the first
-    /// transient failure the step stops: the event is retried after a backoff delay, and
-    /// dead-lettered once its attempts run out while the breaker stays closed. While the
-    /// breaker is open nothing is sent, nothing is dead-lettered and the checkpoint stays.
+    /// transient failure the step stops and the event is retried after a backoff delay; it is
+    /// dead-lettered only once it has failed its attempts while the sink took messages sent
+    /// after it (`resilience::policy`). While the breaker is open nothing is sent, nothing is
+    /// dead-lettered and the checkpoint stays.
     ///
     /// With a pipeline ([`Batching::depth`] above 1) a step first tops it up, reading and
     /// sending the batches after the last one sent, then records the oldest batch's

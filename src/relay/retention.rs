@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Rows deleted per write transaction.
 const BATCH: u32 = 1000;
@@ -27,7 +27,7 @@ pub fn spawn(
     store: Arc<dyn RetentionStore>,
     retention: Retention,
     interval: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -41,9 +41,8 @@ pub fn spawn(
                 store.delete_idempotency_keys(before, limit)
             })
             .await;
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                _ = stop.wait_for(|s| *s) => return,
+            if !super::runner::pause(interval, &stop).await {
+                return;
             }
         }
     })

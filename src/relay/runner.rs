@@ -3,6 +3,7 @@
 //! panic, and stopping cleanly (after the step in flight) when asked to.
 
 use super::activity::{RelayActivity, RelayState};
+use super::suspension::Suspension;
 use super::{Batching, Outcome, Relay, RelayError};
 use crate::publish::{Publisher, TopicRouter};
 use crate::resilience::Resilience;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// How often an idle relay probes the sink while the breaker is not closed.
 const IDLE_PROBE_INTERVAL: Duration = Duration::from_millis(100);
@@ -27,8 +29,8 @@ const RESTART_MAX: Duration = Duration::from_secs(10);
 pub struct RelaySettings {
     /// The current mode; changing it takes effect at the relay's next wait.
     pub mode: watch::Receiver<RelayMode>,
-    /// True while an operator has suspended the relay (`POST /api/admin/relay/suspend`).
-    pub hold: watch::Receiver<bool>,
+    /// The operator's suspension (`POST /api/admin/relay/suspend`).
+    pub suspension: Suspension,
     /// Wait between polls when idle (polling mode).
     pub poll_interval: Duration,
     pub batching: Batching,
@@ -39,12 +41,12 @@ pub struct RelaySettings {
     pub telemetry: Telemetry,
 }
 
-/// Starts the supervised relay. It runs until `stop` becomes true.
+/// Starts the supervised relay. It runs until `stop` is cancelled.
 pub fn spawn(
     log: Arc<dyn OutboxLog>,
     publisher: Arc<dyn Publisher>,
     settings: RelaySettings,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(supervise(log, publisher, settings, stop))
 }
@@ -53,7 +55,7 @@ async fn supervise(
     log: Arc<dyn OutboxLog>,
     publisher: Arc<dyn Publisher>,
     settings: RelaySettings,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut backoff = RESTART_MIN;
     tracing::info!(mode = ?*settings.mode.borrow(), sink = publisher.name(), "relay starting");
@@ -77,9 +79,8 @@ async fn supervise(
         settings
             .activity
             .set(RelayState::Starting, None, Some(error));
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|s| *s) => break,
+        if !pause(backoff, &stop).await {
+            break;
         }
         backoff = (backoff * 2).min(RESTART_MAX);
     }
@@ -94,11 +95,11 @@ async fn run(
     log: Arc<dyn OutboxLog>,
     publisher: Arc<dyn Publisher>,
     settings: RelaySettings,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<(), (RelayError, bool)> {
     let mut commits = log.commits();
     let mut mode = settings.mode;
-    let mut hold = settings.hold;
+    let mut hold = settings.suspension.watch();
     let activity = settings.activity;
     let breaker = Arc::clone(&settings.resilience.breaker);
     let mut relay = Relay::resume(
@@ -113,14 +114,14 @@ async fn run(
     .map_err(|e| (e.into(), false))?;
     activity.set(RelayState::Running, Some(relay.checkpoint()), None);
     let mut progressed = false;
-    while !*stop.borrow() {
-        if *hold.borrow_and_update() {
+    while !stop.is_cancelled() {
+        if hold.check() {
             // Suspended: record what is in flight, then wait for the operator.
             relay.finish().await.map_err(|e| (e, progressed))?;
             activity.set(RelayState::Suspended, Some(relay.checkpoint()), None);
             tokio::select! {
-                _ = hold.wait_for(|h| !*h) => continue,
-                _ = stop.wait_for(|s| *s) => break,
+                () = hold.resumed() => continue,
+                () = stop.cancelled() => break,
             }
         }
         // Mark the newest commit as seen *before* reading, so a commit during the step wakes
@@ -142,19 +143,19 @@ async fn run(
             }) => {
                 tracing::warn!(position, attempt, retry_in = ?delay, %error, "publish failed; retrying");
                 activity.set(RelayState::Retrying, checkpoint, Some(error));
-                if !pause(delay, &mut stop).await {
+                if !pause(delay, &stop).await {
                     break;
                 }
             }
             Ok(Outcome::Paused { retry_in }) => {
                 activity.set(RelayState::Paused, checkpoint, None);
-                if !pause(retry_in, &mut stop).await {
+                if !pause(retry_in, &stop).await {
                     break;
                 }
             }
             Ok(Outcome::Idle) if breaker.state() != BreakerState::Closed => {
                 // Keep probing the recovering sink even though nothing new arrives.
-                if !pause(IDLE_PROBE_INTERVAL, &mut stop).await {
+                if !pause(IDLE_PROBE_INTERVAL, &stop).await {
                     break;
                 }
             }
@@ -166,14 +167,14 @@ async fn run(
                     RelayMode::Polling => tokio::select! {
                         () = tokio::time::sleep(settings.poll_interval) => true,
                         _ = mode.changed() => true,
-                        Ok(()) = hold.changed() => true,
-                        _ = stop.changed() => false,
+                        () = hold.changed() => true,
+                        () = stop.cancelled() => false,
                     },
                     RelayMode::Streaming => tokio::select! {
                         changed = commits.changed() => changed.is_ok(),
                         _ = mode.changed() => true,
-                        Ok(()) = hold.changed() => true,
-                        _ = stop.changed() => false,
+                        () = hold.changed() => true,
+                        () = stop.cancelled() => false,
                     },
                 };
                 if !woke {
@@ -188,9 +189,9 @@ async fn run(
 }
 
 /// Waits `delay`; false if asked to stop meanwhile.
-async fn pause(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+pub async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
         () = tokio::time::sleep(delay) => true,
-        _ = stop.wait_for(|s| *s) => false,
+        () = stop.cancelled() => false,
     }
 }

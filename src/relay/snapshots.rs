@@ -12,6 +12,7 @@ use chrono::Utc;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// What the snapshot task reads.
 pub struct Sources {
@@ -25,11 +26,11 @@ pub struct Sources {
     pub faults: Arc<FaultInjector>,
 }
 
-/// Takes a snapshot every [`SNAPSHOT_EVERY`] until `stop` becomes true.
+/// Takes a snapshot every [`SNAPSHOT_EVERY`] until `stop` is cancelled.
 pub fn spawn(
     hub: Arc<LiveHub>,
     sources: Sources,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut throughput = Throughput::default();
@@ -37,7 +38,7 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
-                _ = stop.wait_for(|s| *s) => break,
+                () = stop.cancelled() => break,
             }
             let activity = sources.activity.get();
             let (Ok(backlog), Ok(counts)) = (

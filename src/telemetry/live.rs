@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 /// How often a snapshot is taken.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
@@ -51,8 +52,8 @@ pub struct LiveHub {
     /// (when, commit → publish in ms) of recent events.
     latencies: Mutex<VecDeque<(Instant, f64)>>,
     last_sample: Mutex<Option<Instant>>,
-    /// Becomes true when the server shuts down; open streams end then.
-    closing: watch::Receiver<bool>,
+    /// Cancelled when the server starts shutting down; open streams end then.
+    closing: CancellationToken,
 }
 
 impl std::fmt::Debug for LiveHub {
@@ -66,7 +67,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LiveHub {
-    pub fn new(closing: watch::Receiver<bool>) -> Self {
+    pub fn new(closing: CancellationToken) -> Self {
         Self {
             events: broadcast::channel(EVENT_BUFFER).0,
             snapshots: watch::channel(None).0,
@@ -136,7 +137,7 @@ impl LiveHub {
         self.events.subscribe()
     }
 
-    pub fn closing(&self) -> watch::Receiver<bool> {
+    pub fn closing(&self) -> CancellationToken {
         self.closing.clone()
     }
 }

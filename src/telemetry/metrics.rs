@@ -34,7 +34,7 @@ pub struct Metrics {
     pub retry_attempts: IntCounterVec,
     /// Events that succeeded after at least one failed attempt.
     pub retry_success: IntCounterVec,
-    /// Events whose retries ran out (they went to the dead letter queue).
+    /// Events dead-lettered after failing their attempts while the sink took other messages.
     pub retry_failure: IntCounterVec,
     /// Events sent to the dead letter queue (a counter: promtool refuses the `_total` suffix
     /// on a gauge, so the pending count is `dlq_messages_pending`).
@@ -156,7 +156,7 @@ impl Metrics {
             ),
             retry_failure: counter(
                 "retry_failure_total",
-                "Events whose retries ran out.",
+                "Events dead-lettered after failing their attempts while the sink took other messages.",
                 &["operation"],
             ),
             dlq_messages,

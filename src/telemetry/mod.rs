@@ -44,7 +44,7 @@ impl Default for Telemetry {
     fn default() -> Self {
         Self {
             metrics: Arc::default(),
-            live: Arc::new(live::LiveHub::new(tokio::sync::watch::channel(false).1)),
+            live: Arc::new(live::LiveHub::new(Default::default())),
         }
     }
 }

@@ -74,7 +74,7 @@ async fn admin_bodies_are_validated() {
 
 #[tokio::test]
 async fn switching_modes_mid_stream_loses_nothing() {
-    let app = spawn_app_with(&["--poll-interval-ms", "30"]).await;
+    let app = spawn_app_with(&["--poll-interval", "30ms"]).await;
     let mut expected = write_some(&app, 10).await;
     switch(&app, RelayMode::Polling).await;
     assert_eq!(mode(&app).await, RelayMode::Polling);

@@ -14,22 +14,23 @@ use outbox::resilience::Resilience;
 use outbox::resilience::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 use outbox::store::dead_letters::{DeadLetterFilter, DeadLetterKind};
 
+use outbox::relay::suspension::Suspension;
 use outbox::resilience::retry::{Jitter, RetryConfig};
 use outbox::store::sqlite::SqliteStore;
 use outbox::store::{Applied, DeadLetterStore, OrderStore, OutboxLog};
 use outbox::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// An outlet over a fresh embedded store, its topic log behind a fault injector.
 struct Bench {
     store: Arc<SqliteStore>,
     faults: Arc<FaultInjector>,
     outlet: Arc<Outlet>,
-    stop: watch::Sender<bool>,
-    /// Suspends the outlet while true.
-    hold: watch::Sender<bool>,
+    stop: CancellationToken,
+    /// Suspends the outlet.
+    suspension: Suspension,
     _dir: tempfile::TempDir,
 }
 
@@ -40,8 +41,8 @@ impl Bench {
         let faults = Arc::new(FaultInjector::new(Arc::new(LocalLogPublisher::new(
             store.clone(),
         ))));
-        let (stop, stopped) = watch::channel(false);
-        let (hold, held) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let suspension = Suspension::default();
         let outlet = Outlet {
             store: store.clone(),
             publisher: faults.clone(),
@@ -57,15 +58,15 @@ impl Bench {
                 Arc::new(CircuitBreaker::new(breaker)),
             ),
             telemetry: Telemetry::default(),
-            stop: stopped,
-            hold: held,
+            stop: stop.clone(),
+            suspension: suspension.watch(),
         };
         Bench {
             store,
             faults,
             outlet: Arc::new(outlet),
             stop,
-            hold,
+            suspension,
             _dir: dir,
         }
     }
@@ -200,7 +201,7 @@ async fn an_event_that_keeps_failing_while_other_streams_pass_is_dead_lettered()
         resilience: bench.outlet.resilience.clone(),
         telemetry: Telemetry::default(),
         stop: bench.outlet.stop.clone(),
-        hold: bench.outlet.hold.clone(),
+        suspension: bench.outlet.suspension.clone(),
     });
     let poisoned = tokio::spawn({
         let (outlet, victim) = (Arc::clone(&outlet), victim.clone());
@@ -276,7 +277,7 @@ async fn a_stop_ends_a_wait_for_the_sink_without_an_outcome() {
         async move { breaker.state() == BreakerState::Open }
     })
     .await;
-    bench.stop.send(true).unwrap();
+    bench.stop.cancel();
     assert!(matches!(delivery.await.unwrap(), Err(CdcError::Stopped)));
     assert!(bench.dead_letters().await.is_empty());
 }
@@ -285,7 +286,7 @@ async fn a_stop_ends_a_wait_for_the_sink_without_an_outcome() {
 async fn a_suspended_outlet_sends_nothing_until_resumed() {
     let bench = Bench::new(3, patient()).await;
     let event = bench.event().await;
-    bench.hold.send_replace(true);
+    bench.suspension.suspend();
     let outlet = Arc::clone(&bench.outlet);
     let mut delivery = tokio::spawn(async move { outlet.deliver(event).await });
     // Unheld, this delivery takes milliseconds; held, it has not finished after 300 ms and
@@ -293,7 +294,7 @@ async fn a_suspended_outlet_sends_nothing_until_resumed() {
     let waited = tokio::time::timeout(Duration::from_millis(300), &mut delivery).await;
     assert!(waited.is_err(), "the held outlet delivered");
     assert!(bench.store.topics().await.unwrap().is_empty());
-    bench.hold.send_replace(false);
+    bench.suspension.resume();
     delivery.await.unwrap().unwrap();
     assert_eq!(bench.store.topics().await.unwrap()[0].messages, 1);
 }

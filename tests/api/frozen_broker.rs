@@ -100,8 +100,8 @@ async fn a_broker_frozen_mid_drain_dead_letters_nothing_whatever_the_thresholds(
         drain_through_a_freeze(&[
             "--breaker-failure-threshold",
             "2",
-            "--breaker-open-timeout-ms",
-            "5000",
+            "--breaker-open-timeout",
+            "5000ms",
         ]),
     );
 }

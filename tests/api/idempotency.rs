@@ -141,8 +141,8 @@ async fn an_expired_key_is_swept_and_can_be_used_again() {
     let app = spawn_app_with(&[
         "--idempotency-key-ttl",
         "1s",
-        "--retention-interval-ms",
-        "50",
+        "--retention-interval",
+        "50ms",
     ])
     .await;
     let first = create_with_key(&app, "k-ttl", &order_body(&["A"])).await;
@@ -173,7 +173,7 @@ async fn an_expired_key_is_swept_and_can_be_used_again() {
 /// one after the other mean at least one whole pass went by after the key was written.
 #[tokio::test]
 async fn keys_within_their_lifetime_survive_the_sweep() {
-    let app = spawn_app_with(&["--outbox-retention", "0s", "--retention-interval-ms", "20"]).await;
+    let app = spawn_app_with(&["--outbox-retention", "0s", "--retention-interval", "20ms"]).await;
     let body = order_body(&["A"]);
     let first = create_with_key(&app, "k-kept", &body).await;
     assert_eq!(first.status(), StatusCode::CREATED);

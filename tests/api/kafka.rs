@@ -22,8 +22,8 @@ pub async fn app_on(broker: &Broker, mode: &str, extra: &[&str]) -> TestApp {
         &partitions,
         "--relay-mode",
         mode,
-        "--poll-interval-ms",
-        "50",
+        "--poll-interval",
+        "50ms",
     ];
     spawn_app_with(&[&flags[..], extra].concat()).await
 }

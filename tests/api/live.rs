@@ -182,12 +182,12 @@ async fn published_samples_carry_no_payload() {
 #[tokio::test]
 async fn breaker_transitions_are_public_and_dead_letters_are_admin_only() {
     let app = spawn_app_with(&[
-        "--retry-initial-delay-ms",
-        "5",
-        "--retry-max-delay-ms",
-        "10",
-        "--breaker-open-timeout-ms",
-        "200",
+        "--retry-initial-delay",
+        "5ms",
+        "--retry-max-delay",
+        "10ms",
+        "--breaker-open-timeout",
+        "200ms",
     ])
     .await;
     let mut public = Feed::open(url(&app), false).await;

@@ -203,10 +203,10 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn an_open_breaker_is_degraded_not_down() {
     let app = crate::helpers::spawn_app_with(&[
-        "--retry-initial-delay-ms",
-        "5",
-        "--retry-max-delay-ms",
-        "10",
+        "--retry-initial-delay",
+        "5ms",
+        "--retry-max-delay",
+        "10ms",
     ])
     .await;
     app.set_fault(Fault::Down {}).await;

@@ -111,7 +111,7 @@ async fn streaming_mode_publishes_every_event_in_order() {
 
 #[tokio::test]
 async fn polling_mode_publishes_every_event_in_order() {
-    let app = spawn_app_with(&["--relay-mode", "polling", "--poll-interval-ms", "50"]).await;
+    let app = spawn_app_with(&["--relay-mode", "polling", "--poll-interval", "50ms"]).await;
     let expected = write_some(&app, 30).await;
     drained(&app, expected).await;
     assert_topic_matches_outbox(&app, expected).await;
@@ -457,7 +457,7 @@ async fn retention_deletes_only_published_events_older_than_the_cutoff() {
 
 #[tokio::test]
 async fn the_running_app_sweeps_published_events_past_retention() {
-    let app = spawn_app_with(&["--outbox-retention", "0s", "--retention-interval-ms", "20"]).await;
+    let app = spawn_app_with(&["--outbox-retention", "0s", "--retention-interval", "20ms"]).await;
     let expected = write_some(&app, 6).await;
     drained(&app, expected).await;
     eventually("published events are swept", || async {

@@ -32,12 +32,12 @@ use std::time::{Duration, Instant};
 
 /// Quick retries and a short open breaker, so a test sees every state in seconds.
 pub const FAST: [&str; 6] = [
-    "--retry-initial-delay-ms",
-    "10",
-    "--retry-max-delay-ms",
-    "50",
-    "--breaker-open-timeout-ms",
-    "500",
+    "--retry-initial-delay",
+    "10ms",
+    "--retry-max-delay",
+    "50ms",
+    "--breaker-open-timeout",
+    "500ms",
 ];
 
 /// How long the outages last.
@@ -150,7 +150,7 @@ async fn an_outage_of_the_embedded_log_pauses_the_relay_and_loses_nothing() {
 
 /// The application publishing to `broker`, with quick retries and a short ack timeout.
 async fn kafka_app(broker: &Broker) -> TestApp {
-    let extra = [&["--kafka-ack-timeout-ms", "1000"][..], &FAST[..]].concat();
+    let extra = [&["--kafka-ack-timeout", "1000ms"][..], &FAST[..]].concat();
     crate::kafka::app_on(broker, "streaming", &extra).await
 }
 

@@ -39,10 +39,10 @@ fn scylla_flags(uri: &str, keyspace: &str) -> Vec<String> {
         uri,
         "--scylla-keyspace",
         keyspace,
-        "--scylla-settle-ms",
-        "2000",
-        "--scylla-orphan-timeout-ms",
-        "2000",
+        "--scylla-settle",
+        "2000ms",
+        "--scylla-orphan-timeout",
+        "2000ms",
     ]
     .map(String::from)
     .to_vec()
@@ -90,8 +90,8 @@ async fn app(uri: &str, keyspace: &str, brokers: &str, topic: &str, extra: &[&st
             &partitions,
             "--topic-template",
             &template,
-            "--poll-interval-ms",
-            "100",
+            "--poll-interval",
+            "100ms",
         ]
         .map(String::from),
     );
@@ -153,12 +153,12 @@ async fn assert_published(brokers: &str, topic: &str, written: &HashMap<String, 
 
 /// CDC intervals shrunk for tests: a second of safety, 100 ms sleeps.
 const FAST_CDC: [&str; 6] = [
-    "--cdc-window-ms",
-    "2000",
-    "--cdc-safety-ms",
-    "1000",
-    "--cdc-sleep-ms",
-    "100",
+    "--cdc-window",
+    "2000ms",
+    "--cdc-safety",
+    "1000ms",
+    "--cdc-sleep",
+    "100ms",
 ];
 
 #[tokio::test]
@@ -203,7 +203,7 @@ async fn cdc_relay_publishes_what_was_written_while_it_lagged_after_a_restart() 
         &keyspace,
         &brokers,
         &keyspace,
-        &["--relay-mode", "streaming", "--cdc-safety-ms", "3600000"],
+        &["--relay-mode", "streaming", "--cdc-safety", "3600000ms"],
     )
     .await;
     let written = write_orders(&lagging, 6).await;

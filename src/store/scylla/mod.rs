@@ -24,7 +24,7 @@ use super::{
     Applied, Backlog, Command, DeadLetterStore, OrderCursor, OrderPage, OrderStore, OutboxLog,
     RetentionStore, StoreError,
 };
-use crate::domain::{DeliveryRecord, Order, OrderId, StoredEvent};
+use crate::domain::{DeliveryRecord, Order, OrderId, Secret, StoredEvent};
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, NewDeadLetter, ReplayOutcome,
 };
@@ -53,7 +53,7 @@ pub struct ScyllaOptions {
     /// Created at start-up if missing; each test uses its own.
     pub keyspace: String,
     /// Password authentication, when the cluster requires it.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<(String, Secret)>,
     /// TLS to the cluster, when set.
     pub tls: Option<TlsOptions>,
     /// Replicas per row, used when the keyspace is created.
@@ -137,7 +137,7 @@ impl ScyllaStore {
             .known_nodes(&options.nodes)
             .default_execution_profile_handle(profile);
         if let Some((user, password)) = &options.credentials {
-            builder = builder.user(user, password);
+            builder = builder.user(user, password.expose());
         }
         if let Some(tls) = &options.tls {
             let mut context = openssl::ssl::SslContextBuilder::new(openssl::ssl::SslMethod::tls())?;

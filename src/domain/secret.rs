@@ -1,5 +1,5 @@
 //! Secrets from the configuration (the admin token, the ScyllaDB password): kept as given,
-//! never shown by `Debug`, so a logged configuration cannot leak them.
+//! never shown by `Debug`, so a logged configuration or options struct cannot leak them.
 
 use std::fmt;
 
@@ -8,7 +8,15 @@ use std::fmt;
 pub struct Secret(String);
 
 impl Secret {
-    /// Accepts 16 to 256 visible ASCII characters.
+    /// A password for another system: 1 to 1,024 characters.
+    pub fn password(text: &str) -> Result<Self, String> {
+        if text.is_empty() || text.chars().count() > 1024 {
+            return Err("must be 1 to 1024 characters".into());
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    /// A token clients present (the admin token): 16 to 256 visible ASCII characters.
     pub fn parse(text: &str) -> Result<Self, String> {
         if !(16..=256).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("must be 16 to 256 visible ASCII characters".into());
@@ -25,7 +33,8 @@ impl Secret {
         ))
     }
 
-    /// The secret itself, for the one place that must show it (start-up, when generated).
+    /// The secret itself, for the places that must use it (hashing the admin token, logging
+    /// in to ScyllaDB) or show it once (start-up, when generated).
     pub fn expose(&self) -> &str {
         &self.0
     }
