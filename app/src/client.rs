@@ -21,26 +21,28 @@ where
 
 /// `GET path`, decoded from JSON.
 pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, String> {
-    #[cfg(feature = "hydrate")]
-    {
-        let response = gloo_net::http::Request::get(path)
-            .send()
-            .await
-            .map_err(|e| format!("the request failed: {e}"))?;
-        read(response).await
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let _ = path;
-        Err(SERVER_SIDE.into())
-    }
+    bodiless(Verb::Get, path).await
 }
 
 /// `POST path` without a body (actions named by their path), the answer decoded from JSON.
 pub async fn post_empty<T: DeserializeOwned>(path: &str) -> Result<T, String> {
+    bodiless(Verb::Post, path).await
+}
+
+/// The methods of requests without a body.
+enum Verb {
+    Get,
+    Post,
+}
+
+async fn bodiless<T: DeserializeOwned>(verb: Verb, path: &str) -> Result<T, String> {
     #[cfg(feature = "hydrate")]
     {
-        let response = gloo_net::http::Request::post(path)
+        let request = match verb {
+            Verb::Get => gloo_net::http::Request::get(path),
+            Verb::Post => gloo_net::http::Request::post(path),
+        };
+        let response = request
             .send()
             .await
             .map_err(|e| format!("the request failed: {e}"))?;
@@ -48,7 +50,7 @@ pub async fn post_empty<T: DeserializeOwned>(path: &str) -> Result<T, String> {
     }
     #[cfg(not(feature = "hydrate"))]
     {
-        let _ = path;
+        let _ = (verb, path);
         Err(SERVER_SIDE.into())
     }
 }

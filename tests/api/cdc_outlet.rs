@@ -2,13 +2,13 @@
 //! embedded store and topic log with the fault injector: what the CDC consumers do with each
 //! decoded event, without a ScyllaDB server.
 
-use crate::relay::{create, open_store};
+use crate::relay::{RefusesKey, create, open_store};
 use outbox::cdc::CdcError;
 use outbox::cdc::outlet::Outlet;
 use outbox::domain::StoredEvent;
 use outbox::publish::faults::{Fault, FaultInjector};
 use outbox::publish::local::{LocalLogPublisher, TopicLog};
-use outbox::publish::{Delivery, Message, PublishError, Publisher, TopicRouter};
+use outbox::publish::TopicRouter;
 use outbox::resilience::Resilience;
 
 use outbox::resilience::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
@@ -156,31 +156,6 @@ async fn an_outage_is_retried_past_every_attempt_and_never_dead_lettered() {
     let found = bench.store.deliveries(vec![event.position]).await.unwrap();
     assert!(found.contains_key(&event.position));
     assert_eq!(m.retry_success.with_label_values(&["publish"]).get(), 1);
-}
-
-/// A sink that refuses one aggregate's messages transiently and takes all others.
-struct RefusesKey {
-    inner: LocalLogPublisher,
-    key: String,
-}
-
-#[async_trait::async_trait]
-impl Publisher for RefusesKey {
-    async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
-        let mut results = Vec::new();
-        for m in batch {
-            if m.key == self.key {
-                results.push(Err(PublishError::transient("record rejected, try again")));
-            } else {
-                results.extend(self.inner.publish(std::slice::from_ref(m)).await);
-            }
-        }
-        results
-    }
-
-    fn name(&self) -> &'static str {
-        "refuses-key"
-    }
 }
 
 /// Transient poison: while other streams' events go through the same sink, an event that

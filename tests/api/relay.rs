@@ -308,6 +308,33 @@ impl Publisher for FlakySink {
     }
 }
 
+/// A sink that refuses every message of one aggregate (`key`) transiently, and takes the
+/// rest, also those after it in a batch (as Kafka does with other partitions): the poison a
+/// transient error can carry.
+pub struct RefusesKey {
+    pub inner: LocalLogPublisher,
+    pub key: String,
+}
+
+#[async_trait]
+impl Publisher for RefusesKey {
+    async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
+        let mut results = Vec::new();
+        for m in batch {
+            if m.key == self.key {
+                results.push(Err(PublishError::transient("record rejected, try again")));
+            } else {
+                results.extend(self.inner.publish(std::slice::from_ref(m)).await);
+            }
+        }
+        results
+    }
+
+    fn name(&self) -> &'static str {
+        "refuses-key"
+    }
+}
+
 #[tokio::test]
 async fn a_failed_publish_never_moves_the_checkpoint_past_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use crate::helpers::{
     TestApp, eventually, eventually_within, expect_error, last_position, relay_checkpoint,
     spawn_app_with,
 };
-use crate::relay::{assert_topic_matches_outbox, relay_over, resilience, write_some};
+use crate::relay::{RefusesKey, assert_topic_matches_outbox, relay_over, resilience, write_some};
 use crate::topic_check::assert_topic_holds_outbox;
 use app::dto::{
     BreakerState, BulkReplayDto, BulkReplayRequest, DeadLetterCountsDto, DeadLetterDto,
@@ -619,33 +619,6 @@ async fn admin_inputs_are_validated_and_change_nothing() {
 
 // ----- The step function's decisions, driven directly -----
 
-/// A sink that refuses every message of one aggregate transiently, and takes the rest, also
-/// those after it in a batch (as Kafka does with other partitions): the poison a transient
-/// error can carry.
-struct RefusesOne {
-    inner: LocalLogPublisher,
-    key: String,
-}
-
-#[async_trait]
-impl Publisher for RefusesOne {
-    async fn publish(&self, batch: &[Message]) -> Vec<Result<Delivery, PublishError>> {
-        let mut results = Vec::new();
-        for m in batch {
-            if m.key == self.key {
-                results.push(Err(PublishError::transient("record rejected, try again")));
-            } else {
-                results.extend(self.inner.publish(std::slice::from_ref(m)).await);
-            }
-        }
-        results
-    }
-
-    fn name(&self) -> &'static str {
-        "refuses-one"
-    }
-}
-
 #[tokio::test]
 async fn an_event_that_keeps_failing_while_others_pass_is_dead_lettered_after_its_retries() {
     let dir = tempfile::tempdir().unwrap();
@@ -655,7 +628,7 @@ async fn an_event_that_keeps_failing_while_others_pass_is_dead_lettered_after_it
     }
     let events = store.events_after(0, 100).await.unwrap();
     let victim = events[1].envelope.aggregate_id.to_string();
-    let sink = Arc::new(RefusesOne {
+    let sink = Arc::new(RefusesKey {
         inner: LocalLogPublisher::new(store.clone()),
         key: victim.clone(),
     });
