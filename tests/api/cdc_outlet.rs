@@ -6,9 +6,9 @@ use crate::relay::{RefusesKey, create, open_store};
 use outbox::cdc::CdcError;
 use outbox::cdc::outlet::Outlet;
 use outbox::domain::StoredEvent;
+use outbox::publish::TopicRouter;
 use outbox::publish::faults::{Fault, FaultInjector};
 use outbox::publish::local::{LocalLogPublisher, TopicLog};
-use outbox::publish::TopicRouter;
 use outbox::resilience::Resilience;
 
 use outbox::resilience::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
