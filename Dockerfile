@@ -22,9 +22,11 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/outbox /usr/local/bin/outbox
 COPY --from=build /src/target/site /srv/outbox/site
+# Fault injection is an operator's drill tool: off in the image unless FAULT_INJECTION=true.
 ENV LEPTOS_SITE_ROOT=/srv/outbox/site \
     LEPTOS_SITE_ADDR=0.0.0.0:3000 \
-    DATA_DIR=/var/lib/outbox
+    DATA_DIR=/var/lib/outbox \
+    FAULT_INJECTION=false
 VOLUME /var/lib/outbox
 EXPOSE 3000
 CMD ["outbox"]

@@ -39,7 +39,8 @@
 //!     (`http/dlq.rs`) behind authentication by bearer token or console session
 //!     (`http/auth.rs`, `http/session.rs`) with a per-address limit on wrong tokens
 //!     (`http/throttle.rs`), the console's sign-in and page guard (`http/console.rs`), health
-//!     probes (`http/health.rs`), `/metrics` (`http/metrics.rs`), the SSE live feed
+//!     probes (`http/health.rs`), security headers (`http/headers.rs`), `/metrics`
+//!     (`http/metrics.rs`), the SSE live feed
 //!     (`http/live.rs`), request ids (`http/request_id.rs`), `AppError`, extractors, and the
 //!     Leptos page routes.
 //! 12. [`startup`]: `Application::build` (open the stores, build the sink, the relay's parts,

@@ -62,8 +62,15 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
+}
+
+/// What one connection may take.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    /// Closed if the request head is not in by then (slowloris).
+    header_read_timeout: Duration,
+    /// Past it, new connections are closed at once.
+    max_connections: usize,
 }
 
 /// A built application, ready to serve.
@@ -71,6 +78,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     local_addr: SocketAddr,
+    connections: ConnectionLimits,
     /// Cancelled when shutdown begins, so live-feed streams end and do not hold it up.
     closing: CancellationToken,
     /// Cancelled once the server stopped serving: the background tasks stop.
@@ -170,7 +178,10 @@ impl Application {
         let closing = CancellationToken::new();
         let telemetry = Telemetry {
             metrics: Arc::new(Metrics::new()),
-            live: Arc::new(LiveHub::new(closing.clone())),
+            live: Arc::new(LiveHub::new(
+                closing.clone(),
+                config.server.live_max_clients as usize,
+            )),
         };
         let faults = Arc::new(FaultInjector::new(sink(config, &topics, &stores)?));
         let relay = relay_parts(config, &stores, &faults, &topics, &telemetry);
@@ -191,7 +202,10 @@ impl Application {
             dead_letters: stores.store.clone(),
             topic_log: stores.embedded,
             admin_token: AdminToken::new(&admin_secret(config)),
-            sessions: Arc::new(Sessions::new(config.server.console_session_ttl.into())),
+            sessions: Arc::new(Sessions::new(
+                config.server.console_session_ttl.into(),
+                config.server.secure_cookies,
+            )),
             auth_throttle: Arc::new(AuthThrottle::new(
                 config.server.auth_failure_limit,
                 config.server.auth_failure_window.into(),
@@ -200,6 +214,7 @@ impl Application {
             relay: relay.handles,
             metrics: telemetry.metrics,
             live: telemetry.live,
+            ready_probe: Arc::default(),
             leptos_options: Arc::new(
                 LeptosOptions::builder()
                     .output_name("outbox")
@@ -209,10 +224,18 @@ impl Application {
                     .build(),
             ),
         };
+        let limits = http::RequestLimits {
+            timeout: config.server.request_timeout.into(),
+            concurrent: config.server.max_requests as usize,
+        };
         Ok(Self {
             listener,
-            router: http::router(state),
+            router: http::router(state, limits),
             local_addr,
+            connections: ConnectionLimits {
+                header_read_timeout: config.server.header_read_timeout.into(),
+                max_connections: config.server.max_connections as usize,
+            },
             closing,
             stop,
             background,
@@ -227,27 +250,80 @@ impl Application {
     /// Serves until `shutdown` completes: stops taking requests, lets those in flight finish,
     /// then stops the background tasks (the relay after its step in flight, its checkpoint
     /// saved).
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), StartupError> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let closing = self.closing;
         let shutdown = async move {
             shutdown.await;
             closing.cancel();
         };
-        // Connection info gives handlers the peer's address (the admin-token throttle).
-        let router = self
-            .router
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(StartupError::Serve);
+        serve(self.listener, self.router, self.connections, shutdown).await;
         self.stop.cancel();
         self.background.stopped(STOP_TIMEOUT).await;
-        served
     }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets the open connections
+/// finish their requests. Each connection gets its peer's address (`ConnectInfo`, for the
+/// admin-token throttle) and hyper's timer, so a request head that is not in within
+/// `header_read_timeout` closes the connection; past `max_connections` open ones, a new
+/// connection is closed at once.
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use tower::ServiceExt;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(error) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection refused: MAX_CONNECTIONS are open");
+            continue;
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            router.clone().oneshot(request)
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
@@ -291,12 +367,14 @@ fn relay_parts(
         suspension: Suspension::default(),
         breaker,
         faults: Arc::clone(faults),
+        fault_injection: config.server.fault_injection,
         replayer: Arc::new(Replayer {
             store: stores.store.clone(),
             publisher: faults.clone(),
             resilience: resilience.clone(),
             topics: topics.clone(),
             telemetry: telemetry.clone(),
+            claims: Default::default(),
         }),
     };
     RelayParts {
@@ -361,9 +439,12 @@ fn spawn_background(
     let kept = retention::Retention {
         outbox: config.retention.outbox_retention.into(),
         idempotency_keys: config.retention.idempotency_key_ttl.into(),
+        topic_log: config.retention.topic_log_retention.into(),
+        topic_log_messages: config.retention.topic_log_max_messages,
     };
     let interval = config.retention.retention_interval.into();
-    let sweep = retention::spawn(stores.store.clone(), kept, interval, stop);
+    let log = stores.embedded.clone();
+    let sweep = retention::spawn(stores.store.clone(), log, kept, interval, stop);
     background.track("retention", sweep);
 }
 

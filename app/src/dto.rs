@@ -452,7 +452,10 @@ pub struct PartitionOffsetsDto {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicDto {
     pub topic: String,
+    /// Messages still in the log.
     pub messages: u64,
+    /// The oldest offset still in the log (retention deletes older ones).
+    pub first_offset: i64,
     /// The offset the next message will get.
     pub next_offset: i64,
 }
@@ -602,4 +605,6 @@ pub struct RelayStatusDto {
     pub dead_letters: DeadLetterCountsDto,
     /// The simulated fault, if one is active (`POST /api/admin/faults`).
     pub fault: Option<Fault>,
+    /// Whether fault injection is enabled in this deployment (`FAULT_INJECTION`).
+    pub fault_injection: bool,
 }

@@ -108,3 +108,21 @@ test('an unknown order shows a not-found page with status 404', async ({ page })
   expect(response?.status()).toBe(404);
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('Order not found');
 });
+
+test('the order pages hydrate under their Content-Security-Policy without a violation', async ({ page, request }) => {
+  const violations: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') violations.push(m.text());
+  });
+  page.on('pageerror', (e) => violations.push(e.message));
+  const response = await page.goto('/orders');
+  expect(response?.headers()['content-security-policy']).toContain("'nonce-");
+  const orders = new OrdersPage(page);
+  await orders.waitUntilInteractive();
+  const id = (await orderIds(request))[0];
+  if (id) {
+    await page.goto(`/orders/${id}`);
+    await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  }
+  expect(violations, 'no CSP violation or other error in the browser console').toEqual([]);
+});

@@ -84,6 +84,16 @@ pub struct ServerConfig {
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = Secret::parse)]
     pub admin_token: Option<Secret>,
 
+    /// Whether operators may inject faults (`POST /api/admin/faults`), a drill tool: on for
+    /// `make run`, off in the container image unless set.
+    #[arg(long, env = "FAULT_INJECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fault_injection: bool,
+
+    /// The console is served over HTTPS (directly or behind a TLS proxy): the session cookie
+    /// is `Secure` and named `__Host-outbox_session`, so only this host can set it.
+    #[arg(long, env = "SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
     /// How long a console sign-in lasts.
     #[arg(long, env = "CONSOLE_SESSION_TTL", default_value_t = Interval(secs(8 * 3600)), value_parser = between(secs(1), YEAR))]
     pub console_session_ttl: Interval,
@@ -92,6 +102,28 @@ pub struct ServerConfig {
     /// `AUTH_FAILURE_WINDOW` before it is refused (429) until the oldest leaves the window.
     #[arg(long, env = "AUTH_FAILURE_LIMIT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub auth_failure_limit: u32,
+
+    /// How long a client may take to send a request's head (request line and headers);
+    /// slower connections are closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value_t = Interval(secs(10)), value_parser = between(ms(100), secs(600)))]
+    pub header_read_timeout: Interval,
+
+    /// How long a request (other than the live feed) may take, body included; past it, 408.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = Interval(secs(30)), value_parser = between(ms(100), secs(3600)))]
+    pub request_timeout: Interval,
+
+    /// Most requests (other than the live feed) handled at once; past it, 503 with
+    /// `Retry-After`.
+    #[arg(long, env = "MAX_REQUESTS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_requests: u32,
+
+    /// Most open connections; past it, new connections are closed at once.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Most live-feed streams (`/api/live`) open at once; past it, 503 with `Retry-After`.
+    #[arg(long, env = "LIVE_MAX_CLIENTS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub live_max_clients: u32,
 
     /// The window of `AUTH_FAILURE_LIMIT`.
     #[arg(long, env = "AUTH_FAILURE_WINDOW", default_value_t = Interval(secs(300)), value_parser = between(secs(1), DAY))]
@@ -158,6 +190,16 @@ pub struct RetentionConfig {
     /// them, and a request that uses the key again creates a new order.
     #[arg(long, env = "IDEMPOTENCY_KEY_TTL", default_value_t = Interval(DAY), value_parser = duration::any)]
     pub idempotency_key_ttl: Interval,
+
+    /// Messages of the embedded topic log older than this are deleted (like Kafka's
+    /// `retention.ms`).
+    #[arg(long, env = "TOPIC_LOG_RETENTION", default_value_t = Interval(7 * DAY), value_parser = duration::any)]
+    pub topic_log_retention: Interval,
+
+    /// Each topic of the embedded log keeps at most this many messages, the newest (like
+    /// Kafka's `retention.bytes`, counted in messages).
+    #[arg(long, env = "TOPIC_LOG_MAX_MESSAGES", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub topic_log_max_messages: u64,
 
     /// How often the retention sweep runs.
     #[arg(long, env = "RETENTION_INTERVAL", default_value_t = Interval(secs(60)), value_parser = between(ms(10), DAY))]

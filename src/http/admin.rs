@@ -73,6 +73,7 @@ pub async fn relay_status(
         breaker: views::breaker(&state.relay.breaker.snapshot()),
         dead_letters: views::dead_letter_counts(&counts),
         fault: fault.is_active().then_some(fault),
+        fault_injection: state.relay.fault_injection,
     }))
 }
 
@@ -102,6 +103,9 @@ pub async fn set_faults(
     State(state): State<AppState>,
     ApiJson(fault): ApiJson<Fault>,
 ) -> Result<Json<Fault>, AppError> {
+    if !state.relay.fault_injection {
+        return Err(AppError::FaultsDisabled);
+    }
     if let Err(message) = fault.validate() {
         let mut errors = ValidationErrors::default();
         errors.add("", message);

@@ -4,13 +4,19 @@
 //! The secret is kept only as a SHA-256 digest and compared in constant time; requests
 //! without the right token get 401 and change nothing. Wrong tokens count against the
 //! client's address ([`super::throttle`]); an address with too many gets 429.
+//!
+//! A session cookie goes with every request the browser makes to this site, including those
+//! another site's page triggers (SameSite=Strict stops cross-site ones, but a sibling
+//! subdomain or another port is the same *site*). So a state-changing request authenticated
+//! by the cookie must also come from this origin ([`same_origin`]), or it gets 403
+//! `cross_site`; bearer-token calls cannot be forged by a page and are unaffected.
 
 use super::AppState;
 use super::error::AppError;
 use super::throttle::ClientAddr;
 use crate::domain::Secret;
 use axum::extract::FromRequestParts;
-use axum::http::{header, request::Parts};
+use axum::http::{HeaderMap, Method, header, request::Parts};
 use sha2::{Digest, Sha256};
 
 /// The admin token as stored: its digest only.
@@ -34,15 +40,41 @@ impl AdminToken {
     }
 }
 
-/// Whether `headers` carry the cookie of a live console session or `Authorization: Bearer
-/// <the admin token>`. A wrong bearer token counts against `client`; while `client` is locked
-/// out, no token is checked and the wait is returned instead.
+/// Whether a request came from this site's own pages, or from no web page at all: its
+/// `Sec-Fetch-Site` (sent by browsers) is `same-origin` or `none`, and its `Origin`, if any,
+/// names the host it was sent to. A request without either header is not a browser page's.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let fetch_site_ok = headers
+        .get("sec-fetch-site")
+        .is_none_or(|site| matches!(site.as_bytes(), b"same-origin" | b"none"));
+    let origin_ok = headers.get(header::ORIGIN).is_none_or(|origin| {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let authority = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, authority)| authority);
+        authority.is_some_and(|a| Some(a) == host)
+    });
+    fetch_site_ok && origin_ok
+}
+
+/// Whether the request (its `method` and `headers`) carries the cookie of a live console
+/// session or `Authorization: Bearer <the admin token>`. A wrong bearer token counts against
+/// `client`; while `client` is locked out, no token is checked and the wait is returned
+/// instead. A session-authenticated request that changes state from another origin is
+/// refused (403).
 pub fn is_admin(
-    headers: &axum::http::HeaderMap,
+    method: &Method,
+    headers: &HeaderMap,
     client: ClientAddr,
     state: &AppState,
 ) -> Result<bool, AppError> {
     if state.sessions.signed_in(headers) {
+        if !method.is_safe() && !same_origin(headers) {
+            tracing::warn!(client = %client.0, %method, "cross-site admin request refused");
+            return Err(AppError::CrossSite);
+        }
         return Ok(true);
     }
     let Some(presented) = headers
@@ -73,9 +105,8 @@ pub fn check_token(
     Ok(right)
 }
 
-/// Proof that the request carried the admin token or a console session. Handlers that take
-/// it are admin-only. Cookie-carried sessions are SameSite=Strict, so another site cannot
-/// make a signed-in browser call them.
+/// Proof that the request carried the admin token or a console session (from this origin,
+/// when it changes state). Handlers that take it are admin-only.
 pub struct Admin;
 
 impl FromRequestParts<AppState> for Admin {
@@ -83,7 +114,7 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let Ok(client) = ClientAddr::from_request_parts(parts, state).await;
-        if is_admin(&parts.headers, client, state)? {
+        if is_admin(&parts.method, &parts.headers, client, state)? {
             Ok(Admin)
         } else {
             Err(AppError::Unauthorized)

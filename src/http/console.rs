@@ -3,8 +3,8 @@
 //! `/console/...` to the sign-in page.
 
 use super::AppState;
-use super::auth::check_token;
-use super::session::CLEARED_COOKIE;
+use super::auth::{check_token, same_origin};
+use super::error::AppError;
 use super::throttle::ClientAddr;
 use app::format::query_value;
 use axum::extract::rejection::FormRejection;
@@ -60,8 +60,14 @@ fn see_other(location: &str, cookie: Option<&str>) -> Response {
 pub async fn sign_in(
     State(state): State<AppState>,
     client: ClientAddr,
+    headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
+    // Another site's page posting guesses must not lock the operator's address out.
+    if !same_origin(&headers) {
+        tracing::warn!(client = %client.0, "cross-site sign-in refused");
+        return AppError::CrossSite.into_response();
+    }
     let Ok(Form(form)) = form else {
         return see_other(&format!("{SIGN_IN_PAGE}?error=invalid"), None);
     };
@@ -86,14 +92,18 @@ pub async fn sign_in(
     see_other(next, Some(&state.sessions.cookie(&token)))
 }
 
-/// `POST /auth/sign-out`: ends the session and removes the cookie.
+/// `POST /auth/sign-out`: ends the session and removes the cookie (from this origin only:
+/// another site may not sign the operator out).
 pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = super::session::token_in(&headers) {
+    if !same_origin(&headers) {
+        return AppError::CrossSite.into_response();
+    }
+    if let Some(token) = state.sessions.token_in(&headers) {
         state.sessions.end(token);
     }
     see_other(
         &format!("{SIGN_IN_PAGE}?signed_out=1"),
-        Some(CLEARED_COOKIE),
+        Some(&state.sessions.cleared_cookie()),
     )
 }
 

@@ -10,10 +10,9 @@ use crate::relay::replay::ReplayError;
 use crate::store::StoreError;
 use crate::store::dead_letters::{DeadLetterFilter, DeadLetterStatus};
 
-use crate::telemetry::live::dead_letter_event;
 use crate::views;
 use app::dto::{BulkReplayDto, DeadLetterDto, DeadLetterPageDto, ReplayResultDto};
-use app::dto::{BulkReplayOutcome, BulkReplayRequest, DiscardRequest, DlqAction};
+use app::dto::{BulkReplayOutcome, BulkReplayRequest, DiscardRequest};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
@@ -143,6 +142,7 @@ impl From<ReplayError> for AppError {
         match e {
             ReplayError::NotFound => AppError::NotFound("dead letter"),
             ReplayError::NotPending(status) => StoreError::NotPending(status).into(),
+            ReplayError::InProgress => AppError::InProgress(e.to_string()),
             ReplayError::SinkUnavailable { .. } => AppError::SinkUnavailable(e.to_string()),
             ReplayError::Failed(_) => AppError::ReplayFailed(e.to_string()),
             ReplayError::Store(s) => s.into(),
@@ -223,7 +223,9 @@ pub async fn replay_many(
                 report.replayed += 1;
                 (BulkReplayOutcome::Replayed, None)
             }
-            Err(e @ (ReplayError::NotFound | ReplayError::NotPending(_))) => {
+            Err(
+                e @ (ReplayError::NotFound | ReplayError::NotPending(_) | ReplayError::InProgress),
+            ) => {
                 report.skipped += 1;
                 (BulkReplayOutcome::Skipped, Some(e.to_string()))
             }
@@ -258,14 +260,6 @@ pub async fn discard(
         );
         return Err(errors.into());
     }
-    let letter = state
-        .dead_letters
-        .discard_dead_letter(id, reason.to_string())
-        .await?;
-    state.live.send(dead_letter_event(
-        DlqAction::Discarded,
-        Some(id),
-        &letter.failure.event,
-    ));
+    let letter = state.relay.replayer.discard(id, reason.to_string()).await?;
     Ok(Json(views::dead_letter(&letter)))
 }

@@ -32,6 +32,9 @@ pub enum AppError {
     /// A store error, as [`views::problem`] describes it to every client.
     #[error("{}", .0.message)]
     Store(Problem),
+    /// 409: another request is replaying or discarding the same dead letter.
+    #[error("{0}")]
+    InProgress(String),
     /// 503: the sink is unavailable (circuit breaker open); nothing was attempted.
     #[error("{0}")]
     SinkUnavailable(String),
@@ -43,6 +46,14 @@ pub enum AppError {
     /// 401: an admin action without the right `Authorization: Bearer` token.
     #[error("admin authentication required")]
     Unauthorized,
+    /// 403: fault injection is off in this deployment (`FAULT_INJECTION=false`).
+    #[error("fault injection is disabled in this deployment (FAULT_INJECTION)")]
+    FaultsDisabled,
+    /// 403: a state change authenticated by the session cookie, sent from another origin.
+    #[error(
+        "cross-site requests may not change anything: use this site's console, or a bearer token"
+    )]
+    CrossSite,
     /// 429: too many wrong admin tokens from this address lately; see `http::throttle`.
     #[error("too many wrong admin tokens from this address; retry in {} s", retry_after_secs(.0))]
     TooManyAttempts(std::time::Duration),
@@ -52,6 +63,9 @@ pub enum AppError {
     PayloadTooLarge { limit: usize },
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
+    /// 503: as many live-feed streams are open as `LIVE_MAX_CLIENTS` allows.
+    #[error("too many live-feed clients; retry shortly")]
+    TooManyLiveClients,
     /// 503: temporarily unable to take the request; clients should retry.
     #[error("the service is temporarily overloaded, retry shortly")]
     Unavailable,
@@ -91,9 +105,12 @@ impl AppError {
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Store(p) => (p.status, p.code),
             AppError::SinkUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "sink_unavailable"),
+            AppError::InProgress(_) => (StatusCode::CONFLICT, "in_progress"),
             AppError::ReplayFailed(_) => (StatusCode::BAD_GATEWAY, "replay_failed"),
             AppError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::CrossSite => (StatusCode::FORBIDDEN, "cross_site"),
+            AppError::FaultsDisabled => (StatusCode::FORBIDDEN, "faults_disabled"),
             AppError::TooManyAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::PayloadTooLarge { .. } => {
@@ -103,6 +120,7 @@ impl AppError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             AppError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::TooManyLiveClients => (StatusCode::SERVICE_UNAVAILABLE, "too_many_clients"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

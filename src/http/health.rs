@@ -2,9 +2,13 @@
 //! its job: 503 when the store cannot take durable writes or the relay task is gone). An open
 //! circuit breaker or an active simulated fault makes the service `degraded`, not down: orders
 //! are still taken and the relay catches up once the sink is back.
+//!
+//! Both are public, so they say up / degraded / down per component in fixed words: no error
+//! text, breaker reason or fault settings (those are in the admin relay status and the log).
+//! The readiness write probe runs at most once per [`PROBE_FRESH`]; requests meanwhile get
+//! its last result, so anonymous clients cannot make the store write at their rate.
 
 use super::AppState;
-use crate::publish::Publisher;
 use crate::relay::activity::RelayState;
 use crate::resilience::breaker::BreakerState;
 use crate::store::StoreError;
@@ -13,69 +17,75 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 /// How long readiness waits for the write probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a write probe's result is reused.
+pub const PROBE_FRESH: Duration = Duration::from_secs(1);
+
+/// The last readiness write probe: when it ran and what it found (`Err`: the fixed words
+/// that say why the store is down).
+#[derive(Debug, Default)]
+pub struct ReadyProbe(Mutex<Option<(Instant, Result<(), &'static str>)>>);
+
+impl ReadyProbe {
+    /// The store's writability: the last probe's result while it is fresh, else a new
+    /// probe's (concurrent requests wait for the one probe in flight).
+    async fn check(&self, state: &AppState) -> Result<(), &'static str> {
+        let mut last = self.0.lock().await;
+        if let Some((at, result)) = *last
+            && at.elapsed() < PROBE_FRESH
+        {
+            return result;
+        }
+        let result = match tokio::time::timeout(PROBE_TIMEOUT, state.orders.check_writable()).await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: store write probe failed");
+                Err(match e {
+                    StoreError::Overloaded => "write queue full",
+                    StoreError::WriterStopped => "writer stopped",
+                    StoreError::Unavailable(_) => "database busy or locked",
+                    _ => "write probe failed",
+                })
+            }
+            Err(_) => {
+                tracing::warn!("readiness: store write probe timed out");
+                Err("write probe timed out")
+            }
+        };
+        *last = Some((Instant::now(), result));
+        result
+    }
+}
 
 /// The relay task, the sink behind its circuit breaker, and fault injection.
 fn relay_components(state: &AppState) -> Vec<Component> {
-    let activity = state.relay.activity.get();
-    let (status, detail) = match activity.state {
-        RelayState::Running | RelayState::Retrying | RelayState::Paused => (
-            Status::Up,
-            format!(
-                "{} at position {}",
-                activity.state.as_str(),
-                activity.checkpoint
-            ),
-        ),
-        RelayState::Starting => (
-            Status::Degraded,
-            activity
-                .last_error
-                .map_or("starting".to_string(), |e| format!("restarting after: {e}")),
-        ),
-        RelayState::Suspended => (
-            Status::Degraded,
-            format!(
-                "suspended by an operator at position {}",
-                activity.checkpoint
-            ),
-        ),
-        RelayState::Stopped => (Status::Down, "the relay task has stopped".to_string()),
-    };
-    let relay = Component {
-        name: "relay".into(),
+    let component = |name: &str, status, detail: &str| Component {
+        name: name.into(),
         status,
-        detail,
+        detail: detail.into(),
     };
-    let breaker = state.relay.breaker.snapshot();
-    let sink = state.relay.faults.name();
-    let sink = match breaker.state {
-        BreakerState::Closed => Component {
-            name: "sink".into(),
-            status: Status::Up,
-            detail: format!("{sink}: circuit breaker closed"),
-        },
-        other => Component {
-            name: "sink".into(),
-            status: Status::Degraded,
-            detail: format!(
-                "{sink}: circuit breaker {} after {}",
-                other.as_str(),
-                breaker.transitions.last().map_or("", |t| t.reason.as_str())
-            ),
-        },
+    let relay = match state.relay.activity.get().state {
+        s @ (RelayState::Running | RelayState::Retrying | RelayState::Paused) => {
+            component("relay", Status::Up, s.as_str())
+        }
+        RelayState::Starting => component("relay", Status::Degraded, "starting"),
+        RelayState::Suspended => component("relay", Status::Degraded, "suspended by an operator"),
+        RelayState::Stopped => component("relay", Status::Down, "the relay task has stopped"),
     };
-    let fault = state.relay.faults.fault();
-    let faults = Component {
-        name: "faults".into(),
-        status: if fault.is_active() {
-            Status::Degraded
-        } else {
-            Status::Up
-        },
-        detail: serde_json::to_string(&fault).unwrap_or_default(),
+    let sink = match state.relay.breaker.state() {
+        BreakerState::Closed => component("sink", Status::Up, "circuit breaker closed"),
+        BreakerState::Open => component("sink", Status::Degraded, "circuit breaker open"),
+        BreakerState::HalfOpen => component("sink", Status::Degraded, "circuit breaker half-open"),
+    };
+    let faults = if state.relay.faults.fault().is_active() {
+        component("faults", Status::Degraded, "a simulated fault is active")
+    } else {
+        component("faults", Status::Up, "none")
     };
     vec![relay, sink, faults]
 }
@@ -88,31 +98,22 @@ pub async fn healthz(State(state): State<AppState>) -> Json<HealthDto> {
     })
 }
 
-/// Readiness: a durable write probe through the writer, plus the relay's components.
+/// Readiness: a durable write probe through the writer (at most once per [`PROBE_FRESH`]),
+/// plus the relay's components.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthDto>) {
-    let store = match tokio::time::timeout(PROBE_TIMEOUT, state.orders.check_writable()).await {
-        Ok(Ok(())) => Ok("durable write probe committed".to_string()),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: store write probe failed");
-            Err(match e {
-                StoreError::Overloaded => "write queue full",
-                StoreError::WriterStopped => "writer stopped",
-                StoreError::Unavailable(_) => "database busy or locked",
-                _ => "write probe failed",
-            }
-            .to_string())
-        }
-        Err(_) => Err(format!("write probe timed out after {PROBE_TIMEOUT:?}")),
-    };
-    let mut components = vec![Component {
-        name: "store".into(),
-        status: if store.is_ok() {
-            Status::Up
-        } else {
-            Status::Down
+    let store = match state.ready_probe.check(&state).await {
+        Ok(()) => Component {
+            name: "store".into(),
+            status: Status::Up,
+            detail: "takes durable writes".into(),
         },
-        detail: store.unwrap_or_else(|e| e),
-    }];
+        Err(why) => Component {
+            name: "store".into(),
+            status: Status::Down,
+            detail: why.into(),
+        },
+    };
+    let mut components = vec![store];
     components.extend(relay_components(&state));
     let worst = components
         .iter()

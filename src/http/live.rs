@@ -1,22 +1,30 @@
 //! `GET /api/live`: server-sent events. A `snapshot` event every 500 ms (aggregates only)
 //! and discrete events as they happen: `breaker`, `published` samples and, for requests that
 //! carry the admin token, `dlq`. Keep-alive comments every 15 s. A slow client only ever
-//! gets the newest snapshot and skips discrete events it fell behind on; every stream ends
-//! when the server starts shutting down.
+//! gets the newest snapshot and skips discrete events it fell behind on (nothing queues for
+//! it: the stream is only polled as fast as the client reads); every stream ends when the
+//! server starts shutting down, and an admin stream opened with a console session ends when
+//! that session is signed out or expires. At most `LIVE_MAX_CLIENTS` streams are open at once;
+//! past it, 503 with `Retry-After`.
 
 use super::AppState;
 use super::auth::is_admin;
 use super::error::AppError;
+use super::session::Sessions;
 use super::throttle::ClientAddr;
 use crate::telemetry::live::{LiveEvent, Snapshot};
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
 use tokio_util::sync::CancellationToken;
+
+/// How often an admin stream checks that its console session is still signed in.
+const SESSION_CHECK: Duration = Duration::from_secs(1);
 
 /// One client's position in the feed.
 struct Client {
@@ -24,6 +32,10 @@ struct Client {
     events: broadcast::Receiver<LiveEvent>,
     closing: CancellationToken,
     admin: bool,
+    /// The console session an admin stream was opened with: the stream ends with it.
+    session: Option<(Arc<Sessions>, String)>,
+    /// The stream's place among `LIVE_MAX_CLIENTS`, given back when it ends.
+    _slot: OwnedSemaphorePermit,
 }
 
 fn sse<T: serde::Serialize>(name: &str, value: &T) -> Event {
@@ -36,11 +48,19 @@ fn sse<T: serde::Serialize>(name: &str, value: &T) -> Event {
 impl Client {
     /// The next event to send, or `None` when the stream ends (server shutting down).
     async fn next(&mut self) -> Option<Event> {
+        let mut checks = tokio::time::interval(SESSION_CHECK);
         loop {
             tokio::select! {
                 biased;
                 // Shutdown began (or the server is gone).
                 () = self.closing.cancelled() => return None,
+                _ = checks.tick(), if self.session.is_some() => {
+                    if let Some((sessions, token)) = &self.session
+                        && !sessions.is_valid(token)
+                    {
+                        return None;
+                    }
+                }
                 changed = self.snapshots.changed() => {
                     changed.ok()?;
                     let snapshot = self.snapshots.borrow_and_update().clone();
@@ -65,7 +85,11 @@ pub async fn live(
     client: ClientAddr,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    let admin = is_admin(&headers, client, &state)?;
+    let admin = is_admin(&Method::GET, &headers, client, &state)?;
+    let slot = state.live.join().ok_or(AppError::TooManyLiveClients)?;
+    let session = (state.sessions.token_in(&headers))
+        .filter(|token| admin && state.sessions.is_valid(token))
+        .map(|token| (Arc::clone(&state.sessions), token.to_string()));
     let mut snapshots = state.live.snapshots();
     // The current snapshot goes out first, without waiting for the next one.
     snapshots.mark_changed();
@@ -74,6 +98,8 @@ pub async fn live(
         events: state.live.subscribe(),
         closing: state.live.closing(),
         admin,
+        session,
+        _slot: slot,
     };
     let stream = futures::stream::unfold(client, |mut client| async move {
         client.next().await.map(|event| (Ok(event), client))

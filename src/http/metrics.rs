@@ -7,7 +7,7 @@ use crate::domain::EventType;
 use crate::resilience::breaker::BreakerState;
 use crate::telemetry::metrics::Metrics;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -60,8 +60,28 @@ fn breaker_gauge(state: BreakerState) -> i64 {
     }
 }
 
-/// Counts and times the request. Unmatched paths are labelled `unmatched`, so scanners
-/// cannot create a label per path.
+/// The `method` label: the standard methods by name, any other token `other` (every token is
+/// a valid method, so raw methods would let a client create series without bound).
+fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
+}
+
+/// Counts and times the request. Unmatched paths are labelled `unmatched` and unknown methods
+/// `other`, so scanners cannot create a series per path or method.
 pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     // Cheap clones (an `Arc<str>` and, for standard methods, no allocation at all).
     let route = request.extensions().get::<MatchedPath>().cloned();
@@ -70,7 +90,7 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     let response = next.run(request).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let status = response.status();
-    let labels = [method.as_str(), route, status.as_str()];
+    let labels = [method_label(&method), route, status.as_str()];
     metrics.http_requests.with_label_values(&labels).inc();
     metrics
         .http_duration

@@ -7,7 +7,8 @@ mod console;
 mod dlq;
 pub mod error;
 pub mod extract;
-mod health;
+pub mod headers;
+pub mod health;
 mod live;
 mod metrics;
 mod orders;
@@ -31,18 +32,24 @@ use crate::telemetry::metrics::Metrics;
 use crate::ui::UiBridge;
 use app::api::OrdersApi;
 use auth::AdminToken;
+use axum::BoxError;
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{HeaderValue, header};
 use axum::routing::{get, post, put};
 use error::AppError;
 use extract::BODY_LIMIT;
 use leptos::config::LeptosOptions;
-use leptos::prelude::provide_context;
+use leptos::prelude::{provide_context, use_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use session::Sessions;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// What every handler can reach.
@@ -69,6 +76,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The live feed behind `/api/live`.
     pub live: Arc<LiveHub>,
+    /// The readiness write probe's last result, reused for a moment.
+    pub ready_probe: Arc<health::ReadyProbe>,
     /// Where the pages find their assets and how they name the bundle.
     /// Behind an `Arc`: the state is cloned for every extractor, and these options hold
     /// several strings.
@@ -85,6 +94,8 @@ pub struct RelayHandles {
     pub breaker: Arc<CircuitBreaker>,
     /// The sink as the relay sees it, with fault injection in front.
     pub faults: Arc<FaultInjector>,
+    /// Whether operators may set faults (`FAULT_INJECTION`).
+    pub fault_injection: bool,
     /// Publishes dead letters again through the same sink and breaker.
     pub replayer: Arc<Replayer>,
 }
@@ -102,7 +113,6 @@ fn api() -> Router<AppState> {
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/items", put(orders::replace_items))
         .route("/orders/{id}/cancel", post(orders::cancel))
-        .route("/live", get(live::live))
         .route("/topics", get(topics::list))
         .route("/topics/{topic}/messages", get(topics::messages))
         .route("/admin/relay", get(admin::relay_status))
@@ -124,17 +134,50 @@ fn api() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
-/// The whole application router.
-pub fn router(state: AppState) -> Router {
+/// What one request may take: time, and a place among those handled at once.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Past it, 408 (`REQUEST_TIMEOUT`).
+    pub timeout: std::time::Duration,
+    /// Past it, 503 with `Retry-After` (`MAX_REQUESTS`).
+    pub concurrent: usize,
+}
+
+/// The whole application router. Every route but the live feed (a stream meant to stay open)
+/// is bounded by `limits`.
+pub fn router(state: AppState, limits: RequestLimits) -> Router {
     let ui: Arc<dyn OrdersApi> = Arc::new(UiBridge::new(
         Arc::clone(&state.orders),
         Arc::clone(&state.outbox),
         Arc::clone(&state.metrics),
     ));
     let meter = Arc::clone(&state.metrics);
-    let context = move || provide_context(Arc::clone(&ui));
+    // Every page render: the UI's service, and the page's security policy with the nonce
+    // leptos_axum generated for this response's inline hydration scripts.
+    let context = move || {
+        provide_context(Arc::clone(&ui));
+        let nonce = leptos::nonce::use_nonce();
+        let response = use_context::<leptos_axum::ResponseOptions>();
+        if let (Some(nonce), Some(response)) = (nonce, response)
+            && let Ok(policy) = HeaderValue::from_str(&headers::page_policy(&nonce.to_string()))
+        {
+            response.insert_header(header::CONTENT_SECURITY_POLICY, policy);
+        }
+    };
     let routes = generate_route_list(app::App);
     let options = LeptosOptions::clone(&state.leptos_options);
+    let bounded = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: BoxError| async {
+            AppError::Unavailable
+        }))
+        .load_shed()
+        // One count for the whole router: `Router::layer` wraps every route (and method)
+        // on its own, so a per-layer limit would count each route apart.
+        .layer(GlobalConcurrencyLimitLayer::new(limits.concurrent))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.timeout,
+        ));
     Router::new()
         .leptos_routes_with_context(&state, routes, context.clone(), move || {
             app::shell(options.clone())
@@ -155,7 +198,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
+        .layer(bounded)
+        .route("/api/live", get(live::live))
         .layer(axum::middleware::from_fn_with_state(meter, metrics::track))
+        .layer(axum::middleware::from_fn(headers::secure))
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)

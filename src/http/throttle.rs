@@ -5,7 +5,8 @@
 //! locked-out guesser could still tell when a guess was right.
 //!
 //! The address is the TCP peer's: behind a reverse proxy every client shares the proxy's, so
-//! there the proxy should limit by the real address itself.
+//! there the proxy should limit by the real address itself. IPv6 clients are counted per /64
+//! (one host usually holds a whole /64), and the table is bounded whatever the traffic.
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -16,8 +17,21 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Most addresses tracked at once. Past it, addresses with no failure left in the window are
-/// forgotten; a flood of addresses can at worst push out those whose failures are old.
-const MAX_TRACKED: usize = 10_000;
+/// forgotten first, then those whose last failure is oldest: a flood of addresses can push
+/// out old entries, never grow the table.
+pub const MAX_TRACKED: usize = 10_000;
+
+/// What failures are counted under: an IPv4 address (also when written as IPv4-mapped IPv6),
+/// or the /64 network of an IPv6 address.
+fn counted_as(client: IpAddr) -> IpAddr {
+    match client.to_canonical() {
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !u128::from(u64::MAX);
+            IpAddr::V6(network.into())
+        }
+        v4 => v4,
+    }
+}
 
 /// The address of the request's TCP peer; the unspecified address where the server runs
 /// without connection info (a router driven directly, as in unit tests).
@@ -67,7 +81,7 @@ impl AuthThrottle {
 
     fn check_at(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut failures = self.lock();
-        let Some(times) = failures.get_mut(&client) else {
+        let Some(times) = failures.get_mut(&counted_as(client)) else {
             return Ok(());
         };
         self.forget_old(times, now);
@@ -78,9 +92,20 @@ impl AuthThrottle {
     }
 
     fn failed_at(&self, client: IpAddr, now: Instant) {
+        let client = counted_as(client);
         let mut failures = self.lock();
         if failures.len() >= MAX_TRACKED && !failures.contains_key(&client) {
             failures.retain(|_, times| times.back().is_some_and(|t| now - *t < self.window));
+            while failures.len() >= MAX_TRACKED {
+                let stalest = failures
+                    .iter()
+                    .min_by_key(|(_, times)| times.back().copied())
+                    .map(|(address, _)| *address);
+                match stalest {
+                    Some(address) => failures.remove(&address),
+                    None => break,
+                };
+            }
         }
         let times = failures.entry(client).or_default();
         self.forget_old(times, now);
@@ -160,5 +185,43 @@ mod tests {
         throttle.failed_at(address(1), start + MINUTE);
         assert_eq!(throttle.lock().len(), 1);
         assert_eq!(throttle.check_at(address(1), start + MINUTE), Ok(()));
+    }
+
+    #[test]
+    fn a_flood_inside_the_window_pushes_out_the_stalest_and_never_grows_the_table() {
+        let throttle = AuthThrottle::new(5, MINUTE);
+        let start = Instant::now();
+        let flooder = |i: usize| {
+            let [_, a, b, c] = u32::try_from(i).unwrap().to_be_bytes();
+            IpAddr::from([10, a, b, c])
+        };
+        for i in 0..MAX_TRACKED + 500 {
+            let at = start + Duration::from_millis(u64::try_from(i).unwrap());
+            throttle.failed_at(flooder(i), at);
+            assert!(throttle.lock().len() <= MAX_TRACKED);
+        }
+        let failures = throttle.lock();
+        assert_eq!(failures.len(), MAX_TRACKED);
+        assert!(
+            !failures.contains_key(&flooder(0)),
+            "the stalest went first"
+        );
+        assert!(failures.contains_key(&flooder(MAX_TRACKED + 499)));
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64_and_mapped_ipv4_as_ipv4() {
+        let throttle = AuthThrottle::new(2, MINUTE);
+        let start = Instant::now();
+        let host = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 7, 0, 0, 0, last]);
+        throttle.failed_at(host(1), start);
+        throttle.failed_at(host(2), start);
+        assert!(throttle.check_at(host(3), start).is_err(), "same /64");
+        let other = IpAddr::from([0x2001, 0xdb8, 0, 8, 0, 0, 0, 1]);
+        assert_eq!(throttle.check_at(other, start), Ok(()), "another /64");
+        let mapped: IpAddr = "::ffff:10.0.0.9".parse().unwrap();
+        throttle.failed_at(mapped, start);
+        throttle.failed_at(address(9), start);
+        assert!(throttle.check_at(address(9), start).is_err());
     }
 }

@@ -27,6 +27,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<TopicDto>>, 
             .map(|t| TopicDto {
                 topic: t.topic,
                 messages: t.messages,
+                first_offset: t.first_offset,
                 next_offset: t.next_offset,
             })
             .collect(),

@@ -11,7 +11,10 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSummary {
     pub topic: String,
+    /// Messages still in the log (retention deletes the oldest).
     pub messages: u64,
+    /// The oldest offset still in the log.
+    pub first_offset: i64,
     /// The offset the next message will get.
     pub next_offset: i64,
 }
@@ -52,6 +55,11 @@ pub trait TopicLog: Send + Sync + 'static {
         from_offset: i64,
         limit: u32,
     ) -> Result<Vec<LoggedMessage>, LogError>;
+
+    /// Retention: deletes up to `limit` of each topic's oldest messages that were appended
+    /// before `before` or are beyond its newest `keep`, like Kafka's `retention.ms` and
+    /// `retention.bytes`. Returns how many were deleted.
+    async fn prune(&self, before: DateTime<Utc>, keep: u64, limit: u32) -> Result<u64, LogError>;
 }
 
 /// Publishes into a [`TopicLog`].

@@ -1,5 +1,12 @@
-//! Dead letter replay: publishes a record's original envelope (same `event_id`) through the
-//! relay's sink and circuit breaker, and marks it `replayed` only after the sink acknowledged.
+//! Dead letter replay and discard: a replay publishes a record's original envelope (same
+//! `event_id`) through the relay's sink and circuit breaker, and marks it `replayed` only
+//! after the sink acknowledged; a discard sets it aside with a reason.
+//!
+//! One record, one action at a time: replay and discard first claim the record, so of two
+//! calls racing on it, one wins and the other gets [`ReplayError::InProgress`] (409) without
+//! publishing anything; the store's own compare-and-set (`pending` → `replayed` or
+//! `discarded`) refuses whatever comes after. A record's event is published at most once by
+//! these calls.
 
 use crate::publish::{Message, Publisher, TopicRouter};
 use crate::resilience::Resilience;
@@ -10,7 +17,8 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::live::dead_letter_event;
 use app::dto::{DlqAction, ReplayAttemptOutcome};
 use chrono::Utc;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Why a replay did not deliver.
@@ -20,6 +28,9 @@ pub enum ReplayError {
     NotFound,
     #[error("the dead letter is {}, not pending", .0.as_str())]
     NotPending(DeadLetterStatus),
+    /// Another replay or discard of the same record is under way.
+    #[error("another request is replaying or discarding this dead letter")]
+    InProgress,
     /// The circuit breaker is open: nothing was attempted.
     #[error("the sink is unavailable (circuit breaker open); retry in {} ms", .retry_in.as_millis())]
     SinkUnavailable { retry_in: Duration },
@@ -40,7 +51,36 @@ impl From<StoreError> for ReplayError {
     }
 }
 
-/// Publishes dead letters again, through the same sink and breaker as the relay.
+/// The records an action is under way on.
+#[derive(Debug, Default)]
+pub struct Claims(Mutex<HashSet<i64>>);
+
+/// One record claimed; dropping it lets the record go.
+struct Claim<'c> {
+    claims: &'c Claims,
+    id: i64,
+}
+
+impl Claims {
+    fn claim(&self, id: i64) -> Result<Claim<'_>, ReplayError> {
+        let mut taken = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if taken.insert(id) {
+            Ok(Claim { claims: self, id })
+        } else {
+            Err(ReplayError::InProgress)
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut taken = self.claims.0.lock().unwrap_or_else(PoisonError::into_inner);
+        taken.remove(&self.id);
+    }
+}
+
+/// Publishes dead letters again, through the same sink and breaker as the relay, or sets
+/// them aside.
 pub struct Replayer {
     /// Where the records are read and their replays recorded.
     pub store: Arc<dyn DeadLetterStore>,
@@ -50,6 +90,8 @@ pub struct Replayer {
     pub topics: TopicRouter,
     /// Counts replays by outcome and announces them.
     pub telemetry: Telemetry,
+    /// The records a replay or discard is under way on.
+    pub claims: Claims,
 }
 
 impl Replayer {
@@ -57,6 +99,7 @@ impl Replayer {
     /// failed replay is recorded and leaves the record pending, whatever the failure policy
     /// would do with a relayed event (an operator asked for this one attempt).
     pub async fn replay(&self, id: i64) -> Result<DeadLetter, ReplayError> {
+        let _claim = self.claims.claim(id)?;
         let letter = self
             .store
             .dead_letter(id)
@@ -117,5 +160,14 @@ impl Replayer {
                 Ok(letter)
             }
         }
+    }
+
+    /// Sets pending record `id` aside with `reason`.
+    pub async fn discard(&self, id: i64, reason: String) -> Result<DeadLetter, ReplayError> {
+        let _claim = self.claims.claim(id)?;
+        let letter = self.store.discard_dead_letter(id, reason).await?;
+        let event = dead_letter_event(DlqAction::Discarded, Some(id), &letter.failure.event);
+        self.telemetry.live.send(event);
+        Ok(letter)
     }
 }

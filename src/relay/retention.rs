@@ -1,8 +1,10 @@
 //! Retention: a background task that deletes published outbox events older than the
-//! retention period, and idempotency keys older than their lifetime, in small batches so it
-//! never holds the writer for long. Unpublished events are never deleted.
+//! retention period, idempotency keys older than their lifetime, and the embedded topic log's
+//! oldest messages (by age and per-topic count), in small batches so it never holds the
+//! writer for long. Unpublished events are never deleted.
 
-use crate::store::{RELAY_NAME, RetentionStore, StoreError};
+use crate::publish::local::TopicLog;
+use crate::store::{RELAY_NAME, RetentionStore};
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::sync::Arc;
@@ -20,11 +22,17 @@ pub struct Retention {
     pub outbox: Duration,
     /// Idempotency keys older than this are deleted (`IDEMPOTENCY_KEY_TTL`).
     pub idempotency_keys: Duration,
+    /// Embedded topic log messages older than this are deleted (`TOPIC_LOG_RETENTION`).
+    pub topic_log: Duration,
+    /// Each topic of the embedded log keeps at most this many messages
+    /// (`TOPIC_LOG_MAX_MESSAGES`).
+    pub topic_log_messages: u64,
 }
 
 /// Starts the sweeper: every `interval`, delete what `retention` no longer keeps.
 pub fn spawn(
     store: Arc<dyn RetentionStore>,
+    topic_log: Arc<dyn TopicLog>,
     retention: Retention,
     interval: Duration,
     stop: CancellationToken,
@@ -39,6 +47,11 @@ pub fn spawn(
             let before = cutoff(retention.idempotency_keys);
             sweep("idempotency keys", |limit| {
                 store.delete_idempotency_keys(before, limit)
+            })
+            .await;
+            let before = cutoff(retention.topic_log);
+            sweep("embedded topic log messages", |limit| {
+                topic_log.prune(before, retention.topic_log_messages, limit)
             })
             .await;
             if !super::runner::pause(interval, &stop).await {
@@ -57,10 +70,11 @@ fn cutoff(age: Duration) -> DateTime<Utc> {
 }
 
 /// Calls `delete` with [`BATCH`] until it deletes fewer, and logs the total of `what`.
-async fn sweep<F, Fut>(what: &str, mut delete: F)
+async fn sweep<F, Fut, E>(what: &str, mut delete: F)
 where
     F: FnMut(u32) -> Fut,
-    Fut: Future<Output = Result<u64, StoreError>>,
+    Fut: Future<Output = Result<u64, E>>,
+    E: std::fmt::Display,
 {
     let mut total = 0;
     loop {

@@ -9,10 +9,11 @@
 use crate::domain::StoredEvent;
 use app::dto::DlqAction;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How often a snapshot is taken.
@@ -54,6 +55,8 @@ pub struct LiveHub {
     last_sample: Mutex<Option<Instant>>,
     /// Cancelled when the server starts shutting down; open streams end then.
     closing: CancellationToken,
+    /// One permit per open stream: bounds the clients.
+    clients: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for LiveHub {
@@ -67,7 +70,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LiveHub {
-    pub fn new(closing: CancellationToken) -> Self {
+    /// A hub whose streams end on `closing`, with at most `max_clients` open at once.
+    pub fn new(closing: CancellationToken, max_clients: usize) -> Self {
         Self {
             events: broadcast::channel(EVENT_BUFFER).0,
             snapshots: watch::channel(None).0,
@@ -75,6 +79,7 @@ impl LiveHub {
             latencies: Mutex::new(VecDeque::new()),
             last_sample: Mutex::new(None),
             closing,
+            clients: Arc::new(Semaphore::new(max_clients)),
         }
     }
 
@@ -139,6 +144,11 @@ impl LiveHub {
 
     pub fn closing(&self) -> CancellationToken {
         self.closing.clone()
+    }
+
+    /// A place for one more stream, or `None` when `max_clients` are open.
+    pub fn join(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.clients).try_acquire_owned().ok()
     }
 }
 

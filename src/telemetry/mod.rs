@@ -44,7 +44,7 @@ impl Default for Telemetry {
     fn default() -> Self {
         Self {
             metrics: Arc::default(),
-            live: Arc::new(live::LiveHub::new(Default::default())),
+            live: Arc::new(live::LiveHub::new(Default::default(), 100)),
         }
     }
 }

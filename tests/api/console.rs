@@ -6,14 +6,14 @@ use app::dto::{HealthDto, HealthVerdict, RelayMode, RelayState, RelayStatusDto, 
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Client, Response, StatusCode};
 
-fn no_redirects() -> Client {
+pub fn no_redirects() -> Client {
     Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
 
-fn location(response: &Response) -> &str {
+pub fn location(response: &Response) -> &str {
     response
         .headers()
         .get(LOCATION)
@@ -21,7 +21,7 @@ fn location(response: &Response) -> &str {
         .expect("a Location header")
 }
 
-async fn sign_in(app: &TestApp, form: &[(&str, &str)]) -> Response {
+pub async fn sign_in(app: &TestApp, form: &[(&str, &str)]) -> Response {
     no_redirects()
         .post(app.url("/auth/sign-in"))
         .form(form)
@@ -31,7 +31,7 @@ async fn sign_in(app: &TestApp, form: &[(&str, &str)]) -> Response {
 }
 
 /// Signs in with the right token and returns the `name=value` of the session cookie.
-async fn session(app: &TestApp) -> String {
+pub async fn session(app: &TestApp) -> String {
     let response = sign_in(app, &[("token", ADMIN_TOKEN)]).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let cookie = response.headers()[SET_COOKIE].to_str().unwrap();

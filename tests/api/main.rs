@@ -11,6 +11,7 @@ mod concurrency;
 mod console;
 mod crash;
 mod frozen_broker;
+mod hardening;
 mod helpers;
 mod idempotency;
 mod kafka;

@@ -228,7 +228,7 @@ async fn an_open_breaker_is_degraded_not_down() {
     );
     assert!(sink.detail.contains("circuit breaker open"), "{body:?}");
     assert_eq!(faults.status, ComponentStatus::Degraded);
-    assert!(faults.detail.contains("down"));
+    assert_eq!(faults.detail, "a simulated fault is active");
     let health: HealthDto = app.get_ok("/healthz").await;
     assert_eq!(health.status, HealthVerdict::Ok);
     assert_eq!(health.components[1].status, ComponentStatus::Degraded);
@@ -247,7 +247,11 @@ async fn readiness_is_503_when_the_store_cannot_write() {
     assert_eq!(body.components[0].name, "store");
     assert_eq!(body.components[0].status, ComponentStatus::Down);
     conn.execute_batch("ROLLBACK").unwrap();
-    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    // The probe's result is reused for a moment, then the next probe finds the store back.
+    crate::helpers::eventually("the store is ready again", || async {
+        app.get("/readyz").await.status() == StatusCode::OK
+    })
+    .await;
 }
 
 #[tokio::test]

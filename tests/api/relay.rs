@@ -13,7 +13,7 @@ use outbox::resilience::Resilience;
 use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
 use outbox::resilience::retry::{Jitter, RetryConfig};
 use outbox::store::sqlite::SqliteStore;
-use outbox::store::{Command, OrderStore, OutboxLog, RetentionStore};
+use outbox::store::{Command, DeadLetterStore, OrderStore, OutboxLog, RetentionStore};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::sync::Arc;
@@ -105,7 +105,7 @@ async fn streaming_mode_publishes_every_event_in_order() {
     let topics = app.get_json("/api/topics").await;
     assert_eq!(
         topics,
-        json!([{"topic": TOPIC, "messages": expected, "next_offset": expected}])
+        json!([{"topic": TOPIC, "first_offset": 0, "messages": expected, "next_offset": expected}])
     );
 }
 
@@ -449,6 +449,44 @@ async fn a_failure_in_a_pipelined_batch_drops_the_batches_behind_it_and_resends_
 
 // ----- Retention -----
 
+/// A pending dead letter keeps its own copy of the envelope, so it does not hold outbox
+/// retention back: the events after it go, and the record still replays what it held.
+#[tokio::test]
+async fn a_pending_dead_letter_does_not_stop_outbox_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_orders(dir.path(), 3).await;
+    let events = store.events_after(0, 10).await.unwrap();
+    let name = outbox::store::RELAY_NAME;
+    let poisoned = outbox::store::dead_letters::NewDeadLetter::new(
+        events[0].clone(),
+        PublishError::permanent("refused"),
+        1,
+        chrono::Utc::now(),
+        chrono::Utc::now(),
+    );
+    store
+        .record_progress(name, events[0].position, vec![], vec![poisoned])
+        .await
+        .unwrap();
+    let publisher = Arc::new(LocalLogPublisher::new(store.clone()));
+    let mut relay = relay_over(store.clone(), publisher, resilience(), Batching::serial(10)).await;
+    assert_eq!(relay.step().await.unwrap(), published(2, 3));
+    let future = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(store.delete_published(name, future, 100).await.unwrap(), 3);
+    assert!(store.events_after(0, 10).await.unwrap().is_empty());
+    let page = store
+        .dead_letters(outbox::store::dead_letters::DeadLetterFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page[0].failure.event, events[0],
+        "the record keeps the whole event"
+    );
+}
+
 #[tokio::test]
 async fn retention_deletes_only_published_events_older_than_the_cutoff() {
     let dir = tempfile::tempdir().unwrap();
@@ -497,4 +535,86 @@ async fn the_running_app_sweeps_published_events_past_retention() {
         expected,
         "the topic keeps its messages"
     );
+}
+
+/// The embedded log's retention, by count and by age: the oldest go, offsets never repeat,
+/// and the topic list reads the kept heads.
+#[tokio::test]
+async fn topic_log_retention_keeps_the_newest_and_moves_the_first_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_orders(dir.path(), 10).await;
+    let publisher = LocalLogPublisher::new(store.clone());
+    let events = store.events_after(0, 100).await.unwrap();
+    let router = router();
+    let messages: Vec<Message> = events
+        .iter()
+        .map(|e| Message::from_event(e, &router))
+        .collect();
+    assert!(publisher.publish(&messages).await.iter().all(Result::is_ok));
+    let past = chrono::Utc::now() - chrono::Duration::hours(1);
+    // Only the count applies: 10 messages, keep 4, at most 5 deleted per call.
+    assert_eq!(store.prune(past, 4, 5).await.unwrap(), 5);
+    assert_eq!(store.prune(past, 4, 5).await.unwrap(), 1);
+    assert_eq!(store.prune(past, 4, 5).await.unwrap(), 0);
+    let topic = store.topic(TOPIC.into()).await.unwrap().unwrap();
+    assert_eq!(
+        (topic.messages, topic.first_offset, topic.next_offset),
+        (4, 6, 10)
+    );
+    let kept: Vec<i64> = store
+        .read(TOPIC.into(), 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.offset)
+        .collect();
+    assert_eq!(
+        kept,
+        [6, 7, 8, 9],
+        "reading from before the first offset starts at it"
+    );
+    assert_eq!(store.topics().await.unwrap(), [topic]);
+    // Offsets go on where they were; then age prunes everything older than the cutoff.
+    assert!(
+        publisher
+            .publish(&messages[..2])
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    assert_eq!(
+        store
+            .topic(TOPIC.into())
+            .await
+            .unwrap()
+            .unwrap()
+            .next_offset,
+        12
+    );
+    let future = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(store.prune(future, 100, 1000).await.unwrap(), 6);
+    let topic = store.topic(TOPIC.into()).await.unwrap().unwrap();
+    assert_eq!(
+        (topic.messages, topic.first_offset, topic.next_offset),
+        (0, 12, 12)
+    );
+}
+
+#[tokio::test]
+async fn the_running_app_keeps_each_topic_to_its_size() {
+    let app = spawn_app_with(&[
+        "--topic-log-max-messages",
+        "5",
+        "--retention-interval",
+        "20ms",
+    ])
+    .await;
+    let events = write_some(&app, 6).await;
+    eventually("the topic keeps its newest five", || async {
+        let topics: Vec<app::dto::TopicDto> = app.get_ok("/api/topics").await;
+        topics.first().is_some_and(|t| {
+            t.messages == 5 && t.next_offset == events as i64 && t.first_offset == t.next_offset - 5
+        })
+    })
+    .await;
 }

@@ -319,6 +319,17 @@ impl TopicLog for SqliteStore {
             .read(move |conn| topic_log::read(conn, &topic, from_offset, limit))
             .await?)
     }
+
+    async fn prune(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        keep: u64,
+        limit: u32,
+    ) -> Result<u64, LogError> {
+        Ok(self
+            .write(move |conn| topic_log::prune(conn, &before, keep, limit))
+            .await?)
+    }
 }
 
 /// The embedded log's errors are the store's, in the log's terms.

@@ -101,9 +101,10 @@ pub fn deliveries(
 
 /// Deletes up to `limit` of the oldest events that `relay` has published (position at or below
 /// its checkpoint) and that occurred before `before`, with their delivery records. Events are
-/// walked in commit order and the walk stops at the first one that is too young or still
-/// waits in the dead letter queue, so an event is never deleted before it was published, nor
-/// before its time. Returns how many were deleted.
+/// walked in commit order and the walk stops at the first one that is too young, so an event
+/// is never deleted before it was handled, nor before its time. A dead-lettered event goes
+/// too: its record holds a copy of the whole envelope, so a pending dead letter does not hold
+/// retention back. Returns how many were deleted.
 pub fn delete_published(
     conn: &Connection,
     relay: &str,
@@ -113,21 +114,16 @@ pub fn delete_published(
     let published = checkpoint(conn, relay)?;
     let cutoff = timestamp(before);
     let mut stmt = conn.prepare_cached(
-        "SELECT o.position, o.occurred_at, d.position IS NOT NULL FROM outbox o \
-         LEFT JOIN dead_letters d ON d.position = o.position AND d.status = 'pending' \
-         WHERE o.position <= ?1 ORDER BY o.position LIMIT ?2",
+        "SELECT position, occurred_at FROM outbox WHERE position <= ?1 \
+         ORDER BY position LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![published, limit], |r| {
-        Ok((
-            r.get::<_, u64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, bool>(2)?,
-        ))
+        Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?))
     })?;
     let mut last = None;
     for row in rows {
-        let (position, occurred_at, dead_lettered) = row?;
-        if occurred_at >= cutoff || dead_lettered {
+        let (position, occurred_at) = row?;
+        if occurred_at >= cutoff {
             break;
         }
         last = Some(position);

@@ -21,6 +21,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         4,
         include_str!("../../../schema/sqlite/0004_idempotency_expiry.sql"),
     ),
+    (
+        5,
+        include_str!("../../../schema/sqlite/0005_topic_heads.sql"),
+    ),
 ];
 
 /// Errors while bringing the schema up to date.
@@ -66,18 +70,19 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), 4);
-        assert_eq!(migrate(&mut conn).unwrap(), 4);
+        assert_eq!(migrate(&mut conn).unwrap(), 5);
+        assert_eq!(migrate(&mut conn).unwrap(), 5);
         let tables: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN \
                  ('orders', 'outbox', 'idempotency_keys', 'store_probe', 'topic_messages', \
-                 'relay_checkpoints', 'deliveries', 'dead_letters', 'dead_letter_attempts')",
+                 'relay_checkpoints', 'deliveries', 'dead_letters', 'dead_letter_attempts', \
+                 'topic_heads')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 9);
+        assert_eq!(tables, 10);
     }
 
     #[test]

@@ -8,11 +8,12 @@ use crate::store::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 
-/// Appends `messages` in order, each at the next offset of its topic.
+/// Appends `messages` in order, each at the next offset of its topic, and moves the topics'
+/// heads in the same transaction.
 pub fn append(conn: &Connection, messages: &[Message]) -> Result<Vec<Delivery>, StoreError> {
-    let mut next: HashMap<&str, i64> = HashMap::new();
-    let mut last =
-        conn.prepare_cached("SELECT max(log_offset) FROM topic_messages WHERE topic = ?1")?;
+    // Per topic touched: (first offset of this append, next offset after it).
+    let mut next: HashMap<&str, (i64, i64)> = HashMap::new();
+    let mut head = conn.prepare_cached("SELECT next_offset FROM topic_heads WHERE topic = ?1")?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO topic_messages (topic, log_offset, message_key, value, headers, appended_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -21,14 +22,11 @@ pub fn append(conn: &Connection, messages: &[Message]) -> Result<Vec<Delivery>, 
     let mut deliveries = Vec::with_capacity(messages.len());
     for m in messages {
         let offset = match next.get(m.topic.as_str()) {
-            Some(&o) => o,
-            None => {
-                let max: Option<i64> = last
-                    .query_row(params![m.topic], |r| r.get(0))
-                    .optional()?
-                    .flatten();
-                max.map_or(0, |o| o + 1)
-            }
+            Some(&(_, o)) => o,
+            None => head
+                .query_row(params![m.topic], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0),
         };
         let headers: serde_json::Map<String, serde_json::Value> = m
             .headers
@@ -43,42 +41,90 @@ pub fn append(conn: &Connection, messages: &[Message]) -> Result<Vec<Delivery>, 
             serde_json::Value::Object(headers).to_string(),
             now
         ])?;
-        next.insert(&m.topic, offset + 1);
+        next.entry(&m.topic).or_insert((offset, offset)).1 = offset + 1;
         deliveries.push(Delivery {
             topic: m.topic.clone(),
             partition: Some(0),
             offset: Some(offset),
         });
     }
+    let mut moved = conn.prepare_cached(
+        "INSERT INTO topic_heads (topic, messages, first_offset, next_offset) \
+         VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (topic) DO UPDATE SET messages = messages + excluded.messages, \
+         next_offset = excluded.next_offset",
+    )?;
+    for (topic, (first, after)) in next {
+        moved.execute(params![topic, after - first, first, after])?;
+    }
     Ok(deliveries)
 }
 
-/// Every topic with its message count.
+fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<TopicSummary> {
+    Ok(TopicSummary {
+        topic: r.get(0)?,
+        messages: r.get(1)?,
+        first_offset: r.get(2)?,
+        next_offset: r.get(3)?,
+    })
+}
+
+/// Every topic with its size and offsets: one row per topic, whatever the log holds.
 pub fn topics(conn: &Connection) -> Result<Vec<TopicSummary>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT topic, count(*), max(log_offset) FROM topic_messages GROUP BY topic ORDER BY topic",
+        "SELECT topic, messages, first_offset, next_offset FROM topic_heads ORDER BY topic",
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(TopicSummary {
-            topic: r.get(0)?,
-            messages: r.get(1)?,
-            next_offset: r.get::<_, i64>(2)? + 1,
-        })
-    })?;
+    let rows = stmt.query_map([], summary)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// One topic, found through the primary key (no scan); `None` if nothing was appended to it.
-/// Offsets start at 0 and nothing is deleted, so the count is the next offset.
+/// One topic; `None` if nothing was ever appended to it.
 pub fn topic(conn: &Connection, topic: &str) -> Result<Option<TopicSummary>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT max(log_offset) FROM topic_messages WHERE topic = ?1")?;
-    let last: Option<i64> = stmt.query_row(params![topic], |r| r.get(0))?;
-    Ok(last.map(|last| TopicSummary {
-        topic: topic.to_string(),
-        messages: u64::try_from(last + 1).unwrap_or(0),
-        next_offset: last + 1,
-    }))
+    let mut stmt = conn.prepare_cached(
+        "SELECT topic, messages, first_offset, next_offset FROM topic_heads WHERE topic = ?1",
+    )?;
+    Ok(stmt.query_row(params![topic], summary).optional()?)
+}
+
+/// Deletes up to `limit` of the oldest messages of each topic that were appended before
+/// `before`, or that are beyond the newest `keep` of their topic, and moves the topics' first
+/// offsets. Returns how many were deleted.
+pub fn prune(
+    conn: &Connection,
+    before: &chrono::DateTime<chrono::Utc>,
+    keep: u64,
+    limit: u32,
+) -> Result<u64, StoreError> {
+    let cutoff = timestamp(before);
+    let heads: Vec<TopicSummary> = topics(conn)?;
+    let mut young = conn.prepare_cached(
+        "SELECT log_offset FROM topic_messages WHERE topic = ?1 AND log_offset >= ?2 \
+         AND appended_at >= ?3 ORDER BY log_offset LIMIT 1",
+    )?;
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM topic_messages WHERE topic = ?1 AND log_offset >= ?2 AND log_offset < ?3",
+    )?;
+    let mut moved = conn.prepare_cached(
+        "UPDATE topic_heads SET first_offset = ?2, messages = messages - ?3 WHERE topic = ?1",
+    )?;
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    let mut total = 0;
+    for head in heads {
+        let first_young: i64 = young
+            .query_row(params![head.topic, head.first_offset, cutoff], |r| r.get(0))
+            .optional()?
+            .unwrap_or(head.next_offset);
+        let bound = first_young
+            .max(head.next_offset.saturating_sub(keep))
+            .min(head.first_offset.saturating_add(i64::from(limit)));
+        if bound <= head.first_offset {
+            continue;
+        }
+        let deleted = delete.execute(params![head.topic, head.first_offset, bound])?;
+        moved.execute(params![head.topic, bound, deleted])?;
+        total += deleted as u64;
+    }
+    Ok(total)
 }
 
 /// Up to `limit` messages of `topic` from `from_offset` on.

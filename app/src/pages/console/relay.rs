@@ -66,6 +66,7 @@ pub fn RelayPage() -> impl IntoView {
     let known = move || status.with(|s| s.as_ref().and_then(|r| r.as_ref().ok()).cloned());
     let breaker = Signal::derive(move || known().map(|s| s.breaker.state));
     let suspended = move || known().is_some_and(|s| s.state == RelayState::Suspended);
+    let faults_enabled = move || known().is_none_or(|s| s.fault_injection);
     let mode = RwSignal::new(RelayMode::Streaming);
     let fault = RwSignal::new("none".to_string());
     // The forms start from what the relay is doing now.
@@ -136,6 +137,9 @@ pub fn RelayPage() -> impl IntoView {
             </section>
             <section class="card" aria-labelledby="fault-title">
                 <h2 id="fault-title">"Fault injection"</h2>
+                {move || (!faults_enabled()).then(|| view! {
+                    <p class="muted" data-testid="faults-disabled">"Fault injection is off in this deployment (FAULT_INJECTION=false): a drill tool, enabled where operators rehearse outages."</p>
+                })}
                 <form class="stack" on:submit=apply_fault>
                     <label for="fault">"Simulated fault"</label>
                     <select id="fault" name="fault" prop:value=fault on:change=move |ev| fault.set(event_target_value(&ev))>
@@ -155,7 +159,7 @@ pub fn RelayPage() -> impl IntoView {
                     </select>
                     <label for="every-n">"One in N (for poison)"</label>
                     <input id="every-n" type="number" min="1" prop:value=every_n on:input=move |ev| every_n.set(event_target_value(&ev))/>
-                    <button type="submit">"Apply fault"</button>
+                    <button type="submit" prop:disabled=move || !faults_enabled()>"Apply fault"</button>
                 </form>
             </section>
         </div>
