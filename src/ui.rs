@@ -2,7 +2,7 @@
 //! the store, turning form text into domain values and store errors into what the UI shows.
 
 use crate::domain::{NewOrder, OrderId, RawItem, ValidationErrors};
-use crate::store::{Command, OrderCursor, OrderStore, OutboxLog, StoreError};
+use crate::store::{Command, EventPage, OrderCursor, OrderStore, OutboxLog, StoreError};
 use crate::telemetry::metrics::Metrics;
 use crate::views;
 use app::api::{OrdersApi, UiError};
@@ -159,11 +159,18 @@ impl OrdersApi for UiBridge {
         })
     }
 
-    async fn order_detail(&self, id: String) -> Result<Option<OrderDetailDto>, UiError> {
+    async fn order_detail(
+        &self,
+        id: String,
+        cursor: Option<String>,
+    ) -> Result<Option<OrderDetailDto>, UiError> {
         let Ok(id) = OrderId::parse(&id) else {
             return Ok(None);
         };
-        views::order_detail(self.orders.as_ref(), self.log.as_ref(), id)
+        // A cursor that is not one the page made starts again from the newest events.
+        let page = EventPage::parse(cursor.as_deref(), UI_PAGE)
+            .unwrap_or_else(|_| EventPage::latest(UI_PAGE));
+        views::order_detail(self.orders.as_ref(), self.log.as_ref(), id, page)
             .await
             .map_err(ui_error)
     }

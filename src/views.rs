@@ -8,7 +8,7 @@ use crate::domain::{DomainError, EventEnvelope, Order, OrderStatus};
 use crate::resilience::breaker::BreakerSnapshot;
 use crate::store::dead_letters::{DeadLetter, DeadLetterCounts};
 
-use crate::store::{OrderStore, OutboxLog, StoreError};
+use crate::store::{EventPage, OrderStore, OutboxLog, StoreError};
 use app::dto::{
     BreakerDto, DeadLetterCountsDto, DeadLetterDto, DeliveryDto, EventDto, OrderDetailDto,
     OrderDto, OrderItemDto, OrderStatusDto, ReplayAttemptDto, ReplayAttemptOutcome, TransitionDto,
@@ -93,13 +93,15 @@ pub fn order(o: &Order) -> OrderDto {
     }
 }
 
-/// Loads an order with its events and their delivery state, as the API and the pages show it.
+/// Loads an order with one page of its events (newest first) and their delivery state, as the
+/// API and the pages show it.
 pub async fn order_detail(
     orders: &dyn OrderStore,
     log: &dyn OutboxLog,
     id: OrderId,
+    page: EventPage,
 ) -> Result<Option<OrderDetailDto>, StoreError> {
-    let Some((order, events)) = orders.order(id).await? else {
+    let Some((order, events)) = orders.order(id, page).await? else {
         return Ok(None);
     };
     let deliveries = log
@@ -111,6 +113,7 @@ pub async fn order_detail(
             .iter()
             .map(|e| event(e, deliveries.get(&e.position)))
             .collect(),
+        next_cursor: EventPage::next_cursor(&events).map(|v| v.to_string()),
     }))
 }
 

@@ -58,7 +58,12 @@ impl FromServerFnError for UiError {
 #[async_trait::async_trait]
 pub trait OrdersApi: Send + Sync + 'static {
     async fn list_orders(&self, cursor: Option<String>) -> Result<OrderPageDto, UiError>;
-    async fn order_detail(&self, id: String) -> Result<Option<OrderDetailDto>, UiError>;
+    /// The order with the page of its events below `cursor` (the newest when `None`).
+    async fn order_detail(
+        &self,
+        id: String,
+        cursor: Option<String>,
+    ) -> Result<Option<OrderDetailDto>, UiError>;
     async fn create_order(
         &self,
         customer_id: String,
@@ -116,11 +121,14 @@ pub async fn list_orders(cursor: Option<String>) -> Result<OrderPageDto, UiError
     api.list_orders(cursor).await.map_err(with_status)
 }
 
-/// One order with its events.
+/// One order with a page of its events, newest first.
 #[server(prefix = "/fn", endpoint = "order_detail")]
-pub async fn order_detail(id: String) -> Result<Option<OrderDetailDto>, UiError> {
+pub async fn order_detail(
+    id: String,
+    cursor: Option<String>,
+) -> Result<Option<OrderDetailDto>, UiError> {
     let api = orders_api().map_err(with_status)?;
-    api.order_detail(id).await.map_err(with_status)
+    api.order_detail(id, cursor).await.map_err(with_status)
 }
 
 /// A customer id for the create form.

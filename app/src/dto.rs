@@ -388,7 +388,10 @@ pub struct EventDto {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderDetailDto {
     pub order: OrderDto,
+    /// One page of the order's events, newest first.
     pub events: Vec<EventDto>,
+    /// Pass as `cursor` to get the next (older) events; absent when these reach the first.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/orders`: one page, newest first.

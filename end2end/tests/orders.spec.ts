@@ -103,6 +103,38 @@ test.describe('before the browser bundle runs', () => {
   });
 });
 
+test('a busy order shows its newest events and links to the older ones', async ({ page, request }) => {
+  const created = await request.post('/api/orders', {
+    data: { customer_id: '0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d', items: [{ sku: 'E2E-BUSY', quantity: 1, unit_price_cents: 100 }] },
+  });
+  expect(created.status()).toBe(201);
+  const id = (await created.json()).id;
+  for (let version = 1; version < 25; version++) {
+    const changed = await request.put(`/api/orders/${id}/items`, {
+      data: { expected_version: version, items: [{ sku: `E2E-V${version + 1}`, quantity: 1, unit_price_cents: 100 }] },
+    });
+    expect(changed.status()).toBe(200);
+  }
+  const detail = new OrderPage(page);
+  await page.goto(`/orders/${id}`);
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  await expect(detail.entries()).toHaveCount(20);
+  await expect(detail.entries().first()).toContainText('v25');
+  await expect(detail.entries().last()).toContainText('v6');
+  await expect(detail.newestEvents).toHaveCount(0);
+
+  await detail.olderEvents.click();
+  await expect(page).toHaveURL(new RegExp(`/orders/${id}\\?cursor=6$`));
+  await expect(detail.entries()).toHaveCount(5);
+  await expect(detail.entries().first()).toContainText('v5');
+  await expect(detail.event('OrderCreated')).toContainText('v1');
+  await expect(detail.olderEvents).toHaveCount(0);
+
+  await detail.newestEvents.click();
+  await expect(detail.entries()).toHaveCount(20);
+  await expect(detail.entries().first()).toContainText('v25');
+});
+
 test('an unknown order shows a not-found page with status 404', async ({ page }) => {
   const response = await page.goto('/orders/01a21b60-3c0e-7485-95f2-000000000000');
   expect(response?.status()).toBe(404);

@@ -4,7 +4,7 @@ use super::AppState;
 use super::error::AppError;
 use super::extract::{ApiJson, ApiQuery, OptionalIdempotencyKey, OrderIdPath};
 use crate::domain::{CancelReason, NewOrder, OrderItems, RawItem, ValidationErrors, Version};
-use crate::store::{Applied, Command, OrderCursor};
+use crate::store::{Applied, Command, EventPage, OrderCursor};
 use crate::telemetry;
 use crate::views;
 use app::dto::{OrderDetailDto, OrderDto, OrderPageDto};
@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 
-/// Default and largest page size of `GET /api/orders`.
+/// Default and largest page size of `GET /api/orders` and of the events of `GET /api/orders/{id}`.
 const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
 
@@ -41,11 +41,34 @@ pub struct CancelBody {
     expected_version: Version,
 }
 
-/// `GET /api/orders` query.
+/// The query of `GET /api/orders` and `GET /api/orders/{id}`: a page size and where to go on.
 #[derive(Debug, Deserialize)]
-pub struct ListQuery {
+pub struct PageQuery {
     limit: Option<u32>,
     cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// `limit`, 1–100, 20 when absent.
+    fn limit(&self) -> Result<u32, AppError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if (1..=MAX_PAGE).contains(&limit) {
+            Ok(limit)
+        } else {
+            Err(AppError::BadRequest {
+                code: "invalid_query",
+                message: format!("limit must be between 1 and {MAX_PAGE}"),
+            })
+        }
+    }
+}
+
+/// A cursor that is not one the API returned.
+fn invalid_cursor(message: String) -> AppError {
+    AppError::BadRequest {
+        code: "invalid_cursor",
+        message,
+    }
 }
 
 /// Creates an order; with an `Idempotency-Key`, retries return the same order.
@@ -74,36 +97,31 @@ pub async fn create(
     Ok((StatusCode::CREATED, headers, Json(dto)))
 }
 
-/// The order and its events.
+/// The order and one page of its events, newest first: `limit` (1–100, default 20) per page,
+/// continued with `cursor`.
 pub async fn get(
     State(state): State<AppState>,
     OrderIdPath(id): OrderIdPath,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<OrderDetailDto>, AppError> {
-    let detail = views::order_detail(state.orders.as_ref(), state.outbox.as_ref(), id).await?;
+    let page = EventPage::parse(query.cursor.as_deref(), query.limit()?).map_err(invalid_cursor)?;
+    let detail =
+        views::order_detail(state.orders.as_ref(), state.outbox.as_ref(), id, page).await?;
     Ok(Json(detail.ok_or(AppError::NotFound("order"))?))
 }
 
 /// Newest first, `limit` (1–100, default 20) per page, continued with `cursor`.
 pub async fn list(
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<OrderPageDto>, AppError> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(AppError::BadRequest {
-            code: "invalid_query",
-            message: format!("limit must be between 1 and {MAX_PAGE}"),
-        });
-    }
+    let limit = query.limit()?;
     let cursor = query
         .cursor
         .as_deref()
         .map(OrderCursor::parse)
         .transpose()
-        .map_err(|message| AppError::BadRequest {
-            code: "invalid_cursor",
-            message,
-        })?;
+        .map_err(invalid_cursor)?;
     let page = state.orders.orders(limit, cursor).await?;
     Ok(Json(OrderPageDto {
         orders: page.orders.iter().map(views::order).collect(),

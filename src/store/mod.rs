@@ -95,6 +95,44 @@ impl Applied {
     }
 }
 
+/// Which of an order's events to read: the newest `limit` below version `before` (the newest
+/// of all when `None`), so an order with any number of changes is read a page at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventPage {
+    pub before: Option<Version>,
+    pub limit: u32,
+}
+
+impl EventPage {
+    /// The newest `limit` events.
+    pub fn latest(limit: u32) -> Self {
+        Self {
+            before: None,
+            limit,
+        }
+    }
+
+    /// The page below `cursor`, the opaque string an earlier page returned (a version > 1).
+    pub fn parse(cursor: Option<&str>, limit: u32) -> Result<Self, String> {
+        let before = match cursor {
+            None => None,
+            Some(text) => match text.parse::<Version>() {
+                Ok(v) if v > 1 => Some(v),
+                _ => return Err("cursor must be a value returned as next_cursor".into()),
+            },
+        };
+        Ok(Self { before, limit })
+    }
+
+    /// The cursor of the next (older) page after `events` (newest first), if older events
+    /// remain. An order's versions run from 1 without gaps, so the oldest version shown says
+    /// whether there is more without another query.
+    pub fn next_cursor(events: &[StoredEvent]) -> Option<Version> {
+        let oldest = events.last()?.envelope.aggregate_version;
+        (oldest > 1).then_some(oldest)
+    }
+}
+
 /// Where a page of the order list starts: orders strictly older than this cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderCursor(pub u64);
@@ -161,8 +199,13 @@ pub trait OrderStore: Send + Sync + 'static {
     /// write, or nothing is written. Returns once the write is durable.
     async fn apply(&self, command: Command) -> Result<Applied, StoreError>;
 
-    /// The order and its events in version order, or `None`.
-    async fn order(&self, id: OrderId) -> Result<Option<(Order, Vec<StoredEvent>)>, StoreError>;
+    /// The order and the events `page` asks for, newest first, or `None`. Read together, so
+    /// the events match the order's state.
+    async fn order(
+        &self,
+        id: OrderId,
+        page: EventPage,
+    ) -> Result<Option<(Order, Vec<StoredEvent>)>, StoreError>;
 
     /// Up to `limit` orders older than `before` (or the newest), newest first.
     async fn orders(

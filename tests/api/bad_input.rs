@@ -366,3 +366,27 @@ async fn bad_ids_queries_and_headers_are_400() {
     expect_error(response, StatusCode::BAD_REQUEST, "invalid_idempotency_key").await;
     assert_eq!((app.count("orders"), app.count("outbox")), (0, 0));
 }
+
+#[tokio::test]
+async fn bad_event_page_queries_are_400() {
+    let app = spawn_app().await;
+    // The events of one order page like the order list; a version cursor is above 1.
+    let id = app.create_order_id(&["A"]).await;
+    for query in ["limit=0", "limit=101", "limit=ten", "limit=-1"] {
+        expect_error(
+            app.get(&format!("/api/orders/{id}?{query}")).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        )
+        .await;
+    }
+    for cursor in ["0", "1", "abc", "-5", "99999999999999999999999"] {
+        expect_error(
+            app.get(&format!("/api/orders/{id}?cursor={cursor}")).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+        )
+        .await;
+    }
+    assert_eq!((app.count("orders"), app.count("outbox")), (1, 1));
+}

@@ -196,8 +196,8 @@ async fn assert_acknowledged_writes_survived(base: &str, db: &Path, acks: &[(Str
             .collect();
         assert_eq!(
             versions,
-            (1..=stored).collect::<Vec<_>>(),
-            "one event per version of {id}"
+            (1..=stored).rev().collect::<Vec<_>>(),
+            "one event per version of {id}, newest first"
         );
     }
     assert_eq!(

@@ -2,7 +2,8 @@
 
 use crate::helpers::{expect_error, spawn_app};
 use app::dto::{
-    ComponentStatus, Fault, HealthDto, HealthVerdict, OrderDto, OrderPageDto, OrderStatusDto,
+    ComponentStatus, Fault, HealthDto, HealthVerdict, OrderDetailDto, OrderDto, OrderPageDto,
+    OrderStatusDto,
 };
 use reqwest::StatusCode;
 use serde_json::json;
@@ -97,8 +98,42 @@ async fn replacing_items_bumps_the_version_and_appends_one_event() {
         .iter()
         .map(|e| (e.event_type.as_str(), e.aggregate_version))
         .collect();
-    assert_eq!(types, [("OrderCreated", 1), ("OrderItemsUpdated", 2)]);
-    assert_eq!(detail.events[1].payload["items"][0]["sku"], "Z-9");
+    assert_eq!(types, [("OrderItemsUpdated", 2), ("OrderCreated", 1)]);
+    assert_eq!(detail.events[0].payload["items"][0]["sku"], "Z-9");
+    assert_eq!(
+        detail.next_cursor, None,
+        "both events fit on the first page"
+    );
+}
+
+#[tokio::test]
+async fn the_events_of_a_busy_order_come_a_page_at_a_time_newest_first() {
+    let app = spawn_app().await;
+    let id = app.create_order_id(&["A"]).await;
+    for version in 1..25 {
+        let items = json!([{"sku": format!("S-{version}"), "quantity": 1, "unit_price_cents": 1}]);
+        let response = app.replace_items(&id, version, items).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // The default page is the newest twenty.
+    let first: OrderDetailDto = app.get_ok(&format!("/api/orders/{id}")).await;
+    let versions =
+        |d: &OrderDetailDto| -> Vec<u32> { d.events.iter().map(|e| e.aggregate_version).collect() };
+    assert_eq!(versions(&first), (6..=25).rev().collect::<Vec<_>>());
+    assert_eq!(first.order.version, 25);
+    // Walking with a smaller page reaches every event once, and then stops.
+    let mut path = format!("/api/orders/{id}?limit=10");
+    let mut seen = Vec::new();
+    loop {
+        let page: OrderDetailDto = app.get_ok(&path).await;
+        assert!(page.events.len() <= 10);
+        seen.extend(versions(&page));
+        match page.next_cursor {
+            Some(cursor) => path = format!("/api/orders/{id}?limit=10&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=25).rev().collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -122,7 +122,13 @@ async fn write_orders(app: &TestApp, orders: usize) -> HashMap<String, Vec<Strin
     let mut events = HashMap::new();
     for id in ids {
         let detail = app.order_detail(&id).await;
-        let of_order: Vec<String> = detail.events.into_iter().map(|e| e.event_id).collect();
+        // The API lists newest first; the topic holds them oldest first.
+        let of_order: Vec<String> = detail
+            .events
+            .into_iter()
+            .rev()
+            .map(|e| e.event_id)
+            .collect();
         events.insert(id, of_order);
     }
     events

@@ -13,7 +13,7 @@ use outbox::store::dead_letters::{
     DeadLetterFilter, DeadLetterKind, DeadLetterStatus, NewDeadLetter, ReplayOutcome,
 };
 
-use outbox::store::{Applied, Command, IdempotencyKey, OutboxStore, StoreError};
+use outbox::store::{Applied, Command, EventPage, IdempotencyKey, OutboxStore, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -46,7 +46,11 @@ fn written(applied: Applied) -> (outbox::domain::Order, outbox::domain::StoredEv
 pub async fn change_and_event_are_stored_together(store: Arc<dyn OutboxStore>) {
     let (order, event) = written(store.apply(create("A")).await.unwrap());
     assert_eq!(event.envelope.aggregate_id, order.id);
-    let (stored, events) = store.order(order.id).await.unwrap().unwrap();
+    let (stored, events) = store
+        .order(order.id, EventPage::latest(100))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored, order);
     assert_eq!(events, vec![event]);
 }
@@ -72,17 +76,64 @@ pub async fn versions_advance_with_one_event_each(store: Arc<dyn OutboxStore>) {
     };
     let (order, _) = written(store.apply(cancel).await.unwrap());
     assert_eq!((order.version, order.status), (3, OrderStatus::Cancelled));
-    let (_, events) = store.order(order.id).await.unwrap().unwrap();
+    let (_, events) = store
+        .order(order.id, EventPage::latest(100))
+        .await
+        .unwrap()
+        .unwrap();
     let versions: Vec<_> = events
         .iter()
         .map(|e| e.envelope.aggregate_version)
         .collect();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [3, 2, 1], "newest first");
     let positions: Vec<_> = events.iter().map(|e| e.position).collect();
     assert!(
-        positions.windows(2).all(|w| w[0] < w[1]),
+        positions.windows(2).all(|w| w[0] > w[1]),
         "positions follow commit order"
     );
+}
+
+pub async fn events_are_read_a_page_at_a_time(store: Arc<dyn OutboxStore>) {
+    let (order, _) = written(store.apply(create("A")).await.unwrap());
+    for version in 1..25 {
+        let items = OrderItems::parse(&[RawItem {
+            sku: format!("S-{version}"),
+            quantity: 1,
+            unit_price_cents: 1,
+        }])
+        .unwrap();
+        let replace = Command::ReplaceItems {
+            id: order.id,
+            items,
+            expected_version: version,
+        };
+        store.apply(replace).await.unwrap();
+    }
+    let mut page = EventPage::latest(10);
+    let mut pages = Vec::new();
+    loop {
+        let (stored, events) = store.order(order.id, page).await.unwrap().unwrap();
+        assert_eq!(
+            stored.version, 25,
+            "every page comes with the current order"
+        );
+        let versions: Vec<_> = events
+            .iter()
+            .map(|e| e.envelope.aggregate_version)
+            .collect();
+        let next = EventPage::next_cursor(&events);
+        pages.push((versions, next));
+        match next {
+            Some(before) => page = EventPage::parse(Some(&before.to_string()), 10).unwrap(),
+            None => break,
+        }
+    }
+    let expected: Vec<(Vec<u32>, Option<u32>)> = vec![
+        ((16..=25).rev().collect(), Some(16)),
+        ((6..=15).rev().collect(), Some(6)),
+        ((1..=5).rev().collect(), None),
+    ];
+    assert_eq!(pages, expected);
 }
 
 pub async fn refused_commands_write_nothing(store: Arc<dyn OutboxStore>) {
@@ -108,7 +159,11 @@ pub async fn refused_commands_write_nothing(store: Arc<dyn OutboxStore>) {
         store.apply(missing).await,
         Err(StoreError::NotFound("order"))
     ));
-    let (stored, events) = store.order(order.id).await.unwrap().unwrap();
+    let (stored, events) = store
+        .order(order.id, EventPage::latest(100))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((stored.version, events.len()), (1, 1));
 }
 
@@ -393,6 +448,7 @@ macro_rules! contract_tests {
             contract_tests!(@each $make;
                 change_and_event_are_stored_together,
                 versions_advance_with_one_event_each,
+                events_are_read_a_page_at_a_time,
                 refused_commands_write_nothing,
                 idempotency_keys_replay_or_refuse,
                 concurrent_writes_get_distinct_positions,

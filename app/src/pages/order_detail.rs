@@ -1,4 +1,5 @@
-//! `/orders/:id`: one order and its events as a timeline.
+//! `/orders/:id`: one order and its events as a timeline, newest first, a page at a time
+//! (`?cursor=` continues to older events).
 
 use super::not_found::Missing;
 use crate::api::order_detail;
@@ -8,18 +9,23 @@ use crate::dto::OrderDetailDto;
 use crate::format;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 
 #[component]
 pub fn OrderDetailPage() -> impl IntoView {
     let params = use_params_map();
+    let query = use_query_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    let detail = Resource::new(id, order_detail);
+    let cursor = move || query.read().get("cursor");
+    let detail = Resource::new(
+        move || (id(), cursor()),
+        |(id, cursor)| order_detail(id, cursor),
+    );
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading order…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(Some(d)) => view! { <OrderView detail=d/> }.into_any(),
+                    Ok(Some(d)) => view! { <OrderView detail=d paged=cursor().is_some()/> }.into_any(),
                     Ok(None) => view! {
                         <Missing title="Order not found" message="No order has this id."/>
                     }.into_any(),
@@ -30,9 +36,17 @@ pub fn OrderDetailPage() -> impl IntoView {
     }
 }
 
+/// `paged` is true when the events shown are not the newest ones.
 #[component]
-fn OrderView(detail: OrderDetailDto) -> impl IntoView {
-    let OrderDetailDto { order, events } = detail;
+fn OrderView(detail: OrderDetailDto, paged: bool) -> impl IntoView {
+    let OrderDetailDto {
+        order,
+        events,
+        next_cursor,
+    } = detail;
+    let here = format!("/orders/{}", order.id);
+    let newest = paged.then(|| here.clone());
+    let older = next_cursor.map(|c| format!("{here}?cursor={c}"));
     let title = format!("Order {}", format::short_id(&order.id));
     view! {
         <Title text=title.clone()/>
@@ -80,6 +94,10 @@ fn OrderView(detail: OrderDetailDto) -> impl IntoView {
                     <a href=format!("/console/dlq?aggregate_id={}", order.id) data-testid="order-dlq-link">"dead letters of this order"</a>
                 </p>
                 <EventTimeline events/>
+                <nav class="pager" aria-label="Event pages">
+                    {newest.map(|href| view! { <a href=href>"← Newest events"</a> })}
+                    {older.map(|href| view! { <a href=href data-testid="older-events">"Older events →"</a> })}
+                </nav>
             </section>
         </div>
     }

@@ -21,8 +21,8 @@ pub mod schema;
 mod statements;
 
 use super::{
-    Applied, Backlog, Command, DeadLetterStore, OrderCursor, OrderPage, OrderStore, OutboxLog,
-    RetentionStore, StoreError,
+    Applied, Backlog, Command, DeadLetterStore, EventPage, OrderCursor, OrderPage, OrderStore,
+    OutboxLog, RetentionStore, StoreError,
 };
 use crate::domain::{DeliveryRecord, Order, OrderId, Secret, StoredEvent};
 use crate::store::dead_letters::{
@@ -228,11 +228,12 @@ impl OrderStore for ScyllaStore {
         }
     }
 
-    async fn order(&self, id: OrderId) -> Result<Option<(Order, Vec<StoredEvent>)>, StoreError> {
-        Ok(self
-            .load(id)
-            .await?
-            .map(|(order, _, events)| (order, events)))
+    async fn order(
+        &self,
+        id: OrderId,
+        page: EventPage,
+    ) -> Result<Option<(Order, Vec<StoredEvent>)>, StoreError> {
+        self.order_page(id, page).await
     }
 
     async fn orders(

@@ -7,7 +7,7 @@ use super::rows::{self, NamedRow};
 use super::statements::{order_and_event_columns, rows as result_rows};
 use crate::domain::StoredEvent;
 use crate::domain::{Order, OrderId};
-use crate::store::{OrderCursor, OrderPage, StoreError};
+use crate::store::{EventPage, OrderCursor, OrderPage, StoreError};
 use chrono::{DateTime, Utc};
 use scylla::value::CqlValue;
 
@@ -51,13 +51,75 @@ impl ScyllaStore {
         Ok(Some((order, last, events)))
     }
 
+    /// The order with its first event, from one row (the order's static columns come with
+    /// every row): the cost does not grow with the order's events.
+    async fn order_head(
+        &self,
+        id: OrderId,
+    ) -> Result<Option<(Order, Option<StoredEvent>)>, StoreError> {
+        let found = result_rows(
+            self.session
+                .execute_unpaged(&self.statements.select_order_head, (id.0,))
+                .await?,
+        )?;
+        let names = order_and_event_columns();
+        let Some(values) = found.first() else {
+            return Ok(None);
+        };
+        let row = NamedRow {
+            names: &names,
+            values,
+        };
+        let Some((order, _)) = rows::order(&row)? else {
+            return Ok(None);
+        };
+        let first = match rows::Columns::column(&row, "aggregate_version")? {
+            Some(_) => Some(rows::event(&row)?),
+            None => None,
+        };
+        Ok(Some((order, first)))
+    }
+
+    /// The order and the page of its events `page` asks for, newest first: two queries of
+    /// at most one row and `page.limit` rows.
+    pub(super) async fn order_page(
+        &self,
+        id: OrderId,
+        page: EventPage,
+    ) -> Result<Option<(Order, Vec<StoredEvent>)>, StoreError> {
+        let Some((order, _)) = self.order_head(id).await? else {
+            return Ok(None);
+        };
+        let before = page
+            .before
+            .map_or(i32::MAX, |v| i32::try_from(v).unwrap_or(i32::MAX));
+        let limit = i32::try_from(page.limit).unwrap_or(i32::MAX);
+        let found = result_rows(
+            self.session
+                .execute_unpaged(&self.statements.select_event_page, (id.0, before, limit))
+                .await?,
+        )?;
+        let names = order_and_event_columns();
+        let mut events = Vec::with_capacity(found.len());
+        for values in &found {
+            let row = NamedRow {
+                names: &names,
+                values,
+            };
+            if rows::Columns::column(&row, "aggregate_version")?.is_some() {
+                events.push(rows::event(&row)?);
+            }
+        }
+        Ok(Some((order, events)))
+    }
+
     /// The order listed under `seq`, unless the entry is left over from a creation that did
     /// not happen (the order is missing, or its first event has another position).
     async fn listed_order(&self, seq: i64, id: OrderId) -> Result<Option<Order>, StoreError> {
-        let Some((order, _, events)) = self.load(id).await? else {
+        let Some((order, first)) = self.order_head(id).await? else {
             return Ok(None);
         };
-        let first = events.first().filter(|e| e.envelope.aggregate_version == 1);
+        let first = first.filter(|e| e.envelope.aggregate_version == 1);
         Ok(match first {
             Some(e) if e.position != seq as u64 => None,
             _ => Some(order),

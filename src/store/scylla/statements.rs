@@ -82,6 +82,25 @@ impl Cql {
         )
     }
 
+    /// The order (static columns) with its first event: one row, however many events it has.
+    pub fn select_order_head(&self) -> String {
+        format!(
+            "SELECT {} FROM {}.outbox WHERE aggregate_id = ? LIMIT 1",
+            order_and_event_columns().join(", "),
+            self.keyspace
+        )
+    }
+
+    /// A page of an order's events, newest first: those below a version, at most a limit.
+    pub fn select_event_page(&self) -> String {
+        format!(
+            "SELECT {} FROM {}.outbox WHERE aggregate_id = ? AND aggregate_version < ? \
+             ORDER BY aggregate_version DESC LIMIT ?",
+            order_and_event_columns().join(", "),
+            self.keyspace
+        )
+    }
+
     /// One event row, to check a pending-index entry against.
     pub fn select_event(&self) -> String {
         format!(
@@ -261,6 +280,8 @@ pub struct Statements {
     pub save_order: PreparedStatement,
     pub insert_event: PreparedStatement,
     pub select_order: PreparedStatement,
+    pub select_order_head: PreparedStatement,
+    pub select_event_page: PreparedStatement,
     /// The event row at LOCAL_SERIAL: completes a lightweight transaction still in flight.
     pub select_event_serial: PreparedStatement,
     pub select_event: PreparedStatement,
@@ -299,6 +320,8 @@ impl Statements {
             save_order: p(cql.save_order()).await?,
             insert_event: p(cql.insert_event()).await?,
             select_order: p(cql.select_order()).await?,
+            select_order_head: p(cql.select_order_head()).await?,
+            select_event_page: p(cql.select_event_page()).await?,
             select_event_serial: serial(p(cql.select_event()).await?),
             select_event: p(cql.select_event()).await?,
             index_event: p(cql.index_event()).await?,

@@ -13,8 +13,8 @@ mod writer;
 pub use schema::MigrationError;
 
 use super::{
-    Applied, Backlog, Command, DeadLetterStore, OrderCursor, OrderPage, OrderStore, OutboxLog,
-    RetentionStore, StoreError,
+    Applied, Backlog, Command, DeadLetterStore, EventPage, OrderCursor, OrderPage, OrderStore,
+    OutboxLog, RetentionStore, StoreError,
 };
 use crate::domain::{DeliveryRecord, Order, OrderId, StoredEvent};
 use crate::publish::local::{LogError, LoggedMessage, TopicLog, TopicSummary};
@@ -152,14 +152,18 @@ impl OrderStore for SqliteStore {
         self.write(move |conn| commands::apply(conn, command)).await
     }
 
-    async fn order(&self, id: OrderId) -> Result<Option<(Order, Vec<StoredEvent>)>, StoreError> {
+    async fn order(
+        &self,
+        id: OrderId,
+        page: EventPage,
+    ) -> Result<Option<(Order, Vec<StoredEvent>)>, StoreError> {
         self.readers
             .read(move |conn| {
                 // One read transaction, so the order and its events are from the same commit.
                 conn.execute_batch("BEGIN")?;
                 let result = rows::load_order(conn, id).and_then(|order| {
                     order
-                        .map(|o| Ok((o, rows::load_events(conn, id)?)))
+                        .map(|o| Ok((o, rows::load_events(conn, id, page)?)))
                         .transpose()
                 });
                 conn.execute_batch("COMMIT")?;

@@ -6,7 +6,7 @@ use crate::domain::{
     AGGREGATE_TYPE_ORDER, CancelReason, CustomerId, EventEnvelope, EventType, Order, OrderId,
     OrderItems, OrderStatus, Payload, RawItem, timestamp,
 };
-use crate::store::{IdempotencyKey, OrderCursor, OrderPage, StoreError};
+use crate::store::{EventPage, IdempotencyKey, OrderCursor, OrderPage, StoreError};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
@@ -151,13 +151,20 @@ pub fn load_order(conn: &Connection, id: OrderId) -> Result<Option<Order>, Store
         .transpose()
 }
 
-/// Loads the events of one order in version order.
-pub fn load_events(conn: &Connection, id: OrderId) -> Result<Vec<StoredEvent>, StoreError> {
+/// Loads the events of one order that `page` asks for (through the index on aggregate id and
+/// version: no more rows than the page), newest first.
+pub fn load_events(
+    conn: &Connection,
+    id: OrderId,
+    page: EventPage,
+) -> Result<Vec<StoredEvent>, StoreError> {
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM outbox WHERE aggregate_id = ?1 ORDER BY aggregate_version"
+        "SELECT {EVENT_COLUMNS} FROM outbox WHERE aggregate_id = ?1 AND aggregate_version < ?2 \
+         ORDER BY aggregate_version DESC LIMIT ?3"
     );
+    let before = page.before.map_or(i64::MAX, i64::from);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![id.to_string()], EventRow::read)?;
+    let rows = stmt.query_map(params![id.to_string(), before, page.limit], EventRow::read)?;
     rows.map(|r| r?.decode()).collect()
 }
 
