@@ -25,6 +25,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         5,
         include_str!("../../../schema/sqlite/0005_topic_heads.sql"),
     ),
+    (
+        6,
+        include_str!("../../../schema/sqlite/0006_dead_letter_counts.sql"),
+    ),
 ];
 
 /// Errors while bringing the schema up to date.
@@ -70,19 +74,63 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), 5);
-        assert_eq!(migrate(&mut conn).unwrap(), 5);
+        assert_eq!(migrate(&mut conn).unwrap(), 6);
+        assert_eq!(migrate(&mut conn).unwrap(), 6);
         let tables: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN \
                  ('orders', 'outbox', 'idempotency_keys', 'store_probe', 'topic_messages', \
                  'relay_checkpoints', 'deliveries', 'dead_letters', 'dead_letter_attempts', \
-                 'topic_heads')",
+                 'topic_heads', 'dead_letter_counts')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 10);
+        assert_eq!(tables, 11);
+    }
+
+    /// Migration 6 counts the dead letters already there, and its triggers keep the counts
+    /// equal to a full count through inserts, status changes and deletes.
+    #[test]
+    fn dead_letter_counts_follow_the_dead_letters() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for &(version, sql) in &MIGRATIONS[..5] {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", version).unwrap();
+        }
+        let insert = |conn: &Connection, position: i64, event_type: &str| {
+            conn.execute(
+                "INSERT INTO dead_letters (position, event_id, event_type, aggregate_type,                  aggregate_id, aggregate_version, payload, occurred_at, schema_version,                  error_kind, error_message, failure_count, first_failed_at, last_failed_at,                  updated_at) VALUES (?1, ?1, ?2, 'order', 'a', 1, '{}', 't', 1, 'permanent',                  'e', 1, 't', 't', 't')",
+                rusqlite::params![position, event_type],
+            )
+            .unwrap();
+        };
+        insert(&conn, 1, "OrderCreated");
+        insert(&conn, 2, "OrderCancelled");
+        migrate(&mut conn).unwrap();
+        insert(&conn, 3, "OrderCreated");
+        insert(&conn, 4, "OrderCreated");
+        conn.execute_batch(
+            "UPDATE dead_letters SET status = 'replayed' WHERE position = 1;              UPDATE dead_letters SET status = 'discarded' WHERE position = 2;              UPDATE dead_letters SET updated_at = 'u' WHERE position = 3;              DELETE FROM dead_letters WHERE position = 4;",
+        )
+        .unwrap();
+        let rows = |sql: &str| -> Vec<(String, String, i64)> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let kept = rows(
+            "SELECT status, event_type, n FROM dead_letter_counts WHERE n > 0 \
+             ORDER BY status, event_type",
+        );
+        let counted = rows(
+            "SELECT status, event_type, count(*) FROM dead_letters \
+             GROUP BY status, event_type ORDER BY status, event_type",
+        );
+        assert_eq!(kept, counted);
+        assert_eq!(kept.len(), 3, "{kept:?}");
     }
 
     #[test]
