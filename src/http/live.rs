@@ -45,9 +45,25 @@ fn sse<T: serde::Serialize>(name: &str, value: &T) -> Event {
         .unwrap_or_else(|_| Event::default().comment("unserialisable event"))
 }
 
+/// What a stream sends next.
+#[derive(Debug)]
+enum Item {
+    Snapshot(Snapshot),
+    Event(LiveEvent),
+}
+
+impl Item {
+    fn into_sse(self) -> Event {
+        match self {
+            Item::Snapshot(s) => sse("snapshot", &s),
+            Item::Event(e) => sse(e.name(), &e),
+        }
+    }
+}
+
 impl Client {
-    /// The next event to send, or `None` when the stream ends (server shutting down).
-    async fn next(&mut self) -> Option<Event> {
+    /// The next item to send, or `None` when the stream ends (server shutting down).
+    async fn next(&mut self) -> Option<Item> {
         let mut checks = tokio::time::interval(SESSION_CHECK);
         loop {
             tokio::select! {
@@ -65,12 +81,12 @@ impl Client {
                     changed.ok()?;
                     let snapshot = self.snapshots.borrow_and_update().clone();
                     if let Some(s) = snapshot {
-                        return Some(sse("snapshot", &s));
+                        return Some(Item::Snapshot(s));
                     }
                 }
                 event = self.events.recv() => match event {
                     Ok(e) if e.admin_only() && !self.admin => {}
-                    Ok(e) => return Some(sse(e.name(), &e)),
+                    Ok(e) => return Some(Item::Event(e)),
                     // Fell behind: skip what was missed and carry on.
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return None,
@@ -102,7 +118,61 @@ pub async fn live(
         _slot: slot,
     };
     let stream = futures::stream::unfold(client, |mut client| async move {
-        client.next().await.map(|event| (Ok(event), client))
+        client
+            .next()
+            .await
+            .map(|item| (Ok(item.into_sse()), client))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::live::{EVENT_BUFFER, LiveHub};
+
+    fn published(n: usize) -> LiveEvent {
+        LiveEvent::Published {
+            event_id: n.to_string(),
+            event_type: "OrderCreated".into(),
+            topic: "t".into(),
+            latency_ms: 1,
+        }
+    }
+
+    /// A client that reads nothing while ten thousand events go out has nothing queued for it
+    /// beyond the shared ring of `EVENT_BUFFER`: reading again, it gets the newest of them
+    /// (in order) and then waits for new ones.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_skips_instead_of_queueing() {
+        let hub = LiveHub::new(CancellationToken::new(), 1);
+        let mut client = Client {
+            snapshots: hub.snapshots(),
+            events: hub.subscribe(),
+            closing: hub.closing(),
+            admin: true,
+            session: None,
+            _slot: hub.join().expect("a slot"),
+        };
+        let sent = 10_000;
+        for n in 0..sent {
+            hub.send(published(n));
+        }
+        let mut received = Vec::new();
+        while let Ok(Some(item)) =
+            tokio::time::timeout(Duration::from_millis(50), client.next()).await
+        {
+            match item {
+                Item::Event(LiveEvent::Published { event_id, .. }) => received.push(event_id),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let newest: Vec<String> = (sent - EVENT_BUFFER..sent).map(|n| n.to_string()).collect();
+        assert_eq!(received, newest);
+        hub.send(published(sent));
+        assert!(matches!(
+            client.next().await,
+            Some(Item::Event(LiveEvent::Published { event_id, .. })) if event_id == sent.to_string()
+        ));
+    }
 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 /// How often a snapshot is taken.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
 /// Discrete events a slow client may fall behind by before it skips some.
-const EVENT_BUFFER: usize = 256;
+pub const EVENT_BUFFER: usize = 256;
 /// Latency samples are kept this long, and at most this many.
 const LATENCY_WINDOW: Duration = Duration::from_secs(60);
 const LATENCY_SAMPLES: usize = 20_000;
