@@ -16,6 +16,22 @@ pub fn day_of(t: DateTime<Utc>) -> i32 {
     t.timestamp().div_euclid(86_400) as i32
 }
 
+/// The events among rows of the outbox table (a partition holding only the order's static
+/// columns gives one row without an event).
+fn events_in(
+    names: &[&'static str],
+    found: &[Vec<Option<CqlValue>>],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut events = Vec::with_capacity(found.len());
+    for values in found {
+        let row = NamedRow { names, values };
+        if rows::Columns::column(&row, "aggregate_version")?.is_some() {
+            events.push(rows::event(&row)?);
+        }
+    }
+    Ok(events)
+}
+
 impl ScyllaStore {
     /// The order, its newest event position, and its events in version order.
     pub(super) async fn load(
@@ -38,17 +54,7 @@ impl ScyllaStore {
         let Some((order, last)) = rows::order(&head)? else {
             return Ok(None);
         };
-        let mut events = Vec::with_capacity(found.len());
-        for values in &found {
-            let row = NamedRow {
-                names: &names,
-                values,
-            };
-            if rows::Columns::column(&row, "aggregate_version")?.is_some() {
-                events.push(rows::event(&row)?);
-            }
-        }
-        Ok(Some((order, last, events)))
+        Ok(Some((order, last, events_in(&names, &found)?)))
     }
 
     /// The order with its first event, from one row (the order's static columns come with
@@ -73,10 +79,7 @@ impl ScyllaStore {
         let Some((order, _)) = rows::order(&row)? else {
             return Ok(None);
         };
-        let first = match rows::Columns::column(&row, "aggregate_version")? {
-            Some(_) => Some(rows::event(&row)?),
-            None => None,
-        };
+        let first = events_in(&names, &found)?.into_iter().next();
         Ok(Some((order, first)))
     }
 
@@ -99,18 +102,10 @@ impl ScyllaStore {
                 .execute_unpaged(&self.statements.select_event_page, (id.0, before, limit))
                 .await?,
         )?;
-        let names = order_and_event_columns();
-        let mut events = Vec::with_capacity(found.len());
-        for values in &found {
-            let row = NamedRow {
-                names: &names,
-                values,
-            };
-            if rows::Columns::column(&row, "aggregate_version")?.is_some() {
-                events.push(rows::event(&row)?);
-            }
-        }
-        Ok(Some((order, events)))
+        Ok(Some((
+            order,
+            events_in(&order_and_event_columns(), &found)?,
+        )))
     }
 
     /// The order listed under `seq`, unless the entry is left over from a creation that did
