@@ -40,4 +40,26 @@ pub enum CdcError {
     /// The scylla-cdc reader failed (restarted from its checkpoints by the supervisor).
     #[error("the CDC reader failed: {0}")]
     Reader(String),
+    /// The reader would have to start before what the CDC log keeps, and events were written
+    /// there (times since the Unix epoch): starting anyway would skip them.
+    #[error(
+        "the CDC log no longer holds events the relay has not read: those written from {} to \
+         {} are past the log's retention. Switch the relay to polling (POST \
+         /api/admin/relay/mode with {{\"mode\":\"polling\"}}): its index still holds them; \
+         streaming, switched back on later, starts where polling got to",
+        utc(*.from), utc(*.to)
+    )]
+    LogExpired {
+        from: std::time::Duration,
+        to: std::time::Duration,
+    },
+}
+
+/// A time since the Unix epoch, written as a UTC timestamp.
+fn utc(since_epoch: std::time::Duration) -> String {
+    let micros = i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp_micros(micros).map_or_else(
+        || format!("{since_epoch:?}"),
+        |t| crate::domain::timestamp(&t),
+    )
 }

@@ -2,12 +2,14 @@
 //! (`resilience::policy`): acknowledged → recorded; refused for good → dead-lettered; failing
 //! transiently → retried with backoff, and dead-lettered only once it has kept failing while
 //! the sink took other messages. While the breaker is open the outlet waits (back-pressure:
-//! the stream reader waits with it), so a broker outage never dead-letters anything. Only the
-//! store or a stop can end a delivery without an outcome.
+//! the stream reader waits with it), so a broker outage never dead-letters anything. Recording
+//! the outcome is retried while the store fails transiently (a timeout, an unavailable
+//! replica): the stream waits, nothing is skipped, and the reader is not torn down. Only a
+//! stop, or a store error that retrying cannot mend, ends a delivery without an outcome.
 
 use super::{CDC_RELAY_NAME, CdcError};
 use crate::domain::StoredEvent;
-use crate::publish::{Delivery, FailureKind, Message, PublishError, Publisher, TopicRouter};
+use crate::publish::{FailureKind, Message, PublishError, Publisher, TopicRouter};
 use crate::relay::runner::pause;
 use crate::relay::suspension::SuspensionWatch;
 use crate::resilience::Resilience;
@@ -21,6 +23,10 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// First and longest wait before recording an outcome again after a transient store error.
+const STORE_RETRY_MIN: Duration = Duration::from_millis(100);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Everything a CDC consumer needs to publish an event.
 pub struct Outlet {
@@ -68,7 +74,20 @@ impl Outlet {
                     if first_failed_at.is_some() {
                         metrics.retry_success.with_label_values(&["publish"]).inc();
                     }
-                    return Ok(self.acknowledge(&event, delivery, now).await?);
+                    let record = delivery.recorded_at(now);
+                    let deliveries = vec![(event.position, record)];
+                    return self
+                        .recorded(|| async {
+                            (self.store)
+                                .record_progress(
+                                    CDC_RELAY_NAME,
+                                    event.position,
+                                    deliveries.clone(),
+                                    Vec::new(),
+                                )
+                                .await
+                        })
+                        .await;
                 }
                 Err(error) => error,
             };
@@ -93,7 +112,7 @@ impl Outlet {
                         metrics.retry_failure.with_label_values(&["publish"]).inc();
                     }
                     let failures = tally.failures;
-                    return Ok(self.dead_letter(event, error, failures, first, now).await?);
+                    return self.dead_letter(event, error, failures, first, now).await;
                 }
                 Decision::Retry { after } => {
                     metrics.retry_attempts.with_label_values(&["publish"]).inc();
@@ -128,21 +147,25 @@ impl Outlet {
         }
     }
 
-    async fn acknowledge(
-        &self,
-        event: &StoredEvent,
-        d: Delivery,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let record = d.recorded_at(at);
-        self.store
-            .record_progress(
-                CDC_RELAY_NAME,
-                event.position,
-                vec![(event.position, record)],
-                Vec::new(),
-            )
-            .await
+    /// Runs `write` until it succeeds, waiting with backoff while the store fails
+    /// transiently: the stream waits with it (back-pressure, never a skip).
+    async fn recorded<F, Fut>(&self, write: F) -> Result<(), CdcError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>>,
+    {
+        let mut wait = STORE_RETRY_MIN;
+        loop {
+            match write().await {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_transient() => {
+                    tracing::warn!(%error, retry_in = ?wait, "cannot record a CDC delivery; retrying");
+                    self.pause(wait).await?;
+                    wait = (wait * 2).min(STORE_RETRY_MAX);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     async fn dead_letter(
@@ -152,7 +175,7 @@ impl Outlet {
         failures: u32,
         first_failed_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), CdcError> {
         tracing::warn!(
             position = event.position,
             event_id = %event.envelope.event_id,
@@ -161,9 +184,12 @@ impl Outlet {
         );
         let letter = NewDeadLetter::new(event, error, failures, first_failed_at, now);
         let position = letter.event.position;
-        self.store
-            .record_progress(CDC_RELAY_NAME, position, Vec::new(), vec![letter.clone()])
-            .await?;
+        self.recorded(|| async {
+            (self.store)
+                .record_progress(CDC_RELAY_NAME, position, Vec::new(), vec![letter.clone()])
+                .await
+        })
+        .await?;
         self.telemetry.metrics.dlq_messages.inc();
         self.telemetry
             .live

@@ -3,7 +3,10 @@
 //! The reader saves, per stream, how far it consumed (scylla-cdc's table-backed checkpoint
 //! saver). On start the builder would take `max(checkpoint, start_timestamp)` with
 //! `start_timestamp` defaulting to *now*, skipping whatever was written while the relay was
-//! down; so the start is set explicitly to the oldest saved checkpoint ([`start_timestamp`]).
+//! down; so the start is set explicitly ([`start_timestamp`]) from the saved progress and the
+//! polling relay's. When that start lies before what the CDC log still keeps and events were
+//! written in between, the reader refuses to start ([`CdcError::LogExpired`]) rather than
+//! skip them: the polling relay, whose index outlives the log, can publish them.
 
 use super::consumer::OutboxConsumerFactory;
 use super::outlet::Outlet;
@@ -12,6 +15,7 @@ use super::{CHECKPOINT_TABLE, CdcError, OUTBOX_TABLE};
 use crate::relay::activity::{RelayActivity, RelayState};
 use crate::relay::runner::pause;
 use crate::store::scylla::ScyllaStore;
+use crate::store::scylla::cdc_progress::CdcProgress;
 use scylla_cdc::checkpoints::TableBackedCheckpointSaver;
 use scylla_cdc::log_reader::CDCLogReaderBuilder;
 use std::sync::Arc;
@@ -29,31 +33,52 @@ const RESTART_MAX: Duration = Duration::from_secs(30);
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// How often the reader's low-water mark is refreshed for the status page and metrics.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How often scylla-cdc saves each stream's checkpoint (its default is 10 s). A reader that
+/// fails sooner than this after every start would resume from the same old checkpoints
+/// forever; the outlet no longer fails on store errors, and this keeps the rest short.
+const SAVE_EVERY: Duration = Duration::from_secs(2);
 /// How long a stopping reader may take to finish the rows in flight.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
-/// Where the reader starts: the oldest saved stream checkpoint (each stream then resumes at
-/// its own, later one). Without checkpoints, where the oldest event the polling relay has not
-/// published may be (`first_unpolled`, or now when there is none), less `settle` for writes
-/// in flight. Never before the log's retention, which holds nothing older.
-pub fn start_timestamp(
-    saved: &[Duration],
-    first_unpolled: Option<Duration>,
-    now: Duration,
-    settle: Duration,
-) -> Duration {
-    let start = match saved.iter().min() {
-        Some(oldest) => *oldest,
-        None => first_unpolled.unwrap_or(now).saturating_sub(settle),
-    };
-    start.max(now.saturating_sub(CDC_LOG_TTL))
+/// What the reader's start depends on (times since the Unix epoch).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartFacts {
+    /// How far the reader consumed each stream of the current generation.
+    pub streams: Vec<Duration>,
+    /// Up to when the polling relay handled every event, if it ever ran.
+    pub polled: Option<Duration>,
+    /// When the oldest event the polling relay has not published may have been written
+    /// (`None`: there is none).
+    pub first_unpolled: Option<Duration>,
+}
+
+/// Where the reader starts: the oldest stream checkpoint of the current generation (each
+/// stream then resumes at its own, later one), or, if the polling relay has since handled
+/// events beyond it, where the polling relay got to. Without checkpoints: where the oldest
+/// event the polling relay has not published may be (or now, when there is none). Positions
+/// come from the writers' clocks, so the polling relay's marks are taken `settle` earlier.
+pub fn start_timestamp(facts: &StartFacts, now: Duration, settle: Duration) -> Duration {
+    let polled = facts.polled.map(|t| t.saturating_sub(settle));
+    match (facts.streams.iter().min(), polled) {
+        (Some(own), Some(polled)) => (*own).max(polled),
+        (Some(own), None) => *own,
+        (None, _) => facts.first_unpolled.unwrap_or(now).saturating_sub(settle),
+    }
+}
+
+/// The part of the log the reader would need that the log no longer keeps: `Some((from,
+/// to))` when `start` is before `now - CDC_LOG_TTL`.
+pub fn expired_part(start: Duration, now: Duration) -> Option<(Duration, Duration)> {
+    let kept_since = now.saturating_sub(CDC_LOG_TTL);
+    (start < kept_since).then_some((start, kept_since))
 }
 
 /// A position every event below which the reader has consumed, for the backlog gauges: the
-/// oldest stream checkpoint, less `settle` (an event's position is taken before its write,
-/// at most about `settle` earlier). `None` before the first checkpoint.
-pub fn low_water_mark(saved: &[Duration], settle: Duration) -> Option<u64> {
-    let oldest = saved.iter().min()?.saturating_sub(settle);
+/// oldest checkpoint of the current generation's streams, less `settle` (an event's position
+/// is taken before its write, at most about `settle` earlier). `None` before the first
+/// checkpoint.
+pub fn low_water_mark(progress: &CdcProgress, settle: Duration) -> Option<u64> {
+    let oldest = progress.streams.iter().min()?.saturating_sub(settle);
     let micros = i64::try_from(oldest.as_micros()).ok()?;
     chrono::DateTime::from_timestamp_micros(micros).map(crate::store::scylla::position::first_at)
 }
@@ -101,22 +126,49 @@ async fn supervise(relay: CdcRelay, stop: CancellationToken) {
     tracing::info!("CDC relay stopped");
 }
 
+/// Where this life of the reader starts: see [`start_timestamp`] and [`expired_part`].
+async fn start(store: &ScyllaStore, now: Duration) -> Result<Duration, CdcError> {
+    let progress = store.cdc_progress().await?;
+    let facts = StartFacts {
+        polled: store.polled_through().await?,
+        first_unpolled: if progress.streams.is_empty() {
+            store.first_unpolled().await?
+        } else {
+            None
+        },
+        streams: progress.streams,
+    };
+    let start = start_timestamp(&facts, now, store.settle());
+    match expired_part(start, now) {
+        None => Ok(start),
+        Some((from, to)) if store.wrote_between(from, to).await? => {
+            Err(CdcError::LogExpired { from, to })
+        }
+        // Nothing was written in the part the log dropped: start where it begins.
+        Some((_, to)) => Ok(to),
+    }
+}
+
 /// One life of the reader: until it fails, or until `stop` (then `Ok`).
 async fn run(relay: &CdcRelay, stop: CancellationToken) -> Result<(), CdcError> {
     let reader_error = |e: anyhow::Error| CdcError::Reader(format!("{e:#}"));
     let store = &relay.store;
-    let saved = store.cdc_checkpoints().await?;
-    let first_unpolled = if saved.is_empty() {
-        store.first_unpolled().await?
-    } else {
-        None
-    };
+    let session = (store.cdc_session())
+        .ok_or_else(|| CdcError::Reader("the store has no session for the CDC reader".into()))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let start = start_timestamp(&saved, first_unpolled, now, store.settle());
+    let unreadable = &relay.outlet.telemetry.metrics.cdc_unreadable_seconds;
+    let start = match start(store, now).await {
+        Err(CdcError::LogExpired { from, to }) => {
+            unreadable.set((to - from).as_secs_f64());
+            return Err(CdcError::LogExpired { from, to });
+        }
+        other => other?,
+    };
+    unreadable.set(0.0);
     let saver = TableBackedCheckpointSaver::builder()
-        .session(store.session())
+        .session(Arc::clone(&session))
         .keyspace(store.keyspace())
         .table_name(CHECKPOINT_TABLE)
         .create_table(false)
@@ -124,7 +176,7 @@ async fn run(relay: &CdcRelay, stop: CancellationToken) -> Result<(), CdcError> 
         .await
         .map_err(reader_error)?;
     let (mut reader, mut handle) = CDCLogReaderBuilder::new()
-        .session(store.session())
+        .session(session)
         .keyspace(store.keyspace())
         .table_name(OUTBOX_TABLE)
         .start_timestamp(start)
@@ -136,24 +188,23 @@ async fn run(relay: &CdcRelay, stop: CancellationToken) -> Result<(), CdcError> 
         }))
         .should_load_progress(true)
         .should_save_progress(true)
+        .pause_between_saves(SAVE_EVERY)
         .checkpoint_saver(Arc::new(saver))
         .build()
         .await
         .map_err(reader_error)?;
     relay.activity.set(RelayState::Running, None, None);
-    let mut progress = tokio::time::interval(PROGRESS_EVERY);
-    let ended = loop {
-        let woke = tokio::select! {
-            result = &mut handle => Some(Some(result)),
-            () = stop.cancelled() => Some(None),
-            _ = progress.tick() => None,
-        };
-        if let Some(ended) = woke {
-            break ended;
-        }
-        let mark = low_water_mark(&store.cdc_checkpoints().await?, store.settle());
-        relay.activity.set(RelayState::Running, mark, None);
-    };
+    let ended = watch_progress(
+        &mut handle,
+        &stop,
+        PROGRESS_EVERY,
+        || async { store.cdc_progress().await },
+        |progress| {
+            let mark = low_water_mark(&progress, store.settle());
+            relay.activity.set(RelayState::Running, mark, None);
+        },
+    )
+    .await;
     match ended {
         Some(result) => result.map_err(reader_error),
         None => {
@@ -166,12 +217,54 @@ async fn run(relay: &CdcRelay, stop: CancellationToken) -> Result<(), CdcError> 
     }
 }
 
+/// Waits for the reader (`handle`) to end (`Some` of its result) or `stop` (`None`),
+/// reading its progress every `every` for the status page. A failed progress read is
+/// logged and skipped: the figures are only for show, and the reader goes on regardless.
+async fn watch_progress<R, F, Fut, E>(
+    handle: &mut R,
+    stop: &CancellationToken,
+    every: Duration,
+    read: F,
+    mut show: impl FnMut(CdcProgress),
+) -> Option<R::Output>
+where
+    R: std::future::Future + Unpin,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<CdcProgress, E>>,
+    E: std::fmt::Display,
+{
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            result = &mut *handle => return Some(result),
+            () = stop.cancelled() => return None,
+            _ = ticks.tick() => {}
+        }
+        match read().await {
+            Ok(progress) => show(progress),
+            Err(error) => tracing::warn!(%error, "cannot read the CDC reader's progress"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const NOW: Duration = Duration::from_secs(1_800_000_000);
     const SETTLE: Duration = Duration::from_secs(4);
+
+    fn facts(
+        streams: &[Duration],
+        polled: Option<Duration>,
+        unpolled: Option<Duration>,
+    ) -> StartFacts {
+        StartFacts {
+            streams: streams.to_vec(),
+            polled,
+            first_unpolled: unpolled,
+        }
+    }
 
     #[test]
     fn the_reader_starts_at_the_oldest_saved_checkpoint() {
@@ -182,7 +275,7 @@ mod tests {
         ];
         let unpolled = Some(NOW - Duration::from_secs(7200));
         assert_eq!(
-            start_timestamp(&saved, unpolled, NOW, SETTLE),
+            start_timestamp(&facts(&saved, None, unpolled), NOW, SETTLE),
             NOW - Duration::from_secs(600)
         );
     }
@@ -191,34 +284,144 @@ mod tests {
     fn without_checkpoints_it_starts_before_the_oldest_unpublished_event() {
         let unpolled = Some(NOW - Duration::from_secs(300));
         assert_eq!(
-            start_timestamp(&[], unpolled, NOW, SETTLE),
+            start_timestamp(&facts(&[], None, unpolled), NOW, SETTLE),
             NOW - Duration::from_secs(304)
         );
-        assert_eq!(start_timestamp(&[], None, NOW, SETTLE), NOW - SETTLE);
+        assert_eq!(
+            start_timestamp(&facts(&[], None, None), NOW, SETTLE),
+            NOW - SETTLE
+        );
     }
 
     #[test]
-    fn it_never_starts_before_the_log_retention() {
+    fn what_the_polling_relay_published_since_is_not_read_again() {
+        // The CDC relay stopped two days ago; the polling relay ran since, up to a minute ago.
+        let old = [NOW - 2 * CDC_LOG_TTL];
+        let polled = Some(NOW - Duration::from_secs(60));
+        let start = start_timestamp(&facts(&old, polled, None), NOW, SETTLE);
+        assert_eq!(start, NOW - Duration::from_secs(64));
+        assert_eq!(expired_part(start, NOW), None);
+        // And a polling mark older than the reader's own progress changes nothing.
+        let recent = [NOW - Duration::from_secs(10)];
+        let start = start_timestamp(&facts(&recent, Some(NOW - CDC_LOG_TTL), None), NOW, SETTLE);
+        assert_eq!(start, NOW - Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_start_before_the_logs_retention_is_reported_not_clamped() {
         let saved = [NOW - 3 * CDC_LOG_TTL];
+        let start = start_timestamp(&facts(&saved, None, None), NOW, SETTLE);
         assert_eq!(
-            start_timestamp(&saved, None, NOW, SETTLE),
-            NOW - CDC_LOG_TTL
+            expired_part(start, NOW),
+            Some((NOW - 3 * CDC_LOG_TTL, NOW - CDC_LOG_TTL))
         );
-        let unpolled = Some(NOW - 2 * CDC_LOG_TTL);
-        assert_eq!(
-            start_timestamp(&[], unpolled, NOW, SETTLE),
-            NOW - CDC_LOG_TTL
-        );
+        assert_eq!(expired_part(NOW - Duration::from_secs(5), NOW), None);
     }
 
     #[test]
     fn the_low_water_mark_trails_the_oldest_checkpoint_by_the_settle_interval() {
         use crate::store::scylla::position::time_of;
         let t = Duration::from_secs(1_800_000_000);
-        let saved = [t + Duration::from_secs(9), t];
-        let mark = low_water_mark(&saved, Duration::from_secs(4)).unwrap();
+        let progress = CdcProgress {
+            generation: Some(t - Duration::from_secs(3600)),
+            streams: vec![t + Duration::from_secs(9), t],
+        };
+        let mark = low_water_mark(&progress, Duration::from_secs(4)).unwrap();
         let expected = chrono::DateTime::from_timestamp(1_800_000_000 - 4, 0).unwrap();
         assert_eq!(time_of(mark), expected);
-        assert_eq!(low_water_mark(&[], Duration::from_secs(4)), None);
+        assert_eq!(low_water_mark(&CdcProgress::default(), SETTLE), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_progress_read_does_not_stop_the_reader() {
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        let shown = std::sync::Mutex::new(Vec::new());
+        let (done, mut handle) = tokio::sync::oneshot::channel::<&str>();
+        let stop = CancellationToken::new();
+        let watching = watch_progress(
+            &mut handle,
+            &stop,
+            Duration::from_secs(5),
+            || {
+                let n = reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    if n.is_multiple_of(2) {
+                        Err("request timed out (injected)")
+                    } else {
+                        Ok(CdcProgress::default())
+                    }
+                }
+            },
+            |p| shown.lock().unwrap().push(p),
+        );
+        let finish = async {
+            // Four progress reads, two of them failing, then the reader ends on its own.
+            tokio::time::sleep(Duration::from_secs(17)).await;
+            done.send("finished").unwrap();
+        };
+        let (ended, ()) = tokio::join!(watching, finish);
+        assert_eq!(ended, Some(Ok("finished")));
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert_eq!(shown.lock().unwrap().len(), 2);
+    }
+
+    /// A store whose checkpoint table holds one stream consumed up to `consumed`, whose
+    /// polling relay never ran, and whose pending index has a bucket registered or not.
+    fn store_with(consumed: Duration, buckets: bool) -> ScyllaStore {
+        use crate::store::scylla::cluster::fake::FakeCluster;
+        use crate::store::scylla::statements::Stmt;
+        use scylla::value::{CqlTimestamp, CqlValue};
+        let millis = |d: Duration| CqlValue::Timestamp(CqlTimestamp(d.as_millis() as i64));
+        let fake = FakeCluster::default();
+        let stream = vec![
+            Some(CqlValue::Blob(vec![5; 16])),
+            Some(millis(consumed - Duration::from_secs(60))),
+            Some(millis(consumed)),
+        ];
+        fake.always(Stmt::CdcCheckpoints, Ok(vec![stream]));
+        let bucket = vec![vec![Some(CqlValue::BigInt(1))]];
+        fake.always(Stmt::Buckets, Ok(if buckets { bucket } else { Vec::new() }));
+        crate::store::scylla::tests::scripted(Arc::new(fake))
+    }
+
+    #[tokio::test]
+    async fn the_reader_refuses_to_skip_events_the_log_no_longer_holds() {
+        let down_since = NOW - 2 * CDC_LOG_TTL;
+        let store = store_with(down_since, true);
+        match start(&store, NOW).await {
+            Err(CdcError::LogExpired { from, to }) => {
+                assert_eq!((from, to), (down_since, NOW - CDC_LOG_TTL));
+            }
+            other => panic!("expected LogExpired, got {other:?}"),
+        }
+        let message = CdcError::LogExpired {
+            from: down_since,
+            to: NOW - CDC_LOG_TTL,
+        }
+        .to_string();
+        assert!(message.contains("Switch the relay to polling"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn with_nothing_written_in_the_dropped_part_it_starts_where_the_log_begins() {
+        let store = store_with(NOW - 2 * CDC_LOG_TTL, false);
+        assert_eq!(start(&store, NOW).await.unwrap(), NOW - CDC_LOG_TTL);
+    }
+
+    #[tokio::test]
+    async fn a_generation_marker_alone_does_not_send_the_reader_into_the_future() {
+        use crate::store::scylla::cluster::fake::FakeCluster;
+        use crate::store::scylla::statements::Stmt;
+        use scylla::value::{CqlTimestamp, CqlValue};
+        // A start killed after scylla-cdc saved the generation and before any checkpoint.
+        let marker = vec![
+            Some(CqlValue::Blob(vec![0])),
+            Some(CqlValue::Timestamp(CqlTimestamp(1_700_000_000_000))),
+            Some(CqlValue::Timestamp(CqlTimestamp(i64::MAX))),
+        ];
+        let fake = FakeCluster::default();
+        fake.always(Stmt::CdcCheckpoints, Ok(vec![marker]));
+        let store = crate::store::scylla::tests::scripted(Arc::new(fake));
+        assert_eq!(start(&store, NOW).await.unwrap(), NOW - SETTLE);
     }
 }

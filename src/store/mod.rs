@@ -191,6 +191,13 @@ pub enum StoreError {
     Backend(String),
 }
 
+impl StoreError {
+    /// Whether trying again later may succeed (the store was busy, unreachable or slow).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Overloaded | StoreError::Unavailable(_))
+    }
+}
+
 /// Orders: the transactional writer (an order change and its outbox event in one atomic
 /// write) and the reads of the order API and pages.
 #[async_trait]

@@ -53,6 +53,9 @@ pub struct Metrics {
     pub outbox_pending: IntGauge,
     /// Age of the oldest of them: the lag to alert on (set at scrape time).
     pub outbox_oldest_age: prometheus::Gauge,
+    /// The span of the CDC log the streaming relay needs but the log no longer keeps (0
+    /// normally): the relay refuses to start over it. Alert on anything above 0.
+    pub cdc_unreadable_seconds: prometheus::Gauge,
     /// Commit → sink acknowledgement per event, by relay mode.
     pub end_to_end_latency: HistogramVec,
     /// The relay's saved position (set at scrape time).
@@ -125,6 +128,13 @@ impl Metrics {
                 "Age of the oldest committed event the relay has not handled yet.",
             ),
         );
+        let cdc_unreadable_seconds = register(
+            &registry,
+            prometheus::Gauge::new(
+                "cdc_log_unreadable_seconds",
+                "Span of the CDC log the streaming relay needs but the log no longer keeps (0 normally).",
+            ),
+        );
         let dlq_messages = register(
             &registry,
             IntCounter::new(
@@ -181,6 +191,7 @@ impl Metrics {
                 "Committed events after the relay's checkpoint.",
             ),
             outbox_oldest_age,
+            cdc_unreadable_seconds,
             end_to_end_latency: histogram(
                 "relay_end_to_end_latency_seconds",
                 "From the event's commit to the sink's acknowledgement.",

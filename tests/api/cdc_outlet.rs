@@ -14,13 +14,19 @@ use outbox::resilience::Resilience;
 use outbox::resilience::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 use outbox::store::dead_letters::{DeadLetterFilter, DeadLetterKind};
 
+use async_trait::async_trait;
+use outbox::domain::DeliveryRecord;
 use outbox::relay::suspension::Suspension;
 use outbox::resilience::retry::{Jitter, RetryConfig};
+use outbox::store::dead_letters::NewDeadLetter;
 use outbox::store::sqlite::SqliteStore;
-use outbox::store::{Applied, DeadLetterStore, OrderStore, OutboxLog};
+use outbox::store::{Applied, Backlog, DeadLetterStore, OrderStore, OutboxLog, StoreError};
 use outbox::telemetry::Telemetry;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// An outlet over a fresh embedded store, its topic log behind a fault injector.
@@ -34,8 +40,66 @@ struct Bench {
     _dir: tempfile::TempDir,
 }
 
+/// The embedded store's outbox log, whose next `failures` progress records time out.
+struct FlakyLog {
+    inner: Arc<SqliteStore>,
+    failures: AtomicUsize,
+}
+
+#[async_trait]
+impl OutboxLog for FlakyLog {
+    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.events_after(after, limit).await
+    }
+
+    async fn checkpoint(&self, relay: &str) -> Result<u64, StoreError> {
+        self.inner.checkpoint(relay).await
+    }
+
+    async fn record_progress(
+        &self,
+        relay: &str,
+        position: u64,
+        deliveries: Vec<(u64, DeliveryRecord)>,
+        letters: Vec<NewDeadLetter>,
+    ) -> Result<(), StoreError> {
+        let fail = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err(StoreError::Unavailable(
+                "request timed out (injected)".into(),
+            ));
+        }
+        (self.inner)
+            .record_progress(relay, position, deliveries, letters)
+            .await
+    }
+
+    async fn backlog(&self, checkpoint: u64) -> Result<Backlog, StoreError> {
+        self.inner.backlog(checkpoint).await
+    }
+
+    async fn deliveries(
+        &self,
+        positions: Vec<u64>,
+    ) -> Result<HashMap<u64, DeliveryRecord>, StoreError> {
+        self.inner.deliveries(positions).await
+    }
+
+    fn commits(&self) -> watch::Receiver<u64> {
+        self.inner.commits()
+    }
+}
+
 impl Bench {
     async fn new(attempts: u32, breaker: BreakerConfig) -> Bench {
+        Self::with_store_failures(attempts, breaker, 0).await
+    }
+
+    /// A bench whose next `failures` progress records time out.
+    async fn with_store_failures(attempts: u32, breaker: BreakerConfig, failures: usize) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let store = open_store(dir.path()).await;
         let faults = Arc::new(FaultInjector::new(Arc::new(LocalLogPublisher::new(
@@ -44,7 +108,10 @@ impl Bench {
         let stop = CancellationToken::new();
         let suspension = Suspension::default();
         let outlet = Outlet {
-            store: store.clone(),
+            store: Arc::new(FlakyLog {
+                inner: store.clone(),
+                failures: AtomicUsize::new(failures),
+            }),
             publisher: faults.clone(),
             topics: TopicRouter::new(outbox::publish::DEFAULT_TOPIC_TEMPLATE).unwrap(),
             resilience: Resilience::new(
@@ -105,6 +172,29 @@ async fn an_acknowledged_event_is_recorded_with_its_delivery() {
     assert_eq!(found[&event.position].offset, Some(0));
     assert_eq!(bench.store.topics().await.unwrap()[0].messages, 1);
     assert_eq!(bench.store.checkpoint("cdc").await.unwrap(), event.position);
+}
+
+/// Store timeouts while recording an outcome: the outlet waits and records again, so the
+/// delivery ends with its outcome recorded (and the event published once), never with an
+/// error that would tear down every stream reader.
+#[tokio::test]
+async fn store_timeouts_while_recording_are_waited_out_not_raised() {
+    let bench = Bench::with_store_failures(3, patient(), 3).await;
+    let event = bench.event().await;
+    bench.outlet.deliver(event.clone()).await.unwrap();
+    let found = bench.store.deliveries(vec![event.position]).await.unwrap();
+    assert!(found.contains_key(&event.position));
+    assert_eq!(bench.store.topics().await.unwrap()[0].messages, 1);
+    assert_eq!(bench.store.checkpoint("cdc").await.unwrap(), event.position);
+    // The same for a dead letter.
+    let bench = Bench::with_store_failures(3, patient(), 2).await;
+    let poisoned = bench.event().await;
+    bench.faults.set(Fault::Poison {
+        event_type: Some("OrderCreated".into()),
+        every_n: None,
+    });
+    bench.outlet.deliver(poisoned.clone()).await.unwrap();
+    assert_eq!(bench.dead_letters().await[0].failure.event, poisoned);
 }
 
 #[tokio::test]

@@ -8,17 +8,17 @@
 //! (or at another writer's event); readers skip those.
 
 use super::ScyllaStore;
+use super::cluster::values;
 use super::orders::day_of;
 use super::position;
 use super::rows::micros;
-use super::statements::applied;
+use super::statements::{Stmt, applied};
 use crate::domain::StoredEvent;
 use crate::domain::{DomainError, EventEnvelope, NewOrder, Order, OrderId};
 use crate::store::{Applied, IdempotencyKey, StoreError, fingerprint};
 use chrono::{DateTime, Utc};
-use scylla::statement::batch::{Batch, BatchType};
 use scylla::value::CqlValue;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 impl ScyllaStore {
     /// Creates an order; with an idempotency key, a retry of the same request returns the
@@ -33,19 +33,18 @@ impl ScyllaStore {
         if let Some(key) = key {
             let fp = fingerprint(&new);
             let claim = self
-                .session
-                .execute_unpaged(
-                    &self.statements.claim_key,
-                    (
+                .run(
+                    Stmt::ClaimKey,
+                    values![
                         key.as_str(),
                         fp.as_str(),
                         id.0,
                         micros(&now),
                         self.key_ttl_seconds,
-                    ),
+                    ],
                 )
                 .await?;
-            if !applied(claim)? {
+            if !applied(&claim)? {
                 let (stored_fp, stored_id) = self.idempotency_key(&key).await?;
                 if stored_fp != fp {
                     return Err(StoreError::IdempotencyKeyReused);
@@ -97,11 +96,7 @@ impl ScyllaStore {
 
     /// The fingerprint and order of a claimed idempotency key.
     async fn idempotency_key(&self, key: &IdempotencyKey) -> Result<(String, OrderId), StoreError> {
-        let found = super::statements::rows(
-            self.session
-                .execute_unpaged(&self.statements.select_key, (key.as_str(),))
-                .await?,
-        )?;
+        let found = self.run(Stmt::SelectKey, values![key.as_str()]).await?;
         match found.first().map(Vec::as_slice) {
             Some([Some(CqlValue::Text(fp)), Some(CqlValue::Uuid(id))]) => {
                 Ok((fp.clone(), OrderId(*id)))
@@ -125,36 +120,31 @@ impl ScyllaStore {
         let p = position as i64;
         let bucket = position::bucket_of(position);
         // One write per bucket and process registers the bucket for the relay.
-        if self.indexed_bucket.swap(bucket, Ordering::Relaxed) != bucket {
-            self.session
-                .execute_unpaged(&self.statements.add_bucket, (bucket, self.ttl_seconds))
-                .await?;
-        }
-        let index = self.session.execute_unpaged(
-            &self.statements.index_event,
-            (
+        let ttl = self.ttl_seconds;
+        (self.indexed_bucket)
+            .ensure(bucket, || self.run(Stmt::AddBucket, values![bucket, ttl]))
+            .await?;
+        let index = self.run(
+            Stmt::IndexEvent,
+            values![
                 bucket,
                 p,
                 event.event_id,
                 event.aggregate_id.0,
                 event.aggregate_version as i32,
                 self.ttl_seconds,
-            ),
+            ],
         );
         if listed {
             let day = day_of(taken);
-            let list = self
-                .session
-                .execute_unpaged(&self.statements.list_order, (day, p, event.aggregate_id.0));
+            let list = self.run(Stmt::ListOrder, values![day, p, event.aggregate_id.0]);
             let (a, b) = futures::join!(index, list);
             a?;
             b?;
             // One write per day and process registers the day in the listing.
-            if self.listed_day.swap(day, Ordering::Relaxed) != day {
-                self.session
-                    .execute_unpaged(&self.statements.add_day, (day,))
-                    .await?;
-            }
+            (self.listed_day)
+                .ensure(i64::from(day), || self.run(Stmt::AddDay, values![day]))
+                .await?;
         } else {
             index.await?;
         }
@@ -175,23 +165,20 @@ impl ScyllaStore {
         event: &EventEnvelope,
         position: u64,
     ) -> Result<bool, StoreError> {
-        let mut batch = Batch::new(BatchType::Unlogged);
-        batch.append_statement(self.statements.save_order.clone());
-        batch.append_statement(self.statements.insert_event.clone());
         let items =
             serde_json::to_string(&order.items).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let state = (
+        let state = values![
             order.customer_id.as_uuid(),
             order.status.as_str(),
             order.version as i32,
             items,
-            order.cancel_reason.as_ref().map(|r| r.as_str().to_string()),
+            order.cancel_reason.as_ref().map(|r| r.as_str()),
             micros(&order.created_at),
             micros(&order.updated_at),
             position as i64,
             order.id.0,
-        );
-        let row = (
+        ];
+        let row = values![
             position as i64,
             event.event_id,
             event.aggregate_type,
@@ -202,9 +189,9 @@ impl ScyllaStore {
             micros(&event.occurred_at),
             event.schema_version as i32,
             self.ttl_seconds,
-        );
-        let result = self.session.batch(&batch, (state, row)).await?;
-        let committed = applied(result)?;
+        ];
+        let result = self.cluster.commit(state, row).await?;
+        let committed = applied(&result)?;
         if committed {
             self.head.send_if_modified(|h| {
                 let newer = position > *h;
@@ -222,5 +209,100 @@ fn written(order: Order, envelope: EventEnvelope, position: u64) -> Applied {
     Applied::Written {
         order,
         event: StoredEvent { position, envelope },
+    }
+}
+
+/// The last bucket or day this process registered. It is set only once the registration was
+/// written: a failed one is written again by the next command instead of being taken as done
+/// (which would hide the bucket from the polling relay, or the day from the order list).
+#[derive(Debug)]
+pub struct Registered(AtomicI64);
+
+impl Default for Registered {
+    fn default() -> Self {
+        Self(AtomicI64::new(i64::MIN))
+    }
+}
+
+impl Registered {
+    /// Runs `write` unless `key` is the last one registered; records `key` once it succeeded.
+    pub async fn ensure<F, T>(&self, key: i64, write: impl FnOnce() -> F) -> Result<(), StoreError>
+    where
+        F: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        if self.0.load(Ordering::Relaxed) != key {
+            write().await?;
+            self.0.store(key, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::scylla::cluster::fake::{FakeCluster, applied, timeout};
+    use crate::store::scylla::tests::scripted;
+    use crate::store::{Command, OrderStore};
+    use std::sync::Arc;
+
+    fn create() -> Command {
+        let items = [crate::domain::RawItem {
+            sku: "A".into(),
+            quantity: 1,
+            unit_price_cents: 1,
+        }];
+        Command::Create {
+            order: NewOrder::parse("0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d", &items).unwrap(),
+            idempotency_key: None,
+        }
+    }
+
+    /// The first value of each time `stmt` ran.
+    fn firsts(fake: &FakeCluster, stmt: Stmt) -> Vec<Option<CqlValue>> {
+        fake.values(stmt)
+            .into_iter()
+            .map(|v| v[0].clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_registration_is_written_again_by_the_next_command() {
+        let fake = Arc::new(FakeCluster::default());
+        fake.then(Stmt::AddBucket, timeout())
+            .then(Stmt::AddDay, timeout())
+            .always(Stmt::InsertEvent, applied(true));
+        let store = scripted(fake.clone());
+        // The bucket's registration times out: nothing is committed.
+        assert!(store.apply(create()).await.is_err());
+        assert_eq!(fake.count(Stmt::InsertEvent), 0);
+        // The day's registration times out: nothing is committed either.
+        assert!(store.apply(create()).await.is_err());
+        assert_eq!(fake.count(Stmt::InsertEvent), 0);
+        // Both are written again, and then the order commits.
+        store.apply(create()).await.unwrap();
+        let buckets = firsts(&fake, Stmt::AddBucket);
+        let indexed = firsts(&fake, Stmt::IndexEvent);
+        assert!(
+            buckets[1..].contains(indexed.last().unwrap()),
+            "the committed event's bucket was registered after the failure: {buckets:?}"
+        );
+        let days = firsts(&fake, Stmt::AddDay);
+        let listed = firsts(&fake, Stmt::ListOrder);
+        assert!(days[1..].contains(listed.last().unwrap()), "{days:?}");
+        // Once registered, a later command in the same bucket and day writes neither again.
+        let before = (fake.count(Stmt::AddBucket), fake.count(Stmt::AddDay));
+        store.apply(create()).await.unwrap();
+        let (indexed, listed) = (
+            firsts(&fake, Stmt::IndexEvent),
+            firsts(&fake, Stmt::ListOrder),
+        );
+        let same = |v: &[Option<CqlValue>]| v[v.len() - 1] == v[v.len() - 2];
+        if same(&indexed) {
+            assert_eq!(fake.count(Stmt::AddBucket), before.0);
+        }
+        if same(&listed) {
+            assert_eq!(fake.count(Stmt::AddDay), before.1);
+        }
     }
 }

@@ -3,141 +3,37 @@
 //! pages of it. A record's id is its event's position; status changes are lightweight
 //! transactions (`IF status = 'pending'`), so two operators cannot both replay or discard it.
 
+use super::ScyllaStore;
+use super::cluster::{Row, values};
 use super::rows::{self, NamedRow, micros};
-use super::statements::{applied, rows as result_rows};
+use super::statements::{DEAD_LETTER_COLUMNS, Stmt, applied};
 use crate::store::StoreError;
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterKind, DeadLetterStatus,
     NewDeadLetter, ReplayAttempt, ReplayOutcome,
 };
 use chrono::Utc;
-use scylla::client::session::Session;
-use scylla::errors::PrepareError;
-use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
 
-/// Columns of a record as the store names them (`id` is read as the event's `position`).
-const NAMES: [&str; 17] = [
-    "position",
-    "event_id",
-    "event_type",
-    "aggregate_type",
-    "aggregate_id",
-    "aggregate_version",
-    "payload",
-    "occurred_at",
-    "schema_version",
-    "error_kind",
-    "error_message",
-    "failure_count",
-    "first_failed_at",
-    "last_failed_at",
-    "status",
-    "discard_reason",
-    "updated_at",
-];
+/// Columns of a record as the store reads them: `id`, read as the event's `position`, then
+/// the rest.
+const NAMES: [&str; 17] = {
+    let mut names = [""; 17];
+    names[0] = "position";
+    let mut i = 0;
+    while i < DEAD_LETTER_COLUMNS.len() {
+        names[i + 1] = DEAD_LETTER_COLUMNS[i];
+        i += 1;
+    }
+    names
+};
 
 /// Records read per page while filtering.
 const PAGE: i32 = 200;
 
-/// The dead letter statements.
-pub struct DeadLetterStatements {
-    insert: PreparedStatement,
-    page: PreparedStatement,
-    one: PreparedStatement,
-    attempts: PreparedStatement,
-    add_attempt: PreparedStatement,
-    mark_replayed: PreparedStatement,
-    discard: PreparedStatement,
-    statuses: PreparedStatement,
-}
-
-impl DeadLetterStatements {
-    /// Prepares the statements for keyspace `ks`, once, at start-up.
-    pub async fn prepare(session: &Session, ks: &str) -> Result<Self, PrepareError> {
-        let columns = NAMES[1..].join(", ");
-        let select = format!("SELECT id, {columns} FROM {ks}.dead_letters WHERE shard = 0");
-        Ok(Self {
-            insert: session
-                .prepare(format!(
-                    "INSERT INTO {ks}.dead_letters (shard, id, {}, status, updated_at) \
-                     VALUES (0, {}, 'pending', ?) IF NOT EXISTS",
-                    NAMES[1..14].join(", "),
-                    vec!["?"; 14].join(", ")
-                ))
-                .await?,
-            page: session
-                .prepare(format!("{select} AND id < ? LIMIT ?"))
-                .await?,
-            one: session.prepare(format!("{select} AND id = ?")).await?,
-            attempts: session
-                .prepare(format!(
-                    "SELECT attempted_at, outcome, detail FROM {ks}.dead_letter_attempts \
-                     WHERE dead_letter_id = ?"
-                ))
-                .await?,
-            add_attempt: session
-                .prepare(format!(
-                    "INSERT INTO {ks}.dead_letter_attempts (dead_letter_id, attempt, \
-                     attempted_at, outcome, detail) VALUES (?, now(), ?, ?, ?)"
-                ))
-                .await?,
-            mark_replayed: session
-                .prepare(format!(
-                    "UPDATE {ks}.dead_letters SET status = 'replayed', updated_at = ? \
-                     WHERE shard = 0 AND id = ? IF status = 'pending'"
-                ))
-                .await?,
-            discard: session
-                .prepare(format!(
-                    "UPDATE {ks}.dead_letters SET status = 'discarded', discard_reason = ?, \
-                     updated_at = ? WHERE shard = 0 AND id = ? IF status = 'pending'"
-                ))
-                .await?,
-            statuses: session
-                .prepare(format!(
-                    "SELECT id, status, event_type FROM {ks}.dead_letters \
-                     WHERE shard = 0 AND id < ? LIMIT ?"
-                ))
-                .await?,
-        })
-    }
-}
-
 fn id_of(position: u64) -> Result<i64, StoreError> {
     i64::try_from(position)
         .map_err(|_| StoreError::Backend(format!("position {position} too large")))
-}
-
-/// Stores `letters` as pending records; an event already dead-lettered is left as it is.
-pub async fn insert(
-    session: &Session,
-    s: &DeadLetterStatements,
-    letters: &[NewDeadLetter],
-) -> Result<(), StoreError> {
-    let now = micros(&Utc::now());
-    for l in letters {
-        let e = &l.event.envelope;
-        let values = (
-            id_of(l.event.position)?,
-            e.event_id,
-            e.event_type.as_str(),
-            e.aggregate_type,
-            e.aggregate_id.0,
-            e.aggregate_version as i32,
-            e.payload.as_str(),
-            micros(&e.occurred_at),
-            e.schema_version as i32,
-            l.kind.as_str(),
-            l.error.as_str(),
-            l.failures as i32,
-            micros(&l.first_failed_at),
-            micros(&l.last_failed_at),
-            now,
-        );
-        session.execute_unpaged(&s.insert, values).await?;
-    }
-    Ok(())
 }
 
 /// A record from a row of [`NAMES`] (attempts left empty).
@@ -187,166 +83,237 @@ fn matches(letter: &DeadLetter, filter: &DeadLetterFilter) -> bool {
         })
 }
 
-/// Records matching `filter`, newest first.
-pub async fn list(
-    session: &Session,
-    s: &DeadLetterStatements,
-    filter: &DeadLetterFilter,
-) -> Result<Vec<DeadLetter>, StoreError> {
-    let mut before = filter.before_id.unwrap_or(i64::MAX);
-    let mut found = Vec::new();
-    loop {
-        let page = result_rows(session.execute_unpaged(&s.page, (before, PAGE)).await?)?;
-        let last_page = page.len() < PAGE as usize;
-        for values in &page {
-            let letter = decode(values)?;
-            before = letter.id;
-            if matches(&letter, filter) {
-                found.push(letter);
-                if found.len() >= filter.limit as usize {
-                    return Ok(found);
+impl ScyllaStore {
+    /// Stores `letters` as pending records; an event already dead-lettered is left as it is.
+    pub(super) async fn insert_dead_letters(
+        &self,
+        letters: &[NewDeadLetter],
+    ) -> Result<(), StoreError> {
+        let now = micros(&Utc::now());
+        for l in letters {
+            let e = &l.event.envelope;
+            let values = values![
+                id_of(l.event.position)?,
+                e.event_id,
+                e.event_type.as_str(),
+                e.aggregate_type,
+                e.aggregate_id.0,
+                e.aggregate_version as i32,
+                e.payload.as_str(),
+                micros(&e.occurred_at),
+                e.schema_version as i32,
+                l.kind.as_str(),
+                l.error.as_str(),
+                l.failures as i32,
+                micros(&l.first_failed_at),
+                micros(&l.last_failed_at),
+                now,
+            ];
+            self.run(Stmt::InsertDeadLetter, values).await?;
+        }
+        Ok(())
+    }
+
+    /// Records matching `filter`, newest first.
+    pub(super) async fn list_dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut before = filter.before_id.unwrap_or(i64::MAX);
+        let mut found = Vec::new();
+        loop {
+            let page = self
+                .run(Stmt::DeadLetterPage, values![before, PAGE])
+                .await?;
+            let last_page = page.len() < PAGE as usize;
+            for values in &page {
+                let letter = decode(values)?;
+                before = letter.id;
+                if matches(&letter, filter) {
+                    found.push(letter);
+                    if found.len() >= filter.limit as usize {
+                        return Ok(found);
+                    }
                 }
             }
-        }
-        if last_page {
-            return Ok(found);
-        }
-    }
-}
-
-/// One record with its attempts, oldest first.
-pub async fn get(
-    session: &Session,
-    s: &DeadLetterStatements,
-    id: i64,
-) -> Result<Option<DeadLetter>, StoreError> {
-    let found = result_rows(session.execute_unpaged(&s.one, (id,)).await?)?;
-    let Some(values) = found.first() else {
-        return Ok(None);
-    };
-    let mut letter = decode(values)?;
-    for row in result_rows(session.execute_unpaged(&s.attempts, (id,)).await?)? {
-        match row.as_slice() {
-            [
-                Some(CqlValue::BigInt(at)),
-                Some(CqlValue::Text(outcome)),
-                Some(CqlValue::Text(detail)),
-            ] => letter.attempts.push(ReplayAttempt {
-                at: rows::from_micros("attempt", *at)?,
-                delivered: outcome == "delivered",
-                detail: detail.clone(),
-            }),
-            other => return Err(StoreError::Corrupt(format!("attempt row {other:?}"))),
-        }
-    }
-    Ok(Some(letter))
-}
-
-/// Why a status change did not apply: the record is missing or no longer pending.
-async fn refusal(session: &Session, s: &DeadLetterStatements, id: i64) -> StoreError {
-    match get(session, s, id).await {
-        Ok(None) => StoreError::NotFound("dead letter"),
-        Ok(Some(letter)) => StoreError::NotPending(letter.status),
-        Err(e) => e,
-    }
-}
-
-/// Records a replay attempt; a delivery marks the record replayed and records where the
-/// event went (through `record_delivery`).
-pub async fn record_replay<F, Fut>(
-    session: &Session,
-    s: &DeadLetterStatements,
-    id: i64,
-    outcome: &ReplayOutcome,
-    record_delivery: F,
-) -> Result<DeadLetter, StoreError>
-where
-    F: FnOnce(u64, crate::domain::DeliveryRecord) -> Fut,
-    Fut: std::future::Future<Output = Result<(), StoreError>>,
-{
-    let letter = get(session, s, id)
-        .await?
-        .ok_or(StoreError::NotFound("dead letter"))?;
-    if letter.status != DeadLetterStatus::Pending {
-        return Err(StoreError::NotPending(letter.status));
-    }
-    let now = micros(&Utc::now());
-    let (result, detail) = match outcome {
-        ReplayOutcome::Delivered(d) => {
-            let marked = session.execute_unpaged(&s.mark_replayed, (now, id)).await?;
-            if !applied(marked)? {
-                return Err(refusal(session, s, id).await);
+            if last_page {
+                return Ok(found);
             }
-            record_delivery(letter.failure.event.position, d.clone()).await?;
-            let place = match (d.partition, d.offset) {
-                (Some(p), Some(o)) => format!("{} partition {p} offset {o}", d.topic),
-                _ => d.topic.clone(),
-            };
-            ("delivered", place)
         }
-        ReplayOutcome::Failed(error) => ("failed", error.clone()),
-    };
-    session
-        .execute_unpaged(&s.add_attempt, (id, now, result, detail))
-        .await?;
-    get(session, s, id)
-        .await?
-        .ok_or(StoreError::NotFound("dead letter"))
-}
-
-/// Marks a pending record discarded.
-pub async fn discard(
-    session: &Session,
-    s: &DeadLetterStatements,
-    id: i64,
-    reason: &str,
-) -> Result<DeadLetter, StoreError> {
-    let now = micros(&Utc::now());
-    let result = session
-        .execute_unpaged(&s.discard, (reason, now, id))
-        .await?;
-    if !applied(result)? {
-        return Err(refusal(session, s, id).await);
     }
-    get(session, s, id)
-        .await?
-        .ok_or(StoreError::NotFound("dead letter"))
-}
 
-/// Records per status, and pending ones per event type.
-pub async fn counts(
-    session: &Session,
-    s: &DeadLetterStatements,
-) -> Result<DeadLetterCounts, StoreError> {
-    let mut counts = DeadLetterCounts::default();
-    let mut before = i64::MAX;
-    loop {
-        let page = result_rows(session.execute_unpaged(&s.statuses, (before, PAGE)).await?)?;
-        for row in &page {
-            let [
-                Some(CqlValue::BigInt(id)),
-                Some(CqlValue::Text(status)),
-                Some(CqlValue::Text(event_type)),
-            ] = row.as_slice()
-            else {
-                return Err(StoreError::Corrupt(format!("dead letter row {row:?}")));
-            };
-            before = *id;
-            match DeadLetterStatus::parse(status) {
-                Some(DeadLetterStatus::Pending) => {
-                    counts.pending += 1;
-                    *counts
-                        .pending_by_event_type
-                        .entry(event_type.clone())
-                        .or_default() += 1;
+    /// One record with its attempts, oldest first.
+    pub(super) async fn get_dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        Ok(self
+            .dead_letter_rows(id)
+            .await?
+            .map(|(letter, _, _)| letter))
+    }
+
+    /// One record with its attempts, the record's row and each attempt's id (for rewriting
+    /// them with a TTL).
+    async fn dead_letter_rows(
+        &self,
+        id: i64,
+    ) -> Result<Option<(DeadLetter, Row, Vec<CqlValue>)>, StoreError> {
+        let found = self.run(Stmt::DeadLetter, values![id]).await?;
+        let Some(values) = found.into_iter().next() else {
+            return Ok(None);
+        };
+        let mut letter = decode(&values)?;
+        let mut attempt_ids = Vec::new();
+        for row in self.run(Stmt::DeadLetterAttempts, values![id]).await? {
+            match row.as_slice() {
+                [
+                    Some(attempt),
+                    Some(CqlValue::BigInt(at)),
+                    Some(CqlValue::Text(outcome)),
+                    Some(CqlValue::Text(detail)),
+                ] => {
+                    letter.attempts.push(ReplayAttempt {
+                        at: rows::from_micros("attempt", *at)?,
+                        delivered: outcome == "delivered",
+                        detail: detail.clone(),
+                    });
+                    attempt_ids.push(attempt.clone());
                 }
-                Some(DeadLetterStatus::Replayed) => counts.replayed += 1,
-                Some(DeadLetterStatus::Discarded) => counts.discarded += 1,
-                None => return Err(StoreError::Corrupt(format!("status {status}"))),
+                other => return Err(StoreError::Corrupt(format!("attempt row {other:?}"))),
             }
         }
-        if page.len() < PAGE as usize {
-            return Ok(counts);
+        Ok(Some((letter, values, attempt_ids)))
+    }
+
+    /// Why a status change did not apply: the record is missing or no longer pending.
+    async fn refusal(&self, id: i64) -> StoreError {
+        match self.get_dead_letter(id).await {
+            Ok(None) => StoreError::NotFound("dead letter"),
+            Ok(Some(letter)) => StoreError::NotPending(letter.status),
+            Err(e) => e,
+        }
+    }
+
+    /// Records a replay attempt; a delivery marks the record replayed and records where the
+    /// event went.
+    pub(super) async fn replayed(
+        &self,
+        id: i64,
+        outcome: &ReplayOutcome,
+    ) -> Result<DeadLetter, StoreError> {
+        let letter = self
+            .get_dead_letter(id)
+            .await?
+            .ok_or(StoreError::NotFound("dead letter"))?;
+        if letter.status != DeadLetterStatus::Pending {
+            return Err(StoreError::NotPending(letter.status));
+        }
+        let now = micros(&Utc::now());
+        let (result, detail, resolved) = match outcome {
+            ReplayOutcome::Delivered(d) => {
+                let marked = self.run(Stmt::MarkReplayed, values![now, id]).await?;
+                if !applied(&marked)? {
+                    return Err(self.refusal(id).await);
+                }
+                self.save_delivery(letter.failure.event.position, d).await?;
+                let place = match (d.partition, d.offset) {
+                    (Some(p), Some(o)) => format!("{} partition {p} offset {o}", d.topic),
+                    _ => d.topic.clone(),
+                };
+                ("delivered", place, true)
+            }
+            ReplayOutcome::Failed(error) => ("failed", error.clone(), false),
+        };
+        self.run(Stmt::AddAttempt, values![id, now, result, detail])
+            .await?;
+        self.resolved(id, resolved).await
+    }
+
+    /// Marks a pending record discarded.
+    pub(super) async fn discard(&self, id: i64, reason: &str) -> Result<DeadLetter, StoreError> {
+        let now = micros(&Utc::now());
+        let result = self.run(Stmt::Discard, values![reason, now, id]).await?;
+        if !applied(&result)? {
+            return Err(self.refusal(id).await);
+        }
+        self.resolved(id, true).await
+    }
+
+    /// The record after a change; once it is `resolved` (replayed or discarded), it and its
+    /// attempts are written again with the outbox TTL, so they expire like the events they
+    /// copy (a pending record never expires). If that rewrite fails the record simply stays.
+    async fn resolved(&self, id: i64, resolved: bool) -> Result<DeadLetter, StoreError> {
+        let (letter, row, attempts) = self
+            .dead_letter_rows(id)
+            .await?
+            .ok_or(StoreError::NotFound("dead letter"))?;
+        if resolved && let Err(error) = self.expire(row, &attempts, &letter.attempts).await {
+            tracing::warn!(id, %error, "a resolved dead letter was kept without a TTL");
+        }
+        Ok(letter)
+    }
+
+    /// Rewrites a record's `row` and its attempts (their ids and contents) with the outbox
+    /// TTL.
+    async fn expire(
+        &self,
+        row: Row,
+        ids: &[CqlValue],
+        attempts: &[ReplayAttempt],
+    ) -> Result<(), StoreError> {
+        let Some(Some(CqlValue::BigInt(id))) = row.first().cloned() else {
+            return Err(StoreError::Corrupt("dead letter id".into()));
+        };
+        let mut record = row;
+        record.push(Some(CqlValue::Int(self.ttl_seconds)));
+        self.run(Stmt::ExpireDeadLetter, record).await?;
+        for (attempt, a) in ids.iter().zip(attempts) {
+            let outcome = if a.delivered { "delivered" } else { "failed" };
+            let values = values![
+                id,
+                attempt.clone(),
+                micros(&a.at),
+                outcome,
+                a.detail.as_str(),
+                self.ttl_seconds,
+            ];
+            self.run(Stmt::ExpireAttempt, values).await?;
+        }
+        Ok(())
+    }
+
+    /// Records per status, and pending ones per event type.
+    pub(super) async fn count_dead_letters(&self) -> Result<DeadLetterCounts, StoreError> {
+        let mut counts = DeadLetterCounts::default();
+        let mut before = i64::MAX;
+        loop {
+            let page = self
+                .run(Stmt::DeadLetterStatuses, values![before, PAGE])
+                .await?;
+            for row in &page {
+                let [
+                    Some(CqlValue::BigInt(id)),
+                    Some(CqlValue::Text(status)),
+                    Some(CqlValue::Text(event_type)),
+                ] = row.as_slice()
+                else {
+                    return Err(StoreError::Corrupt(format!("dead letter row {row:?}")));
+                };
+                before = *id;
+                match DeadLetterStatus::parse(status) {
+                    Some(DeadLetterStatus::Pending) => {
+                        counts.pending += 1;
+                        *counts
+                            .pending_by_event_type
+                            .entry(event_type.clone())
+                            .or_default() += 1;
+                    }
+                    Some(DeadLetterStatus::Replayed) => counts.replayed += 1,
+                    Some(DeadLetterStatus::Discarded) => counts.discarded += 1,
+                    None => return Err(StoreError::Corrupt(format!("status {status}"))),
+                }
+            }
+            if page.len() < PAGE as usize {
+                return Ok(counts);
+            }
         }
     }
 }

@@ -5,11 +5,16 @@
 //! - `commands`: order commands (pending index, then a conditional single-partition batch).
 //! - `orders`: reading one order, and the order list.
 //! - `progress`: the polling relay's reads through the pending index, checkpoints, deliveries.
+//! - [`cdc_progress`]: what the CDC reader starts from (its saved progress, the polling
+//!   relay's).
 //! - `dead_letters`: the dead letter queue; `lease`: the relay lease.
 //! - [`rows`]: decoding `outbox` rows (shared with the CDC relay), `statements`: the CQL.
+//! - `cluster`: the seam where statements run (the driver's session, or a test's script).
 //!
 //! `docs/SCYLLA.md` explains the data model and its trade-offs.
 
+pub mod cdc_progress;
+pub(crate) mod cluster;
 mod commands;
 mod dead_letters;
 mod lease;
@@ -18,7 +23,7 @@ pub mod position;
 mod progress;
 pub mod rows;
 pub mod schema;
-mod statements;
+pub(crate) mod statements;
 
 use super::{
     Applied, Backlog, Command, DeadLetterStore, EventPage, OrderCursor, OrderPage, OrderStore,
@@ -31,16 +36,15 @@ use crate::store::dead_letters::{
 
 use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
-use dead_letters::DeadLetterStatements;
+use cluster::{Cluster, Row, SessionCluster, values};
 use position::Clock;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::frame::types::{Consistency, SerialConsistency};
-use statements::{Cql, Statements};
+use statements::Stmt;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, AtomicI64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -98,12 +102,52 @@ fn cql_ttl(setting: &'static str, ttl: Duration) -> Result<i32, OpenError> {
         .ok_or(OpenError::Ttl(setting, ttl))
 }
 
+/// How long one read of the CDC reader may take at least (its queries read whole windows of
+/// the log).
+const CDC_READ_TIMEOUT_MIN: Duration = Duration::from_secs(30);
+
+/// The CDC reader's request timeout: well above the store's, which is short on purpose.
+pub fn cdc_read_timeout(settle: Duration) -> Duration {
+    CDC_READ_TIMEOUT_MIN.max(2 * write_timeout(settle))
+}
+
+/// The store's request timeout: half the settle interval, so a write the polling relay might
+/// already have read past fails instead of landing behind it.
+pub fn write_timeout(settle: Duration) -> Duration {
+    settle / 2
+}
+
+/// A session to the cluster whose requests run under `profile`.
+async fn connect(options: &ScyllaOptions, profile: ExecutionProfile) -> Result<Session, OpenError> {
+    let mut builder = SessionBuilder::new()
+        .known_nodes(&options.nodes)
+        .default_execution_profile_handle(profile.into_handle());
+    if let Some((user, password)) = &options.credentials {
+        builder = builder.user(user, password.expose());
+    }
+    if let Some(tls) = &options.tls {
+        let mut context = openssl::ssl::SslContextBuilder::new(openssl::ssl::SslMethod::tls())?;
+        context.set_verify(openssl::ssl::SslVerifyMode::PEER);
+        match &tls.ca_file {
+            Some(file) => context.set_ca_file(file)?,
+            None => context.set_default_verify_paths()?,
+        }
+        builder = builder.tls_context(Some(context.build()));
+    }
+    builder
+        .build()
+        .await
+        .map_err(|e| OpenError::Connect(Box::new(e)))
+}
+
 /// The ScyllaDB implementation of [`OutboxStore`].
 pub struct ScyllaStore {
-    session: Arc<Session>,
+    /// Runs the statements.
+    cluster: Arc<dyn Cluster>,
+    /// The CDC reader's own session, whose reads get [`cdc_read_timeout`] rather than the
+    /// store's write timeout (none when a test scripts the cluster).
+    cdc_session: Option<Arc<Session>>,
     keyspace: String,
-    statements: Statements,
-    dead_letters: DeadLetterStatements,
     clock: Clock,
     ttl_seconds: i32,
     /// The idempotency keys' TTL, in seconds.
@@ -114,9 +158,9 @@ pub struct ScyllaStore {
     /// instances do not move it).
     head: watch::Sender<u64>,
     /// The last day this process registered in the order listing.
-    listed_day: AtomicI32,
+    listed_day: commands::Registered,
     /// The last pending-index bucket this process registered.
-    indexed_bucket: AtomicI64,
+    indexed_bucket: commands::Registered,
     /// `(after, through)`: the pending index holds nothing publishable in that range.
     scanned: Mutex<Option<(u64, u64)>>,
 }
@@ -124,66 +168,58 @@ pub struct ScyllaStore {
 impl ScyllaStore {
     /// Connects, applies the schema and prepares every statement.
     pub async fn open(options: &ScyllaOptions) -> Result<Self, OpenError> {
-        let ttl_seconds = cql_ttl("OUTBOX_TTL", options.outbox_ttl)?;
-        let key_ttl_seconds = cql_ttl("IDEMPOTENCY_KEY_TTL", options.idempotency_key_ttl)?;
-        let profile = ExecutionProfile::builder()
+        let store_profile = ExecutionProfile::builder()
             .consistency(Consistency::LocalQuorum)
             .serial_consistency(Some(SerialConsistency::LocalSerial))
             // Below the settle interval: a write the relay might miss fails instead.
-            .request_timeout(Some(options.settle / 2))
-            .build()
-            .into_handle();
-        let mut builder = SessionBuilder::new()
-            .known_nodes(&options.nodes)
-            .default_execution_profile_handle(profile);
-        if let Some((user, password)) = &options.credentials {
-            builder = builder.user(user, password.expose());
-        }
-        if let Some(tls) = &options.tls {
-            let mut context = openssl::ssl::SslContextBuilder::new(openssl::ssl::SslMethod::tls())?;
-            context.set_verify(openssl::ssl::SslVerifyMode::PEER);
-            match &tls.ca_file {
-                Some(file) => context.set_ca_file(file)?,
-                None => context.set_default_verify_paths()?,
-            }
-            builder = builder.tls_context(Some(context.build()));
-        }
-        let session = builder
-            .build()
-            .await
-            .map_err(|e| OpenError::Connect(Box::new(e)))?;
+            .request_timeout(Some(write_timeout(options.settle)))
+            .build();
+        let session = Arc::new(connect(options, store_profile).await?);
         schema::apply(&session, &options.keyspace, options.replication_factor)
             .await
             .map_err(|e| OpenError::Schema(Box::new(e)))?;
-        let cql = Cql {
-            keyspace: options.keyspace.clone(),
-        };
-        let prepare = |e| OpenError::Prepare(Box::new(e));
-        let statements = Statements::prepare(&session, &cql).await.map_err(prepare)?;
-        let dead_letters = DeadLetterStatements::prepare(&session, &options.keyspace)
+        let cluster = SessionCluster::prepare(Arc::clone(&session), &options.keyspace)
             .await
-            .map_err(prepare)?;
+            .map_err(|e| OpenError::Prepare(Box::new(e)))?;
+        // The CDC reader reads whole windows of the log: one slow read must not fail it the
+        // way a slow write should fail, so it gets its own connections and timeout.
+        let cdc_profile = ExecutionProfile::builder()
+            .consistency(Consistency::LocalQuorum)
+            .request_timeout(Some(cdc_read_timeout(options.settle)))
+            .build();
+        let cdc_session = connect(options, cdc_profile).await?;
+        let mut store = Self::with_cluster(Arc::new(cluster), options)?;
+        store.cdc_session = Some(Arc::new(cdc_session));
+        Ok(store)
+    }
+
+    /// The store over `cluster`, without connecting: how unit tests run it on a script.
+    fn with_cluster(cluster: Arc<dyn Cluster>, options: &ScyllaOptions) -> Result<Self, OpenError> {
         let (head, _) = watch::channel(0);
         Ok(Self {
-            session: Arc::new(session),
+            cluster,
+            cdc_session: None,
             keyspace: options.keyspace.clone(),
-            statements,
-            dead_letters,
             clock: Clock::new(),
-            ttl_seconds,
-            key_ttl_seconds,
+            ttl_seconds: cql_ttl("OUTBOX_TTL", options.outbox_ttl)?,
+            key_ttl_seconds: cql_ttl("IDEMPOTENCY_KEY_TTL", options.idempotency_key_ttl)?,
             settle: options.settle,
             orphan_timeout: options.orphan_timeout,
             head,
-            listed_day: AtomicI32::new(i32::MIN),
-            indexed_bucket: AtomicI64::new(i64::MIN),
+            listed_day: Default::default(),
+            indexed_bucket: Default::default(),
             scanned: Mutex::new(None),
         })
     }
 
-    /// The session, shared with the CDC relay.
-    pub fn session(&self) -> Arc<Session> {
-        Arc::clone(&self.session)
+    /// Runs `stmt` with `values`.
+    async fn run(&self, stmt: Stmt, values: Row) -> Result<Vec<Row>, StoreError> {
+        self.cluster.run(stmt, values).await
+    }
+
+    /// The CDC reader's session (`None` only for a scripted cluster).
+    pub fn cdc_session(&self) -> Option<Arc<Session>> {
+        self.cdc_session.clone()
     }
 
     /// How far behind now the polling relay reads (writes older than this have settled).
@@ -245,8 +281,7 @@ impl OrderStore for ScyllaStore {
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
-        self.session
-            .execute_unpaged(&self.statements.probe, (rows::micros(&Utc::now()),))
+        self.run(Stmt::Probe, values![rows::micros(&Utc::now())])
             .await?;
         Ok(())
     }
@@ -269,7 +304,7 @@ impl OutboxLog for ScyllaStore {
         deliveries: Vec<(u64, DeliveryRecord)>,
         letters: Vec<NewDeadLetter>,
     ) -> Result<(), StoreError> {
-        dead_letters::insert(&self.session, &self.dead_letters, &letters).await?;
+        self.insert_dead_letters(&letters).await?;
         let saves = deliveries.iter().map(|(p, d)| self.save_delivery(*p, d));
         futures::future::try_join_all(saves).await?;
         self.save_checkpoint(relay, position).await
@@ -294,11 +329,11 @@ impl OutboxLog for ScyllaStore {
 #[async_trait]
 impl DeadLetterStore for ScyllaStore {
     async fn dead_letters(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
-        dead_letters::list(&self.session, &self.dead_letters, &filter).await
+        self.list_dead_letters(&filter).await
     }
 
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
-        dead_letters::get(&self.session, &self.dead_letters, id).await
+        self.get_dead_letter(id).await
     }
 
     async fn record_replay(
@@ -306,22 +341,15 @@ impl DeadLetterStore for ScyllaStore {
         id: i64,
         outcome: ReplayOutcome,
     ) -> Result<DeadLetter, StoreError> {
-        dead_letters::record_replay(
-            &self.session,
-            &self.dead_letters,
-            id,
-            &outcome,
-            |p, d| async move { self.save_delivery(p, &d).await },
-        )
-        .await
+        self.replayed(id, &outcome).await
     }
 
     async fn discard_dead_letter(&self, id: i64, reason: String) -> Result<DeadLetter, StoreError> {
-        dead_letters::discard(&self.session, &self.dead_letters, id, &reason).await
+        self.discard(id, &reason).await
     }
 
     async fn dead_letter_counts(&self) -> Result<DeadLetterCounts, StoreError> {
-        dead_letters::counts(&self.session, &self.dead_letters).await
+        self.count_dead_letters().await
     }
 }
 
@@ -345,5 +373,42 @@ impl RetentionStore for ScyllaStore {
         _limit: u32,
     ) -> Result<u64, StoreError> {
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::cluster::Cluster;
+    use super::*;
+
+    /// Settings for a store over a scripted cluster.
+    pub fn options() -> ScyllaOptions {
+        ScyllaOptions {
+            nodes: Vec::new(),
+            keyspace: "shop".into(),
+            credentials: None,
+            tls: None,
+            replication_factor: 3,
+            outbox_ttl: Duration::from_secs(7 * 86_400),
+            idempotency_key_ttl: Duration::from_secs(86_400),
+            settle: Duration::from_secs(4),
+            orphan_timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn the_cdc_reader_waits_longer_than_a_write() {
+        for settle in [200, 4_000, 60_000, 600_000].map(Duration::from_millis) {
+            assert!(
+                cdc_read_timeout(settle) >= 2 * write_timeout(settle),
+                "{settle:?}"
+            );
+            assert!(cdc_read_timeout(settle) >= Duration::from_secs(30));
+        }
+    }
+
+    /// A store whose statements `cluster` answers.
+    pub fn scripted(cluster: Arc<dyn Cluster>) -> ScyllaStore {
+        ScyllaStore::with_cluster(cluster, &options()).expect("valid options")
     }
 }

@@ -2,9 +2,10 @@
 //! first, from the per-day listing.
 
 use super::ScyllaStore;
+use super::cluster::{Row, values};
 use super::position;
 use super::rows::{self, NamedRow};
-use super::statements::{order_and_event_columns, rows as result_rows};
+use super::statements::{Stmt, order_and_event_columns};
 use crate::domain::StoredEvent;
 use crate::domain::{Order, OrderId};
 use crate::store::{EventPage, OrderCursor, OrderPage, StoreError};
@@ -18,10 +19,7 @@ pub fn day_of(t: DateTime<Utc>) -> i32 {
 
 /// The events among rows of the outbox table (a partition holding only the order's static
 /// columns gives one row without an event).
-fn events_in(
-    names: &[&'static str],
-    found: &[Vec<Option<CqlValue>>],
-) -> Result<Vec<StoredEvent>, StoreError> {
+fn events_in(names: &[&'static str], found: &[Row]) -> Result<Vec<StoredEvent>, StoreError> {
     let mut events = Vec::with_capacity(found.len());
     for values in found {
         let row = NamedRow { names, values };
@@ -38,11 +36,7 @@ impl ScyllaStore {
         &self,
         id: OrderId,
     ) -> Result<Option<(Order, u64, Vec<StoredEvent>)>, StoreError> {
-        let found = result_rows(
-            self.session
-                .execute_unpaged(&self.statements.select_order, (id.0,))
-                .await?,
-        )?;
+        let found = self.run(Stmt::SelectOrder, values![id.0]).await?;
         let names = order_and_event_columns();
         let Some(first) = found.first() else {
             return Ok(None);
@@ -63,11 +57,7 @@ impl ScyllaStore {
         &self,
         id: OrderId,
     ) -> Result<Option<(Order, Option<StoredEvent>)>, StoreError> {
-        let found = result_rows(
-            self.session
-                .execute_unpaged(&self.statements.select_order_head, (id.0,))
-                .await?,
-        )?;
+        let found = self.run(Stmt::SelectOrderHead, values![id.0]).await?;
         let names = order_and_event_columns();
         let Some(values) = found.first() else {
             return Ok(None);
@@ -97,11 +87,9 @@ impl ScyllaStore {
             .before
             .map_or(i32::MAX, |v| i32::try_from(v).unwrap_or(i32::MAX));
         let limit = i32::try_from(page.limit).unwrap_or(i32::MAX);
-        let found = result_rows(
-            self.session
-                .execute_unpaged(&self.statements.select_event_page, (id.0, before, limit))
-                .await?,
-        )?;
+        let found = self
+            .run(Stmt::SelectEventPage, values![id.0, before, limit])
+            .await?;
         Ok(Some((
             order,
             events_in(&order_and_event_columns(), &found)?,
@@ -133,11 +121,7 @@ impl ScyllaStore {
         } else {
             day_of(position::time_of(before as u64))
         };
-        let days = result_rows(
-            self.session
-                .execute_unpaged(&self.statements.days, (last_day,))
-                .await?,
-        )?;
+        let days = self.run(Stmt::Days, values![last_day]).await?;
         let wanted = limit as usize + 1;
         let mut found: Vec<(i64, Order)> = Vec::new();
         'days: for day in days {
@@ -146,11 +130,9 @@ impl ScyllaStore {
             };
             let mut below = before;
             loop {
-                let entries = result_rows(
-                    self.session
-                        .execute_unpaged(&self.statements.listed, (day, below, wanted as i32))
-                        .await?,
-                )?;
+                let entries = self
+                    .run(Stmt::Listed, values![day, below, wanted as i32])
+                    .await?;
                 let exhausted = entries.len() < wanted;
                 for entry in entries {
                     let [Some(CqlValue::BigInt(seq)), Some(CqlValue::Uuid(id))] = entry[..] else {

@@ -2,13 +2,13 @@
 //! bucket by bucket), the backlog, checkpoints and delivery records.
 
 use super::ScyllaStore;
+use super::cluster::{Row, values};
 use super::position::{self, Clock};
 use super::rows::{self, EVENT_COLUMNS, NamedRow, micros};
-use super::statements::rows as result_rows;
+use super::statements::Stmt;
 use crate::domain::{DeliveryRecord, StoredEvent};
 use crate::store::{Backlog, StoreError};
 use chrono::{TimeZone, Utc};
-use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
 use std::collections::HashMap;
 
@@ -32,15 +32,9 @@ enum Found {
 
 impl ScyllaStore {
     /// The registered buckets that may hold entries in (`after`, `through`].
-    async fn buckets(&self, after: u64, through: u64) -> Result<Vec<i64>, StoreError> {
-        let found = result_rows(
-            self.session
-                .execute_unpaged(
-                    &self.statements.buckets,
-                    (position::bucket_of(after), position::bucket_of(through)),
-                )
-                .await?,
-        )?;
+    pub(super) async fn buckets(&self, after: u64, through: u64) -> Result<Vec<i64>, StoreError> {
+        let range = values![position::bucket_of(after), position::bucket_of(through)];
+        let found = self.run(Stmt::Buckets, range).await?;
         found
             .iter()
             .map(|row| match row.as_slice() {
@@ -102,14 +96,12 @@ impl ScyllaStore {
         horizon: u64,
         limit: u32,
     ) -> Result<Vec<Entry>, StoreError> {
-        let found = result_rows(
-            self.session
-                .execute_unpaged(
-                    &self.statements.pending,
-                    (bucket, after as i64, horizon as i64, limit as i32),
-                )
-                .await?,
-        )?;
+        let found = self
+            .run(
+                Stmt::Pending,
+                values![bucket, after as i64, horizon as i64, limit as i32],
+            )
+            .await?;
         found
             .iter()
             .map(|row| match row.as_slice() {
@@ -134,7 +126,7 @@ impl ScyllaStore {
     /// is older than the orphan timeout.
     async fn check(&self, entry: Entry) -> Result<Found, StoreError> {
         let key = (entry.aggregate_id, entry.version);
-        let mut row = self.read(&self.statements.select_event, key).await?;
+        let mut row = self.read(Stmt::SelectEvent, key).await?;
         if row.is_empty() {
             let age = (Utc::now() - position::time_of(entry.position))
                 .to_std()
@@ -142,7 +134,7 @@ impl ScyllaStore {
             if age < self.orphan_timeout {
                 return Ok(Found::NotYet);
             }
-            row = self.read(&self.statements.select_event_serial, key).await?;
+            row = self.read(Stmt::SelectEventSerial, key).await?;
         }
         let Some(values) = row.first() else {
             tracing::warn!(
@@ -167,41 +159,10 @@ impl ScyllaStore {
 
     async fn read(
         &self,
-        statement: &PreparedStatement,
-        key: (uuid::Uuid, i32),
-    ) -> Result<Vec<Vec<Option<CqlValue>>>, StoreError> {
-        result_rows(self.session.execute_unpaged(statement, key).await?)
-    }
-
-    /// When the oldest event the polling relay has not published may have been written: the
-    /// start of the first registered bucket after its checkpoint (`None`: no such bucket).
-    /// The CDC relay starts there when it has no checkpoints of its own.
-    pub async fn first_unpolled(&self) -> Result<Option<std::time::Duration>, StoreError> {
-        let checkpoint = self.saved_checkpoint(crate::store::RELAY_NAME).await?;
-        let now = position::last_at(Utc::now());
-        Ok(self.buckets(checkpoint, now).await?.first().map(|bucket| {
-            let start = position::bucket_start(*bucket).timestamp_micros();
-            std::time::Duration::from_micros(start.max(0) as u64)
-        }))
-    }
-
-    /// Every CDC stream's saved checkpoint time, from scylla-cdc's checkpoint table (one row
-    /// per stream: small).
-    pub async fn cdc_checkpoints(&self) -> Result<Vec<std::time::Duration>, StoreError> {
-        let found = result_rows(
-            self.session
-                .execute_unpaged(&self.statements.cdc_checkpoints, ())
-                .await?,
-        )?;
-        Ok(found
-            .iter()
-            .filter_map(|row| match row.first() {
-                Some(Some(CqlValue::Timestamp(t))) => {
-                    Some(std::time::Duration::from_millis(t.0.max(0) as u64))
-                }
-                _ => None,
-            })
-            .collect())
+        stmt: Stmt,
+        (id, version): (uuid::Uuid, i32),
+    ) -> Result<Vec<Row>, StoreError> {
+        self.run(stmt, values![id, version]).await
     }
 
     /// Index entries after `checkpoint` up to now (orphans included), and the oldest one.
@@ -210,11 +171,9 @@ impl ScyllaStore {
         let now = position::last_at(Utc::now());
         let mut backlog = Backlog::default();
         for bucket in self.buckets(from, now).await? {
-            let found = result_rows(
-                self.session
-                    .execute_unpaged(&self.statements.count_pending, (bucket, from as i64))
-                    .await?,
-            )?;
+            let found = self
+                .run(Stmt::CountPending, values![bucket, from as i64])
+                .await?;
             match found.first().map(Vec::as_slice) {
                 Some([Some(CqlValue::BigInt(n)), oldest]) => {
                     backlog.pending += (*n).max(0) as u64;
@@ -230,11 +189,7 @@ impl ScyllaStore {
 
     /// The saved checkpoint of `relay` (0 when it never saved one).
     pub(super) async fn saved_checkpoint(&self, relay: &str) -> Result<u64, StoreError> {
-        let found = result_rows(
-            self.session
-                .execute_unpaged(&self.statements.checkpoint, (relay,))
-                .await?,
-        )?;
+        let found = self.run(Stmt::Checkpoint, values![relay]).await?;
         match found.first().map(Vec::as_slice) {
             None => Ok(0),
             Some([Some(CqlValue::BigInt(p))]) => Ok((*p).max(0) as u64),
@@ -248,18 +203,15 @@ impl ScyllaStore {
         position: u64,
         d: &DeliveryRecord,
     ) -> Result<(), StoreError> {
-        self.session
-            .execute_unpaged(
-                &self.statements.save_delivery,
-                (
-                    position as i64,
-                    d.topic.as_str(),
-                    d.partition,
-                    d.offset,
-                    micros(&d.published_at),
-                ),
-            )
-            .await?;
+        let values = values![
+            position as i64,
+            d.topic.as_str(),
+            d.partition,
+            d.offset,
+            micros(&d.published_at),
+            self.ttl_seconds,
+        ];
+        self.run(Stmt::SaveDelivery, values).await?;
         Ok(())
     }
 
@@ -270,12 +222,8 @@ impl ScyllaStore {
         relay: &str,
         position: u64,
     ) -> Result<(), StoreError> {
-        self.session
-            .execute_unpaged(
-                &self.statements.save_checkpoint,
-                (relay, position as i64, micros(&Utc::now())),
-            )
-            .await?;
+        let values = values![relay, position as i64, micros(&Utc::now())];
+        self.run(Stmt::SaveCheckpoint, values).await?;
         Ok(())
     }
 
@@ -284,13 +232,12 @@ impl ScyllaStore {
         &self,
         positions: Vec<u64>,
     ) -> Result<HashMap<u64, DeliveryRecord>, StoreError> {
-        let reads = positions.iter().map(|p| {
-            self.session
-                .execute_unpaged(&self.statements.delivery, (*p as i64,))
-        });
+        let reads = positions
+            .iter()
+            .map(|p| self.run(Stmt::Delivery, values![*p as i64]));
         let mut found = HashMap::new();
         for (position, result) in positions.iter().zip(futures::future::join_all(reads).await) {
-            let row = result_rows(result?)?;
+            let row = result?;
             let Some(values) = row.first() else { continue };
             let record = match values.as_slice() {
                 [

@@ -13,6 +13,7 @@ const FILES: &[&str] = &[
     include_str!("../../../schema/scylla/0001_keyspace.cql"),
     include_str!("../../../schema/scylla/0002_orders_outbox.cql"),
     include_str!("../../../schema/scylla/0003_relay.cql"),
+    include_str!("../../../schema/scylla/0004_position_tags.cql"),
 ];
 
 /// Errors while applying the schema.
@@ -100,7 +101,7 @@ mod tests {
     #[test]
     fn statements_are_idempotent_and_name_the_keyspace() {
         let all = statements("shop", 3).unwrap();
-        assert_eq!(all.len(), 14);
+        assert_eq!(all.len(), 15);
         for s in &all {
             assert!(s.contains("IF NOT EXISTS"), "not idempotent: {s}");
             assert!(s.contains("shop"), "keyspace missing: {s}");

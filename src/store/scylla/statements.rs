@@ -1,14 +1,11 @@
-//! Every CQL statement the store runs, prepared once at start-up, and the helpers that run
-//! them and read their rows.
+//! Every CQL statement the store runs, by name ([`Stmt`]), with its text for a keyspace and
+//! how it may be executed (consistency, whether the driver may retry it). The text is kept
+//! apart from preparing, so it is unit-tested without a server.
 
 use super::rows::{EVENT_COLUMNS, ORDER_COLUMNS};
 use crate::store::StoreError;
-use scylla::client::session::Session;
-use scylla::errors::{DbError, ExecutionError, PrepareError, RequestAttemptError};
-use scylla::frame::types::Consistency;
-use scylla::response::query_result::QueryResult;
-use scylla::statement::prepared::PreparedStatement;
-use scylla::value::{CqlValue, Row};
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::value::CqlValue;
 
 impl From<ExecutionError> for StoreError {
     /// Timeouts, unavailable replicas and overload may pass: retrying later can help. Anything
@@ -45,326 +42,346 @@ pub fn order_and_event_columns() -> Vec<&'static str> {
         .collect()
 }
 
-/// The CQL text of every statement, for `keyspace` (kept apart from preparing, so the text
-/// is unit-tested without a server).
-pub struct Cql {
-    /// Checked by `schema::check_keyspace` before it gets here.
-    pub keyspace: String,
-}
+/// The columns of a dead letter record after its key, in the order the store writes and
+/// reads them (`id`, the event's position, comes first when read).
+pub const DEAD_LETTER_COLUMNS: [&str; 16] = [
+    "event_id",
+    "event_type",
+    "aggregate_type",
+    "aggregate_id",
+    "aggregate_version",
+    "payload",
+    "occurred_at",
+    "schema_version",
+    "error_kind",
+    "error_message",
+    "failure_count",
+    "first_failed_at",
+    "last_failed_at",
+    "status",
+    "discard_reason",
+    "updated_at",
+];
 
-impl Cql {
-    /// Writes the order's new state (static columns, no TTL).
-    pub fn save_order(&self) -> String {
-        format!(
-            "UPDATE {}.outbox SET customer_id = ?, status = ?, version = ?, items = ?, \
-             cancel_reason = ?, created_at = ?, updated_at = ?, last_position = ? \
-             WHERE aggregate_id = ?",
-            self.keyspace
-        )
-    }
-
-    /// Inserts the event row unless its version exists: the optimistic concurrency check.
-    pub fn insert_event(&self) -> String {
-        format!(
-            "INSERT INTO {}.outbox ({}) VALUES ({}) IF NOT EXISTS USING TTL ?",
-            self.keyspace,
-            EVENT_COLUMNS.join(", "),
-            vec!["?"; EVENT_COLUMNS.len()].join(", ")
-        )
-    }
-
+/// Every statement the store runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stmt {
+    /// Writes the order's new state (static columns, no TTL); the first half of the commit.
+    SaveOrder,
+    /// Inserts the event row unless its version exists: the optimistic concurrency check;
+    /// the second half of the commit.
+    InsertEvent,
     /// The order (static columns) and all its events: one partition.
-    pub fn select_order(&self) -> String {
-        format!(
-            "SELECT {} FROM {}.outbox WHERE aggregate_id = ?",
-            order_and_event_columns().join(", "),
-            self.keyspace
-        )
-    }
-
-    /// The order (static columns) with its first event: one row, however many events it has.
-    pub fn select_order_head(&self) -> String {
-        format!(
-            "SELECT {} FROM {}.outbox WHERE aggregate_id = ? LIMIT 1",
-            order_and_event_columns().join(", "),
-            self.keyspace
-        )
-    }
-
+    SelectOrder,
+    /// The order with its first event: one row, however many events it has.
+    SelectOrderHead,
     /// A page of an order's events, newest first: those below a version, at most a limit.
-    pub fn select_event_page(&self) -> String {
-        format!(
-            "SELECT {} FROM {}.outbox WHERE aggregate_id = ? AND aggregate_version < ? \
-             ORDER BY aggregate_version DESC LIMIT ?",
-            order_and_event_columns().join(", "),
-            self.keyspace
-        )
-    }
-
+    SelectEventPage,
     /// One event row, to check a pending-index entry against.
-    pub fn select_event(&self) -> String {
-        format!(
-            "SELECT {} FROM {}.outbox WHERE aggregate_id = ? AND aggregate_version = ?",
-            EVENT_COLUMNS.join(", "),
-            self.keyspace
-        )
-    }
-
+    SelectEvent,
+    /// The same at LOCAL_SERIAL: completes (or cuts off) a lightweight transaction in flight.
+    SelectEventSerial,
     /// The pending-index entry of an event, written before its commit.
-    pub fn index_event(&self) -> String {
-        format!(
-            "INSERT INTO {}.outbox_by_time (bucket, position, event_id, aggregate_id, \
-             aggregate_version) VALUES (?, ?, ?, ?, ?) USING TTL ?",
-            self.keyspace
-        )
-    }
-
+    IndexEvent,
+    /// Removes the entry of an event whose write is known not to have happened.
+    UnindexEvent,
     /// Registers a pending-index bucket for the relay.
-    pub fn add_bucket(&self) -> String {
-        format!(
-            "INSERT INTO {}.outbox_buckets (shard, bucket) VALUES (0, ?) USING TTL ?",
-            self.keyspace
-        )
-    }
-
+    AddBucket,
     /// The registered buckets in a range.
-    pub fn buckets(&self) -> String {
-        format!(
-            "SELECT bucket FROM {}.outbox_buckets WHERE shard = 0 AND bucket >= ? AND bucket <= ?",
-            self.keyspace
-        )
-    }
-
+    Buckets,
     /// Pending-index entries of one bucket after a position, up to the horizon.
-    pub fn pending(&self) -> String {
-        format!(
-            "SELECT position, event_id, aggregate_id, aggregate_version FROM {}.outbox_by_time \
-             WHERE bucket = ? AND position > ? AND position <= ? LIMIT ?",
-            self.keyspace
-        )
-    }
-
+    Pending,
     /// How many entries one bucket holds after a position, and the oldest.
-    pub fn count_pending(&self) -> String {
-        format!(
-            "SELECT count(*), min(position) FROM {}.outbox_by_time \
-             WHERE bucket = ? AND position > ?",
-            self.keyspace
-        )
-    }
-
+    CountPending,
     /// The listing entry of a new order.
-    pub fn list_order(&self) -> String {
-        format!(
-            "INSERT INTO {}.orders_by_day (day, seq, order_id) VALUES (?, ?, ?)",
-            self.keyspace
-        )
-    }
-
+    ListOrder,
     /// Registers a day of the listing.
-    pub fn add_day(&self) -> String {
-        format!(
-            "INSERT INTO {}.order_days (shard, day) VALUES (0, ?)",
-            self.keyspace
-        )
-    }
-
+    AddDay,
     /// The listing's days up to a day, newest first.
-    pub fn days(&self) -> String {
-        format!(
-            "SELECT day FROM {}.order_days WHERE shard = 0 AND day <= ?",
-            self.keyspace
-        )
-    }
-
+    Days,
     /// Listing entries of one day older than a cursor, newest first.
-    pub fn listed(&self) -> String {
-        format!(
-            "SELECT seq, order_id FROM {}.orders_by_day WHERE day = ? AND seq < ? LIMIT ?",
-            self.keyspace
-        )
-    }
-
+    Listed,
     /// Claims an idempotency key (a lightweight transaction) for the TTL bound last.
-    pub fn claim_key(&self) -> String {
-        format!(
-            "INSERT INTO {}.idempotency_keys (key, fingerprint, order_id, created_at) \
-             VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
-            self.keyspace
-        )
-    }
-
-    /// What a claimed idempotency key holds.
-    pub fn select_key(&self) -> String {
-        format!(
-            "SELECT fingerprint, order_id FROM {}.idempotency_keys WHERE key = ?",
-            self.keyspace
-        )
-    }
-
+    ClaimKey,
+    /// What a claimed idempotency key holds, at LOCAL_SERIAL (after a claim found it taken).
+    SelectKey,
     /// Rewrites the readiness probe row.
-    pub fn probe(&self) -> String {
-        format!(
-            "INSERT INTO {}.store_probe (id, checked_at) VALUES (1, ?)",
-            self.keyspace
-        )
-    }
-
+    Probe,
     /// A relay's saved checkpoint.
-    pub fn checkpoint(&self) -> String {
-        format!(
-            "SELECT position FROM {}.relay_checkpoints WHERE relay = ?",
-            self.keyspace
-        )
-    }
-
+    Checkpoint,
     /// Moves a relay's checkpoint.
-    pub fn save_checkpoint(&self) -> String {
-        format!(
-            "INSERT INTO {}.relay_checkpoints (relay, position, updated_at) VALUES (?, ?, ?)",
-            self.keyspace
-        )
-    }
-
-    /// Records where an event went.
-    pub fn save_delivery(&self) -> String {
-        format!(
-            "INSERT INTO {}.deliveries (position, topic, partition, log_offset, published_at) \
-             VALUES (?, ?, ?, ?, ?)",
-            self.keyspace
-        )
-    }
-
-    /// Takes the free relay lease.
-    pub fn take_lease(&self) -> String {
-        format!(
-            "INSERT INTO {}.relay_lease (name, owner) VALUES ('main', ?) IF NOT EXISTS \
-             USING TTL ?",
-            self.keyspace
-        )
-    }
-
-    /// Renews the relay lease, if its owner still holds it.
-    pub fn renew_lease(&self) -> String {
-        format!(
-            "UPDATE {}.relay_lease USING TTL ? SET owner = ? WHERE name = 'main' IF owner = ?",
-            self.keyspace
-        )
-    }
-
-    /// Gives the relay lease up, if its owner still holds it.
-    pub fn release_lease(&self) -> String {
-        format!(
-            "DELETE FROM {}.relay_lease WHERE name = 'main' IF owner = ?",
-            self.keyspace
-        )
-    }
-
-    /// Every CDC stream's checkpoint time (scylla-cdc's own table).
-    pub fn cdc_checkpoints(&self) -> String {
-        format!("SELECT time FROM {}.cdc_checkpoints", self.keyspace)
-    }
-
+    SaveCheckpoint,
+    /// Records where an event went (expiring with the outbox).
+    SaveDelivery,
     /// Where an event went.
-    pub fn delivery(&self) -> String {
-        format!(
-            "SELECT topic, partition, log_offset, published_at FROM {}.deliveries \
-             WHERE position = ?",
-            self.keyspace
+    Delivery,
+    /// scylla-cdc's checkpoint rows: every stream's, and the generation marker.
+    CdcCheckpoints,
+    /// Takes the free relay lease.
+    TakeLease,
+    /// Renews the relay lease, if its owner still holds it.
+    RenewLease,
+    /// Gives the relay lease up, if its owner still holds it.
+    ReleaseLease,
+    /// Claims a free position tag for this process.
+    ClaimTag,
+    /// Renews this process's position tag, if it still holds it.
+    RenewTag,
+    /// Gives the position tag up, if this process still holds it.
+    ReleaseTag,
+    /// Stores a dead letter unless its event has one.
+    InsertDeadLetter,
+    /// Dead letters below an id, newest first.
+    DeadLetterPage,
+    /// One dead letter.
+    DeadLetter,
+    /// A dead letter's replay attempts, oldest first.
+    DeadLetterAttempts,
+    /// Records a replay attempt.
+    AddAttempt,
+    /// Marks a pending dead letter replayed.
+    MarkReplayed,
+    /// Marks a pending dead letter discarded.
+    Discard,
+    /// Id, status and event type of dead letters below an id, for the counts.
+    DeadLetterStatuses,
+    /// Writes a resolved dead letter again with a TTL, so it expires like published events.
+    ExpireDeadLetter,
+    /// Writes a resolved dead letter's attempt again with the same TTL.
+    ExpireAttempt,
+}
+
+impl Stmt {
+    /// Every statement, prepared once at start-up.
+    pub const ALL: [Stmt; 41] = [
+        Stmt::SaveOrder,
+        Stmt::InsertEvent,
+        Stmt::SelectOrder,
+        Stmt::SelectOrderHead,
+        Stmt::SelectEventPage,
+        Stmt::SelectEvent,
+        Stmt::SelectEventSerial,
+        Stmt::IndexEvent,
+        Stmt::UnindexEvent,
+        Stmt::AddBucket,
+        Stmt::Buckets,
+        Stmt::Pending,
+        Stmt::CountPending,
+        Stmt::ListOrder,
+        Stmt::AddDay,
+        Stmt::Days,
+        Stmt::Listed,
+        Stmt::ClaimKey,
+        Stmt::SelectKey,
+        Stmt::Probe,
+        Stmt::Checkpoint,
+        Stmt::SaveCheckpoint,
+        Stmt::SaveDelivery,
+        Stmt::Delivery,
+        Stmt::CdcCheckpoints,
+        Stmt::TakeLease,
+        Stmt::RenewLease,
+        Stmt::ReleaseLease,
+        Stmt::ClaimTag,
+        Stmt::RenewTag,
+        Stmt::ReleaseTag,
+        Stmt::InsertDeadLetter,
+        Stmt::DeadLetterPage,
+        Stmt::DeadLetter,
+        Stmt::DeadLetterAttempts,
+        Stmt::AddAttempt,
+        Stmt::MarkReplayed,
+        Stmt::Discard,
+        Stmt::DeadLetterStatuses,
+        Stmt::ExpireDeadLetter,
+        Stmt::ExpireAttempt,
+    ];
+
+    /// Read at LOCAL_SERIAL rather than LOCAL_QUORUM.
+    pub fn serial(self) -> bool {
+        matches!(self, Stmt::SelectEventSerial | Stmt::SelectKey)
+    }
+
+    /// Whether running it twice has the effect of running it once, so the driver may retry
+    /// it after a timeout: every read, and the writes that put the same values under their
+    /// own key. Lightweight transactions and the attempt log (a new row each time) are not.
+    pub fn idempotent(self) -> bool {
+        !matches!(
+            self,
+            Stmt::InsertEvent
+                | Stmt::ClaimKey
+                | Stmt::TakeLease
+                | Stmt::RenewLease
+                | Stmt::ReleaseLease
+                | Stmt::ClaimTag
+                | Stmt::RenewTag
+                | Stmt::ReleaseTag
+                | Stmt::InsertDeadLetter
+                | Stmt::AddAttempt
+                | Stmt::MarkReplayed
+                | Stmt::Discard
         )
     }
-}
 
-/// The store's prepared statements, each the [`Cql`] text of the same name.
-pub struct Statements {
-    pub save_order: PreparedStatement,
-    pub insert_event: PreparedStatement,
-    pub select_order: PreparedStatement,
-    pub select_order_head: PreparedStatement,
-    pub select_event_page: PreparedStatement,
-    /// The event row at LOCAL_SERIAL: completes a lightweight transaction still in flight.
-    pub select_event_serial: PreparedStatement,
-    pub select_event: PreparedStatement,
-    pub index_event: PreparedStatement,
-    pub add_bucket: PreparedStatement,
-    pub buckets: PreparedStatement,
-    pub pending: PreparedStatement,
-    pub count_pending: PreparedStatement,
-    pub list_order: PreparedStatement,
-    pub add_day: PreparedStatement,
-    pub days: PreparedStatement,
-    pub listed: PreparedStatement,
-    pub claim_key: PreparedStatement,
-    /// The key's row at LOCAL_SERIAL, after a claim found it taken.
-    pub select_key: PreparedStatement,
-    pub probe: PreparedStatement,
-    pub checkpoint: PreparedStatement,
-    pub save_checkpoint: PreparedStatement,
-    pub save_delivery: PreparedStatement,
-    pub delivery: PreparedStatement,
-    pub cdc_checkpoints: PreparedStatement,
-    pub take_lease: PreparedStatement,
-    pub renew_lease: PreparedStatement,
-    pub release_lease: PreparedStatement,
-}
-
-impl Statements {
-    /// Prepares every statement once, at start-up.
-    pub async fn prepare(session: &Session, cql: &Cql) -> Result<Self, PrepareError> {
-        let p = |text: String| session.prepare(text);
-        let serial = |mut s: PreparedStatement| {
-            s.set_consistency(Consistency::LocalSerial);
-            s
-        };
-        Ok(Self {
-            save_order: p(cql.save_order()).await?,
-            insert_event: p(cql.insert_event()).await?,
-            select_order: p(cql.select_order()).await?,
-            select_order_head: p(cql.select_order_head()).await?,
-            select_event_page: p(cql.select_event_page()).await?,
-            select_event_serial: serial(p(cql.select_event()).await?),
-            select_event: p(cql.select_event()).await?,
-            index_event: p(cql.index_event()).await?,
-            add_bucket: p(cql.add_bucket()).await?,
-            buckets: p(cql.buckets()).await?,
-            pending: p(cql.pending()).await?,
-            count_pending: p(cql.count_pending()).await?,
-            list_order: p(cql.list_order()).await?,
-            add_day: p(cql.add_day()).await?,
-            days: p(cql.days()).await?,
-            listed: p(cql.listed()).await?,
-            claim_key: p(cql.claim_key()).await?,
-            select_key: serial(p(cql.select_key()).await?),
-            probe: p(cql.probe()).await?,
-            checkpoint: p(cql.checkpoint()).await?,
-            save_checkpoint: p(cql.save_checkpoint()).await?,
-            save_delivery: p(cql.save_delivery()).await?,
-            delivery: p(cql.delivery()).await?,
-            cdc_checkpoints: p(cql.cdc_checkpoints()).await?,
-            take_lease: p(cql.take_lease()).await?,
-            renew_lease: p(cql.renew_lease()).await?,
-            release_lease: p(cql.release_lease()).await?,
-        })
+    /// Its CQL for keyspace `ks` (checked by `schema::check_keyspace` before it gets here).
+    pub fn cql(self, ks: &str) -> String {
+        let order_and_event = order_and_event_columns().join(", ");
+        let events = EVENT_COLUMNS.join(", ");
+        let letters = format!(
+            "SELECT id, {} FROM {ks}.dead_letters WHERE shard = 0",
+            DEAD_LETTER_COLUMNS.join(", ")
+        );
+        match self {
+            Stmt::SaveOrder => format!(
+                "UPDATE {ks}.outbox SET customer_id = ?, status = ?, version = ?, items = ?, \
+                 cancel_reason = ?, created_at = ?, updated_at = ?, last_position = ? \
+                 WHERE aggregate_id = ?"
+            ),
+            Stmt::InsertEvent => format!(
+                "INSERT INTO {ks}.outbox ({events}) VALUES ({}) IF NOT EXISTS USING TTL ?",
+                marks(EVENT_COLUMNS.len())
+            ),
+            Stmt::SelectOrder => {
+                format!("SELECT {order_and_event} FROM {ks}.outbox WHERE aggregate_id = ?")
+            }
+            Stmt::SelectOrderHead => {
+                format!("SELECT {order_and_event} FROM {ks}.outbox WHERE aggregate_id = ? LIMIT 1")
+            }
+            Stmt::SelectEventPage => format!(
+                "SELECT {order_and_event} FROM {ks}.outbox WHERE aggregate_id = ? \
+                 AND aggregate_version < ? ORDER BY aggregate_version DESC LIMIT ?"
+            ),
+            Stmt::SelectEvent | Stmt::SelectEventSerial => format!(
+                "SELECT {events} FROM {ks}.outbox WHERE aggregate_id = ? AND aggregate_version = ?"
+            ),
+            Stmt::IndexEvent => format!(
+                "INSERT INTO {ks}.outbox_by_time (bucket, position, event_id, aggregate_id, \
+                 aggregate_version) VALUES (?, ?, ?, ?, ?) USING TTL ?"
+            ),
+            Stmt::UnindexEvent => format!(
+                "DELETE FROM {ks}.outbox_by_time WHERE bucket = ? AND position = ? \
+                 AND event_id = ?"
+            ),
+            Stmt::AddBucket => {
+                format!("INSERT INTO {ks}.outbox_buckets (shard, bucket) VALUES (0, ?) USING TTL ?")
+            }
+            Stmt::Buckets => format!(
+                "SELECT bucket FROM {ks}.outbox_buckets WHERE shard = 0 AND bucket >= ? \
+                 AND bucket <= ?"
+            ),
+            Stmt::Pending => format!(
+                "SELECT position, event_id, aggregate_id, aggregate_version \
+                 FROM {ks}.outbox_by_time WHERE bucket = ? AND position > ? AND position <= ? \
+                 LIMIT ?"
+            ),
+            Stmt::CountPending => format!(
+                "SELECT count(*), min(position) FROM {ks}.outbox_by_time \
+                 WHERE bucket = ? AND position > ?"
+            ),
+            Stmt::ListOrder => {
+                format!("INSERT INTO {ks}.orders_by_day (day, seq, order_id) VALUES (?, ?, ?)")
+            }
+            Stmt::AddDay => format!("INSERT INTO {ks}.order_days (shard, day) VALUES (0, ?)"),
+            Stmt::Days => format!("SELECT day FROM {ks}.order_days WHERE shard = 0 AND day <= ?"),
+            Stmt::Listed => format!(
+                "SELECT seq, order_id FROM {ks}.orders_by_day WHERE day = ? AND seq < ? LIMIT ?"
+            ),
+            Stmt::ClaimKey => format!(
+                "INSERT INTO {ks}.idempotency_keys (key, fingerprint, order_id, created_at) \
+                 VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
+            ),
+            Stmt::SelectKey => {
+                format!("SELECT fingerprint, order_id FROM {ks}.idempotency_keys WHERE key = ?")
+            }
+            Stmt::Probe => {
+                format!("INSERT INTO {ks}.store_probe (id, checked_at) VALUES (1, ?)")
+            }
+            Stmt::Checkpoint => {
+                format!("SELECT position FROM {ks}.relay_checkpoints WHERE relay = ?")
+            }
+            Stmt::SaveCheckpoint => format!(
+                "INSERT INTO {ks}.relay_checkpoints (relay, position, updated_at) VALUES (?, ?, ?)"
+            ),
+            Stmt::SaveDelivery => format!(
+                "INSERT INTO {ks}.deliveries (position, topic, partition, log_offset, \
+                 published_at) VALUES (?, ?, ?, ?, ?) USING TTL ?"
+            ),
+            Stmt::Delivery => format!(
+                "SELECT topic, partition, log_offset, published_at FROM {ks}.deliveries \
+                 WHERE position = ?"
+            ),
+            Stmt::CdcCheckpoints => {
+                format!("SELECT stream_id, generation, time FROM {ks}.cdc_checkpoints")
+            }
+            Stmt::TakeLease => format!(
+                "INSERT INTO {ks}.relay_lease (name, owner) VALUES ('main', ?) IF NOT EXISTS \
+                 USING TTL ?"
+            ),
+            Stmt::RenewLease => format!(
+                "UPDATE {ks}.relay_lease USING TTL ? SET owner = ? WHERE name = 'main' \
+                 IF owner = ?"
+            ),
+            Stmt::ReleaseLease => {
+                format!("DELETE FROM {ks}.relay_lease WHERE name = 'main' IF owner = ?")
+            }
+            Stmt::ClaimTag => format!(
+                "INSERT INTO {ks}.position_tags (tag, owner) VALUES (?, ?) IF NOT EXISTS \
+                 USING TTL ?"
+            ),
+            Stmt::RenewTag => format!(
+                "UPDATE {ks}.position_tags USING TTL ? SET owner = ? WHERE tag = ? IF owner = ?"
+            ),
+            Stmt::ReleaseTag => {
+                format!("DELETE FROM {ks}.position_tags WHERE tag = ? IF owner = ?")
+            }
+            Stmt::InsertDeadLetter => format!(
+                "INSERT INTO {ks}.dead_letters (shard, id, {}, status, updated_at) \
+                 VALUES (0, {}, 'pending', ?) IF NOT EXISTS",
+                DEAD_LETTER_COLUMNS[..13].join(", "),
+                marks(14)
+            ),
+            Stmt::DeadLetterPage => format!("{letters} AND id < ? LIMIT ?"),
+            Stmt::DeadLetter => format!("{letters} AND id = ?"),
+            Stmt::DeadLetterAttempts => format!(
+                "SELECT attempt, attempted_at, outcome, detail FROM {ks}.dead_letter_attempts \
+                 WHERE dead_letter_id = ?"
+            ),
+            Stmt::AddAttempt => format!(
+                "INSERT INTO {ks}.dead_letter_attempts (dead_letter_id, attempt, attempted_at, \
+                 outcome, detail) VALUES (?, now(), ?, ?, ?)"
+            ),
+            Stmt::MarkReplayed => format!(
+                "UPDATE {ks}.dead_letters SET status = 'replayed', updated_at = ? \
+                 WHERE shard = 0 AND id = ? IF status = 'pending'"
+            ),
+            Stmt::Discard => format!(
+                "UPDATE {ks}.dead_letters SET status = 'discarded', discard_reason = ?, \
+                 updated_at = ? WHERE shard = 0 AND id = ? IF status = 'pending'"
+            ),
+            Stmt::DeadLetterStatuses => format!(
+                "SELECT id, status, event_type FROM {ks}.dead_letters WHERE shard = 0 \
+                 AND id < ? LIMIT ?"
+            ),
+            Stmt::ExpireDeadLetter => format!(
+                "INSERT INTO {ks}.dead_letters (shard, id, {}) VALUES (0, ?, {}) USING TTL ?",
+                DEAD_LETTER_COLUMNS.join(", "),
+                marks(DEAD_LETTER_COLUMNS.len())
+            ),
+            Stmt::ExpireAttempt => format!(
+                "INSERT INTO {ks}.dead_letter_attempts (dead_letter_id, attempt, attempted_at, \
+                 outcome, detail) VALUES (?, ?, ?, ?, ?) USING TTL ?"
+            ),
+        }
     }
 }
 
-/// The rows of a result, as column values.
-pub fn rows(result: QueryResult) -> Result<Vec<Vec<Option<CqlValue>>>, StoreError> {
-    let rows = result
-        .into_rows_result()
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
-    rows.rows::<Row>()
-        .map_err(|e| StoreError::Backend(e.to_string()))?
-        .map(|r| {
-            r.map(|row| row.columns)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))
-        })
-        .collect()
+/// `n` bind markers, comma-separated.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }
 
 /// Whether a lightweight transaction applied (the `[applied]` column of its first row).
-pub fn applied(result: QueryResult) -> Result<bool, StoreError> {
-    let rows = rows(result)?;
+pub fn applied(rows: &[Vec<Option<CqlValue>>]) -> Result<bool, StoreError> {
     match rows.first().and_then(|r| r.first()) {
         Some(Some(CqlValue::Boolean(applied))) => Ok(*applied),
         other => Err(StoreError::Corrupt(format!(
@@ -379,49 +396,52 @@ mod tests {
 
     #[test]
     fn statements_bind_every_value_and_never_filter() {
-        let cql = Cql {
-            keyspace: "shop".into(),
-        };
-        let insert = cql.insert_event();
-        assert_eq!(insert.matches('?').count(), EVENT_COLUMNS.len() + 1);
-        assert!(insert.contains("IF NOT EXISTS USING TTL ?"));
-        let all = [
-            cql.save_order(),
-            insert,
-            cql.select_order(),
-            cql.select_event(),
-            cql.index_event(),
-            cql.add_bucket(),
-            cql.buckets(),
-            cql.pending(),
-            cql.count_pending(),
-            cql.list_order(),
-            cql.add_day(),
-            cql.days(),
-            cql.listed(),
-            cql.claim_key(),
-            cql.select_key(),
-            cql.probe(),
-            cql.checkpoint(),
-            cql.save_checkpoint(),
-            cql.save_delivery(),
-            cql.delivery(),
-            cql.take_lease(),
-            cql.renew_lease(),
-            cql.release_lease(),
-        ];
-        for s in &all {
+        assert_eq!(
+            Stmt::InsertEvent.cql("shop").matches('?').count(),
+            EVENT_COLUMNS.len() + 1
+        );
+        assert!(
+            Stmt::InsertEvent
+                .cql("shop")
+                .contains("IF NOT EXISTS USING TTL ?")
+        );
+        for stmt in Stmt::ALL {
+            let s = stmt.cql("shop");
             assert!(s.contains("shop."), "{s}");
             assert!(!s.to_uppercase().contains("ALLOW FILTERING"), "{s}");
+            // The one unrestricted read: scylla-cdc's small table of one row per stream.
+            if s.starts_with("SELECT") && stmt != Stmt::CdcCheckpoints {
+                assert!(s.contains(" WHERE "), "reads one partition: {s}");
+            }
         }
-        for s in all.iter().filter(|s| s.starts_with("SELECT")) {
-            assert!(s.contains(" WHERE "), "reads one partition: {s}");
+    }
+
+    #[test]
+    fn every_read_may_be_retried_and_no_conditional_write_may() {
+        for stmt in Stmt::ALL {
+            let s = stmt.cql("shop");
+            if s.starts_with("SELECT") {
+                assert!(stmt.idempotent(), "{stmt:?}");
+            }
+            if s.contains(" IF ") || s.contains("now()") {
+                assert!(!stmt.idempotent(), "{stmt:?}");
+            }
         }
-        // The one unrestricted read: scylla-cdc's small table of one row per stream.
-        assert_eq!(
-            cql.cdc_checkpoints(),
-            "SELECT time FROM shop.cdc_checkpoints"
-        );
+        assert!(Stmt::SelectEventSerial.serial() && Stmt::SelectKey.serial());
+        assert!(!Stmt::SelectEvent.serial());
+    }
+
+    #[test]
+    fn dead_letters_are_written_and_rewritten_with_every_column() {
+        // The key, the record's first 13 columns, and when it was written.
+        let insert = Stmt::InsertDeadLetter.cql("shop");
+        assert_eq!(insert.matches('?').count(), 15);
+        // The rewrite with a TTL must cover every column, or the row outlives it.
+        let rewrite = Stmt::ExpireDeadLetter.cql("shop");
+        for column in DEAD_LETTER_COLUMNS {
+            assert!(rewrite.contains(column), "{column}");
+        }
+        assert_eq!(rewrite.matches('?').count(), DEAD_LETTER_COLUMNS.len() + 2);
     }
 
     #[test]
