@@ -436,6 +436,11 @@ fn spawn_background(
         ),
     };
     background.track("relay", relay_task);
+    if let Some(scylla) = &stores.scylla {
+        let (scylla, stop) = (Arc::clone(scylla), stop.clone());
+        let tag = tokio::spawn(async move { scylla.hold_tag(stop).await });
+        background.track("position tag", tag);
+    }
     let kept = retention::Retention {
         outbox: config.retention.outbox_retention.into(),
         idempotency_keys: config.retention.idempotency_key_ttl.into(),

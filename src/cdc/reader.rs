@@ -367,7 +367,7 @@ mod tests {
 
     /// A store whose checkpoint table holds one stream consumed up to `consumed`, whose
     /// polling relay never ran, and whose pending index has a bucket registered or not.
-    fn store_with(consumed: Duration, buckets: bool) -> ScyllaStore {
+    async fn store_with(consumed: Duration, buckets: bool) -> ScyllaStore {
         use crate::store::scylla::cluster::fake::FakeCluster;
         use crate::store::scylla::statements::Stmt;
         use scylla::value::{CqlTimestamp, CqlValue};
@@ -381,13 +381,13 @@ mod tests {
         fake.always(Stmt::CdcCheckpoints, Ok(vec![stream]));
         let bucket = vec![vec![Some(CqlValue::BigInt(1))]];
         fake.always(Stmt::Buckets, Ok(if buckets { bucket } else { Vec::new() }));
-        crate::store::scylla::tests::scripted(Arc::new(fake))
+        crate::store::scylla::tests::scripted(Arc::new(fake)).await
     }
 
     #[tokio::test]
     async fn the_reader_refuses_to_skip_events_the_log_no_longer_holds() {
         let down_since = NOW - 2 * CDC_LOG_TTL;
-        let store = store_with(down_since, true);
+        let store = store_with(down_since, true).await;
         match start(&store, NOW).await {
             Err(CdcError::LogExpired { from, to }) => {
                 assert_eq!((from, to), (down_since, NOW - CDC_LOG_TTL));
@@ -404,7 +404,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_nothing_written_in_the_dropped_part_it_starts_where_the_log_begins() {
-        let store = store_with(NOW - 2 * CDC_LOG_TTL, false);
+        let store = store_with(NOW - 2 * CDC_LOG_TTL, false).await;
         assert_eq!(start(&store, NOW).await.unwrap(), NOW - CDC_LOG_TTL);
     }
 
@@ -421,7 +421,7 @@ mod tests {
         ];
         let fake = FakeCluster::default();
         fake.always(Stmt::CdcCheckpoints, Ok(vec![marker]));
-        let store = crate::store::scylla::tests::scripted(Arc::new(fake));
+        let store = crate::store::scylla::tests::scripted(Arc::new(fake)).await;
         assert_eq!(start(&store, NOW).await.unwrap(), NOW - SETTLE);
     }
 }

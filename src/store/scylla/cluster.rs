@@ -231,7 +231,8 @@ pub mod fake {
     pub struct FakeCluster {
         /// Answers queued per statement, used once each in order.
         queued: Mutex<HashMap<Stmt, VecDeque<Answer>>>,
-        /// Answers given every time a statement's queue is empty (default: no rows).
+        /// Answers given every time a statement's queue is empty (default: no rows, or
+        /// `[applied] = true` for a conditional write).
         always: Mutex<HashMap<Stmt, Answer>>,
         /// Every statement run, with its values, in order (the commit as `InsertEvent`).
         pub log: Mutex<Vec<(Stmt, Row)>>,
@@ -279,7 +280,12 @@ pub mod fake {
                 .get_mut(&stmt)
                 .and_then(VecDeque::pop_front);
             queued.unwrap_or_else(|| {
-                (self.always.lock().unwrap().get(&stmt).cloned()).unwrap_or(Ok(Vec::new()))
+                let always = self.always.lock().unwrap().get(&stmt).cloned();
+                // By default reads find nothing and conditional writes apply.
+                always.unwrap_or_else(|| match stmt.cql("ks").contains(" IF ") {
+                    true => applied(true),
+                    false => Ok(Vec::new()),
+                })
             })
         }
     }

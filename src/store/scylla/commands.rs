@@ -58,7 +58,7 @@ impl ScyllaStore {
             }
         }
         let (order, event) = Order::create(id, new, now);
-        let position = self.clock.next(now, 0);
+        let position = self.clock.next(now, 0, self.tag.current()?);
         self.announce(&event, position, true, now).await?;
         if self.commit(&order, &event, position).await? {
             return Ok(written(order, event, position));
@@ -81,7 +81,7 @@ impl ScyllaStore {
     ) -> Result<Applied, StoreError> {
         let (current, last, _) = self.load(id).await?.ok_or(StoreError::NotFound("order"))?;
         let (order, event) = decide(&current)?;
-        let position = self.clock.next(now, last);
+        let position = self.clock.next(now, last, self.tag.current()?);
         self.announce(&event, position, false, now).await?;
         if self.commit(&order, &event, position).await? {
             return Ok(written(order, event, position));
@@ -241,22 +241,10 @@ impl Registered {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::OrderStore;
     use crate::store::scylla::cluster::fake::{FakeCluster, applied, timeout};
-    use crate::store::scylla::tests::scripted;
-    use crate::store::{Command, OrderStore};
+    use crate::store::scylla::tests::{create, scripted};
     use std::sync::Arc;
-
-    fn create() -> Command {
-        let items = [crate::domain::RawItem {
-            sku: "A".into(),
-            quantity: 1,
-            unit_price_cents: 1,
-        }];
-        Command::Create {
-            order: NewOrder::parse("0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d", &items).unwrap(),
-            idempotency_key: None,
-        }
-    }
 
     /// The first value of each time `stmt` ran.
     fn firsts(fake: &FakeCluster, stmt: Stmt) -> Vec<Option<CqlValue>> {
@@ -272,7 +260,7 @@ mod tests {
         fake.then(Stmt::AddBucket, timeout())
             .then(Stmt::AddDay, timeout())
             .always(Stmt::InsertEvent, applied(true));
-        let store = scripted(fake.clone());
+        let store = scripted(fake.clone()).await;
         // The bucket's registration times out: nothing is committed.
         assert!(store.apply(create()).await.is_err());
         assert_eq!(fake.count(Stmt::InsertEvent), 0);

@@ -1,7 +1,8 @@
 //! The ScyllaDB store: the scale-out implementation of [`OutboxStore`].
 //!
 //! - [`schema`]: the CQL in `schema/scylla/`, applied at start-up.
-//! - [`position`]: how commit positions are made without a single writer.
+//! - [`position`]: how commit positions are made without a single writer; `tags`: the node
+//!   tag each process holds exclusively for them.
 //! - `commands`: order commands (pending index, then a conditional single-partition batch).
 //! - `orders`: reading one order, and the order list.
 //! - `progress`: the polling relay's reads through the pending index, checkpoints, deliveries.
@@ -24,6 +25,7 @@ mod progress;
 pub mod rows;
 pub mod schema;
 pub(crate) mod statements;
+mod tags;
 
 use super::{
     Applied, Backlog, Command, DeadLetterStore, EventPage, OrderCursor, OrderPage, OrderStore,
@@ -92,6 +94,8 @@ pub enum OpenError {
     Prepare(Box<scylla::errors::PrepareError>),
     #[error("{0} must be between 1 second and 68 years, not {1:?}")]
     Ttl(&'static str, Duration),
+    #[error("cannot claim a position tag: {0}")]
+    Tag(StoreError),
 }
 
 /// `ttl` as CQL TTL seconds: at least one, and within what CQL accepts.
@@ -149,6 +153,8 @@ pub struct ScyllaStore {
     cdc_session: Option<Arc<Session>>,
     keyspace: String,
     clock: Clock,
+    /// The node tag in this process's positions, held exclusively.
+    tag: tags::PositionTag,
     ttl_seconds: i32,
     /// The idempotency keys' TTL, in seconds.
     key_ttl_seconds: i32,
@@ -190,6 +196,7 @@ impl ScyllaStore {
         let cdc_session = connect(options, cdc_profile).await?;
         let mut store = Self::with_cluster(Arc::new(cluster), options)?;
         store.cdc_session = Some(Arc::new(cdc_session));
+        store.claim_tag().await.map_err(OpenError::Tag)?;
         Ok(store)
     }
 
@@ -200,7 +207,8 @@ impl ScyllaStore {
             cluster,
             cdc_session: None,
             keyspace: options.keyspace.clone(),
-            clock: Clock::new(),
+            clock: Clock::default(),
+            tag: Default::default(),
             ttl_seconds: cql_ttl("OUTBOX_TTL", options.outbox_ttl)?,
             key_ttl_seconds: cql_ttl("IDEMPOTENCY_KEY_TTL", options.idempotency_key_ttl)?,
             settle: options.settle,
@@ -407,8 +415,24 @@ pub(crate) mod tests {
         }
     }
 
-    /// A store whose statements `cluster` answers.
-    pub fn scripted(cluster: Arc<dyn Cluster>) -> ScyllaStore {
-        ScyllaStore::with_cluster(cluster, &options()).expect("valid options")
+    /// A store whose statements `cluster` answers, holding a position tag.
+    pub async fn scripted(cluster: Arc<dyn Cluster>) -> ScyllaStore {
+        let store = ScyllaStore::with_cluster(cluster, &options()).expect("valid options");
+        store.claim_tag().await.expect("a free tag");
+        store
+    }
+
+    /// An order creation.
+    pub fn create() -> Command {
+        let items = [crate::domain::RawItem {
+            sku: "A".into(),
+            quantity: 1,
+            unit_price_cents: 1,
+        }];
+        Command::Create {
+            order: crate::domain::NewOrder::parse("0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d", &items)
+                .unwrap(),
+            idempotency_key: None,
+        }
     }
 }

@@ -1,12 +1,12 @@
 //! Commit positions on ScyllaDB.
 //!
 //! There is no single writer to number events 1, 2, 3, … A position here is the microseconds
-//! since 2020-01-01 (UTC) at which the writer took it, shifted left by [`NODE_BITS`], plus a
-//! random node tag chosen once per process:
+//! since 2020-01-01 (UTC) at which the writer took it, shifted left by [`NODE_BITS`], plus the
+//! process's node tag, which it holds exclusively while it writes (see `tags`):
 //!
 //! - unique: one process never hands out the same position twice (it moves on by one
-//!   microsecond when the clock stands still or goes back), and two processes differ in the
-//!   node tag (a clash needs the same tag *and* the same microsecond);
+//!   microsecond when the clock stands still or goes back), and no two live processes hold
+//!   the same tag;
 //! - per aggregate increasing: a new event's position is above the order's previous one;
 //! - roughly in commit order, not exactly: a write may commit after a later-numbered one. The
 //!   polling relay therefore only reads positions older than a settle interval (the way
@@ -58,36 +58,25 @@ pub fn bucket_start(bucket: i64) -> DateTime<Utc> {
 }
 
 /// Hands out this process's positions.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Clock {
-    node: u64,
     /// The last position handed out.
     last: AtomicU64,
 }
 
 impl Clock {
-    /// A clock with a random node tag.
-    pub fn new() -> Self {
-        Self::with_node(fastrand::u64(..1 << NODE_BITS))
-    }
-
-    fn with_node(node: u64) -> Self {
-        Self {
-            node: node & ((1 << NODE_BITS) - 1),
-            last: AtomicU64::new(0),
-        }
-    }
-
-    /// A fresh position taken at `now`, above `floor` (the aggregate's previous position)
-    /// and above every position this clock handed out before.
-    pub fn next(&self, now: DateTime<Utc>, floor: u64) -> u64 {
-        let wanted = first_at(now) | self.node;
-        let step = 1 << NODE_BITS;
+    /// A fresh position taken at `now` with node tag `node`, above `floor` (the aggregate's
+    /// previous position) and above every position this clock handed out before.
+    pub fn next(&self, now: DateTime<Utc>, floor: u64, node: u64) -> u64 {
+        let node = node & ((1 << NODE_BITS) - 1);
+        // The first position of the microsecond after `p`'s, with this node's tag.
+        let after = |p: u64| ((p >> NODE_BITS) + 1) << NODE_BITS | node;
+        let wanted = first_at(now) | node;
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
-            let mut candidate = wanted.max(last + step);
+            let mut candidate = wanted.max(after(last));
             if candidate <= floor {
-                candidate = ((floor >> NODE_BITS) + 1) << NODE_BITS | self.node;
+                candidate = after(floor);
             }
             match self
                 .last
@@ -107,12 +96,6 @@ impl Clock {
     }
 }
 
-impl Default for Clock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,8 +110,8 @@ mod tests {
     #[test]
     fn positions_round_trip_to_their_microsecond() {
         let t = at("2026-11-27T10:52:47.123456Z");
-        let clock = Clock::with_node(5);
-        let p = clock.next(t, 0);
+        let clock = Clock::default();
+        let p = clock.next(t, 0, 5);
         assert_eq!(time_of(p), t);
         assert_eq!(p & 1023, 5);
         assert!(first_at(t) <= p && p <= last_at(t));
@@ -137,33 +120,38 @@ mod tests {
 
     #[test]
     fn one_clock_never_repeats_even_when_time_stands_still_or_goes_back() {
-        let clock = Clock::with_node(7);
+        let clock = Clock::default();
         let t = at("2026-01-01T00:00:00Z");
-        let a = clock.next(t, 0);
-        let b = clock.next(t, 0);
-        let c = clock.next(t - chrono::Duration::seconds(5), 0);
+        let a = clock.next(t, 0, 7);
+        let b = clock.next(t, 0, 7);
+        let c = clock.next(t - chrono::Duration::seconds(5), 0, 7);
         assert!(a < b && b < c, "{a} {b} {c}");
         assert!([a, b, c].iter().all(|p| p & 1023 == 7));
+        // A new tag (after the old one was lost) keeps the order.
+        let d = clock.next(t, 0, 2);
+        assert!(d > c && d & 1023 == 2, "{c} {d}");
     }
 
     #[test]
     fn a_position_is_above_the_aggregates_previous_one() {
-        let behind = Clock::with_node(1);
+        let behind = Clock::default();
         let t = at("2026-01-01T00:00:00Z");
-        let previous = Clock::with_node(900).next(t + chrono::Duration::seconds(3), 0);
-        let p = behind.next(t, previous);
+        let previous = Clock::default().next(t + chrono::Duration::seconds(3), 0, 900);
+        let p = behind.next(t, previous, 1);
         assert!(p > previous);
         assert_eq!(p & 1023, 1);
     }
 
     #[test]
     fn concurrent_takers_get_distinct_positions() {
-        let clock = std::sync::Arc::new(Clock::with_node(3));
+        let clock = std::sync::Arc::new(Clock::default());
         let t = at("2026-01-01T00:00:00Z");
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let clock = clock.clone();
-                std::thread::spawn(move || (0..1000).map(|_| clock.next(t, 0)).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..1000).map(|_| clock.next(t, 0, 3)).collect::<Vec<_>>()
+                })
             })
             .collect();
         let mut all: Vec<u64> = handles
@@ -180,7 +168,7 @@ mod tests {
         let now = at("2026-01-01T00:00:10Z");
         let h = Clock::horizon(now, Duration::from_secs(2));
         assert_eq!(time_of(h), at("2026-01-01T00:00:08Z"));
-        assert!(Clock::with_node(0).next(now, 0) > h);
+        assert!(Clock::default().next(now, 0, 0) > h);
     }
 
     #[test]
