@@ -335,8 +335,10 @@ pub struct ScyllaConfig {
     #[arg(long, env = "SCYLLA_TLS_CA_FILE")]
     pub scylla_tls_ca_file: Option<PathBuf>,
 
-    /// Replication factor of the keyspace when it is created.
-    #[arg(long, env = "SCYLLA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
+    /// Replication factor of the keyspace when it is created: 3 survives a node down; use 1
+    /// only on a one-node development cluster (more replicas than a datacenter has nodes is
+    /// refused at start-up, fewer than 3 on a cluster of 3 or more is logged as an error).
+    #[arg(long, env = "SCYLLA_REPLICATION_FACTOR", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
     pub scylla_replication_factor: u8,
 
     /// How long outbox events live on ScyllaDB before they expire: longer than any relay

@@ -43,6 +43,9 @@ fn scylla_flags(uri: &str, keyspace: &str) -> Vec<String> {
         "2000ms",
         "--scylla-orphan-timeout",
         "2000ms",
+        // The suites run on a single node.
+        "--scylla-replication-factor",
+        "1",
     ]
     .map(String::from)
     .to_vec()

@@ -181,6 +181,12 @@ impl ScyllaStore {
             .request_timeout(Some(write_timeout(options.settle)))
             .build();
         let session = Arc::new(connect(options, store_profile).await?);
+        let topology = schema::Topology::of(&session, &options.keyspace);
+        let warnings = schema::check_replication(options.replication_factor, &topology)
+            .map_err(|e| OpenError::Schema(Box::new(e)))?;
+        for warning in warnings {
+            tracing::error!(%warning, "ScyllaDB replication");
+        }
         schema::apply(&session, &options.keyspace, options.replication_factor)
             .await
             .map_err(|e| OpenError::Schema(Box::new(e)))?;

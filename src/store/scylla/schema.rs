@@ -2,7 +2,9 @@
 //! at start-up. Every statement is `IF NOT EXISTS`, so applying it again is a no-op.
 
 use scylla::client::session::Session;
+use scylla::cluster::metadata::Strategy;
 use scylla::statement::unprepared::Statement;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long one schema statement may take.
@@ -31,6 +33,91 @@ pub enum SchemaError {
     },
     #[error("the cluster did not agree on the schema: {0}")]
     Agreement(Box<scylla::errors::SchemaAgreementError>),
+    /// The keyspace would need more replicas in a datacenter than it has nodes, so no
+    /// LOCAL_QUORUM write could succeed.
+    #[error(
+        "the keyspace needs {replicas} replicas but datacenter {datacenter} has {nodes} node(s): \
+         writes at LOCAL_QUORUM could never succeed. Use SCYLLA_REPLICATION_FACTOR={nodes} on \
+         a cluster this small (1 for a one-node development cluster), or add nodes"
+    )]
+    Replication {
+        datacenter: String,
+        replicas: usize,
+        nodes: usize,
+    },
+}
+
+/// What the replication check looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    /// Nodes per datacenter.
+    pub nodes: BTreeMap<String, usize>,
+    /// Replicas per datacenter of the keyspace, if it exists already (then the setting does
+    /// not apply: `CREATE KEYSPACE IF NOT EXISTS` leaves it as it is).
+    pub keyspace: Option<BTreeMap<String, usize>>,
+}
+
+impl Topology {
+    /// The topology the session sees, for `keyspace`.
+    pub fn of(session: &Session, keyspace: &str) -> Self {
+        let state = session.get_cluster_state();
+        let mut nodes = BTreeMap::new();
+        for node in state.get_nodes_info() {
+            let dc = node.datacenter.clone().unwrap_or_default();
+            *nodes.entry(dc).or_insert(0) += 1;
+        }
+        let keyspace = state.get_keyspace(keyspace).map(|k| match &k.strategy {
+            Strategy::NetworkTopologyStrategy {
+                datacenter_repfactors,
+            } => datacenter_repfactors
+                .iter()
+                .map(|(dc, n)| (dc.clone(), *n))
+                .collect(),
+            Strategy::SimpleStrategy { replication_factor } => nodes
+                .keys()
+                .map(|dc| (dc.clone(), *replication_factor))
+                .collect(),
+            _ => BTreeMap::new(),
+        });
+        Self { nodes, keyspace }
+    }
+}
+
+/// Fewer replicas than this lose writes (and data) with one node down.
+const SAFE_REPLICAS: usize = 3;
+
+/// Refuses a replication the cluster cannot serve; returns warnings about one that loses
+/// data when a node fails, or a setting that no longer applies.
+pub fn check_replication(wanted: u8, topology: &Topology) -> Result<Vec<String>, SchemaError> {
+    let mut warnings = Vec::new();
+    for (datacenter, &nodes) in &topology.nodes {
+        let replicas = match &topology.keyspace {
+            Some(existing) => existing.get(datacenter).copied().unwrap_or(0),
+            None => usize::from(wanted),
+        };
+        if replicas > nodes {
+            return Err(SchemaError::Replication {
+                datacenter: datacenter.clone(),
+                replicas,
+                nodes,
+            });
+        }
+        if replicas < SAFE_REPLICAS && nodes >= SAFE_REPLICAS {
+            warnings.push(format!(
+                "datacenter {datacenter} has {nodes} nodes but the keyspace keeps {replicas} \
+                 replica(s): losing one node stops writes (and can lose acknowledged data); \
+                 use a replication factor of 3"
+            ));
+        }
+        if topology.keyspace.is_some() && replicas != usize::from(wanted) {
+            warnings.push(format!(
+                "the keyspace exists with {replicas} replica(s) in {datacenter}; \
+                 SCYLLA_REPLICATION_FACTOR={wanted} only applies when it is created \
+                 (change it with ALTER KEYSPACE, then repair)"
+            ));
+        }
+    }
+    Ok(warnings)
 }
 
 /// Checks that `name` can be spliced into CQL as a keyspace name.
@@ -125,6 +212,45 @@ mod tests {
         assert!(outbox.contains("'preimage': false"));
         assert!(outbox.contains("'postimage': false"));
         assert!(outbox.contains("PRIMARY KEY ((aggregate_id), aggregate_version)"));
+    }
+
+    fn topology(nodes: &[(&str, usize)], keyspace: Option<&[(&str, usize)]>) -> Topology {
+        let map =
+            |pairs: &[(&str, usize)]| pairs.iter().map(|(d, n)| (d.to_string(), *n)).collect();
+        Topology {
+            nodes: map(nodes),
+            keyspace: keyspace.map(map),
+        }
+    }
+
+    #[test]
+    fn three_replicas_on_three_nodes_pass_quietly() {
+        let three = topology(&[("dc1", 3)], None);
+        assert_eq!(check_replication(3, &three).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn more_replicas_than_nodes_are_refused_with_the_fix() {
+        let one = topology(&[("dc1", 1)], None);
+        let error = check_replication(3, &one).unwrap_err().to_string();
+        assert!(error.contains("SCYLLA_REPLICATION_FACTOR=1"), "{error}");
+        assert!(check_replication(1, &one).unwrap().is_empty());
+    }
+
+    #[test]
+    fn fewer_than_three_replicas_on_a_real_cluster_are_warned_about() {
+        let three = topology(&[("dc1", 3)], None);
+        let warnings = check_replication(1, &three).unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("losing one node stops writes"));
+    }
+
+    #[test]
+    fn an_existing_keyspace_is_judged_by_its_own_replication() {
+        let existing = topology(&[("dc1", 3)], Some(&[("dc1", 1)]));
+        let warnings = check_replication(3, &existing).unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[1].contains("ALTER KEYSPACE"));
     }
 
     #[test]
