@@ -397,13 +397,25 @@ impl ScyllaConfig {
         }
     }
 
-    /// The CDC reader's timing: the preset, with explicit intervals replacing its own.
+    /// The CDC reader's timing: the preset, with explicit intervals replacing its own, and
+    /// the safety interval raised to what the store's write timeout needs (logged if it was
+    /// below).
     pub fn cdc_timing(&self) -> CdcTiming {
-        self.cdc_preset.timing().with_overrides(
+        let asked = self.cdc_preset.timing().with_overrides(
             self.cdc_window.map(Duration::from),
             self.cdc_safety.map(Duration::from),
             self.cdc_sleep.map(Duration::from),
-        )
+        );
+        let write_timeout = crate::store::scylla::write_timeout(self.scylla_settle.into());
+        let timing = asked.with_safety_floor(CdcTiming::safety_floor(write_timeout));
+        if timing != asked {
+            tracing::warn!(
+                asked = ?asked.safety,
+                used = ?timing.safety,
+                "CDC safety interval raised: a shorter one could miss writes that land late"
+            );
+        }
+        timing
     }
 }
 
@@ -597,10 +609,16 @@ mod tests {
     fn cdc_presets_and_overrides() {
         let c = Config::try_parse_from(["outbox", "--cdc-preset", "low-latency"]).unwrap();
         assert_eq!(c.scylla.cdc_timing(), CdcPreset::LowLatency.timing());
-        let c = Config::try_parse_from(["outbox", "--cdc-safety", "200ms"]).unwrap();
+        let c = Config::try_parse_from(["outbox", "--cdc-safety", "5s"]).unwrap();
         let t = c.scylla.cdc_timing();
-        assert_eq!(t.safety, Duration::from_millis(200));
+        assert_eq!(t.safety, Duration::from_secs(5));
         assert_eq!(t.window, CdcPreset::Default.timing().window);
+        // Below the floor (half the settle interval plus a second of clock skew), raised.
+        let c = Config::try_parse_from(["outbox", "--cdc-safety", "200ms"]).unwrap();
+        assert_eq!(c.scylla.cdc_timing().safety, Duration::from_secs(3));
+        let args = ["outbox", "--cdc-safety", "200ms", "--scylla-settle", "10s"];
+        let c = Config::try_parse_from(args).unwrap();
+        assert_eq!(c.scylla.cdc_timing().safety, Duration::from_secs(6));
         assert!(Config::try_parse_from(["outbox", "--cdc-preset", "fast"]).is_err());
     }
 
