@@ -7,11 +7,8 @@
 //! interval shorter than both would let a late row fall behind the reader, which never looks
 //! back. So the safety interval is never below [`CdcTiming::safety_floor`].
 
+use crate::store::scylla::position::CLOCK_SKEW_MARGIN;
 use std::time::Duration;
-
-/// How far apart the clocks of the app instances and the ScyllaDB nodes may be (NTP keeps
-/// them within milliseconds; a second leaves room).
-pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(1);
 
 /// Named timing presets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

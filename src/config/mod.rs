@@ -351,9 +351,10 @@ pub struct ScyllaConfig {
     #[arg(long, env = "SCYLLA_SETTLE", default_value_t = Interval(secs(4)), value_parser = between(ms(200), secs(600)))]
     pub scylla_settle: Interval,
 
-    /// Polling relay on ScyllaDB: how long to wait for an announced event that has not
-    /// committed before skipping it as a failed write.
-    #[arg(long, env = "SCYLLA_ORPHAN_TIMEOUT", default_value_t = Interval(secs(60)), value_parser = between(secs(1), DAY))]
+    /// Polling relay on ScyllaDB: how old an announced event that has not committed must be
+    /// before the relay settles its outcome with a LOCAL_SERIAL read (skipping it if it
+    /// failed). At least the settle interval plus 1 s of clock skew.
+    #[arg(long, env = "SCYLLA_ORPHAN_TIMEOUT", default_value_t = Interval(secs(5)), value_parser = between(secs(1), DAY))]
     pub scylla_orphan_timeout: Interval,
 
     /// CDC relay timing: `default` (scylla-cdc's defaults, 30–40 s latency) or `low-latency`

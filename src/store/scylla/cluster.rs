@@ -234,9 +234,14 @@ pub mod fake {
         /// Answers given every time a statement's queue is empty (default: no rows, or
         /// `[applied] = true` for a conditional write).
         always: Mutex<HashMap<Stmt, Answer>>,
+        /// Answers computed from the values, for statements whose answer depends on them.
+        computed: Mutex<HashMap<Stmt, Responder>>,
         /// Every statement run, with its values, in order (the commit as `InsertEvent`).
         pub log: Mutex<Vec<(Stmt, Row)>>,
     }
+
+    /// Computes an answer from a statement's values.
+    type Responder = Box<dyn Fn(&Row) -> Answer + Send + Sync>;
 
     impl FakeCluster {
         /// `stmt` answers `answer` once (after earlier queued answers).
@@ -249,6 +254,19 @@ pub mod fake {
         /// `stmt` answers `answer` whenever nothing is queued for it.
         pub fn always(&self, stmt: Stmt, answer: Answer) -> &Self {
             self.always.lock().unwrap().insert(stmt, answer);
+            self
+        }
+
+        /// `stmt` answers what `respond` makes of its values (when nothing is queued).
+        pub fn respond(
+            &self,
+            stmt: Stmt,
+            respond: impl Fn(&Row) -> Answer + Send + Sync + 'static,
+        ) -> &Self {
+            self.computed
+                .lock()
+                .unwrap()
+                .insert(stmt, Box::new(respond));
             self
         }
 
@@ -272,13 +290,18 @@ pub mod fake {
         }
 
         fn answer(&self, stmt: Stmt, values: Row) -> Answer {
-            self.log.lock().unwrap().push((stmt, values));
+            self.log.lock().unwrap().push((stmt, values.clone()));
             let queued = self
                 .queued
                 .lock()
                 .unwrap()
                 .get_mut(&stmt)
                 .and_then(VecDeque::pop_front);
+            if queued.is_none()
+                && let Some(respond) = self.computed.lock().unwrap().get(&stmt)
+            {
+                return respond(&values);
+            }
             queued.unwrap_or_else(|| {
                 let always = self.always.lock().unwrap().get(&stmt).cloned();
                 // By default reads find nothing and conditional writes apply.

@@ -59,8 +59,7 @@ impl ScyllaStore {
         }
         let (order, event) = Order::create(id, new, now);
         let position = self.clock.next(now, 0, self.tag.current()?);
-        self.announce(&event, position, true, now).await?;
-        if self.commit(&order, &event, position).await? {
+        if self.write(&order, &event, position, true, now).await? {
             return Ok(written(order, event, position));
         }
         match self.load(id).await? {
@@ -82,8 +81,7 @@ impl ScyllaStore {
         let (current, last, _) = self.load(id).await?.ok_or(StoreError::NotFound("order"))?;
         let (order, event) = decide(&current)?;
         let position = self.clock.next(now, last, self.tag.current()?);
-        self.announce(&event, position, false, now).await?;
-        if self.commit(&order, &event, position).await? {
+        if self.write(&order, &event, position, false, now).await? {
             return Ok(written(order, event, position));
         }
         // Someone else wrote this version: the state machine explains why we cannot.
@@ -104,6 +102,40 @@ impl ScyllaStore {
             other => Err(StoreError::Corrupt(format!(
                 "idempotency key row {other:?}"
             ))),
+        }
+    }
+
+    /// Announces the event, then commits it with the order's new state: `Ok(false)` when
+    /// another writer had the version. When the event is known not to have been written
+    /// (announcing failed, or the race was lost) its index entry is removed at once, so the
+    /// polling relay passes it without having to settle it; when the commit's outcome is
+    /// unknown (a timeout), the entry stays for the relay to settle.
+    async fn write(
+        &self,
+        order: &Order,
+        event: &EventEnvelope,
+        position: u64,
+        listed: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if let Err(error) = self.announce(event, position, listed, now).await {
+            self.unindex(event, position).await;
+            return Err(error);
+        }
+        let committed = self.commit(order, event, position).await?;
+        if !committed {
+            self.unindex(event, position).await;
+        }
+        Ok(committed)
+    }
+
+    /// Removes the index entry of an event that was not written (best effort: the relay
+    /// settles a leftover entry itself).
+    async fn unindex(&self, event: &EventEnvelope, position: u64) {
+        let bucket = position::bucket_of(position);
+        let entry = values![bucket, position as i64, event.event_id];
+        if let Err(error) = self.run(Stmt::UnindexEvent, entry).await {
+            tracing::warn!(%error, position, "cannot remove the index entry of an unwritten event");
         }
     }
 

@@ -70,7 +70,8 @@ pub struct ScyllaOptions {
     pub idempotency_key_ttl: Duration,
     /// How far behind now the polling relay reads, so writes in flight have committed.
     pub settle: Duration,
-    /// How long the polling relay waits for an announced event before skipping it.
+    /// How old an announced event that has not committed must be before the polling relay
+    /// settles its outcome with a LOCAL_SERIAL read (at least `settle` plus clock skew).
     pub orphan_timeout: Duration,
 }
 
@@ -218,7 +219,9 @@ impl ScyllaStore {
             ttl_seconds: cql_ttl("OUTBOX_TTL", options.outbox_ttl)?,
             key_ttl_seconds: cql_ttl("IDEMPOTENCY_KEY_TTL", options.idempotency_key_ttl)?,
             settle: options.settle,
-            orphan_timeout: options.orphan_timeout,
+            orphan_timeout: options
+                .orphan_timeout
+                .max(options.settle + position::CLOCK_SKEW_MARGIN),
             head,
             listed_day: Default::default(),
             indexed_bucket: Default::default(),
@@ -406,7 +409,7 @@ pub(crate) mod tests {
             outbox_ttl: Duration::from_secs(7 * 86_400),
             idempotency_key_ttl: Duration::from_secs(86_400),
             settle: Duration::from_secs(4),
-            orphan_timeout: Duration::from_secs(60),
+            orphan_timeout: Duration::from_secs(5),
         }
     }
 

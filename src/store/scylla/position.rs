@@ -17,6 +17,10 @@
 use chrono::{DateTime, TimeZone, Utc};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// How far apart the clocks of the app instances and the ScyllaDB nodes may be (NTP keeps
+/// them within milliseconds; a second leaves room). Positions come from the writers' clocks.
+pub const CLOCK_SKEW_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Low bits of a position that hold the node tag.
 pub const NODE_BITS: u32 = 10;
 /// 2020-01-01T00:00:00Z in microseconds since the Unix epoch.

@@ -122,8 +122,10 @@ impl ScyllaStore {
     }
 
     /// The event an entry announced, read at LOCAL_QUORUM; if it is missing, read again at
-    /// LOCAL_SERIAL (which completes a lightweight transaction still in flight) once the entry
-    /// is older than the orphan timeout.
+    /// LOCAL_SERIAL once the entry is older than the orphan timeout (by default the settle
+    /// interval plus clock skew: by then the writer's attempt is over). That read completes a
+    /// lightweight transaction left half-done, or cuts it off for good, so a row still
+    /// missing after it never appears: the write failed.
     async fn check(&self, entry: Entry) -> Result<Found, StoreError> {
         let key = (entry.aggregate_id, entry.version);
         let mut row = self.read(Stmt::SelectEvent, key).await?;
@@ -259,5 +261,115 @@ impl ScyllaStore {
             found.insert(*position, record);
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::scylla::cluster::fake::{FakeCluster, timeout};
+    use crate::store::scylla::rows::tests::event_row;
+    use crate::store::scylla::tests::{create, scripted};
+    use crate::store::{OrderStore, OutboxLog};
+    use std::sync::Arc;
+
+    /// A pending-index entry row.
+    fn entry(position: u64, event_id: uuid::Uuid, aggregate_id: uuid::Uuid) -> Row {
+        values![position as i64, event_id, aggregate_id, 1]
+    }
+
+    /// Two entries six seconds old: the first announced a write that failed (no row, at any
+    /// consistency), the second one that committed.
+    fn cluster() -> (Arc<FakeCluster>, StoredEvent) {
+        let fake = Arc::new(FakeCluster::default());
+        let taken = position::first_at(Utc::now() - chrono::Duration::seconds(6));
+        let committed = event_row();
+        let mut second = rows::event(&committed).unwrap();
+        second.position = taken + (1 << position::NODE_BITS);
+        let failed = entry(taken, uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let ok = entry(
+            second.position,
+            second.envelope.event_id,
+            second.envelope.aggregate_id.0,
+        );
+        let mut buckets = vec![
+            position::bucket_of(taken),
+            position::bucket_of(second.position),
+        ];
+        buckets.dedup();
+        let buckets = buckets.into_iter().map(|b| values![b]).collect();
+        fake.always(Stmt::Buckets, Ok(buckets));
+        fake.respond(Stmt::Pending, move |v| {
+            let (Some(CqlValue::BigInt(bucket)), Some(CqlValue::BigInt(after))) = (&v[0], &v[1])
+            else {
+                panic!("pending {v:?}");
+            };
+            Ok([&failed, &ok]
+                .into_iter()
+                .filter(|e| {
+                    let Some(CqlValue::BigInt(p)) = e[0] else {
+                        unreachable!()
+                    };
+                    position::bucket_of(p as u64) == *bucket && p > *after
+                })
+                .cloned()
+                .collect())
+        });
+        let row: Row = EVENT_COLUMNS
+            .iter()
+            .map(|c| match *c {
+                "position" => Some(CqlValue::BigInt(second.position as i64)),
+                c => committed.0[c].clone(),
+            })
+            .collect();
+        let wanted = second.envelope.aggregate_id.0;
+        fake.respond(Stmt::SelectEvent, move |v| match v[0] {
+            Some(CqlValue::Uuid(id)) if id == wanted => Ok(vec![row.clone()]),
+            _ => Ok(Vec::new()),
+        });
+        (fake, second)
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_holds_the_relay_up_for_seconds_not_a_minute() {
+        let (fake, committed) = cluster();
+        let store = scripted(fake.clone()).await;
+        let events = store.events_after(0, 10).await.unwrap();
+        assert_eq!(
+            events,
+            [committed],
+            "the failed write is passed, the next published"
+        );
+        assert_eq!(
+            fake.count(Stmt::SelectEventSerial),
+            1,
+            "settled with one serial read"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_or_a_failed_announcement_removes_its_entry_at_once() {
+        let fake = Arc::new(FakeCluster::default());
+        let store = scripted(fake.clone()).await;
+        // Another writer had the version (and the order is not there to return).
+        fake.then(
+            Stmt::InsertEvent,
+            Ok(vec![vec![Some(CqlValue::Boolean(false))]]),
+        );
+        assert!(store.apply(create()).await.is_err());
+        // The listing entry could not be written.
+        fake.then(Stmt::ListOrder, timeout());
+        assert!(store.apply(create()).await.is_err());
+        let indexed = fake.values(Stmt::IndexEvent);
+        let removed = fake.values(Stmt::UnindexEvent);
+        assert_eq!(removed.len(), 2);
+        for (entry, gone) in indexed.iter().zip(&removed) {
+            // (bucket, position, event id) of the entry written.
+            assert_eq!(gone[..], entry[..3], "{gone:?}");
+        }
+        // A commit whose outcome is unknown leaves its entry for the relay to settle.
+        fake.then(Stmt::InsertEvent, timeout());
+        assert!(store.apply(create()).await.is_err());
+        assert_eq!(fake.count(Stmt::UnindexEvent), 2);
     }
 }
