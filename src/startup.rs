@@ -19,6 +19,7 @@ use crate::publish::kafka::{KafkaPublisher, KafkaSetupError};
 use crate::publish::local::LocalLogPublisher;
 use crate::publish::{Publisher, TopicRouter};
 use crate::relay::activity::RelayActivity;
+use crate::relay::backlog::BacklogGauge;
 use crate::relay::replay::Replayer;
 use crate::relay::runner::{self, RelaySettings};
 use crate::relay::suspension::Suspension;
@@ -116,10 +117,17 @@ impl Stores {
     }
 }
 
+/// How long a count of ScyllaDB's pending index is reused by the status page, the live feed
+/// and `/metrics`.
+const BACKLOG_FRESH_ON_SCYLLA: Duration = Duration::from_secs(5);
+
 /// The relay's shared parts: what the admin API steers and the relay tasks use.
 struct RelayParts {
     handles: RelayHandles,
     resilience: Resilience,
+    /// Whether this instance runs the relay: always on the embedded store; on ScyllaDB the
+    /// relay lease says.
+    runs_relay: watch::Sender<bool>,
     /// The mode the admin API switches and the relay follows.
     mode: Arc<watch::Sender<RelayMode>>,
 }
@@ -362,8 +370,23 @@ fn relay_parts(
         move |t| telemetry.breaker_transition(t)
     }));
     let resilience = Resilience::new(config.retry(), Arc::clone(&breaker));
+    let activity = Arc::new(RelayActivity::default());
+    let runs_relay = watch::Sender::new(stores.scylla.is_none());
+    // The embedded store counts its backlog cheaply; ScyllaDB's pending index is counted at
+    // most every few seconds.
+    let fresh_for = match stores.scylla {
+        None => Duration::ZERO,
+        Some(_) => BACKLOG_FRESH_ON_SCYLLA,
+    };
+    let backlog = BacklogGauge::new(
+        stores.store.clone(),
+        Arc::clone(&activity),
+        runs_relay.subscribe(),
+        fresh_for,
+    );
     let handles = RelayHandles {
-        activity: Arc::new(RelayActivity::default()),
+        activity,
+        backlog: Arc::new(backlog),
         suspension: Suspension::default(),
         breaker,
         faults: Arc::clone(faults),
@@ -380,6 +403,7 @@ fn relay_parts(
     RelayParts {
         handles,
         resilience,
+        runs_relay,
         mode: Arc::new(watch::Sender::new(config.relay.relay_mode)),
     }
 }
@@ -397,7 +421,7 @@ fn spawn_background(
 ) {
     let stop = background.stop.clone();
     let sources = snapshots::Sources {
-        log: stores.store.clone(),
+        backlog: Arc::clone(&relay.handles.backlog),
         dead_letters: stores.store.clone(),
         activity: Arc::clone(&relay.handles.activity),
         mode: relay.mode.subscribe(),
@@ -430,6 +454,7 @@ fn spawn_background(
             Arc::clone(scylla),
             config.scylla.cdc_timing(),
             relay.mode.subscribe(),
+            relay.runs_relay.clone(),
             faults,
             settings,
             stop.clone(),

@@ -18,12 +18,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Starts the relays; the task ends once `stop` is cancelled, the relay stopped and the lease
-/// was released.
+/// Starts the relays; `owner` tells whether this instance holds the lease. The task ends once
+/// `stop` is cancelled, the relay stopped and the lease was released.
 pub fn spawn(
     scylla: Arc<ScyllaStore>,
     timing: CdcTiming,
     mode: watch::Receiver<RelayMode>,
+    owner: watch::Sender<bool>,
     publisher: Arc<dyn Publisher>,
     settings: RelaySettings,
     stop: CancellationToken,
@@ -65,10 +66,10 @@ pub fn spawn(
             reader::spawn(relay, stop)
         }) as switch::Start
     };
-    let (owner_tx, owner) = watch::channel(false);
     let release = CancellationToken::new();
-    let holder = tokio::spawn(lease::hold(scylla, owner_tx, activity, release.clone()));
-    let relays = switch::spawn(mode, owner, polling, streaming, stop);
+    let owns = owner.subscribe();
+    let holder = tokio::spawn(lease::hold(scylla, owner, activity, release.clone()));
+    let relays = switch::spawn(mode, owns, polling, streaming, stop);
     tokio::spawn(async move {
         let _ = relays.await;
         // Only once the relay stopped may another instance take over.

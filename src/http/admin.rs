@@ -55,7 +55,7 @@ pub async fn relay_status(
     State(state): State<AppState>,
 ) -> Result<Json<RelayStatusDto>, AppError> {
     let activity = state.relay.activity.get();
-    let backlog = state.outbox.backlog(activity.checkpoint).await?;
+    let backlog = state.relay.backlog.read().await.unwrap_or_default();
     let counts = state.dead_letters.dead_letter_counts().await?;
     let fault = state.relay.faults.fault();
     let mode = *state.relay_mode.borrow();

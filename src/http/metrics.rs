@@ -18,7 +18,10 @@ use std::time::Instant;
 pub async fn scrape(State(state): State<AppState>) -> Result<Response, AppError> {
     let m = &state.metrics;
     let checkpoint = state.relay.activity.get().checkpoint;
-    let backlog = state.outbox.backlog(checkpoint).await?;
+    // Counted where the relay runs (0 elsewhere), and never a failed scrape.
+    let backlog = state.relay.backlog.read().await.unwrap_or_default();
+    m.relay_owner
+        .set(i64::from(state.relay.backlog.runs_relay()));
     let counts = state.dead_letters.dead_letter_counts().await?;
     m.checkpoint
         .set(i64::try_from(checkpoint).unwrap_or(i64::MAX));

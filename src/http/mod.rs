@@ -23,6 +23,7 @@ use crate::relay::replay::Replayer;
 use app::dto::RelayMode;
 
 use crate::relay::activity::RelayActivity;
+use crate::relay::backlog::BacklogGauge;
 use crate::relay::suspension::Suspension;
 use crate::resilience::breaker::CircuitBreaker;
 
@@ -89,6 +90,8 @@ pub struct AppState {
 pub struct RelayHandles {
     /// What the relay is doing, as its runner reports it.
     pub activity: Arc<RelayActivity>,
+    /// Its backlog, counted where the relay runs.
+    pub backlog: Arc<BacklogGauge>,
     /// The operator's suspension of the relay.
     pub suspension: Suspension,
     pub breaker: Arc<CircuitBreaker>,

@@ -6,6 +6,7 @@
 //! restarts it after failures.
 
 pub mod activity;
+pub mod backlog;
 pub mod replay;
 pub mod retention;
 pub mod runner;

@@ -2,10 +2,11 @@
 //! throughput, latency, breaker, dead letters, fault), published to the feed's hub.
 
 use super::activity::RelayActivity;
+use super::backlog::BacklogGauge;
 use crate::domain::timestamp;
 use crate::publish::faults::FaultInjector;
 use crate::resilience::breaker::CircuitBreaker;
-use crate::store::{DeadLetterStore, OutboxLog};
+use crate::store::DeadLetterStore;
 use crate::telemetry::live::{LiveHub, SNAPSHOT_EVERY, Snapshot, Throughput};
 use app::dto::RelayMode;
 use chrono::Utc;
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 /// What the snapshot task reads.
 pub struct Sources {
     /// The backlog after the relay's checkpoint.
-    pub log: Arc<dyn OutboxLog>,
+    pub backlog: Arc<BacklogGauge>,
     /// Pending dead letters.
     pub dead_letters: Arc<dyn DeadLetterStore>,
     pub activity: Arc<RelayActivity>,
@@ -41,12 +42,10 @@ pub fn spawn(
                 () = stop.cancelled() => break,
             }
             let activity = sources.activity.get();
-            let (Ok(backlog), Ok(counts)) = (
-                sources.log.backlog(activity.checkpoint).await,
-                sources.dead_letters.dead_letter_counts().await,
-            ) else {
+            let Ok(counts) = sources.dead_letters.dead_letter_counts().await else {
                 continue; // the store is busy: skip this snapshot
             };
+            let backlog = sources.backlog.read().await.unwrap_or_default();
             let now = Utc::now();
             let (per_1s, per_10s) = throughput.sample(Instant::now(), hub.published_total());
             let (p50, p99) = hub.latency_percentiles();

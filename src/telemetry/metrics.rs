@@ -60,6 +60,9 @@ pub struct Metrics {
     pub end_to_end_latency: HistogramVec,
     /// The relay's saved position (set at scrape time).
     pub checkpoint: IntGauge,
+    /// 1 on the instance that runs the relay (always, on the embedded store), else 0: the
+    /// backlog gauges are counted there only (set at scrape time).
+    pub relay_owner: IntGauge,
     /// Committed order changes, by event type.
     pub orders: IntCounterVec,
     /// HTTP requests by method, matched route and status.
@@ -200,6 +203,10 @@ impl Metrics {
             checkpoint: gauge(
                 "relay_checkpoint_position",
                 "The last commit position the relay handled.",
+            ),
+            relay_owner: gauge(
+                "relay_owner",
+                "1 on the instance that runs the relay (the backlog gauges are counted there), else 0.",
             ),
             orders: counter(
                 "orders_total",

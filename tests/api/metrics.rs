@@ -295,6 +295,8 @@ async fn a_live_scrape_passes_promtool() {
         "outbox_oldest_pending_age_seconds",
         "relay_end_to_end_latency_seconds",
         "relay_checkpoint_position",
+        "relay_owner",
+        "cdc_log_unreadable_seconds",
         "orders_total",
         "http_requests_total",
         "http_request_duration_seconds",
