@@ -1,7 +1,8 @@
 //! Retention: a background task that deletes published outbox events older than the
-//! retention period, idempotency keys older than their lifetime, and the embedded topic log's
-//! oldest messages (by age and per-topic count), in small batches so it never holds the
-//! writer for long. Unpublished events are never deleted.
+//! retention period (and dead letters replayed or discarded that long ago), idempotency keys
+//! older than their lifetime, and the embedded topic log's oldest messages (by age and
+//! per-topic count), in small batches so it never holds the writer for long. Unpublished
+//! events and pending dead letters are never deleted.
 
 use crate::publish::local::TopicLog;
 use crate::store::{RELAY_NAME, RetentionStore};
@@ -18,7 +19,8 @@ const BATCH: u32 = 1000;
 /// How long stored things are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
-    /// Published outbox events older than this are deleted (`OUTBOX_RETENTION`).
+    /// Published outbox events older than this are deleted, and dead letters resolved longer
+    /// ago (`OUTBOX_RETENTION`).
     pub outbox: Duration,
     /// Idempotency keys older than this are deleted (`IDEMPOTENCY_KEY_TTL`).
     pub idempotency_keys: Duration,
@@ -42,6 +44,10 @@ pub fn spawn(
             let before = cutoff(retention.outbox);
             sweep("published outbox events", |limit| {
                 store.delete_published(RELAY_NAME, before, limit)
+            })
+            .await;
+            sweep("resolved dead letters", |limit| {
+                store.delete_resolved_dead_letters(before, limit)
             })
             .await;
             let before = cutoff(retention.idempotency_keys);

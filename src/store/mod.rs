@@ -303,6 +303,15 @@ pub trait RetentionStore: Send + Sync + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` of the dead letters that were replayed or discarded before
+    /// `before`, with their attempts; pending ones are never deleted. Returns the count.
+    /// (ScyllaDB writes a resolved record again with the outbox TTL instead and returns 0.)
+    async fn delete_resolved_dead_letters(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 /// A whole store: every role. Start-up opens one and hands each part of the program the

@@ -487,6 +487,78 @@ async fn a_pending_dead_letter_does_not_stop_outbox_retention() {
     );
 }
 
+/// Dead letters replayed or discarded longer ago than the retention go, with their attempts;
+/// pending ones stay however old, and the counts follow.
+#[tokio::test]
+async fn retention_deletes_resolved_dead_letters_and_keeps_pending_ones() {
+    use outbox::store::dead_letters::ReplayOutcome;
+    use outbox::store::dead_letters::{DeadLetterFilter, DeadLetterStatus, NewDeadLetter};
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_orders(dir.path(), 3).await;
+    let events = store.events_after(0, 10).await.unwrap();
+    let now = chrono::Utc::now();
+    let letters = events
+        .iter()
+        .map(|e| NewDeadLetter::new(e.clone(), PublishError::permanent("refused"), 1, now, now))
+        .collect();
+    let last = events[2].position;
+    (store.record_progress(outbox::store::RELAY_NAME, last, vec![], letters))
+        .await
+        .unwrap();
+    let all = DeadLetterFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    let ids: Vec<i64> = store
+        .dead_letters(all.clone())
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    let failed = ReplayOutcome::Failed("still refused".into());
+    store.record_replay(ids[0], failed).await.unwrap();
+    store
+        .discard_dead_letter(ids[0], "not needed".into())
+        .await
+        .unwrap();
+    store
+        .discard_dead_letter(ids[1], "not needed".into())
+        .await
+        .unwrap();
+    // Resolved just now: not yet past a retention cutoff of an hour ago.
+    let past = now - chrono::Duration::hours(1);
+    assert_eq!(
+        store.delete_resolved_dead_letters(past, 100).await.unwrap(),
+        0
+    );
+    let future = now + chrono::Duration::hours(1);
+    assert_eq!(
+        store.delete_resolved_dead_letters(future, 1).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .delete_resolved_dead_letters(future, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    let left = store.dead_letters(all).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (left[0].id, left[0].status),
+        (ids[2], DeadLetterStatus::Pending)
+    );
+    let counts = store.dead_letter_counts().await.unwrap();
+    assert_eq!(
+        (counts.pending, counts.replayed, counts.discarded),
+        (1, 0, 0)
+    );
+    let db = dir.path().join(outbox::store::sqlite::DATABASE_FILE);
+    assert_eq!(crate::helpers::count_rows(&db, "dead_letter_attempts"), 0);
+}
+
 #[tokio::test]
 async fn retention_deletes_only_published_events_older_than_the_cutoff() {
     let dir = tempfile::tempdir().unwrap();

@@ -321,7 +321,10 @@ impl ScyllaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{OrderId, timestamp};
+    use crate::domain::{DeliveryRecord, OrderId, timestamp};
+    use crate::store::scylla::cluster::fake::FakeCluster;
+    use crate::store::scylla::tests::scripted;
+    use std::sync::Arc;
 
     fn row(status: &str, error: &str) -> Vec<Option<CqlValue>> {
         let event = super::super::rows::tests::event_row();
@@ -338,6 +341,67 @@ mod tests {
             Some(CqlValue::BigInt(1_764_240_768_000_000)),
         ]);
         values
+    }
+
+    /// A store whose one dead letter (id 4242) is `status`, with one failed attempt.
+    async fn store_with_letter(status: &str) -> (Arc<FakeCluster>, ScyllaStore, Row, CqlValue) {
+        let fake = Arc::new(FakeCluster::default());
+        let record = row(status, "too large");
+        let attempt = CqlValue::Timeuuid(scylla::value::CqlTimeuuid::from(uuid::Uuid::now_v1(
+            &[1; 6],
+        )));
+        fake.always(Stmt::DeadLetter, Ok(vec![record.clone()]));
+        let attempts = vec![
+            Some(attempt.clone()),
+            Some(CqlValue::BigInt(1_764_240_768_000_000)),
+            Some(CqlValue::Text("failed".into())),
+            Some(CqlValue::Text("still refused".into())),
+        ];
+        fake.always(Stmt::DeadLetterAttempts, Ok(vec![attempts]));
+        let store = scripted(fake.clone()).await;
+        (fake, store, record, attempt)
+    }
+
+    #[tokio::test]
+    async fn a_resolved_dead_letter_is_written_again_to_expire_with_its_attempts() {
+        let (fake, store, record, attempt) = store_with_letter("pending").await;
+        let ttl = Some(CqlValue::Int(store.ttl_seconds));
+        store.discard(4242, "not needed").await.unwrap();
+        let mut expected = record;
+        expected.push(ttl.clone());
+        assert_eq!(fake.values(Stmt::ExpireDeadLetter), [expected]);
+        let rewritten = fake.values(Stmt::ExpireAttempt);
+        assert_eq!(rewritten.len(), 1);
+        assert_eq!(rewritten[0][1], Some(attempt), "the same attempt row");
+        assert_eq!(rewritten[0].last(), Some(&ttl));
+        // A replay that delivers: the delivery expires with the outbox too.
+        let (fake, store, _, _) = store_with_letter("pending").await;
+        let delivery = DeliveryRecord {
+            topic: "t".into(),
+            partition: Some(0),
+            offset: Some(7),
+            published_at: Utc::now(),
+        };
+        store
+            .replayed(4242, &ReplayOutcome::Delivered(delivery))
+            .await
+            .unwrap();
+        assert_eq!(fake.count(Stmt::ExpireDeadLetter), 1);
+        let saved = fake.values(Stmt::SaveDelivery);
+        assert_eq!(
+            saved[0].last(),
+            Some(&Some(CqlValue::Int(store.ttl_seconds)))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_still_pending_never_expires() {
+        let (fake, store, _, _) = store_with_letter("pending").await;
+        let failed = ReplayOutcome::Failed("still refused".into());
+        store.replayed(4242, &failed).await.unwrap();
+        assert_eq!(fake.count(Stmt::AddAttempt), 1);
+        assert_eq!(fake.count(Stmt::ExpireDeadLetter), 0);
+        assert_eq!(fake.count(Stmt::ExpireAttempt), 0);
     }
 
     #[test]

@@ -391,6 +391,15 @@ impl RetentionStore for ScyllaStore {
     ) -> Result<u64, StoreError> {
         Ok(0)
     }
+
+    /// Nothing to sweep: a record is written again with `OUTBOX_TTL` once it is resolved.
+    async fn delete_resolved_dead_letters(
+        &self,
+        _before: chrono::DateTime<Utc>,
+        _limit: u32,
+    ) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
 
 #[cfg(test)]

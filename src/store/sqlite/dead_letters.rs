@@ -231,6 +231,30 @@ pub fn discard(conn: &Connection, id: i64, reason: &str) -> Result<DeadLetter, S
     get(conn, id)?.ok_or(StoreError::NotFound("dead letter"))
 }
 
+/// Deletes up to `limit` of the oldest records replayed or discarded before `before`, with
+/// their attempts. Pending records stay, however old.
+pub fn delete_resolved(
+    conn: &Connection,
+    before: &chrono::DateTime<chrono::Utc>,
+    limit: u32,
+) -> Result<u64, StoreError> {
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM dead_letters WHERE status != 'pending' AND updated_at < ?1 \
+             ORDER BY id LIMIT ?2",
+        )?
+        .query_map(params![timestamp(before), limit], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut attempts =
+        conn.prepare_cached("DELETE FROM dead_letter_attempts WHERE dead_letter_id = ?1")?;
+    let mut letter = conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
+    for id in &ids {
+        attempts.execute(params![id])?;
+        letter.execute(params![id])?;
+    }
+    Ok(ids.len() as u64)
+}
+
 /// Records per status, and pending ones per event type, from the counts migration 6's
 /// triggers keep: a few rows, however many dead letters there are.
 pub fn counts(conn: &Connection) -> Result<DeadLetterCounts, StoreError> {

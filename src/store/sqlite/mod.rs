@@ -291,6 +291,15 @@ impl RetentionStore for SqliteStore {
         self.write(move |conn| rows::delete_idempotency_keys(conn, &before, limit))
             .await
     }
+
+    async fn delete_resolved_dead_letters(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.write(move |conn| dead_letters::delete_resolved(conn, &before, limit))
+            .await
+    }
 }
 
 #[async_trait]
