@@ -19,7 +19,7 @@ LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
 DATA_DIR ?= ./data
 export LEPTOS_SITE_ADDR DATA_DIR
 
-.PHONY: run test setup-run setup-test build-release build-debug fmt-check clippy rust-tests e2e bench bench-orders bench-relay bench-scale test-scylla
+.PHONY: run test setup-run setup-test build-release build-debug fmt-check clippy rust-tests e2e bench bench-orders bench-relay bench-scale test-scylla test-scylla-cluster
 
 ## run: install what is missing, build (release, with wasm-opt) and serve on the embedded store
 run: setup-run build-release
@@ -61,10 +61,15 @@ clippy:
 rust-tests:
 	RUSTFLAGS="$(DEBUG_RUSTFLAGS)" cargo test --workspace
 
-## test-scylla: the ScyllaDB suites (SCYLLA_URI=host:port; KAFKA_BROKERS, else tansu); they
-## report themselves skipped without SCYLLA_URI
+## test-scylla: the ScyllaDB suites against SCYLLA_URI=host:port (KAFKA_BROKERS, else tansu):
+## `make test` reports them ignored; here they run, and fail without SCYLLA_URI
 test-scylla:
-	RUSTFLAGS="$(DEBUG_RUSTFLAGS)" cargo test --test api scylla
+	RUSTFLAGS="$(DEBUG_RUSTFLAGS)" cargo test --test api scylla -- --include-ignored --skip losing_one_of_three_nodes
+
+## test-scylla-cluster: node loss on a three-node cluster (`docker compose --profile cluster`):
+## SCYLLA_CLUSTER_URI=host:port, SCYLLA_STOP_NODE=<a shell command that stops one node>
+test-scylla-cluster:
+	RUSTFLAGS="$(DEBUG_RUSTFLAGS)" cargo test --test api losing_one_of_three_nodes -- --ignored
 
 ## e2e: Playwright against the debug build (the config starts the server on its own data dir)
 e2e: build-debug

@@ -153,6 +153,16 @@ pub async fn consume(brokers: &str, expected: usize) -> Vec<Consumed> {
 
 /// Reads `topic` from the beginning until `expected` messages arrived (60 s at most).
 pub async fn consume_topic(brokers: &str, topic: &str, expected: usize) -> Vec<Consumed> {
+    consume_topic_within(brokers, topic, expected, Duration::from_secs(60)).await
+}
+
+/// Reads `topic` from the beginning until `expected` messages arrived (`limit` at most).
+pub async fn consume_topic_within(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    limit: Duration,
+) -> Vec<Consumed> {
     let (brokers, topic) = (brokers.to_string(), topic.to_string());
     tokio::task::spawn_blocking(move || {
         let consumer = consumer(&brokers);
@@ -163,7 +173,7 @@ pub async fn consume_topic(brokers: &str, topic: &str, expected: usize) -> Vec<C
                 .unwrap();
         }
         consumer.assign(&partitions).expect("assign");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + limit;
         let mut seen = Vec::new();
         // Errors such as a dropped connection are reported and recovered from by the
         // client; the last one is shown if the messages do not all arrive.
