@@ -1,7 +1,7 @@
 //! Integration tests: one binary. Each test spawns the application on port 0 with its own
 //! temporary data directory (`helpers::spawn_app`), or the real server binary (`crash`).
-//! The ScyllaDB tests (`scylla`, and the `scylla` instance of the store contract) need
-//! `SCYLLA_URI`; without it they report themselves skipped on stderr.
+//! The live ScyllaDB tests (in `scylla`, and the `scylla` instance of the store contract)
+//! are ignored unless run with `--include-ignored` (`make test-scylla`) against `SCYLLA_URI`.
 
 mod admin;
 mod bad_input;
