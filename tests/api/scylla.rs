@@ -129,17 +129,17 @@ async fn write_orders(app: &TestApp, orders: usize) -> HashMap<String, Vec<Strin
         }
         ids.push(id);
     }
+    event_ids(app, ids).await
+}
+
+/// The event ids of each order in version order (as the topic holds them), read back from
+/// the API (which lists them newest first).
+async fn event_ids(app: &TestApp, ids: Vec<String>) -> HashMap<String, Vec<String>> {
     let mut events = HashMap::new();
     for id in ids {
         let detail = app.order_detail(&id).await;
-        // The API lists newest first; the topic holds them oldest first.
-        let of_order: Vec<String> = detail
-            .events
-            .into_iter()
-            .rev()
-            .map(|e| e.event_id)
-            .collect();
-        events.insert(id, of_order);
+        let of_order = detail.events.into_iter().rev().map(|e| e.event_id);
+        events.insert(id, of_order.collect());
     }
     events
 }
@@ -360,17 +360,9 @@ async fn losing_one_of_three_nodes_under_load_loses_nothing_acknowledged() {
         after_loss > 0,
         "writes go on with two of three nodes ({refused} refused)"
     );
-    let mut written = HashMap::new();
-    for id in acknowledged {
-        let detail = app.order_detail(&id).await;
-        let events: Vec<String> = detail
-            .events
-            .into_iter()
-            .rev()
-            .map(|e| e.event_id)
-            .collect();
+    let written = event_ids(&app, acknowledged).await;
+    for (id, events) in &written {
         assert_eq!(events.len(), 1, "order {id} is read back whole");
-        written.insert(id, events);
     }
     assert_published(&brokers, &keyspace, &written).await;
 }
