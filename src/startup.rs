@@ -191,6 +191,8 @@ impl Application {
                 config.server.live_max_clients as usize,
             )),
         };
+        let poll_interval: Duration = config.relay.poll_interval.into();
+        (telemetry.metrics.poll_interval).set(poll_interval.as_secs_f64());
         let faults = Arc::new(FaultInjector::new(sink(config, &topics, &stores)?));
         let relay = relay_parts(config, &stores, &faults, &topics, &telemetry);
         let stop = CancellationToken::new();

@@ -28,6 +28,9 @@ pub enum UiError {
     Unavailable,
     /// Something failed on the server; details are in the server log.
     Internal,
+    /// The server could not read the call's arguments (a malformed or incomplete body): the
+    /// caller's fault, answered with 400 and without the decoder's words.
+    Malformed,
     /// The request did not reach the server or its answer was unreadable.
     Transport(String),
 }
@@ -40,6 +43,7 @@ impl fmt::Display for UiError {
             UiError::Rejected { message, .. } => f.write_str(message),
             UiError::Unavailable => f.write_str("the server is busy, please try again"),
             UiError::Internal => f.write_str("something went wrong on the server"),
+            UiError::Malformed => f.write_str("the request could not be read"),
             UiError::Transport(m) => write!(f, "request failed: {m}"),
         }
     }
@@ -48,7 +52,19 @@ impl fmt::Display for UiError {
 impl FromServerFnError for UiError {
     type Encoder = JsonEncoding;
 
+    /// On the server: arguments that could not be decoded are the caller's fault (400,
+    /// `Malformed`); anything else the framework reports is `Internal` (500, no detail sent).
+    /// In the browser: the call failed on its way (`Transport`).
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        #[cfg(feature = "ssr")]
+        {
+            let error = match value {
+                ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => UiError::Malformed,
+                _ => UiError::Internal,
+            };
+            with_status(error)
+        }
+        #[cfg(not(feature = "ssr"))]
         UiError::Transport(value.to_string())
     }
 }
@@ -86,7 +102,7 @@ impl UiError {
             }
             UiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             UiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            UiError::Transport(_) => StatusCode::BAD_REQUEST,
+            UiError::Malformed | UiError::Transport(_) => StatusCode::BAD_REQUEST,
         }
     }
 }

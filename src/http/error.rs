@@ -182,3 +182,45 @@ impl IntoResponse for AppError {
 pub fn retry_after_secs(wait: &std::time::Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
+
+/// Whether `path` is answered by handlers that are not the JSON API's own: the pages' server
+/// functions (run by leptos) and the console's sign-in forms.
+fn form_path(path: &str) -> bool {
+    path.starts_with("/fn/") || path.starts_with("/auth/")
+}
+
+/// Makes the error answers of the server functions and sign-in forms JSON like the API's:
+/// what the layers in front of them answer in plain text (the body limit's 413, leptos's
+/// 400 for an unknown server function) becomes the matching [`AppError`]. Answers already in
+/// JSON (a server function's own errors) and every page stay as they are.
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let ours = form_path(request.uri().path());
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !ours || json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge {
+            limit: super::extract::BODY_LIMIT,
+        },
+        // leptos answers 400 for a server function it does not know.
+        StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => AppError::NoRoute,
+        StatusCode::METHOD_NOT_ALLOWED => AppError::MethodNotAllowed,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMediaType,
+        status if status.is_client_error() => AppError::BadRequest {
+            code: "unreadable_body",
+            message: "the request could not be read".into(),
+        },
+        status => AppError::Internal(format!("a form handler answered {status}")),
+    };
+    error.into_response()
+}

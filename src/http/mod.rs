@@ -197,6 +197,7 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route("/auth/sign-out", post(console::sign_out))
         // Server functions read their bodies themselves; this bounds them like the API.
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .nest("/api", api())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub end_to_end_latency: HistogramVec,
     /// The relay's saved position (set at scrape time).
     pub checkpoint: IntGauge,
+    /// The configured poll interval, so alerts can judge polling latency against it.
+    pub poll_interval: prometheus::Gauge,
     /// 1 on the instance that runs the relay (always, on the embedded store), else 0: the
     /// backlog gauges are counted there only (set at scrape time).
     pub relay_owner: IntGauge,
@@ -129,6 +131,13 @@ impl Metrics {
             prometheus::Gauge::new(
                 "outbox_oldest_pending_age_seconds",
                 "Age of the oldest committed event the relay has not handled yet.",
+            ),
+        );
+        let poll_interval = register(
+            &registry,
+            prometheus::Gauge::new(
+                "relay_poll_interval_seconds",
+                "The polling relay's configured interval (POLL_INTERVAL).",
             ),
         );
         let cdc_unreadable_seconds = register(
@@ -204,6 +213,7 @@ impl Metrics {
                 "relay_checkpoint_position",
                 "The last commit position the relay handled.",
             ),
+            poll_interval,
             relay_owner: gauge(
                 "relay_owner",
                 "1 on the instance that runs the relay (the backlog gauges are counted there), else 0.",

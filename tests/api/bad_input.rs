@@ -279,24 +279,90 @@ async fn oversized_bodies_are_413() {
         "payload_too_large",
     )
     .await;
-    // Server functions (the UI's form endpoint) are bounded as well.
-    let form = format!("customer_id={}", "a".repeat(70 * 1024));
-    let response = app
-        .client
-        .post(app.url("/fn/create_order"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(app.count("orders"), 0);
+    // Server functions (the UI's form endpoint) and the sign-in form are bounded as well,
+    // and answer in the API's JSON.
+    let form = format!("customer_id={}", "a".repeat(70 * 1024)).into_bytes();
+    for path in ["/fn/create_order", "/auth/sign-in"] {
+        refused(
+            &app,
+            reqwest::Method::POST,
+            path,
+            Some("application/x-www-form-urlencoded"),
+            form.clone(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        )
+        .await;
+    }
+}
+
+/// The pages' server functions read form bodies: a malformed, incomplete or empty one is the
+/// caller's fault (400, JSON), never a 500, and shows nothing of the decoder's internals.
+#[tokio::test]
+async fn malformed_server_function_calls_are_400_without_internals() {
+    let app = spawn_app().await;
+    let form = Some("application/x-www-form-urlencoded");
+    let calls: [(&str, Option<&str>, &str); 8] = [
+        ("/fn/create_order", form, "x=1"),
+        ("/fn/create_order", form, ""),
+        ("/fn/create_order", form, "customer_id=abc"),
+        (
+            "/fn/create_order",
+            form,
+            "customer_id=abc&items[0][quantity]=lots",
+        ),
+        ("/fn/create_order", Some("application/json"), "{bad"),
+        ("/fn/create_order", None, "%%%"),
+        ("/fn/order_detail", form, "x=1"),
+        ("/fn/list_orders", form, "cursor=1&cursor=2&cursor[x]=3"),
+    ];
+    for (path, content_type, body) in calls {
+        let mut request = app.client.post(app.url(path)).body(body.to_string());
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        assert!(
+            status.is_client_error(),
+            "{path} {body:?}: {status} is not a 4xx"
+        );
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{path} {body:?}: not JSON"
+        );
+        let text = response.text().await.unwrap();
+        for internal in ["deserializ", "missing field", "Transport", "invalid type"] {
+            assert!(!text.contains(internal), "{path} {body:?}: {text}");
+        }
+    }
+    // A server function that does not exist is an unknown route, in JSON.
+    let response = app.post_json("/fn/no_such_function", &json!({})).await;
+    expect_error(response, StatusCode::NOT_FOUND, "no_route").await;
+    assert_eq!((app.count("orders"), app.count("outbox")), (0, 0));
 }
 
 #[tokio::test]
 async fn non_json_content_types_are_415() {
     let app = spawn_app().await;
     let body = order_body(&["A"]).to_string().into_bytes();
+    // JSON under a structured-syntax type is JSON.
+    let response = app
+        .client
+        .post(app.url("/api/orders"))
+        .header(
+            "content-type",
+            "application/vnd.outbox.order+json; charset=utf-8",
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(app.count("orders"), 1);
     for ct in [
         None,
         Some("text/plain"),

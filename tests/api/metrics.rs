@@ -67,6 +67,15 @@ async fn caught_up(app: &TestApp) {
     .await;
 }
 
+/// The configured poll interval is exported, for the polling-latency alert to judge by.
+#[tokio::test]
+async fn the_poll_interval_is_exported_as_configured() {
+    let app = spawn_app_with(&["--poll-interval", "750ms"]).await;
+    let scrape = Scrape::of(&app).await;
+    assert_eq!(scrape.get("relay_poll_interval_seconds"), 0.75);
+    assert_eq!(scrape.get("relay_owner"), 1.0);
+}
+
 #[tokio::test]
 async fn orders_and_deliveries_move_their_metrics() {
     let app = spawn_app_with(&FAST).await;
@@ -296,6 +305,7 @@ async fn a_live_scrape_passes_promtool() {
         "relay_end_to_end_latency_seconds",
         "relay_checkpoint_position",
         "relay_owner",
+        "relay_poll_interval_seconds",
         "cdc_log_unreadable_seconds",
         "orders_total",
         "http_requests_total",

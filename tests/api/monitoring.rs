@@ -27,6 +27,13 @@ fn promtool_accepts_the_rules_and_the_scrape_config() {
     promtool(&["check", "config", "prometheus.yml"]);
 }
 
+/// The rules' unit tests (`alerts_test.yml`): the polling-latency alert fires at the same
+/// latency with a short poll interval and stays quiet with a long one.
+#[test]
+fn the_alert_rules_pass_their_unit_tests() {
+    promtool(&["test", "rules", "alerts_test.yml"]);
+}
+
 /// Metric names in a PromQL expression: identifiers followed by `{`, `[`, `)`, a space, an
 /// operator or the end, that are not functions, keywords or label names.
 fn metric_names(expr: &str) -> BTreeSet<String> {
