@@ -112,6 +112,9 @@ impl SessionCluster {
                 statement.set_consistency(Consistency::LocalSerial);
             }
             statement.set_is_idempotent(stmt.idempotent());
+            if let Some(timeout) = stmt.request_timeout() {
+                statement.set_request_timeout(Some(timeout));
+            }
             prepared.insert(stmt, statement);
         }
         let mut commit = Batch::new(BatchType::Unlogged);

@@ -63,6 +63,9 @@ pub const DEAD_LETTER_COLUMNS: [&str; 16] = [
     "updated_at",
 ];
 
+/// How long one attempt to take, renew or release a lease may take.
+pub const LEASE_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Every statement the store runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stmt {
@@ -196,6 +199,23 @@ impl Stmt {
         Stmt::ExpireDeadLetter,
         Stmt::ExpireAttempt,
     ];
+
+    /// Its own request timeout, shorter than the store's: the leases (relay and position
+    /// tags) promise to stop their holder well before the lease can pass to another, which
+    /// only holds if one attempt to renew cannot take longer than this, whatever the settle
+    /// interval makes the store's timeout.
+    pub fn request_timeout(self) -> Option<std::time::Duration> {
+        matches!(
+            self,
+            Stmt::TakeLease
+                | Stmt::RenewLease
+                | Stmt::ReleaseLease
+                | Stmt::ClaimTag
+                | Stmt::RenewTag
+                | Stmt::ReleaseTag
+        )
+        .then_some(LEASE_REQUEST_TIMEOUT)
+    }
 
     /// Read at LOCAL_SERIAL rather than LOCAL_QUORUM.
     pub fn serial(self) -> bool {
