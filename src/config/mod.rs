@@ -500,20 +500,174 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
-    #[test]
-    fn defaults_are_the_embedded_deployment() {
-        let c = Config::try_parse_from(["outbox"]).unwrap();
-        assert_eq!(c.server.site_addr.to_string(), "127.0.0.1:3000");
-        assert_eq!(c.sqlite.data_dir, PathBuf::from("./data"));
-        assert_eq!(c.sqlite.sqlite_synchronous, Synchronous::Full);
-        assert_eq!(c.relay.poll_interval, Interval(ms(500)));
+    /// The README's configuration table: (variables of a row, its default column).
+    fn documented() -> Vec<(Vec<String>, String)> {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .expect("the section");
+        let table = section.split("\n## ").next().unwrap();
+        table
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|row| {
+                let cells: Vec<&str> = row.split(" | ").collect();
+                let vars = cells[0]
+                    .trim_start_matches("| ")
+                    .split(", ")
+                    .map(|v| v.trim_matches('`').to_string())
+                    .collect();
+                (vars, cells[1].to_string())
+            })
+            .collect()
     }
 
+    /// The value a default cell names: the first `code` in it, or none ("unset", "generated",
+    /// "preset", …).
+    fn default_in(cell: &str) -> Option<&str> {
+        let start = cell.strip_prefix('`')?;
+        start.split('`').next()
+    }
+
+    /// Every setting is in the README's table with the default clap applies (which is also
+    /// what `--help` shows), and every row of the table is a setting.
     #[test]
-    fn retry_and_breaker_defaults_are_their_subsystems_own() {
-        let c = Config::try_parse_from(["outbox"]).unwrap();
-        assert_eq!(c.retry(), RetryConfig::default());
-        assert_eq!(c.breaker(), BreakerConfig::default());
+    fn the_readme_documents_every_setting_with_its_real_default() {
+        let mut command = Config::command();
+        // Building fills in what clap derives (a flag's `false`), as `--help` shows it.
+        command.build();
+        let settings: std::collections::BTreeMap<String, Option<String>> = command
+            .get_arguments()
+            .filter_map(|a| {
+                let env = a.get_env()?.to_str()?.to_string();
+                let default = a.get_default_values();
+                let default = (!default.is_empty()).then(|| {
+                    default
+                        .iter()
+                        .map(|v| v.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
+                Some((env, default))
+            })
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for (vars, cell) in documented() {
+            for var in vars {
+                // The log filter belongs to the tracing subscriber, not to the flags.
+                if var == "RUST_LOG" {
+                    assert_eq!(default_in(&cell), Some("info"));
+                    continue;
+                }
+                let actual = settings
+                    .get(&var)
+                    .unwrap_or_else(|| panic!("{var} is documented but is no setting"));
+                assert_eq!(actual.as_deref(), default_in(&cell), "{var}: {cell}");
+                seen.insert(var);
+            }
+        }
+        let missing: Vec<&String> = settings.keys().filter(|k| !seen.contains(*k)).collect();
+        assert!(
+            missing.is_empty(),
+            "settings missing from the README: {missing:?}"
+        );
+    }
+
+    /// Parsing an empty environment gives every component the documented defaults. Settings
+    /// the test's own environment happens to set (`make` exports two) are given their
+    /// defaults on the command line, which wins over the environment.
+    #[test]
+    fn documented_defaults_reach_the_components_that_use_them() {
+        let command = Config::command();
+        let mut argv = vec!["outbox".to_string()];
+        for arg in command.get_arguments() {
+            let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
+                continue;
+            };
+            if std::env::var_os(env).is_none() {
+                continue;
+            }
+            match arg.get_default_values().first() {
+                Some(default) => {
+                    argv.push(format!("--{long}"));
+                    argv.push(default.to_string_lossy().into_owned());
+                }
+                None => eprintln!("{env:?} is set in this environment; its default is not checked"),
+            }
+        }
+        let c = Config::try_parse_from(argv).unwrap();
+        let secs = Duration::from_secs;
+        assert_eq!(c.server.site_addr.to_string(), "127.0.0.1:3000");
+        let sqlite = c.sqlite();
+        assert_eq!(sqlite.data_dir, PathBuf::from("./data"));
+        assert_eq!(sqlite.synchronous, Synchronous::Full);
+        assert_eq!(
+            (sqlite.max_batch, sqlite.queue_capacity, sqlite.readers),
+            (512, 8192, 4)
+        );
+        assert_eq!(c.relay.relay_mode, RelayMode::Streaming);
+        assert_eq!(Duration::from(c.relay.poll_interval), ms(500));
+        assert_eq!(
+            (c.relay.relay_batch_size, c.relay.relay_pipeline_depth),
+            (500, 2)
+        );
+        let retry = c.retry();
+        assert_eq!((retry.max_attempts, retry.jitter), (5, Jitter::Full));
+        assert_eq!((retry.initial_delay, retry.max_delay), (ms(100), ms(500)));
+        assert_eq!(retry.multiplier, 2.0);
+        assert_eq!(
+            retry,
+            RetryConfig::default(),
+            "the relay's own default agrees"
+        );
+        let breaker = c.breaker();
+        assert_eq!(breaker.failure_threshold, 5);
+        assert_eq!(breaker.open_timeout, secs(30));
+        assert_eq!(
+            (breaker.half_open_max_calls, breaker.success_threshold),
+            (1, 3)
+        );
+        assert_eq!(
+            breaker,
+            BreakerConfig::default(),
+            "the breaker's own default agrees"
+        );
+        if std::env::var_os("KAFKA_BROKERS").is_none() {
+            assert!(c.kafka().is_none(), "the embedded topic log by default");
+        }
+        let k = &c.kafka;
+        assert_eq!((k.kafka_partitions, k.kafka_replication), (3, 1));
+        assert_eq!(k.kafka_queue_max_kbytes, 32768);
+        assert_eq!(Duration::from(k.kafka_message_timeout), secs(300));
+        assert_eq!(Duration::from(k.kafka_ack_timeout), secs(5));
+        let server = &c.server;
+        assert!(server.fault_injection && !server.secure_cookies);
+        assert_eq!(Duration::from(server.header_read_timeout), secs(10));
+        assert_eq!(Duration::from(server.request_timeout), secs(30));
+        assert_eq!((server.max_requests, server.max_connections), (512, 1024));
+        assert_eq!(server.live_max_clients, 100);
+        assert_eq!(Duration::from(server.console_session_ttl), secs(8 * 3600));
+        assert_eq!(server.auth_failure_limit, 10);
+        assert_eq!(Duration::from(server.auth_failure_window), secs(300));
+        let r = &c.retention;
+        assert_eq!(Duration::from(r.outbox_retention), secs(7 * 86_400));
+        assert_eq!(Duration::from(r.idempotency_key_ttl), secs(86_400));
+        assert_eq!(Duration::from(r.topic_log_retention), secs(7 * 86_400));
+        assert_eq!(r.topic_log_max_messages, 1_000_000);
+        assert_eq!(Duration::from(r.retention_interval), secs(60));
+        assert_eq!(c.relay.topic_template, DEFAULT_TOPIC_TEMPLATE);
+        let scylla = c.scylla_options();
+        assert_eq!(scylla.nodes, ["127.0.0.1:9042"]);
+        assert_eq!(
+            (scylla.keyspace.as_str(), scylla.replication_factor),
+            ("outbox", 3)
+        );
+        assert!(scylla.credentials.is_none() && scylla.tls.is_none());
+        assert_eq!(scylla.outbox_ttl, secs(7 * 86_400));
+        assert_eq!(scylla.idempotency_key_ttl, secs(86_400));
+        assert_eq!((scylla.settle, scylla.orphan_timeout), (secs(4), secs(5)));
+        assert_eq!(c.scylla.cdc_timing(), CdcPreset::Default.timing());
     }
 
     #[test]
