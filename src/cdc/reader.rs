@@ -13,6 +13,7 @@ use super::outlet::Outlet;
 use super::timing::CdcTiming;
 use super::{CHECKPOINT_TABLE, CdcError, OUTBOX_TABLE};
 use crate::relay::activity::{RelayActivity, RelayState};
+use crate::relay::restart::RestartBackoff;
 use crate::relay::runner::pause;
 use crate::store::scylla::ScyllaStore;
 use crate::store::scylla::cdc_progress::CdcProgress;
@@ -102,24 +103,21 @@ pub fn spawn(relay: CdcRelay, stop: CancellationToken) -> JoinHandle<()> {
 async fn supervise(relay: CdcRelay, stop: CancellationToken) {
     let (fastest, slowest) = relay.timing.latency();
     tracing::info!(?fastest, ?slowest, "CDC relay starting");
-    let mut backoff = RESTART_MIN;
+    let mut backoff = RestartBackoff::new(RESTART_MIN, RESTART_MAX);
     loop {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let error = match run(&relay, stop.clone()).await {
             Ok(()) => break,
             Err(e) => e,
         };
-        if started.elapsed() > HEALTHY_RUN {
-            backoff = RESTART_MIN;
-        }
-        tracing::warn!(%error, retry_in = ?backoff, "CDC reader stopped; restarting from its checkpoints");
+        let wait = backoff.after_failure(started.elapsed() > HEALTHY_RUN);
+        tracing::warn!(%error, retry_in = ?wait, "CDC reader stopped; restarting from its checkpoints");
         relay
             .activity
             .set(RelayState::Starting, None, Some(error.to_string()));
-        if !pause(backoff, &stop).await {
+        if !pause(wait, &stop).await {
             break;
         }
-        backoff = (backoff * 2).min(RESTART_MAX);
     }
     relay.outlet.publisher.close();
     relay.activity.set(RelayState::Stopped, None, None);
@@ -153,8 +151,6 @@ async fn start(store: &ScyllaStore, now: Duration) -> Result<Duration, CdcError>
 async fn run(relay: &CdcRelay, stop: CancellationToken) -> Result<(), CdcError> {
     let reader_error = |e: anyhow::Error| CdcError::Reader(format!("{e:#}"));
     let store = &relay.store;
-    let session = (store.cdc_session())
-        .ok_or_else(|| CdcError::Reader("the store has no session for the CDC reader".into()))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -167,6 +163,8 @@ async fn run(relay: &CdcRelay, stop: CancellationToken) -> Result<(), CdcError> 
         other => other?,
     };
     unreadable.set(0.0);
+    let session = (store.cdc_session())
+        .ok_or_else(|| CdcError::Reader("the store has no session for the CDC reader".into()))?;
     let saver = TableBackedCheckpointSaver::builder()
         .session(Arc::clone(&session))
         .keyspace(store.keyspace())
@@ -423,5 +421,68 @@ mod tests {
         fake.always(Stmt::CdcCheckpoints, Ok(vec![marker]));
         let store = crate::store::scylla::tests::scripted(Arc::new(fake)).await;
         assert_eq!(start(&store, NOW).await.unwrap(), NOW - SETTLE);
+    }
+
+    /// A sink the test never reaches.
+    struct Nowhere;
+
+    #[async_trait::async_trait]
+    impl crate::publish::Publisher for Nowhere {
+        async fn publish(&self, _: &[crate::publish::Message]) -> crate::publish::Outcomes {
+            unreachable!("nothing to publish")
+        }
+
+        fn name(&self) -> &'static str {
+            "nowhere"
+        }
+    }
+
+    /// A reader that cannot start (here: a store without a session) is restarted after
+    /// 0.5, 1, 2, 4 s…, says why on the status page meanwhile, and stops when told to.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_reader_is_restarted_with_growing_waits() {
+        use crate::store::scylla::cluster::fake::FakeCluster;
+        use crate::store::scylla::statements::Stmt;
+        let fake = Arc::new(FakeCluster::default());
+        let store = Arc::new(crate::store::scylla::tests::scripted(fake.clone()).await);
+        let stop = CancellationToken::new();
+        let outlet = Outlet {
+            store: store.clone(),
+            publisher: Arc::new(Nowhere),
+            topics: crate::publish::TopicRouter::new(crate::publish::DEFAULT_TOPIC_TEMPLATE)
+                .unwrap(),
+            resilience: crate::resilience::Resilience::new(
+                Default::default(),
+                Arc::new(crate::resilience::breaker::CircuitBreaker::new(
+                    Default::default(),
+                )),
+            ),
+            telemetry: Default::default(),
+            stop: stop.clone(),
+            suspension: crate::relay::suspension::Suspension::default().watch(),
+        };
+        let activity = Arc::new(RelayActivity::default());
+        let relay = CdcRelay {
+            store,
+            timing: super::super::timing::CdcPreset::Default.timing(),
+            outlet: Arc::new(outlet),
+            activity: Arc::clone(&activity),
+        };
+        let reader = spawn(relay, stop.clone());
+        // Lives start at 0, 0.5, 1.5, 3.5 and 7.5 s.
+        tokio::time::sleep(Duration::from_millis(7_600)).await;
+        assert_eq!(fake.count(Stmt::CdcCheckpoints), 5);
+        let shown = activity.get();
+        assert_eq!(shown.state, RelayState::Starting);
+        assert!(shown.last_error.unwrap_or_default().contains("no session"));
+        tokio::time::sleep(Duration::from_millis(7_000)).await;
+        assert_eq!(
+            fake.count(Stmt::CdcCheckpoints),
+            5,
+            "the next one waits 8 s"
+        );
+        stop.cancel();
+        reader.await.unwrap();
+        assert_eq!(activity.get().state, RelayState::Stopped);
     }
 }

@@ -62,14 +62,25 @@ impl ReadyProbe {
     }
 }
 
-/// The relay task, the sink behind its circuit breaker, and fault injection.
+/// The relay task, the sink behind its circuit breaker, and fault injection, as `state` shows
+/// them.
 fn relay_components(state: &AppState) -> Vec<Component> {
+    components(
+        state.relay.activity.get().state,
+        state.relay.breaker.state(),
+        state.relay.faults.fault().is_active(),
+    )
+}
+
+/// The relay's components in fixed words: its task's `relay` state, the `sink`'s breaker,
+/// whether a simulated fault is `faulted`.
+fn components(relay: RelayState, sink: BreakerState, faulted: bool) -> Vec<Component> {
     let component = |name: &str, status, detail: &str| Component {
         name: name.into(),
         status,
         detail: detail.into(),
     };
-    let relay = match state.relay.activity.get().state {
+    let relay = match relay {
         s @ (RelayState::Running | RelayState::Retrying | RelayState::Paused) => {
             component("relay", Status::Up, s.as_str())
         }
@@ -77,12 +88,12 @@ fn relay_components(state: &AppState) -> Vec<Component> {
         RelayState::Suspended => component("relay", Status::Degraded, "suspended by an operator"),
         RelayState::Stopped => component("relay", Status::Down, "the relay task has stopped"),
     };
-    let sink = match state.relay.breaker.state() {
+    let sink = match sink {
         BreakerState::Closed => component("sink", Status::Up, "circuit breaker closed"),
         BreakerState::Open => component("sink", Status::Degraded, "circuit breaker open"),
         BreakerState::HalfOpen => component("sink", Status::Degraded, "circuit breaker half-open"),
     };
-    let faults = if state.relay.faults.fault().is_active() {
+    let faults = if faulted {
         component("faults", Status::Degraded, "a simulated fault is active")
     } else {
         component("faults", Status::Up, "none")
@@ -115,6 +126,12 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthDt
     };
     let mut components = vec![store];
     components.extend(relay_components(&state));
+    readiness(components)
+}
+
+/// The readiness answer for `components`: 503 `not_ready` if any is down, else 200, `ready`
+/// or `degraded`.
+fn readiness(components: Vec<Component>) -> (StatusCode, Json<HealthDto>) {
     let worst = components
         .iter()
         .map(|c| c.status)
@@ -130,4 +147,57 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthDt
         Status::Down => (StatusCode::SERVICE_UNAVAILABLE, HealthVerdict::NotReady),
     };
     (code, Json(HealthDto { status, components }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_up() -> Component {
+        Component {
+            name: "store".into(),
+            status: Status::Up,
+            detail: "takes durable writes".into(),
+        }
+    }
+
+    fn ready(relay: RelayState, sink: BreakerState, faulted: bool) -> (StatusCode, HealthVerdict) {
+        let mut all = vec![store_up()];
+        all.extend(components(relay, sink, faulted));
+        let (code, Json(body)) = readiness(all);
+        (code, body.status)
+    }
+
+    #[test]
+    fn a_stopped_relay_task_is_not_ready() {
+        assert_eq!(
+            ready(RelayState::Stopped, BreakerState::Closed, false),
+            (StatusCode::SERVICE_UNAVAILABLE, HealthVerdict::NotReady)
+        );
+    }
+
+    #[test]
+    fn a_suspended_relay_an_open_breaker_or_a_fault_is_degraded_not_down() {
+        let degraded = (StatusCode::OK, HealthVerdict::Degraded);
+        assert_eq!(
+            ready(RelayState::Suspended, BreakerState::Closed, false),
+            degraded
+        );
+        assert_eq!(
+            ready(RelayState::Running, BreakerState::Open, false),
+            degraded
+        );
+        assert_eq!(
+            ready(RelayState::Running, BreakerState::HalfOpen, false),
+            degraded
+        );
+        assert_eq!(
+            ready(RelayState::Retrying, BreakerState::Closed, true),
+            degraded
+        );
+        assert_eq!(
+            ready(RelayState::Paused, BreakerState::Closed, false),
+            (StatusCode::OK, HealthVerdict::Ready)
+        );
+    }
 }

@@ -8,6 +8,7 @@
 pub mod activity;
 pub mod backlog;
 pub mod replay;
+pub mod restart;
 pub mod retention;
 pub mod runner;
 pub mod snapshots;

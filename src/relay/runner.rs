@@ -3,6 +3,7 @@
 //! panic, and stopping cleanly (after the step in flight) when asked to.
 
 use super::activity::{RelayActivity, RelayState};
+use super::restart::RestartBackoff;
 use super::suspension::Suspension;
 use super::{Batching, Outcome, Relay, RelayError};
 use crate::publish::{Publisher, TopicRouter};
@@ -57,7 +58,7 @@ async fn supervise(
     settings: RelaySettings,
     stop: CancellationToken,
 ) {
-    let mut backoff = RESTART_MIN;
+    let mut backoff = RestartBackoff::new(RESTART_MIN, RESTART_MAX);
     tracing::info!(mode = ?*settings.mode.borrow(), sink = publisher.name(), "relay starting");
     loop {
         // A panic inside the run ends its task, not the supervisor.
@@ -72,17 +73,14 @@ async fn supervise(
             Ok(Err((e, progressed))) => (e.to_string(), progressed),
             Err(panic) => (format!("relay task panicked: {panic}"), false),
         };
-        if progressed {
-            backoff = RESTART_MIN;
-        }
-        tracing::warn!(%error, retry_in = ?backoff, "relay stopped by an error; restarting from its checkpoint");
+        let wait = backoff.after_failure(progressed);
+        tracing::warn!(%error, retry_in = ?wait, "relay stopped by an error; restarting from its checkpoint");
         settings
             .activity
             .set(RelayState::Starting, None, Some(error));
-        if !pause(backoff, &stop).await {
+        if !pause(wait, &stop).await {
             break;
         }
-        backoff = (backoff * 2).min(RESTART_MAX);
     }
     publisher.close();
     settings.activity.set(RelayState::Stopped, None, None);
@@ -193,5 +191,135 @@ pub async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
         () = tokio::time::sleep(delay) => true,
         () = stop.cancelled() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DeliveryRecord, StoredEvent};
+    use crate::publish::{Message, Outcomes};
+    use crate::resilience::breaker::CircuitBreaker;
+    use crate::store::dead_letters::NewDeadLetter;
+    use crate::store::{Backlog, StoreError};
+    use async_trait::async_trait;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use tokio::time::Instant;
+
+    /// An outbox log whose reads fail three times, then panic once, then find nothing; it
+    /// notes when each read came.
+    #[derive(Default)]
+    struct Troubled {
+        reads: Mutex<Vec<Instant>>,
+    }
+
+    #[async_trait]
+    impl OutboxLog for Troubled {
+        async fn events_after(&self, _: u64, _: u32) -> Result<Vec<StoredEvent>, StoreError> {
+            let n = {
+                let mut reads = self.reads.lock().unwrap();
+                reads.push(Instant::now());
+                reads.len()
+            };
+            match n {
+                1..=3 => Err(StoreError::Unavailable("timed out (injected)".into())),
+                4 => panic!("a bug in a read (injected)"),
+                _ => Ok(Vec::new()),
+            }
+        }
+
+        async fn checkpoint(&self, _: &str) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+
+        async fn record_progress(
+            &self,
+            _: &str,
+            _: u64,
+            _: Vec<(u64, DeliveryRecord)>,
+            _: Vec<NewDeadLetter>,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        async fn backlog(&self, _: u64) -> Result<Backlog, StoreError> {
+            Ok(Backlog::default())
+        }
+
+        async fn deliveries(
+            &self,
+            _: Vec<u64>,
+        ) -> Result<HashMap<u64, DeliveryRecord>, StoreError> {
+            Ok(HashMap::new())
+        }
+
+        fn commits(&self) -> watch::Receiver<u64> {
+            watch::channel(0).1
+        }
+    }
+
+    /// A sink the test never reaches.
+    struct Nowhere;
+
+    #[async_trait]
+    impl Publisher for Nowhere {
+        async fn publish(&self, _: &[Message]) -> Outcomes {
+            unreachable!("nothing to publish")
+        }
+
+        fn name(&self) -> &'static str {
+            "nowhere"
+        }
+    }
+
+    /// After an error the relay restarts from its checkpoint, waiting 100, 200, 400 ms…; a
+    /// panic in a run is caught and restarted the same way; then it runs.
+    #[tokio::test(start_paused = true)]
+    async fn errors_and_panics_restart_the_relay_with_growing_waits() {
+        let log = Arc::new(Troubled::default());
+        let activity = Arc::new(RelayActivity::default());
+        let (_mode, mode) = watch::channel(RelayMode::Polling);
+        let settings = RelaySettings {
+            mode,
+            suspension: Suspension::default(),
+            poll_interval: Duration::from_secs(1),
+            batching: Batching::serial(10),
+            topics: TopicRouter::new(crate::publish::DEFAULT_TOPIC_TEMPLATE).unwrap(),
+            resilience: Resilience::new(
+                Default::default(),
+                Arc::new(CircuitBreaker::new(Default::default())),
+            ),
+            activity: Arc::clone(&activity),
+            telemetry: Telemetry::default(),
+        };
+        let stop = CancellationToken::new();
+        let relay = spawn(log.clone(), Arc::new(Nowhere), settings, stop.clone());
+        // Three errors (restarts after 100, 200, 400 ms), then the fourth life panics at 700 ms:
+        // the supervisor reports it and waits 800 ms.
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let shown = activity.get();
+        assert_eq!(shown.state, RelayState::Starting);
+        assert!(
+            shown
+                .last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("panicked"),
+            "{shown:?}"
+        );
+        // The fifth life runs.
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let reads = log.reads.lock().unwrap().clone();
+        assert!(reads.len() >= 5, "{} reads", reads.len());
+        let gaps: Vec<u128> = reads[..5]
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_millis())
+            .collect();
+        assert_eq!(gaps, [100, 200, 400, 800]);
+        assert_eq!(activity.get().state, RelayState::Running);
+        stop.cancel();
+        relay.await.unwrap();
+        assert_eq!(activity.get().state, RelayState::Stopped);
     }
 }

@@ -101,3 +101,46 @@ async fn json_logs_lead_from_the_request_to_the_published_event() {
     assert_eq!(published["order_id"], order_id.as_str());
     assert_eq!(published["topic"], "outbox.event.order");
 }
+
+/// Without `ADMIN_TOKEN` the server generates one and shows it exactly once, in its log; it
+/// opens the admin API, and neither failed nor successful admin requests print it again.
+#[tokio::test]
+async fn a_generated_admin_token_is_shown_exactly_once() {
+    use tokio::io::AsyncBufReadExt;
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, base) = start_server_with(
+        data.path(),
+        &[("LOG_FORMAT", "json"), ("RUST_LOG", "info")],
+        Stdio::piped(),
+    )
+    .await;
+    let mut stderr = tokio::io::BufReader::new(server.stderr.take().unwrap());
+    let mut text = String::new();
+    let token = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).await.unwrap() > 0,
+            "the log ended: {text}"
+        );
+        text.push_str(&line);
+        let json: Value = serde_json::from_str(&line).unwrap();
+        if let Some(token) = json["admin_token"].as_str() {
+            break token.to_string();
+        }
+    };
+    let client = Client::new();
+    let status = |token: &str| {
+        let request = client
+            .get(format!("{base}/api/admin/relay"))
+            .bearer_auth(token)
+            .send();
+        async move { request.await.unwrap().status() }
+    };
+    assert_eq!(status("wrong-token-0123456789").await, 401);
+    assert_eq!(status(&token).await, 200);
+    assert_eq!(status(&token).await, 200);
+    crate::crash::sigterm(&server);
+    stderr.read_to_string(&mut text).await.unwrap();
+    server.wait().await.unwrap();
+    assert_eq!(text.matches(&token).count(), 1, "{text}");
+}
