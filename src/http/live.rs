@@ -23,6 +23,9 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
+/// A quiet stream gets a keep-alive comment this often.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 /// How often an admin stream checks that its console session is still signed in.
 const SESSION_CHECK: Duration = Duration::from_secs(1);
 
@@ -123,7 +126,16 @@ pub async fn live(
             .await
             .map(|item| (Ok(item.into_sse()), client))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(with_keep_alive(stream))
+}
+
+/// The SSE answer for `stream`, with a keep-alive comment whenever nothing was sent for
+/// [`KEEP_ALIVE`] (so proxies do not close a quiet stream).
+fn with_keep_alive<S>(stream: S) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
+where
+    S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 #[cfg(test)]
@@ -143,6 +155,23 @@ mod tests {
     /// A client that reads nothing while ten thousand events go out has nothing queued for it
     /// beyond the shared ring of `EVENT_BUFFER`: reading again, it gets the newest of them
     /// (in order) and then waits for new ones.
+    /// A stream with nothing to send gets a keep-alive comment every 15 s, and nothing
+    /// before.
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_stream_gets_keep_alive_comments() {
+        use axum::response::IntoResponse;
+        use http_body_util::BodyExt;
+        let quiet = futures::stream::pending::<Result<Event, Infallible>>();
+        let mut body = with_keep_alive(quiet).into_response().into_body();
+        let started = tokio::time::Instant::now();
+        for n in 1..=2 {
+            let frame = body.frame().await.expect("a frame").expect("no error");
+            let data = frame.into_data().expect("data");
+            assert!(data.starts_with(b":"), "a comment: {data:?}");
+            assert_eq!(started.elapsed(), n * KEEP_ALIVE);
+        }
+    }
+
     #[tokio::test]
     async fn a_client_that_stops_reading_skips_instead_of_queueing() {
         let hub = LiveHub::new(CancellationToken::new(), 1);

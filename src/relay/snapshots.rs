@@ -11,8 +11,8 @@ use crate::telemetry::live::{LiveHub, SNAPSHOT_EVERY, Snapshot, Throughput};
 use app::dto::RelayMode;
 use chrono::Utc;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// What the snapshot task reads.

@@ -12,8 +12,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How often a snapshot is taken.
@@ -175,5 +176,40 @@ impl Throughput {
             }
         };
         (rate(Duration::from_secs(1)), rate(Duration::from_secs(10)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> LiveEvent {
+        LiveEvent::Published {
+            event_id: "e".into(),
+            event_type: "OrderCreated".into(),
+            topic: "t".into(),
+            latency_ms: 1,
+        }
+    }
+
+    /// However fast events are published, the feed carries at most one `published` sample per
+    /// 200 ms (every event still counts in the totals and latencies).
+    #[tokio::test(start_paused = true)]
+    async fn published_samples_are_capped_at_five_a_second() {
+        let hub = LiveHub::new(tokio_util::sync::CancellationToken::new(), 1);
+        let mut feed = hub.subscribe();
+        for _ in 0..1000 {
+            hub.published(sample, 1.0);
+        }
+        tokio::time::advance(SAMPLE_EVERY).await;
+        for _ in 0..1000 {
+            hub.published(sample, 1.0);
+        }
+        let mut sent = 0;
+        while feed.try_recv().is_ok() {
+            sent += 1;
+        }
+        assert_eq!(sent, 2);
+        assert_eq!(hub.published_total(), 2000);
     }
 }

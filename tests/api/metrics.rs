@@ -67,6 +67,31 @@ async fn caught_up(app: &TestApp) {
     .await;
 }
 
+/// Paths that match no route are counted under `route="unmatched"`, never by their path, so
+/// a scanner cannot create a series per path.
+#[tokio::test]
+async fn unmatched_paths_share_one_route_label() {
+    let app = crate::helpers::spawn_app().await;
+    for i in 0..30 {
+        app.get(&format!("/scan-{i}/wp-login.php")).await;
+        app.get(&format!("/api/scan-{i}")).await;
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .collect();
+    assert!(
+        series.iter().all(|l| !l.contains("scan-")),
+        "no series per path: {series:?}"
+    );
+    assert!(
+        series.iter().any(|l| l.contains("route=\"unmatched\"")),
+        "{series:?}"
+    );
+    assert!(series.len() <= 6, "{series:?}");
+}
+
 /// The configured poll interval is exported, for the polling-latency alert to judge by.
 #[tokio::test]
 async fn the_poll_interval_is_exported_as_configured() {

@@ -163,6 +163,22 @@ async fn assert_broker_holds_outbox_once(app: &TestApp, broker: &Broker, expecte
     assert!(duplicates.is_empty(), "published twice: {duplicates:?}");
 }
 
+/// The server starts and takes orders while Kafka is down; once the broker comes up the
+/// relay publishes everything written meanwhile, each event once and in order.
+#[tokio::test]
+async fn starting_while_kafka_is_down_publishes_once_it_comes_up() {
+    let mut broker = Broker::start().await;
+    broker.kill().await;
+    let app = kafka_app(&broker).await;
+    let expected = write_many(&app, 40).await;
+    assert_eq!(relay_checkpoint(&app.db_path()), 0, "nothing published yet");
+    assert_eq!(app.count("dead_letters"), 0);
+    broker.resume().await;
+    caught_up(&app).await;
+    assert_eq!(app.count("dead_letters"), 0);
+    assert_broker_holds_outbox_once(&app, &broker, expected).await;
+}
+
 #[tokio::test]
 async fn a_simulated_kafka_outage_pauses_the_relay_and_loses_nothing() {
     let broker = Broker::start().await;
