@@ -20,7 +20,8 @@
 //!    (`store/scylla/`) implementations; dead letter records (`store/dead_letters.rs`).
 //! 4. [`resilience`]: retry delays with backoff and jitter (`resilience/retry.rs`), the
 //!    circuit breaker (`resilience/breaker.rs`), and the failure policy every publisher path
-//!    applies (`resilience/policy.rs`). Pure, no I/O.
+//!    applies (`resilience/policy.rs`). The decisions are pure; `Resilience::publish_one`
+//!    is the one place that calls the sink.
 //! 5. [`telemetry`]: logs (`telemetry/logs.rs`), Prometheus metrics (`telemetry/metrics.rs`),
 //!    the live feed's hub (`telemetry/live.rs`), and `Telemetry`, what publishers report to.
 //! 6. [`relay`]: the relay step function with its send-ahead pipeline (`relay/mod.rs`), its

@@ -358,7 +358,7 @@ pub struct ScyllaConfig {
     pub scylla_orphan_timeout: Interval,
 
     /// CDC relay timing: `default` (scylla-cdc's defaults, 30–40 s latency) or `low-latency`
-    /// (about 1 s, 40 times the queries).
+    /// (about 3 s, 40 times the queries).
     #[arg(long, env = "CDC_PRESET", value_enum, default_value = "default")]
     pub cdc_preset: CdcPreset,
 

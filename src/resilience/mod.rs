@@ -1,8 +1,8 @@
 //! What keeps publishing safe when the sink misbehaves: retry delays with backoff and jitter
 //! ([`retry`]), the circuit breaker around the publisher ([`breaker`]), and the failure policy
 //! that decides, for every publish attempt, between acknowledging, retrying, pausing and
-//! dead-lettering ([`policy`]). Nothing here does I/O; the relay, the CDC outlet and the dead
-//! letter replayer apply it.
+//! dead-lettering ([`policy`]). The decisions are pure; [`Resilience::publish_one`] is the one
+//! place that calls the sink. The relay, the CDC outlet and the dead letter replayer apply it.
 
 pub mod breaker;
 pub mod policy;
