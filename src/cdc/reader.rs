@@ -423,20 +423,6 @@ mod tests {
         assert_eq!(start(&store, NOW).await.unwrap(), NOW - SETTLE);
     }
 
-    /// A sink the test never reaches.
-    struct Nowhere;
-
-    #[async_trait::async_trait]
-    impl crate::publish::Publisher for Nowhere {
-        async fn publish(&self, _: &[crate::publish::Message]) -> crate::publish::Outcomes {
-            unreachable!("nothing to publish")
-        }
-
-        fn name(&self) -> &'static str {
-            "nowhere"
-        }
-    }
-
     /// A reader that cannot start (here: a store without a session) is restarted after
     /// 0.5, 1, 2, 4 s…, says why on the status page meanwhile, and stops when told to.
     #[tokio::test(start_paused = true)]
@@ -448,7 +434,7 @@ mod tests {
         let stop = CancellationToken::new();
         let outlet = Outlet {
             store: store.clone(),
-            publisher: Arc::new(Nowhere),
+            publisher: Arc::new(crate::relay::test_support::Nowhere),
             topics: crate::publish::TopicRouter::new(crate::publish::DEFAULT_TOPIC_TEMPLATE)
                 .unwrap(),
             resilience: crate::resilience::Resilience::new(

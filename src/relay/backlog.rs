@@ -77,14 +77,11 @@ impl BacklogGauge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{DeliveryRecord, StoredEvent};
+    use crate::relay::test_support::ScriptedLog;
     use crate::store::StoreError;
-    use crate::store::dead_letters::NewDeadLetter;
-    use async_trait::async_trait;
-    use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-    /// A log whose backlog is `pending` events, counted on request, or an error.
+    /// A backlog of `pending` events, counted on request, or an error while `failing`.
     #[derive(Default)]
     struct Counted {
         pending: AtomicU64,
@@ -92,52 +89,23 @@ mod tests {
         failing: AtomicBool,
     }
 
-    #[async_trait]
-    impl OutboxLog for Counted {
-        async fn events_after(&self, _: u64, _: u32) -> Result<Vec<StoredEvent>, StoreError> {
-            Ok(Vec::new())
-        }
-
-        async fn checkpoint(&self, _: &str) -> Result<u64, StoreError> {
-            Ok(0)
-        }
-
-        async fn record_progress(
-            &self,
-            _: &str,
-            _: u64,
-            _: Vec<(u64, DeliveryRecord)>,
-            _: Vec<NewDeadLetter>,
-        ) -> Result<(), StoreError> {
-            Ok(())
-        }
-
-        async fn backlog(&self, _: u64) -> Result<Backlog, StoreError> {
-            self.counts.fetch_add(1, Ordering::SeqCst);
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(StoreError::Unavailable("timed out (injected)".into()));
-            }
-            Ok(Backlog {
-                pending: self.pending.load(Ordering::SeqCst),
-                oldest: None,
-            })
-        }
-
-        async fn deliveries(
-            &self,
-            _: Vec<u64>,
-        ) -> Result<HashMap<u64, DeliveryRecord>, StoreError> {
-            Ok(HashMap::new())
-        }
-
-        fn commits(&self) -> watch::Receiver<u64> {
-            watch::channel(0).1
-        }
-    }
-
-    fn gauge(log: &Arc<Counted>, owner: bool) -> (BacklogGauge, watch::Sender<bool>) {
+    fn gauge(counted: &Arc<Counted>, owner: bool) -> (BacklogGauge, watch::Sender<bool>) {
+        let state = Arc::clone(counted);
+        let log = ScriptedLog {
+            backlog: Box::new(move || {
+                state.counts.fetch_add(1, Ordering::SeqCst);
+                if state.failing.load(Ordering::SeqCst) {
+                    return Err(StoreError::Unavailable("timed out (injected)".into()));
+                }
+                Ok(Backlog {
+                    pending: state.pending.load(Ordering::SeqCst),
+                    oldest: None,
+                })
+            }),
+            ..Default::default()
+        };
         let (tx, rx) = watch::channel(owner);
-        let log: Arc<dyn OutboxLog> = log.clone();
+        let log: Arc<dyn OutboxLog> = Arc::new(log);
         let gauge = BacklogGauge::new(log, Default::default(), rx, Duration::from_secs(5));
         (gauge, tx)
     }

@@ -13,6 +13,8 @@ pub mod retention;
 pub mod runner;
 pub mod snapshots;
 pub mod suspension;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use crate::domain::{DeliveryRecord, StoredEvent};
 use crate::publish::{

@@ -197,79 +197,29 @@ pub async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{DeliveryRecord, StoredEvent};
-    use crate::publish::{Message, Outcomes};
+    use crate::relay::test_support::{Nowhere, ScriptedLog};
     use crate::resilience::breaker::CircuitBreaker;
-    use crate::store::dead_letters::NewDeadLetter;
-    use crate::store::{Backlog, StoreError};
-    use async_trait::async_trait;
-    use std::collections::HashMap;
+    use crate::store::StoreError;
     use std::sync::Mutex;
     use tokio::time::Instant;
 
     /// An outbox log whose reads fail three times, then panic once, then find nothing; it
-    /// notes when each read came.
-    #[derive(Default)]
-    struct Troubled {
-        reads: Mutex<Vec<Instant>>,
-    }
-
-    #[async_trait]
-    impl OutboxLog for Troubled {
-        async fn events_after(&self, _: u64, _: u32) -> Result<Vec<StoredEvent>, StoreError> {
-            let n = {
-                let mut reads = self.reads.lock().unwrap();
-                reads.push(Instant::now());
-                reads.len()
-            };
-            match n {
-                1..=3 => Err(StoreError::Unavailable("timed out (injected)".into())),
-                4 => panic!("a bug in a read (injected)"),
-                _ => Ok(Vec::new()),
-            }
-        }
-
-        async fn checkpoint(&self, _: &str) -> Result<u64, StoreError> {
-            Ok(0)
-        }
-
-        async fn record_progress(
-            &self,
-            _: &str,
-            _: u64,
-            _: Vec<(u64, DeliveryRecord)>,
-            _: Vec<NewDeadLetter>,
-        ) -> Result<(), StoreError> {
-            Ok(())
-        }
-
-        async fn backlog(&self, _: u64) -> Result<Backlog, StoreError> {
-            Ok(Backlog::default())
-        }
-
-        async fn deliveries(
-            &self,
-            _: Vec<u64>,
-        ) -> Result<HashMap<u64, DeliveryRecord>, StoreError> {
-            Ok(HashMap::new())
-        }
-
-        fn commits(&self) -> watch::Receiver<u64> {
-            watch::channel(0).1
-        }
-    }
-
-    /// A sink the test never reaches.
-    struct Nowhere;
-
-    #[async_trait]
-    impl Publisher for Nowhere {
-        async fn publish(&self, _: &[Message]) -> Outcomes {
-            unreachable!("nothing to publish")
-        }
-
-        fn name(&self) -> &'static str {
-            "nowhere"
+    /// notes in `reads` when each read came.
+    fn troubled(reads: Arc<Mutex<Vec<Instant>>>) -> ScriptedLog {
+        ScriptedLog {
+            events_after: Box::new(move || {
+                let n = {
+                    let mut reads = reads.lock().unwrap();
+                    reads.push(Instant::now());
+                    reads.len()
+                };
+                match n {
+                    1..=3 => Err(StoreError::Unavailable("timed out (injected)".into())),
+                    4 => panic!("a bug in a read (injected)"),
+                    _ => Ok(Vec::new()),
+                }
+            }),
+            ..Default::default()
         }
     }
 
@@ -277,7 +227,8 @@ mod tests {
     /// panic in a run is caught and restarted the same way; then it runs.
     #[tokio::test(start_paused = true)]
     async fn errors_and_panics_restart_the_relay_with_growing_waits() {
-        let log = Arc::new(Troubled::default());
+        let reads = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(troubled(Arc::clone(&reads)));
         let activity = Arc::new(RelayActivity::default());
         let (_mode, mode) = watch::channel(RelayMode::Polling);
         let settings = RelaySettings {
@@ -294,7 +245,7 @@ mod tests {
             telemetry: Telemetry::default(),
         };
         let stop = CancellationToken::new();
-        let relay = spawn(log.clone(), Arc::new(Nowhere), settings, stop.clone());
+        let relay = spawn(log, Arc::new(Nowhere), settings, stop.clone());
         // Three errors (restarts after 100, 200, 400 ms), then the fourth life panics at 700 ms:
         // the supervisor reports it and waits 800 ms.
         tokio::time::sleep(Duration::from_millis(1_000)).await;
@@ -310,7 +261,7 @@ mod tests {
         );
         // The fifth life runs.
         tokio::time::sleep(Duration::from_millis(1_000)).await;
-        let reads = log.reads.lock().unwrap().clone();
+        let reads = reads.lock().unwrap().clone();
         assert!(reads.len() >= 5, "{} reads", reads.len());
         let gaps: Vec<u128> = reads[..5]
             .windows(2)

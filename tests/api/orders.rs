@@ -218,12 +218,6 @@ async fn health_and_readiness() {
     let app = spawn_app().await;
     let health: HealthDto = app.get_ok("/healthz").await;
     assert_eq!(health.status, HealthVerdict::Ok);
-    let names: Vec<&str> = health.components.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["relay", "sink", "faults"],
-        "liveness does not probe the store"
-    );
     // Until the relay has resumed from its checkpoint, the service is `degraded`.
     crate::helpers::eventually("the relay is running", || async {
         let ready: HealthDto = app.get_ok("/readyz").await;
