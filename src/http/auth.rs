@@ -59,6 +59,12 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     fetch_site_ok && origin_ok
 }
 
+/// Whether a cookie-authenticated request must be refused as cross-site: it changes state
+/// (any method but GET, HEAD, OPTIONS and TRACE) and does not come from this origin.
+fn refused_cross_site(method: &Method, headers: &HeaderMap) -> bool {
+    !method.is_safe() && !same_origin(headers)
+}
+
 /// Whether the request (its `method` and `headers`) carries the cookie of a live console
 /// session or `Authorization: Bearer <the admin token>`. A wrong bearer token counts against
 /// `client`; while `client` is locked out, no token is checked and the wait is returned
@@ -71,7 +77,7 @@ pub fn is_admin(
     state: &AppState,
 ) -> Result<bool, AppError> {
     if state.sessions.signed_in(headers) {
-        if !method.is_safe() && !same_origin(headers) {
+        if refused_cross_site(method, headers) {
             tracing::warn!(client = %client.0, %method, "cross-site admin request refused");
             return Err(AppError::CrossSite);
         }
@@ -134,6 +140,53 @@ mod tests {
         assert!(!token.matches("correct-horse-battery-stapl"));
         assert!(!token.matches(""));
         assert!(!token.matches("correct-horse-battery-staple "));
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    axum::http::HeaderName::from_static(name),
+                    axum::http::HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_this_origin_or_no_page_at_all_counts_as_same_origin() {
+        let host = ("host", "shop.example:3000");
+        for allowed in [
+            headers(&[host]),
+            headers(&[host, ("sec-fetch-site", "same-origin")]),
+            headers(&[host, ("sec-fetch-site", "none")]),
+            headers(&[host, ("origin", "https://shop.example:3000")]),
+        ] {
+            assert!(same_origin(&allowed), "{allowed:?}");
+        }
+        for refused in [
+            headers(&[host, ("sec-fetch-site", "same-site")]),
+            headers(&[host, ("sec-fetch-site", "cross-site")]),
+            headers(&[host, ("origin", "https://shop.example:3001")]),
+            headers(&[host, ("origin", "https://admin.shop.example:3000")]),
+            headers(&[host, ("origin", "null")]),
+            headers(&[("origin", "https://shop.example:3000")]),
+        ] {
+            assert!(!same_origin(&refused), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn every_method_that_may_change_state_is_checked_for_its_origin() {
+        let foreign = headers(&[("host", "shop.example"), ("origin", "https://evil.example")]);
+        for method in ["POST", "PUT", "PATCH", "DELETE", "MADEUP"] {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            assert!(refused_cross_site(&method, &foreign), "{method}");
+        }
+        for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE] {
+            assert!(!refused_cross_site(&method, &foreign), "{method}");
+        }
     }
 
     #[test]

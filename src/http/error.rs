@@ -224,3 +224,46 @@ pub async fn json_errors(
     };
     error.into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// Status, `Retry-After` and the JSON body of `e`'s answer.
+    async fn answer(e: AppError) -> (StatusCode, Option<String>, ErrorBody) {
+        let response = e.into_response();
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, retry, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_full_write_queue_is_503_unavailable_with_retry_after_one_second() {
+        for e in [StoreError::Overloaded, StoreError::WriterStopped] {
+            let (status, retry, body) = answer(e.into()).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(retry.as_deref(), Some("1"));
+            assert_eq!(body.error, "unavailable");
+        }
+    }
+
+    #[tokio::test]
+    async fn internal_failures_are_500_with_a_fixed_message_and_no_detail() {
+        for e in [
+            AppError::from(StoreError::Backend("disk I/O error at /var/secret".into())),
+            AppError::from(StoreError::Corrupt("row 7: /var/secret".into())),
+            AppError::Internal("/var/secret went away".into()),
+        ] {
+            let (status, _, body) = answer(e).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(body.error, "internal");
+            assert_eq!(body.message, "internal error");
+            assert!(body.details.is_empty());
+        }
+    }
+}

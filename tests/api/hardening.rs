@@ -97,6 +97,20 @@ async fn cookie_authenticated_changes_from_another_origin_are_refused() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::OK);
+    // Typed into the address bar or sent by a bookmark: no page at all, so allowed.
+    let response = post_from(&app, "/api/admin/relay/resume", &cookie, &own, Some("none")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let resumed: SuspensionDto = response.json().await.unwrap();
+    assert!(!resumed.suspended);
+    let response = post_from(
+        &app,
+        "/api/admin/relay/suspend",
+        &cookie,
+        &own,
+        Some("same-origin"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
     let answer: SuspensionDto = app
         .client
         .post(app.url("/api/admin/relay/resume"))
@@ -282,6 +296,36 @@ async fn unfinished_post(app: &TestApp) -> tokio::net::TcpStream {
         .await
         .unwrap();
     stream
+}
+
+/// Whether the server answers a plain request on `stream`, or closed it.
+async fn answers(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    // A write may still succeed on a connection the server already closed; the read tells.
+    let _ = stream.write_all(request).await;
+    read_until_closed(stream, Duration::from_secs(5))
+        .await
+        .is_some_and(|answer| answer.starts_with("HTTP/1.1 200"))
+}
+
+#[tokio::test]
+async fn past_the_connection_limit_new_connections_are_closed_and_the_open_ones_served() {
+    let app = spawn_app_with(&["--max-connections", "2"]).await;
+    let connect = || tokio::net::TcpStream::connect(app.addr);
+    let (mut first, mut second) = (connect().await.unwrap(), connect().await.unwrap());
+    let mut third = connect().await.unwrap();
+    assert!(
+        !answers(&mut third).await,
+        "the third connection is closed at once"
+    );
+    assert!(answers(&mut first).await, "the open ones are served");
+    // `first` is closed now (its request said so): there is room for one more.
+    eventually("a new connection is served once one closed", || async {
+        answers(&mut connect().await.unwrap()).await
+    })
+    .await;
+    assert!(answers(&mut second).await);
 }
 
 #[tokio::test]

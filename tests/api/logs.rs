@@ -22,6 +22,15 @@ async fn request_ids_are_propagated_or_generated() {
         .await
         .unwrap();
     assert_eq!(id(&r), "client-id.42:a_b-c");
+    let longest = "a".repeat(128);
+    let r = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", &longest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id(&r), longest, "128 characters are still the caller's");
     let fresh = id(&app.get("/healthz").await);
     assert!(uuid::Uuid::parse_str(&fresh).is_ok(), "{fresh}");
     assert_ne!(fresh, id(&app.get("/healthz").await), "one per request");

@@ -13,7 +13,8 @@ use crate::topic_check::assert_topic_holds_outbox;
 use app::dto::{
     BreakerState, BulkReplayDto, BulkReplayRequest, DeadLetterCountsDto, DeadLetterDto,
     DeadLetterFilterDto, DeadLetterKind, DeadLetterPageDto, DeadLetterStatus, DiscardRequest,
-    Fault, RelayMode, RelayModeDto, RelayState, ReplayAttemptOutcome, TopicDto, TopicMessagesDto,
+    Fault, OrderPageDto, RelayMode, RelayModeDto, RelayState, ReplayAttemptOutcome, TopicDto,
+    TopicMessagesDto,
 };
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -327,6 +328,8 @@ async fn poison_events_are_dead_lettered_and_replayed_with_their_event_ids() {
     };
     let bulk: BulkReplayDto = app.admin_post("/api/admin/dlq/replay", Some(request)).await;
     assert_eq!((bulk.replayed, bulk.failed), (cancelled - 1, 0));
+    let order: Vec<i64> = bulk.results.iter().map(|r| r.id).collect();
+    assert!(order.is_sorted(), "replayed oldest first: {order:?}");
     let s = app.relay_status().await;
     assert_eq!(s.dead_letters, counts(0, cancelled as u64, 0));
     // Every event is on the topic now, each once, with its original id.
@@ -400,6 +403,9 @@ async fn dead_letters_are_discarded_with_a_reason_and_listed_by_filter() {
     assert_eq!(by_order.items.len(), 1);
     let by_text = dead_letters(&app, "?q=poison%20test").await;
     assert_eq!(by_text.items.len(), cancelled);
+    let by_event_id = dead_letters(&app, &format!("?q={}", d.event.event_id)).await;
+    let found: Vec<i64> = by_event_id.items.iter().map(|d| d.id).collect();
+    assert_eq!(found, [id], "`q` finds a record by its event id");
     let no_match = dead_letters(&app, "?q=%25_%25").await;
     assert!(no_match.items.is_empty(), "LIKE wildcards are literal");
 
@@ -422,6 +428,58 @@ async fn dead_letters_are_discarded_with_a_reason_and_listed_by_filter() {
     assert_eq!(pending.items.len(), cancelled - 1);
     let one: DeadLetterDto = app.admin_get(&format!("/api/admin/dlq/{id}")).await;
     assert_eq!(one.status, DeadLetterStatus::Discarded);
+}
+
+/// Without `limit`, each list answers its documented default page: orders 20, dead
+/// letters 50, topic messages 100; each says there is more.
+#[tokio::test]
+async fn lists_without_a_limit_answer_their_default_page() {
+    let app = spawn_app_with(&FAST).await;
+    app.set_fault(poison("OrderCreated")).await;
+    let poisoned = write_many(&app, 51).await;
+    caught_up(&app).await;
+    let orders: OrderPageDto = app.get_ok("/api/orders").await;
+    assert_eq!(orders.orders.len(), 20);
+    assert!(orders.next_cursor.is_some());
+    let letters = dead_letters(&app, "").await;
+    assert_eq!(letters.items.len(), 50);
+    assert!(letters.next_cursor.is_some());
+    app.set_fault(Fault::None {}).await;
+    let published = write_many(&app, 101).await + poisoned - 51;
+    caught_up(&app).await;
+    let messages: TopicMessagesDto = app.get_ok("/api/topics/outbox.event.order/messages").await;
+    assert_eq!(messages.messages.len(), 100);
+    assert_eq!(
+        (messages.next_offset, messages.end_offset),
+        (100, published as i64)
+    );
+}
+
+/// Two replays of one dead letter at once: the second arrives while the first is still
+/// publishing (the sink is slow) and is told so (409 `in_progress`); once the first is done,
+/// another is told the record is no longer pending.
+#[tokio::test]
+async fn a_replay_while_another_is_publishing_is_409_in_progress() {
+    let app = spawn_app_with(&FAST).await;
+    app.set_fault(poison("OrderCreated")).await;
+    app.create_order_id(&["SLOW-REPLAY"]).await;
+    caught_up(&app).await;
+    let id = dead_letters(&app, "").await.items[0].id;
+    app.set_fault(Fault::Slow { latency_ms: 2_000 }).await;
+    let path = format!("/api/admin/dlq/{id}/replay");
+    let (first, second) = tokio::join!(
+        app.admin(Method::POST, &path, None),
+        app.admin(Method::POST, &path, None)
+    );
+    let (winner, loser) = if first.status() == StatusCode::OK {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(winner.status(), StatusCode::OK);
+    expect_error(loser, StatusCode::CONFLICT, "in_progress").await;
+    let again = app.admin(Method::POST, &path, None).await;
+    expect_error(again, StatusCode::CONFLICT, "not_pending").await;
 }
 
 #[tokio::test]

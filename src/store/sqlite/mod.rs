@@ -356,3 +356,71 @@ impl From<StoreError> for LogError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    fn options(dir: &Path, synchronous: Synchronous, queue_capacity: usize) -> SqliteOptions {
+        SqliteOptions {
+            data_dir: dir.to_path_buf(),
+            synchronous,
+            max_batch: 16,
+            queue_capacity,
+            readers: 1,
+        }
+    }
+
+    #[test]
+    fn the_writer_connection_uses_wal_and_the_chosen_synchronous_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        for (level, expected) in [(Synchronous::Full, 2), (Synchronous::Normal, 1)] {
+            let conn = open_writer(&path, level).unwrap();
+            let pragma = |name: &str| -> String {
+                conn.pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
+                    .map(|v| match v {
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        other => format!("{other:?}"),
+                    })
+                    .unwrap()
+            };
+            assert_eq!(pragma("synchronous"), expected.to_string(), "{level:?}");
+            assert_eq!(pragma("journal_mode"), "wal");
+            assert_eq!(pragma("foreign_keys"), "1");
+        }
+    }
+
+    #[tokio::test]
+    async fn past_the_queue_capacity_writes_are_refused_as_overloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&options(dir.path(), Synchronous::Full, 1)).unwrap();
+        // The first job holds the writer until released.
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holding = store.write(move |_| {
+            started_tx.send(()).unwrap();
+            held.recv().unwrap();
+            Ok(())
+        });
+        let mut holding = Box::pin(holding);
+        assert!((&mut holding).now_or_never().is_none());
+        tokio::task::spawn_blocking(move || started.recv().unwrap())
+            .await
+            .unwrap();
+        // The one place in the queue is taken; the next write is refused at once.
+        let mut queued = Box::pin(store.write(|_| Ok(1)));
+        assert!((&mut queued).now_or_never().is_none());
+        let refused = store.write(|_| Ok(2)).await;
+        assert!(
+            matches!(refused, Err(StoreError::Overloaded)),
+            "{refused:?}"
+        );
+        release.send(()).unwrap();
+        holding.await.unwrap();
+        assert_eq!(queued.await.unwrap(), 1);
+        assert_eq!(store.write(|_| Ok(3)).await.unwrap(), 3, "room again");
+    }
+}

@@ -121,3 +121,74 @@ fn in_savepoint<T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database with an outbox (for the writer's newest position) and a table of numbers.
+    fn database(dir: &std::path::Path) -> Connection {
+        let conn = Connection::open(dir.join("writer.sqlite3")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE outbox (position INTEGER PRIMARY KEY AUTOINCREMENT);
+             CREATE TABLE numbers (n INTEGER NOT NULL);",
+        )
+        .unwrap();
+        conn
+    }
+
+    /// A job that inserts `n`, then fails if `fail`.
+    fn insert(n: i64, fail: bool) -> (Job, oneshot::Receiver<Result<i64, StoreError>>) {
+        let (tx, rx) = oneshot::channel();
+        let work = move |conn: &Connection| {
+            conn.execute("INSERT INTO numbers (n) VALUES (?1)", [n])?;
+            if fail {
+                return Err(StoreError::NotFound("number"));
+            }
+            Ok(n)
+        };
+        (job(work, tx), rx)
+    }
+
+    #[test]
+    fn a_failing_job_rolls_back_alone_and_the_rest_of_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = database(dir.path());
+        let (jobs, queue) = mpsc::channel(8);
+        let mut answers = Vec::new();
+        // All three are queued before the writer starts, so they share one transaction.
+        for (n, fail) in [(1, false), (2, true), (3, false)] {
+            let (job, answer) = insert(n, fail);
+            assert!(jobs.try_send(job).is_ok());
+            answers.push(answer);
+        }
+        drop(jobs);
+        let (head, _) = watch::channel(0);
+        run(conn, queue, 8, head);
+
+        let results: Vec<_> = answers
+            .into_iter()
+            .map(|a| a.blocking_recv().unwrap())
+            .collect();
+        assert!(
+            matches!(
+                results[..],
+                [Ok(1), Err(StoreError::NotFound("number")), Ok(3)]
+            ),
+            "{results:?}"
+        );
+        let check = Connection::open(dir.path().join("writer.sqlite3")).unwrap();
+        let stored: Vec<i64> = check
+            .prepare("SELECT n FROM numbers ORDER BY n")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            stored,
+            [1, 3],
+            "the failed job's insert is gone, the others stay"
+        );
+    }
+}
