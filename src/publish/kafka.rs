@@ -426,6 +426,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_producer_is_idempotent_waits_for_every_replica_and_has_a_bounded_buffer() {
+        let settings = KafkaSettings {
+            brokers: "one:9092,two:9092".into(),
+            partitions: 3,
+            replication: 1,
+            queue_max_kbytes: 4_096,
+            message_timeout: Duration::from_secs(90),
+            ack_timeout: Duration::from_secs(5),
+        };
+        let config = producer_config(&settings);
+        for (key, value) in [
+            ("bootstrap.servers", "one:9092,two:9092"),
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("queue.buffering.max.kbytes", "4096"),
+            ("message.timeout.ms", "90000"),
+        ] {
+            assert_eq!(config.get(key), Some(value), "{key}");
+        }
+    }
+
+    #[test]
     fn errors_about_the_message_or_rights_are_permanent() {
         for code in [
             RDKafkaErrorCode::MessageSizeTooLarge,

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-/// Partitions the Kafka tests ask the relay to create.
-pub const PARTITIONS: i32 = 3;
+/// Partitions the Kafka tests ask the relay to create: not the default (3), so the tests
+/// show that `KAFKA_PARTITIONS` reaches topic creation.
+pub const PARTITIONS: i32 = 4;
 
 /// A tansu broker process, killed when dropped.
 pub struct Broker {

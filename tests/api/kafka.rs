@@ -3,11 +3,13 @@
 
 use crate::broker::{Broker, PARTITIONS, consume, topic_size};
 use crate::helpers::{
-    TestApp, eventually, eventually_within, last_position, relay_checkpoint, spawn_app_with,
+    TestApp, eventually, eventually_within, expect_error, last_position, relay_checkpoint,
+    spawn_app_with,
 };
 use crate::relay::write_some;
 use crate::topic_check::{Consumed, TOPIC, assert_topic_holds_outbox};
 use app::dto::PartitionOffsetsDto;
+use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,7 +43,11 @@ async fn kafka_round_trip(mode: &str) {
     let detail = app.order_detail(id).await;
     let delivery = detail.events[0].delivery.as_ref().expect("published");
     assert_eq!(delivery.topic, TOPIC);
-    assert!(delivery.partition.is_some_and(|p| (0..3).contains(&p)));
+    assert!(
+        delivery
+            .partition
+            .is_some_and(|p| (0..PARTITIONS).contains(&p))
+    );
     assert!(delivery.offset.is_some_and(|o| o >= 0));
 }
 
@@ -93,13 +99,24 @@ async fn events_committed_while_the_broker_is_down_arrive_after_it_restarts() {
 
 #[tokio::test]
 async fn the_admin_api_reports_each_partitions_offsets_on_the_broker() {
-    let broker = Broker::start().await;
+    let mut broker = Broker::start().await;
     let (app, expected) = acknowledged(&broker, 12).await;
     let partitions: Vec<PartitionOffsetsDto> = app.admin_get("/api/admin/sink/offsets").await;
     assert_eq!(partitions.len(), PARTITIONS as usize);
     assert!(partitions.iter().all(|p| p.topic == TOPIC));
     let on_broker: i64 = partitions.iter().map(|p| p.high - p.low).sum();
     assert_eq!(on_broker, expected as i64);
+    // With no broker to ask, the answer is 503, not an old or empty list.
+    broker.kill().await;
+    let response = app
+        .admin(reqwest::Method::GET, "/api/admin/sink/offsets", None)
+        .await;
+    expect_error(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "sink_unavailable",
+    )
+    .await;
 }
 
 /// What an operator reads by hand: `scripts/kcat` (Debian's kcat on the librdkafka that

@@ -15,6 +15,7 @@ mod hardening;
 mod helpers;
 mod idempotency;
 mod kafka;
+mod kafka_producer;
 mod layers;
 mod live;
 mod logs;
