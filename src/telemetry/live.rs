@@ -192,6 +192,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn throughput_is_measured_over_the_last_second_and_the_last_ten() {
+        let start = Instant::now();
+        let mut rates = Throughput::default();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // 100 events every 500 ms for 12 s: 200 a second on both windows.
+        let mut total = 0;
+        for tick in 0..=24 {
+            let now = at(tick * 500);
+            let (one, ten) = rates.sample(now, total);
+            if tick >= 20 {
+                assert_eq!((one, ten), (200.0, 200.0), "tick {tick}");
+            }
+            total += 100;
+        }
+        total -= 100;
+        // Then nothing for 2 s: the 1 s rate drops to 0, the 10 s one to 8 s' worth of 10.
+        let (one, ten) = rates.sample(at(12_000 + 1_000), total);
+        assert_eq!(one, 0.0);
+        assert!(ten > 0.0);
+        let (one, ten) = rates.sample(at(12_000 + 2_000), total);
+        assert_eq!((one, ten), (0.0, 160.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_percentiles_cover_the_last_minute_only() {
+        let hub = LiveHub::new(tokio_util::sync::CancellationToken::new(), 1);
+        assert_eq!(hub.latency_percentiles(), (None, None));
+        for ms in 1..=100 {
+            hub.published(sample, 1_000.0 + f64::from(ms));
+        }
+        tokio::time::advance(Duration::from_secs(30)).await;
+        for ms in 1..=100 {
+            hub.published(sample, f64::from(ms));
+        }
+        assert_eq!(hub.latency_percentiles(), (Some(1_001.0), Some(1_098.0)));
+        // 31 s later the first hundred are over a minute old and no longer count.
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(hub.latency_percentiles(), (Some(51.0), Some(99.0)));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(hub.latency_percentiles(), (None, None));
+    }
+
     /// However fast events are published, the feed carries at most one `published` sample per
     /// 200 ms (every event still counts in the totals and latencies).
     #[tokio::test(start_paused = true)]

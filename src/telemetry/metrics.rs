@@ -283,3 +283,61 @@ impl Metrics {
         String::from_utf8(out).expect("the text format is UTF-8")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_with_known_labels_are_exported_at_zero_before_anything_happens() {
+        let text = Metrics::new().render();
+        let mut expected = vec![
+            "retry_attempts_total{operation=\"publish\"} 0".to_string(),
+            "retry_success_total{operation=\"publish\"} 0".to_string(),
+            "retry_failure_total{operation=\"publish\"} 0".to_string(),
+            "dlq_replays_total{outcome=\"delivered\"} 0".to_string(),
+            "dlq_replays_total{outcome=\"failed\"} 0".to_string(),
+            "dlq_messages_total 0".to_string(),
+            "dlq_messages_pending 0".to_string(),
+            "circuit_breaker_state 0".to_string(),
+        ];
+        for (from, to) in [
+            ("closed", "open"),
+            ("open", "half_open"),
+            ("half_open", "open"),
+            ("half_open", "closed"),
+        ] {
+            expected.push(format!(
+                "circuit_breaker_transitions_total{{from_state=\"{from}\",to_state=\"{to}\"}} 0"
+            ));
+        }
+        for mode in ["polling", "streaming"] {
+            expected.push(format!(
+                "relay_end_to_end_latency_seconds_count{{mode=\"{mode}\"}} 0"
+            ));
+        }
+        for event_type in ["OrderCreated", "OrderItemsUpdated", "OrderCancelled"] {
+            expected.push(format!("orders_total{{event_type=\"{event_type}\"}} 0"));
+            expected.push(format!(
+                "dlq_messages_by_event_type{{event_type=\"{event_type}\"}} 0"
+            ));
+            for mode in ["polling", "streaming"] {
+                expected.push(format!(
+                    "cdc_events_processed_total{{event_type=\"{event_type}\",mode=\"{mode}\"}} 0"
+                ));
+            }
+            for reason in ["transient", "unanswered", "permanent"] {
+                expected.push(format!(
+                    "cdc_events_failed_total{{event_type=\"{event_type}\",reason=\"{reason}\"}} 0"
+                ));
+            }
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        for series in &expected {
+            assert!(
+                lines.contains(&series.as_str()),
+                "missing `{series}` in:\n{text}"
+            );
+        }
+    }
+}

@@ -22,11 +22,23 @@ enum Item {
 }
 
 impl Feed {
+    /// A stream of `url`, as an admin (bearer token) or as anyone.
     async fn open(url: String, admin: bool) -> Feed {
-        let mut request = reqwest::Client::new().get(url);
-        if admin {
-            request = request.bearer_auth(ADMIN_TOKEN);
-        }
+        let request = reqwest::Client::new().get(url);
+        Feed::from(if admin {
+            request.bearer_auth(ADMIN_TOKEN)
+        } else {
+            request
+        })
+        .await
+    }
+
+    /// A stream of `url` for the console session `cookie`.
+    async fn signed_in(url: String, cookie: &str) -> Feed {
+        Feed::from(reqwest::Client::new().get(url).header("cookie", cookie)).await
+    }
+
+    async fn from(request: reqwest::RequestBuilder) -> Feed {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
@@ -241,6 +253,61 @@ async fn breaker_transitions_are_public_and_dead_letters_are_admin_only() {
         .await;
     assert_eq!(from, BreakerState::Closed);
     assert!(!reason.is_empty());
+}
+
+/// A console session follows each dead letter: added, then replayed or discarded, with the
+/// record's id once it has one.
+#[tokio::test]
+async fn a_console_session_sees_dead_letters_added_replayed_and_discarded() {
+    let app = spawn_app_with(&crate::resilience::FAST).await;
+    let cookie = crate::console::session(&app).await;
+    let mut console = Feed::signed_in(url(&app), &cookie).await;
+    let dlq_event = |item| match item {
+        Item::Event(LiveEvent::Dlq {
+            action,
+            id,
+            aggregate_id,
+            ..
+        }) => Some((action, id, aggregate_id)),
+        _ => None,
+    };
+    app.set_fault(Fault::Poison {
+        event_type: Some("OrderCreated".into()),
+        every_n: None,
+    })
+    .await;
+    let replayed = app.create_order_id(&["LIVE-R"]).await;
+    let discarded = app.create_order_id(&["LIVE-X"]).await;
+    for order in [&replayed, &discarded] {
+        let added = console.until("a dead letter added", dlq_event).await;
+        assert_eq!(added, (DlqAction::Added, None, order.clone()));
+    }
+    let page: app::dto::DeadLetterPageDto = app.admin_get("/api/admin/dlq").await;
+    let record_of = |order: &str| {
+        page.items
+            .iter()
+            .find(|d| d.event.aggregate_id == order)
+            .expect("a record")
+            .id
+    };
+    let (replayed_id, discarded_id) = (record_of(&replayed), record_of(&discarded));
+    app.set_fault(Fault::None {}).await;
+    let _: app::dto::DeadLetterDto = app
+        .admin_post(&format!("/api/admin/dlq/{replayed_id}/replay"), None::<()>)
+        .await;
+    let seen = console.until("the replay", dlq_event).await;
+    assert_eq!(seen, (DlqAction::Replayed, Some(replayed_id), replayed));
+    let reason = app::dto::DiscardRequest {
+        reason: "fixed by hand".into(),
+    };
+    let _: app::dto::DeadLetterDto = app
+        .admin_post(
+            &format!("/api/admin/dlq/{discarded_id}/discard"),
+            Some(reason),
+        )
+        .await;
+    let seen = console.until("the discard", dlq_event).await;
+    assert_eq!(seen, (DlqAction::Discarded, Some(discarded_id), discarded));
 }
 
 #[tokio::test]
