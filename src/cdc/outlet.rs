@@ -197,3 +197,127 @@ impl Outlet {
         Ok(())
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::publish::{Delivery, Message, Outcomes};
+    use crate::resilience::breaker::CircuitBreaker;
+    use crate::store::scylla::cluster::fake::{Answer, FakeCluster, timeout};
+    use crate::store::scylla::rows::{self, tests::event_row};
+    use crate::store::scylla::statements::Stmt;
+    use crate::store::scylla::tests::scripted;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    /// An outlet with the default retry policy and breaker, recording into `store`,
+    /// publishing to `publisher`, until `stop`.
+    pub fn outlet(
+        store: Arc<dyn OutboxLog>,
+        publisher: Arc<dyn Publisher>,
+        stop: CancellationToken,
+    ) -> Outlet {
+        Outlet {
+            store,
+            publisher,
+            topics: TopicRouter::new(crate::publish::DEFAULT_TOPIC_TEMPLATE).unwrap(),
+            resilience: Resilience::new(
+                Default::default(),
+                Arc::new(CircuitBreaker::new(Default::default())),
+            ),
+            telemetry: Default::default(),
+            stop,
+            suspension: crate::relay::suspension::Suspension::default().watch(),
+        }
+    }
+
+    /// A sink that takes every message.
+    struct Takes;
+
+    #[async_trait]
+    impl Publisher for Takes {
+        async fn publish(&self, batch: &[Message]) -> Outcomes {
+            let delivery = |m: &Message| Delivery {
+                topic: m.topic.clone(),
+                partition: Some(0),
+                offset: Some(0),
+            };
+            batch.iter().map(|m| Ok(delivery(m))).collect()
+        }
+
+        fn name(&self) -> &'static str {
+            "takes"
+        }
+    }
+
+    /// An outlet over a ScyllaDB store whose `n`th delivery write (from 0) answers
+    /// `answer(n)`, and when each write was tried (on the tokio clock).
+    async fn recording_into(
+        answer: impl Fn(usize) -> Answer + Send + Sync + 'static,
+    ) -> (
+        Outlet,
+        Arc<FakeCluster>,
+        Arc<Mutex<Vec<tokio::time::Instant>>>,
+    ) {
+        let fake = Arc::new(FakeCluster::default());
+        let tried = Arc::new(Mutex::new(Vec::new()));
+        let times = Arc::clone(&tried);
+        fake.respond(Stmt::SaveDelivery, move |_| {
+            let mut times = times.lock().unwrap();
+            times.push(tokio::time::Instant::now());
+            answer(times.len() - 1)
+        });
+        let store = Arc::new(scripted(fake.clone()).await);
+        let outlet = outlet(store, Arc::new(Takes), CancellationToken::new());
+        (outlet, fake, tried)
+    }
+
+    fn event() -> StoredEvent {
+        rows::event(&event_row()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_timeout_while_recording_is_retried_with_backoff_from_100_ms_to_5_s() {
+        let (outlet, fake, tried) =
+            recording_into(|n| if n < 8 { timeout() } else { Ok(Vec::new()) }).await;
+        outlet.deliver(event()).await.unwrap();
+        let tried = tried.lock().unwrap();
+        let waits: Vec<_> = tried.windows(2).map(|w| w[1] - w[0]).collect();
+        let expected = [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000].map(Duration::from_millis);
+        assert_eq!(waits, expected);
+        assert_eq!(
+            fake.count(Stmt::SaveCheckpoint),
+            1,
+            "recorded once it got through"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_stop_or_a_store_error_retrying_cannot_mend_ends_a_delivery() {
+        // A store that refuses the write for good: the delivery ends at once, with that error.
+        let refused = || Err(StoreError::Backend("refused (injected)".into()));
+        let (outlet, fake, _) = recording_into(move |_| refused()).await;
+        let delivered = tokio::time::timeout(STORE_RETRY_MIN, outlet.deliver(event()))
+            .await
+            .expect("ends without waiting");
+        assert!(
+            matches!(delivered, Err(CdcError::Store(StoreError::Backend(_)))),
+            "{delivered:?}"
+        );
+        assert_eq!(fake.count(Stmt::SaveDelivery), 1, "not retried");
+        // A store that keeps timing out: the delivery waits, however long, until the stop.
+        let (outlet, fake, tried) = recording_into(|_| timeout()).await;
+        let waited = Duration::from_secs(600);
+        let stopping = async {
+            tokio::time::sleep(waited).await;
+            outlet.stop.cancel();
+        };
+        let delivering = tokio::time::timeout(waited + STORE_RETRY_MIN, outlet.deliver(event()));
+        let (delivered, ()) = tokio::join!(delivering, stopping);
+        let delivered = delivered.expect("ended by the stop");
+        assert!(matches!(delivered, Err(CdcError::Stopped)), "{delivered:?}");
+        // Up to 3.2 s in the first 6.3 s, then every 5 s.
+        assert_eq!(tried.lock().unwrap().len(), 7 + (600_000 - 6_300) / 5_000);
+        assert_eq!(fake.count(Stmt::SaveCheckpoint), 0);
+    }
+}

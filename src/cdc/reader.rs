@@ -192,18 +192,7 @@ async fn run(relay: &CdcRelay, stop: CancellationToken) -> Result<(), CdcError> 
         .await
         .map_err(reader_error)?;
     relay.activity.set(RelayState::Running, None, None);
-    let ended = watch_progress(
-        &mut handle,
-        &stop,
-        PROGRESS_EVERY,
-        || async { store.cdc_progress().await },
-        |progress| {
-            let mark = low_water_mark(&progress, store.settle());
-            relay.activity.set(RelayState::Running, mark, None);
-        },
-    )
-    .await;
-    match ended {
+    match watch_progress(&mut handle, &stop, store, &relay.activity).await {
         Some(result) => result.map_err(reader_error),
         None => {
             reader.stop();
@@ -216,30 +205,30 @@ async fn run(relay: &CdcRelay, stop: CancellationToken) -> Result<(), CdcError> 
 }
 
 /// Waits for the reader (`handle`) to end (`Some` of its result) or `stop` (`None`),
-/// reading its progress every `every` for the status page. A failed progress read is
-/// logged and skipped: the figures are only for show, and the reader goes on regardless.
-async fn watch_progress<R, F, Fut, E>(
+/// showing its low-water mark on the status page every [`PROGRESS_EVERY`]. A failed progress
+/// read is logged and skipped: the figures are only for show, and the reader goes on
+/// regardless.
+async fn watch_progress<R>(
     handle: &mut R,
     stop: &CancellationToken,
-    every: Duration,
-    read: F,
-    mut show: impl FnMut(CdcProgress),
+    store: &ScyllaStore,
+    activity: &RelayActivity,
 ) -> Option<R::Output>
 where
     R: std::future::Future + Unpin,
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<CdcProgress, E>>,
-    E: std::fmt::Display,
 {
-    let mut ticks = tokio::time::interval(every);
+    let mut ticks = tokio::time::interval(PROGRESS_EVERY);
     loop {
         tokio::select! {
             result = &mut *handle => return Some(result),
             () = stop.cancelled() => return None,
             _ = ticks.tick() => {}
         }
-        match read().await {
-            Ok(progress) => show(progress),
+        match store.cdc_progress().await {
+            Ok(progress) => {
+                let mark = low_water_mark(&progress, store.settle());
+                activity.set(RelayState::Running, mark, None);
+            }
             Err(error) => tracing::warn!(%error, "cannot read the CDC reader's progress"),
         }
     }
@@ -330,37 +319,63 @@ mod tests {
         assert_eq!(low_water_mark(&CdcProgress::default(), SETTLE), None);
     }
 
+    /// A checkpoint-table row: a stream of the generation started at `generation`, consumed
+    /// up to `consumed`.
+    fn stream_row(generation: Duration, consumed: Duration) -> crate::store::scylla::cluster::Row {
+        use scylla::value::{CqlTimestamp, CqlValue};
+        let millis = |d: Duration| CqlValue::Timestamp(CqlTimestamp(d.as_millis() as i64));
+        vec![
+            Some(CqlValue::Blob(vec![5; 16])),
+            Some(millis(generation)),
+            Some(millis(consumed)),
+        ]
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_failed_progress_read_does_not_stop_the_reader() {
-        let reads = std::sync::atomic::AtomicUsize::new(0);
-        let shown = std::sync::Mutex::new(Vec::new());
+    async fn every_5_s_the_low_water_mark_is_shown_and_a_failed_read_skipped() {
+        use crate::store::scylla::cluster::fake::{FakeCluster, timeout};
+        use crate::store::scylla::statements::Stmt;
+        assert_eq!(PROGRESS_EVERY, Duration::from_secs(5));
+        // Reads at 0, 5, 10, 15 s: the first and third fail; the others find the stream
+        // consumed up to NOW + 5 s and NOW + 15 s.
+        let fake = Arc::new(FakeCluster::default());
+        let started = tokio::time::Instant::now();
+        fake.respond(Stmt::CdcCheckpoints, move |_| {
+            let at = started.elapsed();
+            match at.as_secs() % 10 {
+                0 => timeout(),
+                _ => Ok(vec![stream_row(NOW, NOW + at)]),
+            }
+        });
+        let store = crate::store::scylla::tests::scripted(fake.clone()).await;
+        let activity = RelayActivity::default();
+        let mark_at = |consumed: Duration| {
+            let progress = CdcProgress {
+                generation: None,
+                streams: vec![consumed],
+            };
+            low_water_mark(&progress, store.settle()).unwrap()
+        };
         let (done, mut handle) = tokio::sync::oneshot::channel::<&str>();
         let stop = CancellationToken::new();
-        let watching = watch_progress(
-            &mut handle,
-            &stop,
-            Duration::from_secs(5),
-            || {
-                let n = reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                async move {
-                    if n.is_multiple_of(2) {
-                        Err("request timed out (injected)")
-                    } else {
-                        Ok(CdcProgress::default())
-                    }
-                }
-            },
-            |p| shown.lock().unwrap().push(p),
-        );
-        let finish = async {
-            // Four progress reads, two of them failing, then the reader ends on its own.
-            tokio::time::sleep(Duration::from_secs(17)).await;
+        let watching = watch_progress(&mut handle, &stop, &store, &activity);
+        let reader = async {
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            assert_eq!(
+                activity.get().checkpoint,
+                mark_at(NOW + Duration::from_secs(5))
+            );
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            assert_eq!(
+                activity.get().checkpoint,
+                mark_at(NOW + Duration::from_secs(15))
+            );
+            // The reader ends on its own: its result, not a failed read, ends the watch.
             done.send("finished").unwrap();
         };
-        let (ended, ()) = tokio::join!(watching, finish);
+        let (ended, ()) = tokio::join!(watching, reader);
         assert_eq!(ended, Some(Ok("finished")));
-        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 4);
-        assert_eq!(shown.lock().unwrap().len(), 2);
+        assert_eq!(fake.count(Stmt::CdcCheckpoints), 4);
     }
 
     /// A store whose checkpoint table holds one stream consumed up to `consumed`, whose
@@ -368,14 +383,9 @@ mod tests {
     async fn store_with(consumed: Duration, buckets: bool) -> ScyllaStore {
         use crate::store::scylla::cluster::fake::FakeCluster;
         use crate::store::scylla::statements::Stmt;
-        use scylla::value::{CqlTimestamp, CqlValue};
-        let millis = |d: Duration| CqlValue::Timestamp(CqlTimestamp(d.as_millis() as i64));
+        use scylla::value::CqlValue;
         let fake = FakeCluster::default();
-        let stream = vec![
-            Some(CqlValue::Blob(vec![5; 16])),
-            Some(millis(consumed - Duration::from_secs(60))),
-            Some(millis(consumed)),
-        ];
+        let stream = stream_row(consumed - Duration::from_secs(60), consumed);
         fake.always(Stmt::CdcCheckpoints, Ok(vec![stream]));
         let bucket = vec![vec![Some(CqlValue::BigInt(1))]];
         fake.always(Stmt::Buckets, Ok(if buckets { bucket } else { Vec::new() }));
@@ -432,21 +442,8 @@ mod tests {
         let fake = Arc::new(FakeCluster::default());
         let store = Arc::new(crate::store::scylla::tests::scripted(fake.clone()).await);
         let stop = CancellationToken::new();
-        let outlet = Outlet {
-            store: store.clone(),
-            publisher: Arc::new(crate::relay::test_support::Nowhere),
-            topics: crate::publish::TopicRouter::new(crate::publish::DEFAULT_TOPIC_TEMPLATE)
-                .unwrap(),
-            resilience: crate::resilience::Resilience::new(
-                Default::default(),
-                Arc::new(crate::resilience::breaker::CircuitBreaker::new(
-                    Default::default(),
-                )),
-            ),
-            telemetry: Default::default(),
-            stop: stop.clone(),
-            suspension: crate::relay::suspension::Suspension::default().watch(),
-        };
+        let nowhere = Arc::new(crate::relay::test_support::Nowhere);
+        let outlet = super::super::outlet::tests::outlet(store.clone(), nowhere, stop.clone());
         let activity = Arc::new(RelayActivity::default());
         let relay = CdcRelay {
             store,

@@ -239,6 +239,8 @@ pub mod fake {
         always: Mutex<HashMap<Stmt, Answer>>,
         /// Answers computed from the values, for statements whose answer depends on them.
         computed: Mutex<HashMap<Stmt, Responder>>,
+        /// How long a statement takes to answer (on the tokio clock; none by default).
+        delays: Mutex<HashMap<Stmt, std::time::Duration>>,
         /// Every statement run, with its values, in order (the commit as `InsertEvent`).
         pub log: Mutex<Vec<(Stmt, Row)>>,
     }
@@ -270,6 +272,13 @@ pub mod fake {
                 .lock()
                 .unwrap()
                 .insert(stmt, Box::new(respond));
+            self
+        }
+
+        /// `stmt` answers `delay` after it was run, like a slow replica or a request that
+        /// waits out its timeout (its answer is chosen when it is run).
+        pub fn slow(&self, stmt: Stmt, delay: std::time::Duration) -> &Self {
+            self.delays.lock().unwrap().insert(stmt, delay);
             self
         }
 
@@ -331,7 +340,12 @@ pub mod fake {
     #[async_trait]
     impl Cluster for FakeCluster {
         async fn run(&self, stmt: Stmt, values: Row) -> Result<Vec<Row>, StoreError> {
-            self.answer(stmt, values)
+            let answer = self.answer(stmt, values);
+            let delay = self.delays.lock().unwrap().get(&stmt).copied();
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            answer
         }
 
         async fn commit(&self, order: Row, event: Row) -> Result<Vec<Row>, StoreError> {

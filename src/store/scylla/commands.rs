@@ -275,7 +275,7 @@ mod tests {
     use super::*;
     use crate::store::OrderStore;
     use crate::store::scylla::cluster::fake::{FakeCluster, applied, timeout};
-    use crate::store::scylla::tests::{create, scripted};
+    use crate::store::scylla::tests::{create, create_keyed, last_committed, new_order, scripted};
     use std::sync::Arc;
 
     /// The first value of each time `stmt` ran.
@@ -324,5 +324,65 @@ mod tests {
         if same(&listed) {
             assert_eq!(fake.count(Stmt::AddDay), before.1);
         }
+    }
+
+    /// The order id the commits on `fake` wrote, each time (the last value of `SaveOrder`).
+    fn committed_ids(fake: &FakeCluster) -> Vec<Option<CqlValue>> {
+        fake.values(Stmt::SaveOrder)
+            .into_iter()
+            .map(|v| v.last().cloned().flatten())
+            .collect()
+    }
+
+    /// The first request claimed the key (for `claimed`) and died before creating its order:
+    /// every later claim finds the key taken, for the same request.
+    fn claimed_by_a_dead_request(fake: &FakeCluster, claimed: OrderId) {
+        let held = vec![values![fingerprint(&new_order()), claimed.0]];
+        fake.always(Stmt::ClaimKey, applied(false))
+            .always(Stmt::SelectKey, Ok(held));
+    }
+
+    #[tokio::test]
+    async fn a_retry_creates_the_order_under_the_id_its_dead_first_request_claimed() {
+        let fake = Arc::new(FakeCluster::default());
+        let claimed = OrderId::generate();
+        claimed_by_a_dead_request(&fake, claimed);
+        let store = scripted(fake.clone()).await;
+        // No order under the claimed id yet (SelectOrder finds nothing).
+        match store.apply(create_keyed("k-1")).await.unwrap() {
+            Applied::Written { order, event } => {
+                assert_eq!(order.id, claimed);
+                assert_eq!(event.envelope.aggregate_id, claimed);
+            }
+            Applied::Replayed { .. } => panic!("there was nothing to replay"),
+        }
+        assert_eq!(committed_ids(&fake), [Some(CqlValue::Uuid(claimed.0))]);
+    }
+
+    #[tokio::test]
+    async fn of_two_retries_racing_to_create_the_claimed_order_one_commits_the_other_replays() {
+        let fake = Arc::new(FakeCluster::default());
+        let claimed = OrderId::generate();
+        claimed_by_a_dead_request(&fake, claimed);
+        let store = scripted(fake.clone()).await;
+        // Both retries found no order; the first commits.
+        let Applied::Written { order: first, .. } = store.apply(create_keyed("k-1")).await.unwrap()
+        else {
+            panic!("the first retry creates the order");
+        };
+        // The second, which also found none, loses `IF NOT EXISTS` and reads the first's order.
+        fake.then(Stmt::SelectOrder, Ok(Vec::new()))
+            .then(Stmt::InsertEvent, applied(false))
+            .then(Stmt::SelectOrder, Ok(vec![last_committed(&fake)]));
+        match store.apply(create_keyed("k-1")).await.unwrap() {
+            Applied::Replayed { order } => assert_eq!(order, first),
+            Applied::Written { .. } => panic!("only one retry may create the order"),
+        }
+        let id = Some(CqlValue::Uuid(claimed.0));
+        assert_eq!(
+            committed_ids(&fake),
+            [id.clone(), id],
+            "both tried the claimed id"
+        );
     }
 }

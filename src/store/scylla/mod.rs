@@ -433,6 +433,30 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn the_orphan_timeout_is_never_below_the_settle_interval_plus_a_second() {
+        let secs = Duration::from_secs;
+        // (SCYLLA_SETTLE, SCYLLA_ORPHAN_TIMEOUT) → the timeout the polling relay uses.
+        for (settle, orphan, used) in [
+            (secs(4), secs(1), secs(5)),
+            (secs(4), secs(5), secs(5)),
+            (secs(4), secs(30), secs(30)),
+            (secs(60), secs(5), secs(61)),
+        ] {
+            let options = ScyllaOptions {
+                settle,
+                orphan_timeout: orphan,
+                ..options()
+            };
+            let cluster = Arc::new(cluster::fake::FakeCluster::default());
+            let store = ScyllaStore::with_cluster(cluster, &options).unwrap();
+            assert_eq!(
+                store.orphan_timeout, used,
+                "settle {settle:?}, orphan {orphan:?}"
+            );
+        }
+    }
+
     /// A store whose statements `cluster` answers, holding a position tag.
     pub async fn scripted(cluster: Arc<dyn Cluster>) -> ScyllaStore {
         let store = ScyllaStore::with_cluster(cluster, &options()).expect("valid options");
@@ -440,17 +464,59 @@ pub(crate) mod tests {
         store
     }
 
-    /// An order creation.
-    pub fn create() -> Command {
+    /// The request every [`create`] and [`create_keyed`] makes.
+    pub fn new_order() -> crate::domain::NewOrder {
         let items = [crate::domain::RawItem {
             sku: "A".into(),
             quantity: 1,
             unit_price_cents: 1,
         }];
+        crate::domain::NewOrder::parse("0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d", &items).unwrap()
+    }
+
+    /// An order creation.
+    pub fn create() -> Command {
         Command::Create {
-            order: crate::domain::NewOrder::parse("0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d", &items)
-                .unwrap(),
+            order: new_order(),
             idempotency_key: None,
         }
+    }
+
+    /// An order creation under the idempotency key `key`.
+    pub fn create_keyed(key: &str) -> Command {
+        Command::Create {
+            order: new_order(),
+            idempotency_key: Some(crate::store::IdempotencyKey::parse(key).unwrap()),
+        }
+    }
+
+    /// The `outbox` row (order and event columns, as the order reads select them) that the
+    /// last commit on `fake` wrote: what reading that order back finds.
+    pub fn last_committed(fake: &cluster::fake::FakeCluster) -> Row {
+        // `SaveOrder` binds these columns, in this order; `InsertEvent` the event columns.
+        const SAVED: [&str; 9] = [
+            "customer_id",
+            "status",
+            "version",
+            "items",
+            "cancel_reason",
+            "created_at",
+            "updated_at",
+            "last_position",
+            "aggregate_id",
+        ];
+        let order = fake.values(Stmt::SaveOrder).pop().expect("a commit");
+        let event = fake.values(Stmt::InsertEvent).pop().expect("a commit");
+        statements::order_and_event_columns()
+            .iter()
+            .map(|name| {
+                let saved = SAVED.iter().position(|c| c == name).map(|i| &order[i]);
+                let written = rows::EVENT_COLUMNS.iter().position(|c| c == name);
+                saved
+                    .or_else(|| written.map(|i| &event[i]))
+                    .unwrap_or_else(|| panic!("column {name} is not written"))
+                    .clone()
+            })
+            .collect()
     }
 }

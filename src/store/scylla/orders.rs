@@ -164,6 +164,58 @@ impl ScyllaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::scylla::cluster::fake::FakeCluster;
+    use crate::store::scylla::tests::{create, last_committed, scripted};
+    use crate::store::{Applied, OrderStore};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    #[tokio::test]
+    async fn listing_entries_left_over_from_creations_that_did_not_happen_are_skipped() {
+        let fake = Arc::new(FakeCluster::default());
+        let store = scripted(fake.clone()).await;
+        // Two orders, and what reading each back finds.
+        let mut stored = HashMap::new();
+        let mut created = Vec::new();
+        for _ in 0..2 {
+            let Applied::Written { order, event } = store.apply(create()).await.unwrap() else {
+                unreachable!("no idempotency key");
+            };
+            stored.insert(order.id.0, last_committed(&fake));
+            created.push((event.position as i64, order));
+        }
+        let [(a_seq, a), (b_seq, b)] = <[_; 2]>::try_from(created).unwrap();
+        let stored = Mutex::new(stored);
+        fake.respond(Stmt::SelectOrderHead, move |v| {
+            let Some(CqlValue::Uuid(id)) = v[0] else {
+                panic!("order head {v:?}")
+            };
+            Ok(stored
+                .lock()
+                .unwrap()
+                .get(&id)
+                .cloned()
+                .into_iter()
+                .collect())
+        });
+        let entry = |seq: i64, id: OrderId| values![seq, id.0];
+        let day = day_of(position::time_of(b_seq as u64));
+        fake.always(Stmt::Days, Ok(vec![values![day]]));
+        fake.always(
+            Stmt::Listed,
+            Ok(vec![
+                // A creation that never committed: no such order.
+                entry(b_seq + 2, OrderId::generate()),
+                // A creation of `a`'s id that lost to the one listed under `a_seq`.
+                entry(b_seq + 1, a.id),
+                entry(b_seq, b.id),
+                entry(a_seq, a.id),
+            ]),
+        );
+        let page = store.orders(10, None).await.unwrap();
+        assert_eq!(page.orders, [b, a]);
+        assert_eq!(page.next, None);
+    }
 
     #[test]
     fn days_count_from_the_unix_epoch_in_utc() {

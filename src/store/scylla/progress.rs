@@ -267,6 +267,7 @@ impl ScyllaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::dead_letters::{DeadLetterKind, NewDeadLetter};
     use crate::store::scylla::cluster::fake::{FakeCluster, timeout};
     use crate::store::scylla::rows::tests::event_row;
     use crate::store::scylla::tests::{create, scripted};
@@ -371,5 +372,76 @@ mod tests {
         fake.then(Stmt::InsertEvent, timeout());
         assert!(store.apply(create()).await.is_err());
         assert_eq!(fake.count(Stmt::UnindexEvent), 2);
+    }
+
+    /// What one round of a relay records: two deliveries and a dead letter.
+    fn round() -> (Vec<(u64, DeliveryRecord)>, Vec<NewDeadLetter>) {
+        let event = rows::event(&event_row()).unwrap();
+        let delivery = |offset| DeliveryRecord {
+            topic: "orders".into(),
+            partition: Some(0),
+            offset: Some(offset),
+            published_at: Utc::now(),
+        };
+        let letter = NewDeadLetter {
+            kind: DeadLetterKind::Permanent,
+            error: "too large".into(),
+            failures: 1,
+            first_failed_at: Utc::now(),
+            last_failed_at: Utc::now(),
+            event,
+        };
+        (vec![(1, delivery(0)), (2, delivery(1))], vec![letter])
+    }
+
+    #[tokio::test]
+    async fn progress_saves_the_checkpoint_last_and_never_after_a_failed_write() {
+        let fake = Arc::new(FakeCluster::default());
+        let store = scripted(fake.clone()).await;
+        let (deliveries, letters) = round();
+        store
+            .record_progress("relay", 3, deliveries.clone(), letters.clone())
+            .await
+            .unwrap();
+        let log = fake.log.lock().unwrap().clone();
+        let written: Vec<Stmt> = log
+            .iter()
+            .map(|(s, _)| *s)
+            .skip_while(|s| *s == Stmt::ClaimTag)
+            .collect();
+        assert_eq!(
+            written,
+            [
+                Stmt::InsertDeadLetter,
+                Stmt::SaveDelivery,
+                Stmt::SaveDelivery,
+                Stmt::SaveCheckpoint
+            ]
+        );
+        // A dead letter, or any one delivery, that cannot be written: no checkpoint, so the
+        // relay publishes that round again rather than skip it.
+        // (statement, how many of it succeed before one fails)
+        for (stmt, succeeding) in [
+            (Stmt::InsertDeadLetter, 0),
+            (Stmt::SaveDelivery, 0),
+            (Stmt::SaveDelivery, 1),
+        ] {
+            let fake = Arc::new(FakeCluster::default());
+            for _ in 0..succeeding {
+                fake.then(stmt, Ok(Vec::new()));
+            }
+            fake.then(stmt, timeout());
+            let store = scripted(fake.clone()).await;
+            let recorded = store
+                .record_progress("relay", 3, deliveries.clone(), letters.clone())
+                .await;
+            assert!(recorded.is_err(), "{stmt:?} #{succeeding}");
+            assert_eq!(fake.count(stmt), succeeding + 1);
+            assert_eq!(
+                fake.count(Stmt::SaveCheckpoint),
+                0,
+                "{stmt:?} #{succeeding}"
+            );
+        }
     }
 }

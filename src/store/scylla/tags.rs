@@ -216,4 +216,26 @@ mod tests {
         assert_eq!(p & (TAGS - 1), second);
         assert_eq!(claimed(&fake).len(), 2);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_tag_is_renewed_while_held_and_released_at_shutdown() {
+        let fake = Arc::new(FakeCluster::default());
+        let store = scripted(fake.clone()).await;
+        let held = values![claimed(&fake)[0] as i32, store.tag.owner];
+        let stop = CancellationToken::new();
+        let shutdown = async {
+            tokio::time::sleep(2 * RENEW_TAG_EVERY + Duration::from_secs(1)).await;
+            assert_eq!(fake.count(Stmt::ReleaseTag), 0, "held while running");
+            stop.cancel();
+        };
+        tokio::join!(store.hold_tag(stop.clone()), shutdown);
+        assert_eq!(fake.count(Stmt::RenewTag), 2);
+        assert_eq!(fake.values(Stmt::ReleaseTag), [held]);
+        let last = fake.log.lock().unwrap().last().map(|(s, _)| *s);
+        assert_eq!(
+            last,
+            Some(Stmt::ReleaseTag),
+            "nothing runs after the release"
+        );
+    }
 }
