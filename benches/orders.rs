@@ -10,33 +10,20 @@
 //! The load generator keeps one HTTP/1.1 connection per worker (hyper's connection API) and
 //! sends pre-serialised bodies, so that as little CPU as possible goes to the client.
 
-use app::dto::RelayMode;
 use futures::future::join_all;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use outbox::domain::{NewOrder, RawItem};
-use outbox::publish::local::LocalLogPublisher;
-use outbox::publish::{DEFAULT_TOPIC_TEMPLATE, TopicRouter};
-use outbox::relay::Batching;
-use outbox::relay::runner::{self, RelaySettings};
-use outbox::relay::suspension::Suspension;
-use outbox::resilience::Resilience;
-use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
-use outbox::resilience::retry::RetryConfig;
-use outbox::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
-use outbox::store::{Command, OutboxStore};
-use outbox::telemetry::Telemetry;
+use outbox::store::OrderStore;
+use outbox::store::sqlite::SqliteStore;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::embedded::{self, CUSTOMER, InProcessRelay};
 use support::{Server, cpu_seconds, rss_mib};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 mod support;
-
-const CUSTOMER: &str = "0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d";
 
 /// Settings from the command line.
 struct Options {
@@ -216,60 +203,16 @@ async fn http_run(o: &Options, connections: usize) -> Run {
 
 async fn store_run(o: &Options, concurrency: usize) -> Run {
     let data = tempfile::tempdir().expect("temp dir");
-    let sqlite = Arc::new(
-        SqliteStore::open(&SqliteOptions {
-            data_dir: data.path().to_path_buf(),
-            synchronous: Synchronous::Full,
-            max_batch: 512,
-            queue_capacity: 8192,
-            readers: 4,
-        })
-        .expect("store opens"),
-    );
-    let store: Arc<dyn OutboxStore> = sqlite.clone();
+    let sqlite =
+        Arc::new(SqliteStore::open(&embedded::store_options(data.path())).expect("store opens"));
     // The server's defaults: streaming relay into the embedded topic log.
-    let (_mode, mode) = tokio::sync::watch::channel(RelayMode::Streaming);
-    let settings = RelaySettings {
-        mode,
-        suspension: Suspension::default(),
-        poll_interval: Duration::from_millis(500),
-        batching: Batching {
-            size: 500,
-            depth: 2,
-        },
-        topics: TopicRouter::new(DEFAULT_TOPIC_TEMPLATE).expect("topic template"),
-        resilience: Resilience::new(
-            RetryConfig::default(),
-            Arc::new(CircuitBreaker::new(BreakerConfig::default())),
-        ),
-        activity: Arc::default(),
-        telemetry: Telemetry::default(),
-    };
-    let stop = CancellationToken::new();
-    let relay = runner::spawn(
-        store.clone(),
-        Arc::new(LocalLogPublisher::new(sqlite)),
-        settings,
-        stop.clone(),
-    );
+    let relay = InProcessRelay::spawn(Arc::clone(&sqlite));
     let init = move |_| {
-        let store = Arc::clone(&store);
+        let store = Arc::clone(&sqlite);
         async move { store }
     };
-    let op = |store: Arc<dyn OutboxStore>| async move {
-        let items = [RawItem {
-            sku: "B-1".into(),
-            quantity: 1,
-            unit_price_cents: 999,
-        }];
-        let order = NewOrder::parse(CUSTOMER, &items).expect("valid order");
-        let ok = store
-            .apply(Command::Create {
-                order,
-                idempotency_key: None,
-            })
-            .await
-            .is_ok();
+    let op = |store: Arc<SqliteStore>| async move {
+        let ok = store.apply(embedded::create()).await.is_ok();
         (store, ok)
     };
     let cpu = cpu_seconds(std::process::id());
@@ -277,8 +220,7 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
     // The store and the relay run inside this process: all of it is "server" time.
     run.cpu = (cpu_seconds(std::process::id()) - cpu, 0.0);
     run.drain = drain_time(data.path()).await;
-    stop.cancel();
-    let _ = relay.await;
+    relay.stop().await;
     run
 }
 

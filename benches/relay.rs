@@ -21,11 +21,10 @@
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use outbox::domain::{NewOrder, RawItem};
 use outbox::publish::kafka::{self, KafkaSettings};
 use outbox::publish::{Message, TopicRouter};
-use outbox::store::sqlite::{DATABASE_FILE, SqliteOptions, SqliteStore, Synchronous};
-use outbox::store::{Command, OrderStore, OutboxLog};
+use outbox::store::OutboxLog;
+use outbox::store::sqlite::DATABASE_FILE;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
@@ -34,15 +33,13 @@ use rdkafka::types::RDKafkaErrorCode;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::embedded::{self, CUSTOMER};
 use support::{Server, cpu_seconds, percentile, rss_mib};
 use tokio::process::{Child, Command as Process};
 
 mod support;
 
-const CUSTOMER: &str = "0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d";
 const PARTITIONS: i32 = 3;
 /// The admin secret of the bench's servers (fault injection needs it).
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
@@ -92,42 +89,10 @@ fn kafka_settings(broker: &Broker) -> KafkaSettings {
     }
 }
 
-fn store_options(dir: &Path) -> SqliteOptions {
-    SqliteOptions {
-        data_dir: dir.to_path_buf(),
-        synchronous: Synchronous::Full,
-        max_batch: 512,
-        queue_capacity: 8192,
-        readers: 4,
-    }
-}
-
-fn create() -> Command {
-    let items = [RawItem {
-        sku: "B-1".into(),
-        quantity: 1,
-        unit_price_cents: 999,
-    }];
-    Command::Create {
-        order: NewOrder::parse(CUSTOMER, &items).expect("valid order"),
-        idempotency_key: None,
-    }
-}
-
-/// Commits `events` creates into a new store in `dir` (64 at a time) and returns the
-/// messages the relay will make of them, routed to `raw_topic_template` instead.
+/// Commits `events` creates into a new store in `dir` and returns the messages the relay
+/// will make of them, routed to `raw_topic_template` instead.
 async fn prefill(dir: &Path, events: usize, raw_topic_template: &str) -> Vec<Message> {
-    let store = Arc::new(SqliteStore::open(&store_options(dir)).expect("store opens"));
-    let next = Arc::new(AtomicUsize::new(0));
-    join_all((0..64).map(|_| {
-        let (store, next) = (Arc::clone(&store), Arc::clone(&next));
-        async move {
-            while next.fetch_add(1, Ordering::Relaxed) < events {
-                store.apply(create()).await.expect("create");
-            }
-        }
-    }))
-    .await;
+    let store = embedded::prefill(dir, events).await;
     let router = TopicRouter::new(raw_topic_template).expect("template");
     let mut messages = Vec::with_capacity(events);
     while messages.len() < events {

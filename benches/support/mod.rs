@@ -1,5 +1,9 @@
-//! What both benches share: the release server binary as a child process, reading a
+//! What the benches share: the release server binary as a child process, reading a
 //! process's CPU time and memory from /proc, percentiles, and the machine description.
+
+#![allow(dead_code, reason = "each bench uses a part of it")]
+
+pub mod embedded;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,7 +14,7 @@ use tokio::process::{Child, Command};
 
 /// The server binary on a free loopback port, killed when dropped.
 pub struct Server {
-    _process: Child,
+    process: Child,
     pub addr: SocketAddr,
     pub pid: u32,
 }
@@ -19,7 +23,22 @@ impl Server {
     /// Starts the binary on `data_dir` with durable writes and `env` added, and waits until
     /// it prints the address it listens on.
     pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        let mut process = Command::new(env!("CARGO_BIN_EXE_outbox"))
+        Server::start_under(&[], data_dir, env).await
+    }
+
+    /// Like [`Server::start`], run by `wrapper` (a program and its arguments, such as
+    /// valgrind) if it is not empty.
+    pub async fn start_under(wrapper: &[String], data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let server = env!("CARGO_BIN_EXE_outbox");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(server);
+                command
+            }
+            None => Command::new(server),
+        };
+        let mut process = command
             .env("DATA_DIR", data_dir)
             .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
             .env("SQLITE_SYNCHRONOUS", "full")
@@ -36,11 +55,18 @@ impl Server {
             .trim_start_matches("listening on http://")
             .parse()
             .expect("address");
-        Server {
-            _process: process,
-            addr,
-            pid,
-        }
+        Server { process, addr, pid }
+    }
+
+    /// Asks the server to shut down (SIGTERM) and waits until it has exited.
+    pub async fn stop(mut self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM to {}", self.pid);
+        let exit = self.process.wait().await.expect("the server exits");
+        assert!(exit.success(), "the server stopped cleanly: {exit}");
     }
 }
 
