@@ -19,7 +19,7 @@ LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
 DATA_DIR ?= ./data
 export LEPTOS_SITE_ADDR DATA_DIR
 
-.PHONY: run test setup-run setup-test build-release build-debug fmt-check clippy rust-tests e2e bench bench-orders bench-relay bench-scale test-scylla test-scylla-cluster
+.PHONY: run test setup-run setup-test build-release build-debug fmt-check clippy rust-tests e2e bench bench-orders bench-relay bench-scale bench-cpu test-scylla test-scylla-cluster
 
 ## run: install what is missing, build (release, with wasm-opt) and serve on the embedded store
 run: setup-run build-release
@@ -76,7 +76,7 @@ e2e: build-debug
 	cd end2end && npx playwright test
 
 ## bench: every bench; docs/BENCHMARKS.md has their reports
-bench: bench-orders bench-relay bench-scale
+bench: bench-orders bench-relay bench-scale bench-cpu
 
 ## bench-orders: HTTP load against the release server, beside the direct-store baseline
 bench-orders:
@@ -85,6 +85,11 @@ bench-orders:
 ## bench-scale: the same reads timed on 1,000 and on 100,000 orders (cost per page, not per data)
 bench-scale:
 	cargo bench --bench scale -- $(SCALE_BENCH_ARGS)
+
+## bench-cpu: instructions per relayed event and per created order, counted by callgrind
+bench-cpu:
+	@scripts/setup.sh bench
+	cargo bench --bench cpu -- $(CPU_BENCH_ARGS)
 
 ## bench-relay: backlog drain into tansu beside a raw producer; latency per relay mode; RSS
 bench-relay:

@@ -6,7 +6,8 @@
 #   scripts/setup.sh test   the same, plus Debian's chromium for Playwright, promtool for the
 #                           metrics test, the tansu Kafka-protocol broker, and kcat with a
 #                           librdkafka that can talk to tansu (scripts/kcat)
-#   scripts/setup.sh bench  libssl-dev and the tansu broker (the relay bench)
+#   scripts/setup.sh bench  libssl-dev, the tansu broker (the relay bench) and valgrind
+#                           (callgrind counts the instructions of `make bench-cpu`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -147,9 +148,17 @@ chromium() {
   fi
 }
 
+valgrind_tool() {
+  if command -v valgrind >/dev/null 2>&1; then
+    say "valgrind: present"
+  else
+    apt_install "instruction counts in make bench-cpu" valgrind
+  fi
+}
+
 case "${1:-run}" in
   run) openssl_dev; wasm_target; cargo_leptos; wasm_bindgen; npm_packages ;;
-  bench) openssl_dev; tansu_broker ;;
+  bench) openssl_dev; tansu_broker; valgrind_tool ;;
   test) openssl_dev; wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; promtool_check; tansu_broker; kcat_tool ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac

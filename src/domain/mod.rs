@@ -6,13 +6,11 @@
 mod event;
 mod order;
 mod secret;
+mod timestamp;
 mod validation;
 mod values;
 
-/// The one text format of timestamps, on the wire and in storage: RFC 3339, UTC, microseconds.
-pub fn timestamp(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
+pub use timestamp::{format as timestamp, parse as parse_timestamp};
 
 pub use event::{
     AGGREGATE_TYPE_ORDER, DeliveryRecord, EVENT_SCHEMA_VERSION, EventEnvelope, EventType,

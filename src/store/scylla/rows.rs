@@ -198,7 +198,7 @@ pub fn event(row: &impl Columns) -> Result<StoredEvent, DecodeError> {
             aggregate_version: unsigned(row, "aggregate_version")?,
             event_type: EventType::parse(event_type)
                 .ok_or_else(|| invalid("event_type", event_type))?,
-            payload: Payload::from_json(text(row, "payload")?.to_string())
+            payload: Payload::from_stored(text(row, "payload")?.to_string())
                 .map_err(|e| invalid("payload", e))?,
             occurred_at: time(row, "occurred_at")?,
             schema_version: unsigned(row, "schema_version")?,

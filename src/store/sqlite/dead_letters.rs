@@ -1,8 +1,8 @@
 //! The dead letter queue's SQL: records written with the relay's progress, filtered lists,
 //! replay attempts, discards and counts. Every value is a bound parameter.
 
-use super::rows::{EventRow, corrupt, parse_time};
-use crate::domain::timestamp;
+use super::rows::{corrupt, parse_time, read_event};
+use crate::domain::{StoredEvent, timestamp};
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterKind, DeadLetterStatus,
     NewDeadLetter, ReplayAttempt, ReplayOutcome,
@@ -52,9 +52,9 @@ pub fn insert(conn: &Connection, letters: &[NewDeadLetter]) -> Result<(), StoreE
 }
 
 /// A record from a row of [`COLUMNS`] (attempts left empty).
-fn read(r: &Row<'_>) -> rusqlite::Result<(EventRow, RecordRow)> {
+fn read(r: &Row<'_>) -> rusqlite::Result<(StoredEvent, RecordRow)> {
     Ok((
-        EventRow::read(r)?,
+        read_event(r)?,
         RecordRow {
             id: r.get(9)?,
             kind: r.get(10)?,
@@ -82,11 +82,11 @@ struct RecordRow {
     updated_at: String,
 }
 
-fn decode((event, row): (EventRow, RecordRow)) -> Result<DeadLetter, StoreError> {
+fn decode((event, row): (StoredEvent, RecordRow)) -> Result<DeadLetter, StoreError> {
     Ok(DeadLetter {
         id: row.id,
         failure: NewDeadLetter {
-            event: event.decode()?,
+            event,
             kind: DeadLetterKind::parse(&row.kind)
                 .ok_or_else(|| corrupt("error_kind", &row.kind))?,
             error: row.error,

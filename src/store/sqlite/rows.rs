@@ -14,6 +14,9 @@ use uuid::Uuid;
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        if let rusqlite::Error::FromSqlConversionFailure(column, _, detail) = &e {
+            return corrupt(&format!("column {column}"), detail);
+        }
         match e.sqlite_error_code() {
             Some(DatabaseBusy | DatabaseLocked) => StoreError::Unavailable(e.to_string()),
             _ => StoreError::Backend(e.to_string()),
@@ -23,7 +26,8 @@ impl From<rusqlite::Error> for StoreError {
 
 const ORDER_COLUMNS: &str =
     "seq, id, customer_id, status, version, items, cancel_reason, created_at, updated_at";
-const EVENT_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, \
+/// The columns [`read_event`] reads, in its order.
+pub(super) const EVENT_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, \
      aggregate_version, event_type, payload, occurred_at, schema_version";
 
 pub(super) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -31,9 +35,7 @@ pub(super) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError 
 }
 
 pub(super) fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| corrupt("timestamp", e))
+    crate::domain::parse_timestamp(text).ok_or_else(|| corrupt("timestamp", text))
 }
 
 fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
@@ -90,55 +92,47 @@ impl OrderRow {
     }
 }
 
-/// The raw columns of an `outbox` row, decoded by [`EventRow::decode`].
-pub(super) struct EventRow {
-    position: u64,
-    event_id: String,
-    aggregate_type: String,
-    aggregate_id: String,
-    aggregate_version: u32,
-    event_type: String,
-    payload: String,
-    occurred_at: String,
-    schema_version: u32,
+/// A value the store wrote that does not decode, as the row reader's error: the caller gets
+/// it as [`StoreError::Corrupt`].
+fn bad_column(column: usize, detail: impl std::fmt::Display) -> rusqlite::Error {
+    let detail: Box<dyn std::error::Error + Send + Sync> = detail.to_string().into();
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, detail)
 }
 
-impl EventRow {
-    pub(super) const COLUMNS: &'static str = EVENT_COLUMNS;
-
-    pub(super) fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            position: r.get(0)?,
-            event_id: r.get(1)?,
-            aggregate_type: r.get(2)?,
-            aggregate_id: r.get(3)?,
+/// An event from a row of [`EVENT_COLUMNS`]. The text columns are decoded where they lie in
+/// the row, without copying them first: the relay reads every event this way.
+pub(super) fn read_event(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let text = |i: usize| -> rusqlite::Result<&str> {
+        r.get_ref(i)?.as_str().map_err(|e| bad_column(i, e))
+    };
+    let uuid = |i: usize| -> rusqlite::Result<Uuid> {
+        let t = text(i)?;
+        Uuid::parse_str(t).map_err(|e| bad_column(i, format_args!("uuid {t:?}: {e}")))
+    };
+    let aggregate_type = text(2)?;
+    if aggregate_type != AGGREGATE_TYPE_ORDER {
+        return Err(bad_column(
+            2,
+            format_args!("aggregate_type {aggregate_type:?}"),
+        ));
+    }
+    let event_type = text(5)?;
+    let occurred_at = text(7)?;
+    Ok(StoredEvent {
+        position: r.get(0)?,
+        envelope: EventEnvelope {
+            event_id: uuid(1)?,
+            aggregate_type: AGGREGATE_TYPE_ORDER,
+            aggregate_id: OrderId(uuid(3)?),
             aggregate_version: r.get(4)?,
-            event_type: r.get(5)?,
-            payload: r.get(6)?,
-            occurred_at: r.get(7)?,
+            event_type: EventType::parse(event_type)
+                .ok_or_else(|| bad_column(5, format_args!("event_type {event_type:?}")))?,
+            payload: Payload::from_stored(r.get(6)?).map_err(|e| bad_column(6, e))?,
+            occurred_at: crate::domain::parse_timestamp(occurred_at)
+                .ok_or_else(|| bad_column(7, format_args!("timestamp {occurred_at:?}")))?,
             schema_version: r.get(8)?,
-        })
-    }
-
-    pub(super) fn decode(self) -> Result<StoredEvent, StoreError> {
-        if self.aggregate_type != AGGREGATE_TYPE_ORDER {
-            return Err(corrupt("aggregate_type", self.aggregate_type));
-        }
-        Ok(StoredEvent {
-            position: self.position,
-            envelope: EventEnvelope {
-                event_id: parse_uuid(&self.event_id)?,
-                aggregate_type: AGGREGATE_TYPE_ORDER,
-                aggregate_id: OrderId(parse_uuid(&self.aggregate_id)?),
-                aggregate_version: self.aggregate_version,
-                event_type: EventType::parse(&self.event_type)
-                    .ok_or_else(|| corrupt("event_type", &self.event_type))?,
-                payload: Payload::from_json(self.payload).map_err(|e| corrupt("payload", e))?,
-                occurred_at: parse_time(&self.occurred_at)?,
-                schema_version: self.schema_version,
-            },
-        })
-    }
+        },
+    })
 }
 
 /// Loads one order.
@@ -164,8 +158,8 @@ pub fn load_events(
     );
     let before = page.before.map_or(i64::MAX, i64::from);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![id.to_string(), before, page.limit], EventRow::read)?;
-    rows.map(|r| r?.decode()).collect()
+    let rows = stmt.query_map(params![id.to_string(), before, page.limit], read_event)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// One page of orders, newest first.

@@ -29,6 +29,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         6,
         include_str!("../../../schema/sqlite/0006_dead_letter_counts.sql"),
     ),
+    (
+        7,
+        include_str!("../../../schema/sqlite/0007_delivery_batches.sql"),
+    ),
 ];
 
 /// Errors while bringing the schema up to date.
@@ -74,19 +78,19 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), 6);
-        assert_eq!(migrate(&mut conn).unwrap(), 6);
+        assert_eq!(migrate(&mut conn).unwrap(), 7);
+        assert_eq!(migrate(&mut conn).unwrap(), 7);
         let tables: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN \
                  ('orders', 'outbox', 'idempotency_keys', 'store_probe', 'topic_messages', \
                  'relay_checkpoints', 'deliveries', 'dead_letters', 'dead_letter_attempts', \
-                 'topic_heads', 'dead_letter_counts')",
+                 'topic_heads', 'dead_letter_counts', 'delivery_batches')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 11);
+        assert_eq!(tables, 12);
     }
 
     /// Migration 6 counts the dead letters already there, and its triggers keep the counts
