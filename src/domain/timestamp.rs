@@ -11,16 +11,18 @@ const LEN: usize = "2026-11-29T09:22:23.123456Z".len();
 /// `t` as RFC 3339 in UTC with microseconds, as chrono's
 /// `to_rfc3339_opts(SecondsFormat::Micros, true)` writes it.
 pub fn format(t: &DateTime<Utc>) -> String {
-    let year = t.year();
+    // Taken apart once: each of `DateTime`'s own getters converts it again.
+    let (date, time) = (t.naive_utc().date(), t.naive_utc().time());
+    let year = date.year();
     if !(0..=9999).contains(&year) {
         return t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     }
     // A leap second shows as second 60, like chrono writes it.
-    let nanos = t.nanosecond();
+    let nanos = time.nanosecond();
     let (second, micros) = if nanos >= 1_000_000_000 {
-        (t.second() + 1, (nanos - 1_000_000_000) / 1_000)
+        (time.second() + 1, (nanos - 1_000_000_000) / 1_000)
     } else {
-        (t.second(), nanos / 1_000)
+        (time.second(), nanos / 1_000)
     };
     let mut out = [0u8; LEN];
     let mut put = |at: usize, value: u32, digits: usize| {
@@ -31,10 +33,10 @@ pub fn format(t: &DateTime<Utc>) -> String {
         }
     };
     put(0, year as u32, 4);
-    put(5, t.month(), 2);
-    put(8, t.day(), 2);
-    put(11, t.hour(), 2);
-    put(14, t.minute(), 2);
+    put(5, date.month(), 2);
+    put(8, date.day(), 2);
+    put(11, time.hour(), 2);
+    put(14, time.minute(), 2);
     put(17, second, 2);
     put(20, micros, 6);
     for (at, separator) in [

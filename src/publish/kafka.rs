@@ -72,15 +72,15 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
 
 /// The Kafka record for `m`: its topic, key, value and headers.
 pub fn record(m: &Message) -> FutureRecord<'_, [u8], [u8]> {
-    let headers = m
-        .headers
-        .iter()
-        .fold(OwnedHeaders::new(), |h, (key, value)| {
+    let headers = m.headers.iter().fold(
+        OwnedHeaders::new_with_capacity(m.headers.len()),
+        |h, (key, value)| {
             h.insert(Header {
                 key,
                 value: Some(value.as_bytes()),
             })
-        });
+        },
+    );
     FutureRecord::to(&m.topic)
         .key(m.key.as_bytes())
         .payload(m.value.as_bytes())

@@ -306,6 +306,7 @@ impl Relay {
         };
         breaker.report(health.0, health.1);
         let now = Utc::now();
+        let deliveries = self.telemetry.deliveries(self.mode.as_str());
         let mut done = Done::default();
         let mut stopped = None;
         for (i, (event, result)) in events.iter().zip(results).enumerate() {
@@ -320,7 +321,8 @@ impl Relay {
                         offset = ?d.offset,
                         "published"
                     );
-                    self.count_delivery(event, &d.topic, publish_time, now);
+                    deliveries.delivered(event, &d.topic, publish_time, now);
+                    self.count_retried(event);
                     done.acknowledge(event.position, d, now);
                     continue;
                 }
@@ -381,17 +383,8 @@ impl Relay {
         }))
     }
 
-    /// Counts an acknowledged event, and a success after retries if it had failed before.
-    fn count_delivery(
-        &self,
-        event: &StoredEvent,
-        topic: &str,
-        publish_time: f64,
-        acked: DateTime<Utc>,
-    ) {
-        let mode = self.mode.as_str();
-        self.telemetry
-            .delivered(event, topic, mode, publish_time, acked);
+    /// Counts a success after retries if the acknowledged `event` had failed before.
+    fn count_retried(&self, event: &StoredEvent) {
         if self
             .failing
             .as_ref()

@@ -126,9 +126,20 @@ impl LiveHub {
         if values.is_empty() {
             return (None, None);
         }
-        values.sort_by(f64::total_cmp);
-        let at = |p: f64| values[((values.len() - 1) as f64 * p).round() as usize];
-        (Some(at(0.50)), Some(at(0.99)))
+        // Two selections instead of a sort: this runs twice a second over up to 20,000
+        // samples. The p99 rank is at or above the p50 rank, so it is found among the rest.
+        let rank = |p: f64| ((values.len() - 1) as f64 * p).round() as usize;
+        let (p50, p99) = (rank(0.50), rank(0.99));
+        let (_, median, above) = values.select_nth_unstable_by(p50, f64::total_cmp);
+        let median = *median;
+        let p99 = if p99 == p50 {
+            median
+        } else {
+            *above
+                .select_nth_unstable_by(p99 - p50 - 1, f64::total_cmp)
+                .1
+        };
+        (Some(median), Some(p99))
     }
 
     pub fn publish_snapshot(&self, snapshot: Snapshot) {

@@ -285,12 +285,21 @@ pub fn counts(conn: &Connection) -> Result<DeadLetterCounts, StoreError> {
 
 /// Events after `checkpoint`: how many, and when the oldest occurred.
 pub fn backlog(conn: &Connection, checkpoint: u64) -> Result<Backlog, StoreError> {
-    let (pending, oldest): (u64, Option<String>) = conn
+    // Positions are gap-free from the oldest row kept to the newest ever written, so the
+    // count is a subtraction, not a scan of every pending row.
+    let (first, newest, oldest): (Option<u64>, Option<u64>, Option<String>) = conn
         .prepare_cached(
-            "SELECT count(*), (SELECT occurred_at FROM outbox WHERE position > ?1 \
-             ORDER BY position LIMIT 1) FROM outbox WHERE position > ?1",
+            "SELECT (SELECT min(position) FROM outbox), \
+             (SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), \
+             (SELECT occurred_at FROM outbox WHERE position > ?1 ORDER BY position LIMIT 1)",
         )?
-        .query_row(params![checkpoint], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row(params![checkpoint], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    let pending = match (first, newest) {
+        (Some(first), Some(newest)) => newest.saturating_sub(checkpoint.max(first - 1)),
+        _ => 0,
+    };
     Ok(Backlog {
         pending,
         oldest: oldest.as_deref().map(parse_time).transpose()?,

@@ -106,8 +106,8 @@ pub(super) fn read_event(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         r.get_ref(i)?.as_str().map_err(|e| bad_column(i, e))
     };
     let uuid = |i: usize| -> rusqlite::Result<Uuid> {
-        let t = text(i)?;
-        Uuid::parse_str(t).map_err(|e| bad_column(i, format_args!("uuid {t:?}: {e}")))
+        let bytes = r.get_ref(i)?.as_bytes().map_err(|e| bad_column(i, e))?;
+        Uuid::try_parse_ascii(bytes).map_err(|e| bad_column(i, format_args!("uuid: {e}")))
     };
     let aggregate_type = text(2)?;
     if aggregate_type != AGGREGATE_TYPE_ORDER {
