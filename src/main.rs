@@ -26,36 +26,43 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Listening for the signals starts before the address is announced: a SIGTERM sent as
+    // soon as the line appears must stop the server gracefully, not kill it.
+    let stop = shutdown_signal();
     // Scripts and tests read this line from stdout to learn the address.
     println!("listening on http://{}", app.local_addr());
     tracing::info!(addr = %app.local_addr(), data_dir = %config.sqlite.data_dir.display(), "serving");
-    app.run_until_stopped(shutdown_signal()).await;
+    app.run_until_stopped(stop).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+/// Starts listening for SIGINT (Ctrl-C) and SIGTERM now; the future completes on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &'static str| {
+        let listening = signal(kind);
+        async move {
+            match listening {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for {name}");
+                    std::future::pending::<()>().await;
+                }
             }
         }
     };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    let (interrupt, term) = (
+        listen(SignalKind::interrupt(), "SIGINT"),
+        listen(SignalKind::terminate(), "SIGTERM"),
+    );
+    async move {
+        tokio::select! {
+            () = interrupt => {},
+            () = term => {},
+        }
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
 }

@@ -13,7 +13,7 @@ use crate::domain::{AGGREGATE_TYPE_ORDER, Secret};
 use crate::http::auth::AdminToken;
 use crate::http::session::Sessions;
 use crate::http::throttle::AuthThrottle;
-use crate::http::{self, AppState, RelayHandles};
+use crate::http::{self, AppState, RelayHandles, Services};
 use crate::publish::faults::FaultInjector;
 use crate::publish::kafka::{KafkaPublisher, KafkaSetupError};
 use crate::publish::local::LocalLogPublisher;
@@ -206,7 +206,7 @@ impl Application {
             topics,
             &telemetry,
         );
-        let state = AppState {
+        let state = AppState::new(Services {
             orders: stores.store.clone(),
             outbox: stores.store.clone(),
             dead_letters: stores.store.clone(),
@@ -233,7 +233,7 @@ impl Application {
                     .site_addr(local_addr)
                     .build(),
             ),
-        };
+        });
         let limits = http::RequestLimits {
             timeout: config.server.request_timeout.into(),
             concurrent: config.server.max_requests as usize,

@@ -5,10 +5,7 @@
 //! to hydrate them ([`page_policy`], set while the page renders); everything else (JSON,
 //! static files, the live feed) gets [`DEFAULT_POLICY`], which allows nothing to run.
 
-use axum::extract::Request;
-use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, header};
 
 /// The policy of responses that are not pages: they load nothing and may not be framed.
 pub const DEFAULT_POLICY: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
@@ -24,11 +21,13 @@ pub fn page_policy(nonce: &str) -> String {
     )
 }
 
-/// Adds the headers; a page's own policy is kept.
-pub async fn secure(request: Request, next: Next) -> Response {
-    let admin_data = request.uri().path().starts_with("/api/admin");
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+/// Whether a response to `path` is admin data, which must not be cached.
+pub fn is_admin_data(path: &str) -> bool {
+    path.starts_with("/api/admin")
+}
+
+/// Adds the headers to a response; a page's own policy is kept.
+pub fn secure(headers: &mut HeaderMap, admin_data: bool) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -47,5 +46,4 @@ pub async fn secure(request: Request, next: Next) -> Response {
     if admin_data {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
 }

@@ -7,10 +7,8 @@ use crate::domain::EventType;
 use crate::resilience::breaker::BreakerState;
 use crate::telemetry::metrics::Metrics;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, header};
-use axum::middleware::Next;
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Refreshes the gauges that describe state (backlog, dead letters, breaker, checkpoint),
@@ -83,21 +81,35 @@ fn method_label(method: &Method) -> &'static str {
         .map_or("other", Method::as_str)
 }
 
-/// Counts and times the request. Unmatched paths are labelled `unmatched` and unknown methods
-/// `other`, so scanners cannot create a series per path or method.
-pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    // Cheap clones (an `Arc<str>` and, for standard methods, no allocation at all).
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let status = response.status();
-    let labels = [method_label(&method), route, status.as_str()];
-    metrics.http_requests.with_label_values(&labels).inc();
-    metrics
-        .http_duration
-        .with_label_values(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    response
+/// One request being counted and timed. Unmatched paths are labelled `unmatched` and
+/// unknown methods `other`, so scanners cannot create a series per path or method.
+pub struct Counted {
+    /// Cheap clones (an `Arc<str>` and, for standard methods, no allocation at all).
+    route: Option<MatchedPath>,
+    method: Method,
+    started: Instant,
+}
+
+impl Counted {
+    /// Starts counting `request`.
+    pub fn start(request: &Request) -> Self {
+        Self {
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            method: request.method().clone(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts the request as answered with `status`, and its time, which it returns.
+    pub fn finish(self, metrics: &Metrics, status: StatusCode) -> std::time::Duration {
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let labels = [method_label(&self.method), route, status.as_str()];
+        let elapsed = self.started.elapsed();
+        metrics.http_requests.with_label_values(&labels).inc();
+        metrics
+            .http_duration
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+        elapsed
+    }
 }

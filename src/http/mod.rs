@@ -5,6 +5,7 @@ mod admin;
 pub mod auth;
 mod console;
 mod dlq;
+mod edge;
 pub mod error;
 pub mod extract;
 pub mod headers;
@@ -51,11 +52,28 @@ use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
-/// What every handler can reach.
+/// What every handler can reach, behind one `Arc`: the state is cloned for every extractor
+/// and middleware of every request, and one counter is cheaper than a score of them.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     /// Orders: the transactional writer and the order reads.
     pub orders: Arc<dyn OrderStore>,
     /// The outbox as the relay sees it (backlog, deliveries).
@@ -79,9 +97,8 @@ pub struct AppState {
     pub live: Arc<LiveHub>,
     /// The readiness write probe's last result, reused for a moment.
     pub ready_probe: Arc<health::ReadyProbe>,
-    /// Where the pages find their assets and how they name the bundle.
-    /// Behind an `Arc`: the state is cloned for every extractor, and these options hold
-    /// several strings.
+    /// Where the pages find their assets and how they name the bundle (shared with
+    /// leptos, which takes it by `Arc`).
     pub leptos_options: Arc<LeptosOptions>,
 }
 
@@ -204,9 +221,6 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route("/metrics", get(metrics::scrape))
         .layer(bounded)
         .route("/api/live", get(live::live))
-        .layer(axum::middleware::from_fn_with_state(meter, metrics::track))
-        .layer(axum::middleware::from_fn(headers::secure))
-        .layer(TraceLayer::new_for_http())
-        .layer(axum::middleware::from_fn(request_id::assign))
+        .layer(edge::EdgeLayer::new(meter))
         .with_state(state)
 }

@@ -4,9 +4,6 @@
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
-use tracing::Instrument;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest request id taken from a caller.
@@ -23,22 +20,29 @@ fn acceptable(value: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
 }
 
-/// Assigns the id, runs the request inside a span that carries it, and echoes it.
-pub async fn assign(mut request: Request, next: Next) -> Response {
+/// The request's id: the caller's if acceptable, else a new UUID; set on the request, for
+/// handlers and the response.
+pub fn assign(request: &mut Request) -> HeaderValue {
     let id = match request.headers().get(&HEADER) {
         Some(v) if acceptable(v) => v.clone(),
-        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-            .expect("a UUID is a valid header value"),
+        _ => {
+            let mut buffer = uuid::Uuid::encode_buffer();
+            let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+            HeaderValue::from_str(text).expect("a UUID is a valid header value")
+        }
     };
     request.headers_mut().insert(HEADER, id.clone());
-    let span = tracing::info_span!(
+    id
+}
+
+/// The span the request runs in: its id, method and path, and the `order_id` a handler
+/// records.
+pub fn span(id: &HeaderValue, request: &Request) -> tracing::Span {
+    tracing::info_span!(
         "request",
         request_id = %id.to_str().unwrap_or_default(),
         method = %request.method(),
         path = %request.uri().path(),
         order_id = tracing::field::Empty,
-    );
-    let mut response = next.run(request).instrument(span).await;
-    response.headers_mut().insert(HEADER, id);
-    response
+    )
 }
