@@ -19,12 +19,11 @@
 //!
 //! Prints a Markdown report for docs/BENCHMARKS.md.
 
-use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use outbox::publish::kafka::{self, KafkaSettings};
 use outbox::publish::{Message, TopicRouter};
 use outbox::store::OutboxLog;
-use outbox::store::sqlite::DATABASE_FILE;
+use outbox::store::sqlite::{DATABASE_FILE, SqliteStore};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
@@ -301,25 +300,25 @@ async fn steady(broker: &Broker, mode: &str, poll_ms: u64, rate: u32, seconds: u
     while scalar(&conn, CHECKPOINT) < last {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut statement = conn
-        .prepare(
-            "SELECT o.occurred_at, d.published_at FROM outbox o JOIN deliveries d \
-             ON d.position = o.position WHERE o.position > 1",
-        )
-        .expect("query");
-    let parse = |t: String| t.parse::<DateTime<Utc>>().expect("timestamp");
-    let mut latencies: Vec<Duration> = statement
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .expect("rows")
-        .map(|row| {
-            let (occurred, published) = row.expect("row");
-            (parse(published) - parse(occurred))
+    drop(server);
+    // Read back through the store, as the order page does.
+    let store = SqliteStore::open(&embedded::store_options(dir.path())).expect("store opens");
+    let mut latencies = Vec::with_capacity(sent);
+    let mut after = 1;
+    loop {
+        let events = store.events_after(after, 10_000).await.expect("read");
+        let Some(last) = events.last() else { break };
+        after = last.position;
+        let positions = events.iter().map(|e| e.position).collect();
+        let delivered = store.deliveries(positions).await.expect("deliveries");
+        latencies.extend(events.iter().map(|e| {
+            let published = delivered[&e.position].published_at;
+            (published - e.envelope.occurred_at)
                 .to_std()
                 .unwrap_or(Duration::ZERO)
-        })
-        .collect();
+        }));
+    }
     latencies.sort_unstable();
-    drop(server);
     Steady {
         sent,
         ok,
@@ -490,7 +489,7 @@ async fn main() {
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for (round, (raw, d)) in raws.iter().zip(&drains).enumerate() {
         println!(
-            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.1} |",
+            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} |",
             round + 1,
             raw.as_secs_f64(),
             per_second(backlog, *raw),

@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod auth;
+mod bounded;
 mod console;
 mod dlq;
 mod edge;
@@ -34,9 +35,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::ui::UiBridge;
 use app::api::OrdersApi;
 use auth::AdminToken;
-use axum::BoxError;
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderValue, header};
 use axum::routing::{get, post, put};
@@ -48,10 +47,7 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use session::Sessions;
 use std::sync::Arc;
 use tokio::sync::watch;
-use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 
 /// What every handler can reach, behind one `Arc`: the state is cloned for every extractor
 /// and middleware of every request, and one counter is cheaper than a score of them.
@@ -186,18 +182,7 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
     };
     let routes = generate_route_list(app::App);
     let options = LeptosOptions::clone(&state.leptos_options);
-    let bounded = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|_: BoxError| async {
-            AppError::Unavailable
-        }))
-        .load_shed()
-        // One count for the whole router: `Router::layer` wraps every route (and method)
-        // on its own, so a per-layer limit would count each route apart.
-        .layer(GlobalConcurrencyLimitLayer::new(limits.concurrent))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            limits.timeout,
-        ));
+    let bounded = bounded::BoundedLayer::new(limits.concurrent, limits.timeout);
     Router::new()
         .leptos_routes_with_context(&state, routes, context.clone(), move || {
             app::shell(options.clone())
