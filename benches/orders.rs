@@ -9,11 +9,18 @@
 //!
 //! The load generator keeps one HTTP/1.1 connection per worker (hyper's connection API) and
 //! sends pre-serialised bodies, so that as little CPU as possible goes to the client.
+//!
+//! This process runs on the runtime the server builds by default (`WORKER_THREADS` unset:
+//! one worker fewer than the CPUs, the writer thread keeping a core): the baseline's store
+//! and relay then run as the server's do, and the load generator takes no more threads than
+//! the server's own workers.
 
+use clap::Parser;
 use futures::future::join_all;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use outbox::config::Config;
 use outbox::store::OrderStore;
 use outbox::store::sqlite::SqliteStore;
 use serde_json::json;
@@ -224,8 +231,18 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
     run
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let defaults = Config::try_parse_from(["outbox"]).expect("the default configuration");
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(defaults.worker_threads(cpus))
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(run());
+}
+
+async fn run() {
     let o = options();
     let c = o.connections;
     eprintln!("running: {c} connections, {} s per scenario", o.seconds);
