@@ -1,5 +1,5 @@
--- Where the relay's batches went: one row per recorded batch, written with one insert, instead
--- of one `deliveries` row per event (that insert was a fifth of the relay's work per event).
+-- Where the relay's batches went: a row per recorded batch (per 100 events of it), instead of
+-- one `deliveries` row per event (that insert was a fifth of the relay's work per event).
 -- `entries` packs, for each acknowledged event of the batch in commit order, its position,
 -- the index of its topic in `topics`, its partition, its offset and when the sink
 -- acknowledged it (layout: `store::sqlite::progress`). Single deliveries (dead-letter replays)

@@ -1,6 +1,6 @@
 //! The relay's reads and writes: events after a position, checkpoints, delivery records.
 
-use super::rows::{EVENT_COLUMNS, parse_time, read_event};
+use super::rows::{EVENT_COLUMNS, bad_column, parse_time, read_event};
 use crate::domain::timestamp;
 use crate::domain::{DeliveryRecord, StoredEvent};
 use crate::store::StoreError;
@@ -30,16 +30,23 @@ pub fn checkpoint(conn: &Connection, relay: &str) -> Result<u64, StoreError> {
     Ok(found.unwrap_or(0))
 }
 
+/// Events per `delivery_batches` row: 3,000 bytes of entries, which SQLite keeps in the row's
+/// page. A looked-up row is read whole, and the order page looks up one per event; a whole
+/// 500-event batch (15 KB) would spill into overflow pages, read for every lookup.
+const EVENTS_PER_ROW: usize = 100;
+
 /// Records where events went and moves the checkpoint, in the caller's transaction: the
-/// deliveries as one `delivery_batches` row, then the checkpoint, which never moves backwards.
+/// deliveries as `delivery_batches` rows of up to [`EVENTS_PER_ROW`] events, then the
+/// checkpoint, which never moves backwards.
 pub fn record(
     conn: &Connection,
     relay: &str,
     position: u64,
     deliveries: &[(u64, DeliveryRecord)],
 ) -> Result<(), StoreError> {
-    if let (Some((first, _)), Some((last, _))) = (deliveries.first(), deliveries.last()) {
-        let (topics, entries) = batch::encode(deliveries)?;
+    for chunk in deliveries.chunks(EVENTS_PER_ROW) {
+        let (first, last) = (chunk[0].0, chunk[chunk.len() - 1].0);
+        let (topics, entries) = batch::encode(chunk)?;
         conn.prepare_cached(
             "INSERT OR REPLACE INTO delivery_batches (first_position, last_position, topics, \
              entries) VALUES (?1, ?2, ?3, ?4)",
@@ -106,13 +113,20 @@ pub fn deliveries(
             found.insert(position, record);
             continue;
         }
-        let holding: Option<(u64, String, Vec<u8>)> = batches
-            .query_row(params![position], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        if let Some((last, topics, entries)) = holding
-            && position <= last
-            && let Some(record) = batch::find(&topics, &entries, position)?
-        {
+        // Searched where SQLite holds the row, without copying it out.
+        let in_batch = batches
+            .query_row(params![position], |r| {
+                let last: u64 = r.get(0)?;
+                if position > last {
+                    return Ok(None);
+                }
+                let topics = r.get_ref(1)?.as_str().map_err(|e| bad_column(1, e))?;
+                let entries = r.get_ref(2)?.as_blob().map_err(|e| bad_column(2, e))?;
+                batch::find(topics, entries, position).map_err(|e| bad_column(2, e))
+            })
+            .optional()?
+            .flatten();
+        if let Some(record) = in_batch {
             found.insert(position, record);
         }
     }
@@ -343,6 +357,21 @@ mod tests {
         record_delivery(&conn, 3, &replayed).unwrap();
         assert_eq!(deliveries(&conn, &[3]).unwrap()[&3], replayed);
         assert_eq!(checkpoint(&conn, "main").unwrap(), 6);
+    }
+
+    #[test]
+    fn a_large_batch_is_kept_in_rows_of_a_hundred_events() {
+        let conn = database(250);
+        let batch: Vec<(u64, DeliveryRecord)> = (1..=250)
+            .map(|p| (p, delivered("orders", Some(0), Some(p as i64))))
+            .collect();
+        record(&conn, "main", 250, &batch).unwrap();
+        assert_eq!(count(&conn, "delivery_batches"), 3);
+        let positions: Vec<u64> = (1..=250).collect();
+        assert_eq!(
+            deliveries(&conn, &positions).unwrap(),
+            batch.into_iter().collect()
+        );
     }
 
     #[test]

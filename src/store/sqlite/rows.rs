@@ -94,7 +94,7 @@ impl OrderRow {
 
 /// A value the store wrote that does not decode, as the row reader's error: the caller gets
 /// it as [`StoreError::Corrupt`].
-fn bad_column(column: usize, detail: impl std::fmt::Display) -> rusqlite::Error {
+pub(super) fn bad_column(column: usize, detail: impl std::fmt::Display) -> rusqlite::Error {
     let detail: Box<dyn std::error::Error + Send + Sync> = detail.to_string().into();
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, detail)
 }
