@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::embedded::{self, CUSTOMER, InProcessRelay};
-use support::{Server, arg, machine};
+use support::{Broker, Server, arg, machine};
 use tokio::process::Command as Process;
 
 mod support;
@@ -165,29 +165,6 @@ fn per_unit(with: u64, without: u64, count: usize) -> f64 {
     with.saturating_sub(without) as f64 / count as f64
 }
 
-/// A broker for scenario 2, killed when dropped.
-async fn tansu() -> (tokio::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let url = format!("tcp://{address}");
-    let program = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
-    let process = Process::new(&program)
-        .args(["broker", "--storage-engine", "memory://tansu/"])
-        .args(["--listener-url", &url, "--advertised-listener-url", &url])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} runs (`make bench-cpu` installs tansu): {e}"));
-    while tokio::net::TcpStream::connect(&address).await.is_err() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (process, address)
-}
-
 #[tokio::main]
 async fn main() {
     if let Some(orders) = std::env::args()
@@ -204,8 +181,8 @@ async fn main() {
         relay_run("relay-log-idle", 0, &[]).await,
         n,
     );
-    let (_broker, address) = tansu().await;
-    let kafka_env = [("KAFKA_BROKERS", address.as_str())];
+    let broker = Broker::start().await;
+    let kafka_env = [("KAFKA_BROKERS", broker.address.as_str())];
     let kafka = per_unit(
         relay_run("relay-kafka", n, &kafka_env).await,
         relay_run("relay-kafka-idle", 0, &kafka_env).await,

@@ -31,50 +31,15 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::VecDeque;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::embedded::{self, CUSTOMER};
-use support::{Server, cpu_seconds, percentile, rss_mib};
-use tokio::process::{Child, Command as Process};
+use support::{Broker, Server, cpu_seconds, percentile, rss_mib};
 
 mod support;
 
 const PARTITIONS: i32 = 3;
 /// The admin secret of the bench's servers (fault injection needs it).
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
-
-/// A tansu broker with in-memory storage on a free port, killed when dropped.
-struct Broker {
-    _process: Child,
-    address: String,
-}
-
-async fn start_broker() -> Broker {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let url = format!("tcp://{address}");
-    let program = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
-    let process = Process::new(&program)
-        .args(["broker", "--storage-engine", "memory://tansu/"])
-        .args(["--listener-url", &url, "--advertised-listener-url", &url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} runs (`make bench` installs tansu): {e}"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(&address).await.is_err() {
-        assert!(Instant::now() < deadline, "tansu never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Broker {
-        _process: process,
-        address,
-    }
-}
 
 /// The server's settings for the Kafka sink, and the same for the baseline producer.
 fn kafka_settings(broker: &Broker) -> KafkaSettings {
@@ -423,7 +388,7 @@ async fn main() {
     let seconds: u64 = support::arg("--seconds", 10);
     let poll_ms: u64 = support::arg("--poll-interval-ms", 500);
     let rounds: usize = support::arg("--rounds", 3);
-    let broker = start_broker().await;
+    let broker = Broker::start().await;
 
     eprintln!("committing a backlog of {backlog} events");
     let prefilled = tempfile::tempdir().expect("temp dir");

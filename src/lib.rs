@@ -11,8 +11,9 @@
 //! (`tests/api/layers.rs` checks it), so a reader can learn them in this order.
 //!
 //! 1. [`domain`]: the order aggregate, value types (parse, don't validate), events as
-//!    committed (`StoredEvent`) and where they were delivered, and configuration secrets
-//!    that never show in `Debug` output (`domain/secret.rs`). Pure.
+//!    committed (`StoredEvent`) and where they were delivered, the one timestamp text format
+//!    (`domain/timestamp.rs`), and configuration secrets that never show in `Debug` output
+//!    (`domain/secret.rs`). Pure.
 //! 2. [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing, transient vs
 //!    permanent `PublishError`), the embedded topic log's seam and sink (`publish/local.rs`),
 //!    the Kafka sink (`publish/kafka.rs`) and the fault-injecting wrapper (`publish/faults.rs`).
@@ -42,8 +43,9 @@
 //!     (`http/throttle.rs`), the console's sign-in and page guard (`http/console.rs`), health
 //!     probes (`http/health.rs`), security headers (`http/headers.rs`), `/metrics`
 //!     (`http/metrics.rs`), the SSE live feed
-//!     (`http/live.rs`), request ids (`http/request_id.rs`), `AppError`, extractors, and the
-//!     Leptos page routes.
+//!     (`http/live.rs`), request ids (`http/request_id.rs`), the layer every answer passes
+//!     through (`http/edge.rs`: request id, span, security headers, metrics), the request
+//!     limits (`http/bounded.rs`), `AppError`, extractors, and the Leptos page routes.
 //! 12. [`startup`]: `Application::build` (open the stores, build the sink, the relay's parts,
 //!     the background tasks, the admin secret) and `run_until_stopped` (graceful shutdown with
 //!     cancellation tokens and a task tracker), used by `main` and the tests.

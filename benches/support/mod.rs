@@ -70,6 +70,44 @@ impl Server {
     }
 }
 
+/// A tansu broker (`TANSU`, which `make bench` installs) with in-memory storage on a free
+/// loopback port, killed when dropped.
+pub struct Broker {
+    _process: Child,
+    /// `host:port` for `bootstrap.servers`.
+    pub address: String,
+}
+
+impl Broker {
+    /// Starts the broker and waits until it listens.
+    pub async fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let program = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
+        let process = Command::new(&program)
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} runs (`make bench` installs tansu): {e}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(&address).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "tansu never listened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Broker {
+            _process: process,
+            address,
+        }
+    }
+}
+
 /// CPU seconds (user + system) used so far by process `pid`.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -7,6 +7,15 @@ use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 
 /// Length of a formatted timestamp between the years 0 and 9999.
 const LEN: usize = "2026-11-29T09:22:23.123456Z".len();
+/// Where the fixed characters between the numbers stand.
+const SEPARATORS: [(usize, u8); 6] = [
+    (4, b'-'),
+    (7, b'-'),
+    (10, b'T'),
+    (13, b':'),
+    (16, b':'),
+    (19, b'.'),
+];
 
 /// `t` as RFC 3339 in UTC with microseconds, as chrono's
 /// `to_rfc3339_opts(SecondsFormat::Micros, true)` writes it.
@@ -39,14 +48,7 @@ pub fn format(t: &DateTime<Utc>) -> String {
     put(14, time.minute(), 2);
     put(17, second, 2);
     put(20, micros, 6);
-    for (at, separator) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-    ] {
+    for (at, separator) in SEPARATORS {
         out[at] = separator;
     }
     out[LEN - 1] = b'Z';
@@ -68,15 +70,7 @@ fn exact(b: &[u8]) -> Option<DateTime<Utc>> {
     if b.len() != LEN || b[LEN - 1] != b'Z' {
         return None;
     }
-    let separators = [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-    ];
-    if separators.iter().any(|&(at, s)| b[at] != s) {
+    if SEPARATORS.iter().any(|&(at, s)| b[at] != s) {
         return None;
     }
     let number = |from: usize, digits: usize| -> Option<u32> {
