@@ -3,7 +3,9 @@
 //! durability (`synchronous=FULL`), the same concurrency, and the same relay publishing every
 //! event to the embedded topic log in streaming mode, so the two differ only by HTTP.
 //!
-//! Options (after `--`): `--connections N` (default 64), `--seconds S` (default 10).
+//! Options (after `--`): `--connections N` (default 64), `--seconds S` (default 10),
+//! `--rounds R` (default 3): HTTP and the direct baseline take turns R times, and the ratio is
+//! taken between their medians (one pair of runs moved by ±0.05 from run to run).
 //! Prints a Markdown report for docs/BENCHMARKS.md, with the CPU time each side spent per
 //! order (read from /proc), because client and server share this machine's cores.
 //!
@@ -36,12 +38,14 @@ mod support;
 struct Options {
     connections: usize,
     seconds: u64,
+    rounds: usize,
 }
 
 fn options() -> Options {
     Options {
         connections: support::arg("--connections", 64),
         seconds: support::arg("--seconds", 10),
+        rounds: support::arg("--rounds", 3usize).max(1),
     }
 }
 
@@ -245,33 +249,53 @@ fn main() {
 async fn run() {
     let o = options();
     let c = o.connections;
-    eprintln!("running: {c} connections, {} s per scenario", o.seconds);
-    let http = http_run(&o, c).await;
-    let store = store_run(&o, c).await;
+    eprintln!(
+        "running: {c} connections, {} s per scenario, {} rounds",
+        o.seconds, o.rounds
+    );
+    let (mut https, mut stores) = (Vec::new(), Vec::new());
+    for round in 1..=o.rounds {
+        eprintln!("round {round}: HTTP, then the direct store");
+        https.push(http_run(&o, c).await);
+        stores.push(store_run(&o, c).await);
+    }
     let single = store_run(&o, 1).await;
     println!("Machine: {}  ", support::machine());
     println!(
-        "Command: `make bench BENCH_ARGS=\"--connections {c} --seconds {}\"`\n",
-        o.seconds
+        "Command: `make bench BENCH_ARGS=\"--connections {c} --seconds {} --rounds {}\"`\n",
+        o.seconds, o.rounds
     );
     println!(
         "| scenario | orders/s | p50 ms | p99 ms | ok | failed | server CPU µs/order | load generator CPU µs/order | relay drained after (ms) |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    println!(
-        "{}",
-        http.row(&format!("HTTP POST /api/orders, {c} connections"))
-    );
-    println!(
-        "{}",
-        store.row(&format!("store.apply direct (baseline), {c} concurrent"))
-    );
+    for (round, (http, store)) in https.iter().zip(&stores).enumerate() {
+        let round = round + 1;
+        println!(
+            "{}",
+            http.row(&format!("{round}: HTTP POST /api/orders, {c} connections"))
+        );
+        println!(
+            "{}",
+            store.row(&format!(
+                "{round}: store.apply direct (baseline), {c} concurrent"
+            ))
+        );
+    }
     println!(
         "{}",
         single.row("store.apply direct, 1 at a time (no group commit possible)")
     );
+    let median = |runs: &mut Vec<Run>| {
+        runs.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
+        runs.swap_remove(runs.len() / 2)
+    };
+    let (http, store) = (median(&mut https), median(&mut stores));
     println!(
-        "\nHTTP / direct-store ratio: {:.2}. Server RSS at the end of the HTTP run: {:.0} MiB.",
+        "\nMedians: HTTP {:.0} orders/s, direct store {:.0}; HTTP / direct-store ratio: **{:.2}**. \
+         Server RSS at the end of the median HTTP run: {:.0} MiB.",
+        http.per_second(),
+        store.per_second(),
         http.per_second() / store.per_second(),
         http.server_rss
     );
