@@ -184,13 +184,13 @@ impl Application {
             source,
         })?;
         let closing = CancellationToken::new();
-        let telemetry = Telemetry {
-            metrics: Arc::new(Metrics::new()),
-            live: Arc::new(LiveHub::new(
+        let telemetry = Telemetry::new(
+            Arc::new(Metrics::new()),
+            Arc::new(LiveHub::new(
                 closing.clone(),
                 config.server.live_max_clients as usize,
             )),
-        };
+        );
         let poll_interval: Duration = config.relay.poll_interval.into();
         (telemetry.metrics.poll_interval).set(poll_interval.as_secs_f64());
         let faults = Arc::new(FaultInjector::new(sink(config, &topics, &stores)?));

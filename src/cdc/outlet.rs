@@ -68,9 +68,13 @@ impl Outlet {
             let now = Utc::now();
             let error = match result {
                 Ok(delivery) => {
-                    let mode = RelayMode::Streaming.as_str();
                     let publish_time = started.elapsed().as_secs_f64();
-                    (self.telemetry).delivered(&event, &delivery.topic, mode, publish_time, now);
+                    (self.telemetry.deliveries(RelayMode::Streaming)).delivered(
+                        &event,
+                        &delivery.topic,
+                        publish_time,
+                        now,
+                    );
                     if first_failed_at.is_some() {
                         metrics.retry_success.with_label_values(&["publish"]).inc();
                     }

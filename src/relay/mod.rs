@@ -306,7 +306,7 @@ impl Relay {
         };
         breaker.report(health.0, health.1);
         let now = Utc::now();
-        let deliveries = self.telemetry.deliveries(self.mode.as_str());
+        let deliveries = self.telemetry.deliveries(self.mode);
         let mut done = Done::default();
         let mut stopped = None;
         for (i, (event, result)) in events.iter().zip(results).enumerate() {

@@ -8,6 +8,7 @@ use crate::domain::{EventType, StoredEvent};
 use crate::publish::FailureKind;
 use crate::resilience::breaker::Transition;
 use crate::store::Applied;
+use app::dto::RelayMode;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -39,6 +40,12 @@ pub struct Deliveries {
     duration: prometheus::Histogram,
     latency: prometheus::Histogram,
     live: Arc<live::LiveHub>,
+}
+
+impl std::fmt::Debug for Deliveries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deliveries")
+    }
 }
 
 impl Deliveries {
@@ -78,43 +85,51 @@ impl Deliveries {
 pub struct Telemetry {
     pub metrics: Arc<metrics::Metrics>,
     pub live: Arc<live::LiveHub>,
+    /// The series of acknowledged events per relay mode, in the order of `RelayMode::ALL`,
+    /// looked up once: finding a labelled series costs more than moving it.
+    deliveries: Arc<Vec<Deliveries>>,
 }
 
 impl Default for Telemetry {
     /// Standalone telemetry (tests, benches): its live feed is never closed by a server.
     fn default() -> Self {
-        Self {
-            metrics: Arc::default(),
-            live: Arc::new(live::LiveHub::new(Default::default(), 100)),
-        }
+        Self::new(
+            Arc::default(),
+            Arc::new(live::LiveHub::new(Default::default(), 100)),
+        )
     }
 }
 
 impl Telemetry {
-    /// Counts an event the sink acknowledged, for whichever relay (`mode` labels it):
-    /// throughput, publish time, commit → acknowledgement latency, and a live-feed sample.
-    pub fn delivered(
-        &self,
-        event: &StoredEvent,
-        topic: &str,
-        mode: &str,
-        publish_seconds: f64,
-        acked: DateTime<Utc>,
-    ) {
-        self.deliveries(mode)
-            .delivered(event, topic, publish_seconds, acked);
+    /// Telemetry reporting to `metrics` and `live`.
+    pub fn new(metrics: Arc<metrics::Metrics>, live: Arc<live::LiveHub>) -> Self {
+        let deliveries = RelayMode::ALL
+            .iter()
+            .map(|mode| {
+                let (processed, mode) = (&metrics.events_processed, mode.as_str());
+                Deliveries {
+                    processed: EventType::ALL
+                        .map(|t| processed.with_label_values(&[t.as_str(), mode])),
+                    duration: metrics.processing_duration.clone(),
+                    latency: metrics.end_to_end_latency.with_label_values(&[mode]),
+                    live: Arc::clone(&live),
+                }
+            })
+            .collect();
+        Self {
+            metrics,
+            live,
+            deliveries: Arc::new(deliveries),
+        }
     }
 
-    /// The series [`Telemetry::delivered`] moves for `mode`, looked up once: the relay counts
-    /// a whole batch with them (finding a labelled series costs more than moving it).
-    pub fn deliveries(&self, mode: &str) -> Deliveries {
-        let processed = &self.metrics.events_processed;
-        Deliveries {
-            processed: EventType::ALL.map(|t| processed.with_label_values(&[t.as_str(), mode])),
-            duration: self.metrics.processing_duration.clone(),
-            latency: self.metrics.end_to_end_latency.with_label_values(&[mode]),
-            live: Arc::clone(&self.live),
-        }
+    /// The series an acknowledged event moves when the relay in `mode` publishes it.
+    pub fn deliveries(&self, mode: RelayMode) -> &Deliveries {
+        let index = RelayMode::ALL
+            .iter()
+            .position(|m| *m == mode)
+            .expect("every mode is in ALL");
+        &self.deliveries[index]
     }
 
     /// Counts a circuit breaker transition and announces it on the live feed.
