@@ -20,7 +20,7 @@
 //! Prints a Markdown report for docs/BENCHMARKS.md.
 
 use futures::future::join_all;
-use outbox::store::sqlite::{DATABASE_FILE, SqliteStore};
+use outbox::store::sqlite::SqliteStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,19 +68,6 @@ fn instructions(file: &Path) -> u64 {
         .unwrap_or_else(|| panic!("no instruction total in {}", file.display()))
 }
 
-/// The relay's saved checkpoint in the database in `dir`.
-fn checkpoint(dir: &Path) -> i64 {
-    rusqlite::Connection::open(dir.join(DATABASE_FILE))
-        .and_then(|c| {
-            c.query_row(
-                "SELECT coalesce(max(position), 0) FROM relay_checkpoints",
-                [],
-                |r| r.get(0),
-            )
-        })
-        .unwrap_or(0)
-}
-
 /// Runs the server under callgrind as `name` on a backlog of `events`, with `env`, until
 /// its relay has handled them all; returns the instructions it executed.
 async fn relay_run(name: &str, events: usize, env: &[(&str, &str)]) -> u64 {
@@ -88,8 +75,9 @@ async fn relay_run(name: &str, events: usize, env: &[(&str, &str)]) -> u64 {
     drop(embedded::prefill(dir.path(), events).await);
     let (wrapper, file) = callgrind(name);
     let server = Server::start_under(&wrapper, dir.path(), env).await;
+    let conn = embedded::database(dir.path());
     let start = Instant::now();
-    while checkpoint(dir.path()) < events as i64 {
+    while embedded::checkpoint(&conn) < events as i64 {
         assert!(
             start.elapsed() < Duration::from_secs(900),
             "the relay never drained"
@@ -125,7 +113,8 @@ async fn http_run(name: &str, orders: usize) -> u64 {
     let (wrapper, file) = callgrind(name);
     let server = Server::start_under(&wrapper, dir.path(), &[]).await;
     http_creates(server.addr, orders).await;
-    while checkpoint(dir.path()) < orders as i64 {
+    let conn = embedded::database(dir.path());
+    while embedded::checkpoint(&conn) < orders as i64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.stop().await;
@@ -154,7 +143,8 @@ async fn direct_creates(orders: usize) {
         Arc::new(SqliteStore::open(&embedded::store_options(dir.path())).expect("store opens"));
     let relay = InProcessRelay::spawn(Arc::clone(&store));
     embedded::create_many(&store, orders, CONCURRENCY).await;
-    while checkpoint(dir.path()) < orders as i64 {
+    let conn = embedded::database(dir.path());
+    while embedded::checkpoint(&conn) < orders as i64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     relay.stop().await;

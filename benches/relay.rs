@@ -23,7 +23,7 @@ use futures::future::join_all;
 use outbox::publish::kafka::{self, KafkaSettings};
 use outbox::publish::{Message, TopicRouter};
 use outbox::store::OutboxLog;
-use outbox::store::sqlite::{DATABASE_FILE, SqliteStore};
+use outbox::store::sqlite::SqliteStore;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
@@ -82,8 +82,6 @@ fn scalar(conn: &rusqlite::Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
 }
 
-const CHECKPOINT: &str = "SELECT coalesce(max(position), 0) FROM relay_checkpoints";
-
 /// What the backlog drain measured.
 struct Drain {
     events: usize,
@@ -108,11 +106,11 @@ async fn drain(dir: &Path, broker: &Broker, events: usize) -> Drain {
         ],
     )
     .await;
-    let conn = rusqlite::Connection::open(dir.join(DATABASE_FILE)).expect("database");
+    let conn = embedded::database(dir);
     let mut peak_rss: f64 = 0.0;
     let mut first_ack = None;
     loop {
-        let checkpoint = scalar(&conn, CHECKPOINT);
+        let checkpoint = embedded::checkpoint(&conn);
         if checkpoint > 0 && first_ack.is_none() {
             first_ack = Some(start.elapsed());
         }
@@ -236,10 +234,10 @@ async fn warm_server(
         ("ADMIN_TOKEN", ADMIN_TOKEN),
     ];
     let server = Server::start(dir, &[&base[..], env].concat()).await;
-    let conn = rusqlite::Connection::open(dir.join(DATABASE_FILE)).expect("database");
+    let conn = embedded::database(dir);
     let url = format!("http://{}/api/orders", server.addr);
     assert!(create_order(reqwest::Client::new(), url).await);
-    while scalar(&conn, CHECKPOINT) < 1 {
+    while embedded::checkpoint(&conn) < 1 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     (server, conn)
@@ -262,7 +260,7 @@ async fn steady(broker: &Broker, mode: &str, poll_ms: u64, rate: u32, seconds: u
     let ok = paced(format!("http://{}/api/orders", server.addr), rate, sent).await;
     let elapsed = start.elapsed();
     let last = scalar(&conn, "SELECT coalesce(max(position), 0) FROM outbox");
-    while scalar(&conn, CHECKPOINT) < last {
+    while embedded::checkpoint(&conn) < last {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(server);
@@ -336,10 +334,10 @@ async fn outage(broker: &Broker, rate: u32, outage: Duration) -> Outage {
     admin(serde_json::json!({"mode": "down"})).await;
     tokio::time::sleep(outage).await;
     let target = scalar(&conn, "SELECT coalesce(max(position), 0) FROM outbox");
-    let backlog = target - scalar(&conn, CHECKPOINT);
+    let backlog = target - embedded::checkpoint(&conn);
     let cleared = Instant::now();
     admin(serde_json::json!({"mode": "none"})).await;
-    while scalar(&conn, CHECKPOINT) < target {
+    while embedded::checkpoint(&conn) < target {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let recovery = cleared.elapsed();

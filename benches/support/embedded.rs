@@ -64,6 +64,21 @@ pub async fn create_many(store: &Arc<SqliteStore>, count: usize, concurrency: us
     .await;
 }
 
+/// The database of the store in `dir`, opened beside whoever writes it.
+pub fn database(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join(outbox::store::sqlite::DATABASE_FILE)).expect("database")
+}
+
+/// The relay's saved checkpoint in `conn`'s database (0 before its first save).
+pub fn checkpoint(conn: &rusqlite::Connection) -> i64 {
+    conn.query_row(
+        "SELECT coalesce(max(position), 0) FROM relay_checkpoints",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
 /// Opens a new store in `dir` and commits `events` creates into it (64 at a time).
 pub async fn prefill(dir: &Path, events: usize) -> Arc<SqliteStore> {
     let store = Arc::new(SqliteStore::open(&store_options(dir)).expect("store opens"));

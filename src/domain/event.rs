@@ -67,8 +67,8 @@ pub struct NotAnObject(String);
 impl Payload {
     /// Payload text read back from storage. This program wrote it by serialising a JSON
     /// object, so only its shape is checked (an object's braces at both ends), which catches
-    /// a truncated or foreign value; parsing every byte again cost the relay as much as the
-    /// rest of reading the event.
+    /// a truncated or foreign value; parsing every byte again was a quarter of the relay's
+    /// work of reading an event.
     pub fn from_stored(text: String) -> Result<Self, NotAnObject> {
         let trimmed = text.trim_ascii();
         if trimmed.starts_with('{') && trimmed.ends_with('}') {

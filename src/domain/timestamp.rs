@@ -21,7 +21,8 @@ const SEPARATORS: [(usize, u8); 6] = [
 /// `to_rfc3339_opts(SecondsFormat::Micros, true)` writes it.
 pub fn format(t: &DateTime<Utc>) -> String {
     // Taken apart once: each of `DateTime`'s own getters converts it again.
-    let (date, time) = (t.naive_utc().date(), t.naive_utc().time());
+    let naive = t.naive_utc();
+    let (date, time) = (naive.date(), naive.time());
     let year = date.year();
     if !(0..=9999).contains(&year) {
         return t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);

@@ -205,7 +205,7 @@ impl TopicRouter {
         if !template.contains("{aggregate_type}") {
             return Err("the topic template must contain {aggregate_type}".into());
         }
-        let sample = template.replace("{aggregate_type}", "order");
+        let sample = template.replace("{aggregate_type}", crate::domain::AGGREGATE_TYPE_ORDER);
         let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         if sample.is_empty() || sample.len() > 249 || !sample.chars().all(valid) {
             return Err(format!("{sample:?} is not a valid topic name"));

@@ -44,14 +44,14 @@ pub fn record(
     position: u64,
     deliveries: &[(u64, DeliveryRecord)],
 ) -> Result<(), StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO delivery_batches (first_position, last_position, topics, \
+         entries) VALUES (?1, ?2, ?3, ?4)",
+    )?;
     for chunk in deliveries.chunks(EVENTS_PER_ROW) {
         let (first, last) = (chunk[0].0, chunk[chunk.len() - 1].0);
         let (topics, entries) = batch::encode(chunk)?;
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO delivery_batches (first_position, last_position, topics, \
-             entries) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![first, last, topics, entries])?;
+        insert.execute(params![first, last, topics, entries])?;
     }
     conn.prepare_cached(
         "INSERT INTO relay_checkpoints (relay, position, updated_at) VALUES (?1, ?2, ?3) \
