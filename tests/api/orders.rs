@@ -197,12 +197,9 @@ async fn unknown_orders_are_404() {
         "not_found",
     )
     .await;
-    expect_error(
-        app.get("/api/nothing-here").await,
-        StatusCode::NOT_FOUND,
-        "no_route",
-    )
-    .await;
+    for unknown in ["/api/nothing-here", "/api", "/api/", "/api/orders/x/y/z"] {
+        expect_error(app.get(unknown).await, StatusCode::NOT_FOUND, "no_route").await;
+    }
     let delete = app
         .client
         .delete(app.url("/api/orders"))
