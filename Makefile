@@ -15,19 +15,26 @@ CONFLUENT_KAFKA_VERSION := 2.16.1
 KCAT_LIBRDKAFKA := $(HOME)/.cache/outbox-tools/confluent-kafka-$(CONFLUENT_KAFKA_VERSION)-librdkafka
 export CONFLUENT_KAFKA_VERSION KCAT_LIBRDKAFKA
 
+# schemathesis (from PyPI, in a venv named by version) checks the JSON API against its OpenAPI
+# document in `make contract`; scripts/setup.sh installs it.
+SCHEMATHESIS_VERSION := 4.32.5
+SCHEMATHESIS_VENV := $(HOME)/.cache/outbox-tools/schemathesis-$(SCHEMATHESIS_VERSION)
+export SCHEMATHESIS_VERSION SCHEMATHESIS_VENV
+
 LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
 DATA_DIR ?= ./data
 export LEPTOS_SITE_ADDR DATA_DIR
 
-.PHONY: run test setup-run setup-test build-release build-debug fmt-check clippy rust-tests e2e bench bench-orders bench-relay bench-scale bench-cpu test-scylla test-scylla-cluster
+.PHONY: run test setup-run setup-test build-release build-debug test-binaries fmt-check clippy rust-tests contract e2e bench bench-orders bench-relay bench-scale bench-cpu test-scylla test-scylla-cluster
 
 ## run: install what is missing, build (release, with wasm-opt) and serve on the embedded store
 run: setup-run build-release
 	@echo "Serving on http://$(LEPTOS_SITE_ADDR) (data in $(DATA_DIR)); Ctrl-C stops it."
 	LEPTOS_SITE_ROOT=target/site ./target/release/outbox
 
-## test: install what is missing, then format, clippy, Rust tests and Playwright in Chromium
-test: setup-test fmt-check clippy rust-tests e2e
+## test: install what is missing, then format, clippy, Rust tests, the API contract
+## (schemathesis) and Playwright in Chromium
+test: setup-test fmt-check clippy rust-tests contract e2e
 
 setup-run:
 	@scripts/setup.sh run
@@ -45,11 +52,14 @@ build-release:
 # (about 5 minutes).
 DEBUG_RUSTFLAGS := --cfg erase_components
 
-# The browser bundle through cargo-leptos; the server is the binary `cargo test` builds for
-# the integration tests (same flag, same features), so after `rust-tests` this builds nothing.
-build-debug:
-	cargo leptos build --frontend-only
+# The debug server is the binary `cargo test` builds for the integration tests (same flag,
+# same features), so after `rust-tests` this builds nothing.
+test-binaries:
 	RUSTFLAGS="$(DEBUG_RUSTFLAGS)" cargo test --workspace --no-run
+
+# The browser bundle through cargo-leptos, and the debug server.
+build-debug: test-binaries
+	cargo leptos build --frontend-only
 
 fmt-check:
 	cargo fmt --all -- --check
@@ -70,6 +80,11 @@ test-scylla:
 ## SCYLLA_CLUSTER_URI=host:port, SCYLLA_STOP_NODE=<a shell command that stops one node>
 test-scylla-cluster:
 	RUSTFLAGS="$(DEBUG_RUSTFLAGS)" cargo test --test api losing_one_of_three_nodes -- --ignored
+
+## contract: schemathesis fuzzes every operation of the debug server's OpenAPI document
+## (scripts/api-contract.sh: its own port and data dir; CONTRACT_MAX_EXAMPLES, CONTRACT_SEED)
+contract: test-binaries
+	scripts/api-contract.sh
 
 ## e2e: Playwright against the debug build (the config starts the server on its own data dir)
 e2e: build-debug

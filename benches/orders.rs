@@ -223,7 +223,10 @@ async fn store_run(o: &Options, concurrency: usize) -> Run {
         async move { store }
     };
     let op = |store: Arc<SqliteStore>| async move {
-        let ok = store.apply(embedded::create()).await.is_ok();
+        let ok = store
+            .apply_traced(embedded::create(), embedded::trace())
+            .await
+            .is_ok();
         (store, ok)
     };
     let cpu = cpu_seconds(std::process::id());

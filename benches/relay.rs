@@ -21,7 +21,7 @@
 
 use futures::future::join_all;
 use outbox::publish::kafka::{self, KafkaSettings};
-use outbox::publish::{Message, TopicRouter};
+use outbox::publish::{DEFAULT_CLOUDEVENTS_SOURCE, Encoder, EventFormat, Message, TopicRouter};
 use outbox::store::OutboxLog;
 use outbox::store::sqlite::SqliteStore;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -57,12 +57,16 @@ fn kafka_settings(broker: &Broker) -> KafkaSettings {
 /// will make of them, routed to `raw_topic_template` instead.
 async fn prefill(dir: &Path, events: usize, raw_topic_template: &str) -> Vec<Message> {
     let store = embedded::prefill(dir, events).await;
-    let router = TopicRouter::new(raw_topic_template).expect("template");
+    let encoder = Encoder::new(
+        TopicRouter::new(raw_topic_template).expect("template"),
+        EventFormat::Outbox,
+        DEFAULT_CLOUDEVENTS_SOURCE,
+    );
     let mut messages = Vec::with_capacity(events);
     while messages.len() < events {
         let after = messages.len() as u64;
         let batch = store.events_after(after, 10_000).await.expect("read");
-        messages.extend(batch.iter().map(|e| Message::from_event(e, &router)));
+        messages.extend(batch.iter().map(|e| encoder.message(e)));
     }
     messages
 }

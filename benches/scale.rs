@@ -12,7 +12,7 @@
 use futures::future::join_all;
 use outbox::domain::{NewOrder, OrderId, RawItem};
 use outbox::publish::local::LocalLogPublisher;
-use outbox::publish::{DEFAULT_TOPIC_TEMPLATE, PublishError, TopicRouter};
+use outbox::publish::{Encoder, PublishError};
 use outbox::relay::{Batching, Outcome, Relay};
 use outbox::resilience::Resilience;
 use outbox::resilience::breaker::CircuitBreaker;
@@ -165,7 +165,6 @@ async fn prepare(dir: &Path, orders: usize, dead: usize) -> DataSet {
             .await
             .expect("dead letters");
     }
-    let router = TopicRouter::new(DEFAULT_TOPIC_TEMPLATE).expect("template");
     let resilience = Resilience::new(
         Default::default(),
         Arc::new(CircuitBreaker::new(Default::default())),
@@ -174,7 +173,7 @@ async fn prepare(dir: &Path, orders: usize, dead: usize) -> DataSet {
     let mut relay = Relay::resume(
         store.clone(),
         publisher,
-        router,
+        Encoder::default(),
         resilience,
         Telemetry::default(),
         Batching::serial(1000),

@@ -5,7 +5,8 @@
 #   scripts/setup.sh run    libssl-dev, wasm target, cargo-leptos, wasm-bindgen CLI, npm packages
 #   scripts/setup.sh test   the same, plus Debian's chromium for Playwright, promtool for the
 #                           metrics test, the tansu Kafka-protocol broker, and kcat with a
-#                           librdkafka that can talk to tansu (scripts/kcat)
+#                           librdkafka that can talk to tansu (scripts/kcat), and schemathesis
+#                           in its own venv (the API contract check, scripts/api-contract.sh)
 #   scripts/setup.sh bench  libssl-dev, the tansu broker (the relay bench) and valgrind
 #                           (callgrind counts the instructions of `make bench-cpu`)
 set -euo pipefail
@@ -138,6 +139,25 @@ PY
   fi
 }
 
+# schemathesis fuzzes the JSON API against its OpenAPI document (scripts/api-contract.sh), from
+# PyPI into a venv of its own, named by version ($SCHEMATHESIS_VENV and $SCHEMATHESIS_VERSION
+# come from the Makefile).
+schemathesis_tool() {
+  : "${SCHEMATHESIS_VENV:?set by the Makefile}" "${SCHEMATHESIS_VERSION:?set by the Makefile}"
+  if has_version "$SCHEMATHESIS_VENV/bin/schemathesis" "$SCHEMATHESIS_VERSION"; then
+    say "schemathesis $SCHEMATHESIS_VERSION: present"
+  else
+    say "installing schemathesis $SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV (once)"
+    if ! python3 -c 'import ensurepip' 2>/dev/null; then
+      apt_install "a venv for schemathesis" python3-venv
+    fi
+    rm -rf "$SCHEMATHESIS_VENV"
+    python3 -m venv "$SCHEMATHESIS_VENV"
+    "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check \
+      "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+}
+
 chromium() {
   if [ -x /usr/bin/chromium ]; then
     say "chromium: present"
@@ -159,6 +179,6 @@ valgrind_tool() {
 case "${1:-run}" in
   run) openssl_dev; wasm_target; cargo_leptos; wasm_bindgen; npm_packages ;;
   bench) openssl_dev; tansu_broker; valgrind_tool ;;
-  test) openssl_dev; wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; promtool_check; tansu_broker; kcat_tool ;;
+  test) openssl_dev; wasm_target; cargo_leptos; wasm_bindgen; npm_packages; chromium; promtool_check; tansu_broker; kcat_tool; schemathesis_tool ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac

@@ -17,7 +17,7 @@ use crate::http::{self, AppState, RelayHandles, Services};
 use crate::publish::faults::FaultInjector;
 use crate::publish::kafka::{KafkaPublisher, KafkaSetupError};
 use crate::publish::local::LocalLogPublisher;
-use crate::publish::{Publisher, TopicRouter};
+use crate::publish::{Encoder, Publisher};
 use crate::relay::activity::RelayActivity;
 use crate::relay::backlog::BacklogGauge;
 use crate::relay::replay::Replayer;
@@ -32,6 +32,7 @@ use crate::store::sqlite::{OpenError, SqliteStore};
 use crate::telemetry::Telemetry;
 use crate::telemetry::live::LiveHub;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::spans::Spans;
 use app::dto::RelayMode;
 use leptos::config::LeptosOptions;
 use std::future::Future;
@@ -86,6 +87,8 @@ pub struct Application {
     stop: CancellationToken,
     /// The relay, the live snapshots and the retention sweep.
     background: Background,
+    /// Exported spans still waiting are sent once the rest has stopped.
+    spans: Arc<Spans>,
 }
 
 /// The stores: the embedded file always (it holds the embedded topic log), and the store of
@@ -175,8 +178,7 @@ impl Background {
 
 impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
-        let topics =
-            TopicRouter::new(&config.relay.topic_template).map_err(StartupError::Config)?;
+        let encoder = config.encoder().map_err(StartupError::Config)?;
         let stores = Stores::open(config).await?;
         let listener = bind(config.server.site_addr).await?;
         let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
@@ -184,17 +186,23 @@ impl Application {
             source,
         })?;
         let closing = CancellationToken::new();
+        let spans = Arc::new(match &config.otel_exporter_otlp_endpoint {
+            Some(endpoint) => Spans::otlp(endpoint, &config.otel_service_name)
+                .map_err(|e| StartupError::Config(e.to_string()))?,
+            None => Spans::default(),
+        });
         let telemetry = Telemetry::new(
             Arc::new(Metrics::new()),
             Arc::new(LiveHub::new(
                 closing.clone(),
                 config.server.live_max_clients as usize,
             )),
-        );
+        )
+        .with_spans(Arc::clone(&spans));
         let poll_interval: Duration = config.relay.poll_interval.into();
         (telemetry.metrics.poll_interval).set(poll_interval.as_secs_f64());
-        let faults = Arc::new(FaultInjector::new(sink(config, &topics, &stores)?));
-        let relay = relay_parts(config, &stores, &faults, &topics, &telemetry);
+        let faults = Arc::new(FaultInjector::new(sink(config, &encoder, &stores)?));
+        let relay = relay_parts(config, &stores, &faults, &encoder, &telemetry);
         let stop = CancellationToken::new();
         let background = Background::new(stop.clone());
         spawn_background(
@@ -203,7 +211,7 @@ impl Application {
             &stores,
             &relay,
             faults,
-            topics,
+            encoder,
             &telemetry,
         );
         let state = AppState::new(Services {
@@ -223,6 +231,7 @@ impl Application {
             relay_mode: relay.mode,
             relay: relay.handles,
             metrics: telemetry.metrics,
+            spans: Arc::clone(&spans),
             live: telemetry.live,
             ready_probe: Arc::default(),
             leptos_options: Arc::new(
@@ -249,6 +258,7 @@ impl Application {
             closing,
             stop,
             background,
+            spans,
         })
     }
 
@@ -269,6 +279,11 @@ impl Application {
         serve(self.listener, self.router, self.connections, shutdown).await;
         self.stop.cancel();
         self.background.stopped(STOP_TIMEOUT).await;
+        let spans = self.spans;
+        if spans.is_on() {
+            // The exporter's shutdown waits for its last send.
+            let _ = tokio::task::spawn_blocking(move || spans.shutdown()).await;
+        }
     }
 }
 
@@ -345,12 +360,12 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
 /// The sink: Kafka when brokers are configured, else the embedded topic log.
 fn sink(
     config: &Config,
-    topics: &TopicRouter,
+    encoder: &Encoder,
     stores: &Stores,
 ) -> Result<Arc<dyn Publisher>, StartupError> {
     Ok(match config.kafka() {
         Some(kafka) => {
-            let topic = topics.topic_for(AGGREGATE_TYPE_ORDER);
+            let topic = encoder.topics().topic_for(AGGREGATE_TYPE_ORDER);
             tracing::info!(brokers = %kafka.brokers, %topic, "publishing to Kafka");
             Arc::new(KafkaPublisher::new(&kafka, vec![topic])?)
         }
@@ -364,7 +379,7 @@ fn relay_parts(
     config: &Config,
     stores: &Stores,
     faults: &Arc<FaultInjector>,
-    topics: &TopicRouter,
+    encoder: &Encoder,
     telemetry: &Telemetry,
 ) -> RelayParts {
     let breaker = Arc::new(CircuitBreaker::new(config.breaker()).with_observer({
@@ -397,7 +412,7 @@ fn relay_parts(
             store: stores.store.clone(),
             publisher: faults.clone(),
             resilience: resilience.clone(),
-            topics: topics.clone(),
+            encoder: encoder.clone(),
             telemetry: telemetry.clone(),
             claims: Default::default(),
         }),
@@ -418,7 +433,7 @@ fn spawn_background(
     stores: &Stores,
     relay: &RelayParts,
     faults: Arc<FaultInjector>,
-    topics: TopicRouter,
+    encoder: Encoder,
     telemetry: &Telemetry,
 ) {
     let stop = background.stop.clone();
@@ -443,7 +458,7 @@ fn spawn_background(
             size: config.relay.relay_batch_size,
             depth: config.relay.relay_pipeline_depth,
         },
-        topics,
+        encoder,
         resilience: relay.resilience.clone(),
         activity: Arc::clone(&relay.handles.activity),
         telemetry: telemetry.clone(),

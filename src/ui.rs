@@ -1,9 +1,10 @@
 //! The server side of the UI's server functions: implements the UI crate's `OrdersApi` over
 //! the store, turning form text into domain values and store errors into what the UI shows.
 
-use crate::domain::{NewOrder, OrderId, RawItem, ValidationErrors};
+use crate::domain::{NewOrder, OrderId, RawItem, TraceContext, ValidationErrors};
 use crate::store::{Command, EventPage, OrderCursor, OrderStore, OutboxLog, StoreError};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::spans::Spans;
 use crate::views;
 use app::api::{OrdersApi, UiError};
 use app::dto::{FieldErrorDto, ItemInput, OrderDetailDto, OrderDto, OrderPageDto};
@@ -21,6 +22,8 @@ pub struct UiBridge {
     log: Arc<dyn OutboxLog>,
     /// Counts the orders created through the pages.
     metrics: Arc<Metrics>,
+    /// Records their commits as spans, when spans are exported.
+    spans: Arc<Spans>,
 }
 
 impl UiBridge {
@@ -28,11 +31,13 @@ impl UiBridge {
         orders: Arc<dyn OrderStore>,
         log: Arc<dyn OutboxLog>,
         metrics: Arc<Metrics>,
+        spans: Arc<Spans>,
     ) -> Self {
         Self {
             orders,
             log,
             metrics,
+            spans,
         }
     }
 }
@@ -191,15 +196,22 @@ impl OrdersApi for UiBridge {
             }
             Err(domain) => return Err(UiError::Invalid(form_field_errors(form_errors, domain))),
         };
-        let applied = self
-            .orders
-            .apply(Command::Create {
+        // The page's request, as leptos_axum hands it to server functions: its trace context
+        // (set by the edge) goes with the event, as for the JSON API.
+        let trace = leptos::prelude::use_context::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<TraceContext>().cloned());
+        let applied = crate::telemetry::apply_command(
+            self.orders.as_ref(),
+            &self.metrics,
+            &self.spans,
+            Command::Create {
                 order,
                 idempotency_key: None,
-            })
-            .await
-            .map_err(ui_error)?;
-        crate::telemetry::order_applied(&self.metrics, &applied);
+            },
+            trace,
+        )
+        .await
+        .map_err(ui_error)?;
         Ok(views::order(applied.order()))
     }
 

@@ -127,6 +127,7 @@ pub fn event(e: &StoredEvent, delivery: Option<&DeliveryRecord>) -> EventDto {
         payload,
         occurred_at,
         schema_version,
+        trace,
     } = &e.envelope;
     EventDto {
         position: e.position,
@@ -138,6 +139,7 @@ pub fn event(e: &StoredEvent, delivery: Option<&DeliveryRecord>) -> EventDto {
         payload: payload.to_value(),
         occurred_at: time(occurred_at),
         schema_version: *schema_version,
+        trace_id: trace.as_ref().map(|t| t.trace_id().to_owned()),
         delivery: delivery.map(|d| DeliveryDto {
             topic: d.topic.clone(),
             partition: d.partition,

@@ -6,16 +6,22 @@
 use serde::{Deserialize, Serialize};
 
 /// Defines a string-valued enum of the JSON contract: each variant's wire name, `as_str`,
-/// `parse` (the inverse), `ALL`, and `Display` (the wire name).
+/// `parse` (the inverse), `ALL`, `Display` (the wire name), and on the server its OpenAPI
+/// schema (the wire names as an enum of strings).
+///
+/// The wire names are `tt`, not `literal`: a `literal` fragment reaches derive macros wrapped
+/// in an invisible group, and utoipa's then misses the `serde(rename)`, documenting the
+/// variants' Rust names instead of the wire names.
 macro_rules! wire_enum {
     (
         $(#[$meta:meta])*
         pub enum $name:ident {
-            $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
+            $($(#[$vmeta:meta])* $variant:ident = $text:tt,)+
         }
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
         }
@@ -177,6 +183,7 @@ pub const MAX_FAULT_LATENCY_MS: u64 = 60_000;
 /// empty struct variants so that serde refuses settings sent with them, such as
 /// `{"mode": "down", "latency_ms": 5}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
     /// Publishes go to the sink unchanged.
@@ -184,12 +191,18 @@ pub enum Fault {
     /// Every publish fails transiently, as if the broker were unreachable.
     Down {},
     /// Every publish waits `latency_ms` first.
-    Slow { latency_ms: u64 },
+    Slow {
+        /// 1 to [`MAX_FAULT_LATENCY_MS`] (a literal for the schema; a test compares them).
+        #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 60_000))]
+        latency_ms: u64,
+    },
     /// Messages of `event_type`, and/or every `every_n`-th message, fail permanently.
     Poison {
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 100))]
         event_type: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ssr", schema(minimum = 1))]
         every_n: Option<u64>,
     },
 }
@@ -241,6 +254,7 @@ impl Fault {
 
 /// `GET`/`POST /api/admin/relay/mode`: the relay's mode, asked for or in effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RelayModeDto {
     pub mode: RelayMode,
@@ -248,20 +262,24 @@ pub struct RelayModeDto {
 
 /// `POST /api/admin/relay/suspend` and `/resume`: whether the relay is suspended now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SuspensionDto {
     pub suspended: bool,
 }
 
 /// `POST /api/admin/dlq/{id}/discard`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DiscardRequest {
     /// Why the record is set aside: 1 to 500 characters, no control characters.
+    #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 500))]
     pub reason: String,
 }
 
 /// Which dead letters a bulk replay takes (every condition must hold); pending ones only.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterFilterDto {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -275,6 +293,7 @@ pub struct DeadLetterFilterDto {
 
 /// `POST /api/admin/dlq/replay`: record ids, or a filter over pending records (not both).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BulkReplayRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -285,6 +304,7 @@ pub struct BulkReplayRequest {
 
 /// One component in `/healthz` and `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ComponentDto {
     /// `store` (readiness only), `relay`, `sink` or `faults`.
     pub name: String,
@@ -294,6 +314,7 @@ pub struct ComponentDto {
 
 /// `/healthz` and `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct HealthDto {
     pub status: HealthVerdict,
     pub components: Vec<ComponentDto>,
@@ -346,16 +367,24 @@ impl LiveEvent {
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct OrderItemDto {
+    /// Upper-case letters, digits and `-`, at most 32.
+    #[cfg_attr(feature = "ssr", schema(pattern = "^[A-Z0-9-]{1,32}$"))]
     pub sku: String,
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 1000))]
     pub quantity: u32,
+    #[cfg_attr(feature = "ssr", schema(maximum = 100_000_000))]
     pub unit_price_cents: u64,
 }
 
 /// An order as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct OrderDto {
+    #[cfg_attr(feature = "ssr", schema(format = Uuid))]
     pub id: String,
+    #[cfg_attr(feature = "ssr", schema(format = Uuid))]
     pub customer_id: String,
     pub status: OrderStatusDto,
     /// Send this back as `expected_version` when changing the order.
@@ -363,29 +392,40 @@ pub struct OrderDto {
     pub items: Vec<OrderItemDto>,
     pub total_cents: u64,
     pub cancel_reason: Option<String>,
+    #[cfg_attr(feature = "ssr", schema(format = DateTime))]
     pub created_at: String,
+    #[cfg_attr(feature = "ssr", schema(format = DateTime))]
     pub updated_at: String,
 }
 
 /// An outbox event in its envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct EventDto {
     /// Store-assigned commit position: gap-free, in commit order.
     pub position: u64,
+    #[cfg_attr(feature = "ssr", schema(format = Uuid))]
     pub event_id: String,
     pub aggregate_type: String,
+    #[cfg_attr(feature = "ssr", schema(format = Uuid))]
     pub aggregate_id: String,
     pub aggregate_version: u32,
     pub event_type: String,
     pub payload: serde_json::Value,
+    #[cfg_attr(feature = "ssr", schema(format = DateTime))]
     pub occurred_at: String,
     pub schema_version: u32,
+    /// The W3C trace id of the request that caused the event (32 hex digits), which its
+    /// published record carries in `traceparent`; absent for events stored before traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Present once the relay published the event.
     pub delivery: Option<DeliveryDto>,
 }
 
 /// `GET /api/orders/{id}`: the order and its events in version order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct OrderDetailDto {
     pub order: OrderDto,
     /// One page of the order's events, newest first.
@@ -396,6 +436,7 @@ pub struct OrderDetailDto {
 
 /// `GET /api/orders`: one page, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct OrderPageDto {
     pub orders: Vec<OrderDto>,
     /// Pass as `cursor` to get the next (older) page; absent on the last page.
@@ -404,6 +445,7 @@ pub struct OrderPageDto {
 
 /// A problem with one input field; `field` is a path such as `items[0].sku`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct FieldErrorDto {
     pub field: String,
     pub message: String,
@@ -411,6 +453,7 @@ pub struct FieldErrorDto {
 
 /// The JSON body of every API error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable machine-readable code, e.g. `validation_failed`.
     pub error: String,
@@ -431,6 +474,7 @@ pub struct ItemInput {
 
 /// Where an event was published, and how long after its commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DeliveryDto {
     pub topic: String,
     pub partition: Option<i32>,
@@ -442,6 +486,7 @@ pub struct DeliveryDto {
 
 /// One partition of a Kafka topic, as the broker reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct PartitionOffsetsDto {
     pub topic: String,
     pub partition: i32,
@@ -453,6 +498,7 @@ pub struct PartitionOffsetsDto {
 
 /// A topic of the embedded log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TopicDto {
     pub topic: String,
     /// Messages still in the log.
@@ -465,6 +511,7 @@ pub struct TopicDto {
 
 /// One message of the embedded log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TopicMessageDto {
     pub offset: i64,
     /// The aggregate id.
@@ -477,6 +524,7 @@ pub struct TopicMessageDto {
 
 /// `GET /api/topics/{topic}/messages`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TopicMessagesDto {
     pub topic: String,
     pub messages: Vec<TopicMessageDto>,
@@ -488,6 +536,7 @@ pub struct TopicMessagesDto {
 
 /// One replay attempt of a dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ReplayAttemptDto {
     pub at: String,
     pub outcome: ReplayAttemptOutcome,
@@ -497,6 +546,7 @@ pub struct ReplayAttemptDto {
 
 /// A dead letter: an event the relay could not publish while the sink was healthy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DeadLetterDto {
     pub id: i64,
     /// The original event, exactly as replay publishes it (same `event_id`).
@@ -518,6 +568,7 @@ pub struct DeadLetterDto {
 
 /// `GET /api/admin/dlq`: one page, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DeadLetterPageDto {
     pub items: Vec<DeadLetterDto>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
@@ -526,6 +577,7 @@ pub struct DeadLetterPageDto {
 
 /// What happened to one record of a bulk replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ReplayResultDto {
     pub id: i64,
     pub outcome: BulkReplayOutcome,
@@ -534,6 +586,7 @@ pub struct ReplayResultDto {
 
 /// `POST /api/admin/dlq/replay`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BulkReplayDto {
     pub replayed: usize,
     pub failed: usize,
@@ -543,6 +596,7 @@ pub struct BulkReplayDto {
 
 /// A change of the circuit breaker's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TransitionDto {
     pub at: String,
     pub from: BreakerState,
@@ -552,6 +606,7 @@ pub struct TransitionDto {
 
 /// The circuit breaker around the publisher.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BreakerDto {
     pub state: BreakerState,
     pub consecutive_failures: u32,
@@ -561,6 +616,7 @@ pub struct BreakerDto {
 
 /// Dead letters per status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DeadLetterCountsDto {
     pub pending: u64,
     pub replayed: u64,
@@ -590,6 +646,7 @@ pub struct LiveSnapshotDto {
 
 /// `GET /api/admin/relay`: what the relay is doing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RelayStatusDto {
     pub mode: RelayMode,
     pub state: RelayState,

@@ -4,9 +4,9 @@
 
 use app::dto::RelayMode;
 use futures::future::join_all;
-use outbox::domain::{NewOrder, RawItem};
+use outbox::domain::{NewOrder, RawItem, TraceContext};
+use outbox::publish::Encoder;
 use outbox::publish::local::LocalLogPublisher;
-use outbox::publish::{DEFAULT_TOPIC_TEMPLATE, TopicRouter};
 use outbox::relay::Batching;
 use outbox::relay::runner::{self, RelaySettings};
 use outbox::relay::suspension::Suspension;
@@ -50,6 +50,12 @@ pub fn create() -> Command {
     }
 }
 
+/// A new trace context, as the server starts for a request that sent none: the direct
+/// creates store and relay one as the HTTP creates do, so the two differ only by HTTP.
+pub fn trace() -> Option<TraceContext> {
+    Some(TraceContext::continue_or_start(None))
+}
+
 /// Commits `count` creates into `store`, `concurrency` at a time.
 pub async fn create_many(store: &Arc<SqliteStore>, count: usize, concurrency: usize) {
     let next = Arc::new(AtomicUsize::new(0));
@@ -57,7 +63,7 @@ pub async fn create_many(store: &Arc<SqliteStore>, count: usize, concurrency: us
         let (store, next) = (Arc::clone(store), Arc::clone(&next));
         async move {
             while next.fetch_add(1, Ordering::Relaxed) < count {
-                store.apply(create()).await.expect("create");
+                store.apply_traced(create(), trace()).await.expect("create");
             }
         }
     }))
@@ -107,7 +113,7 @@ impl InProcessRelay {
                 size: 500,
                 depth: 2,
             },
-            topics: TopicRouter::new(DEFAULT_TOPIC_TEMPLATE).expect("topic template"),
+            encoder: Encoder::default(),
             resilience: Resilience::new(
                 RetryConfig::default(),
                 Arc::new(CircuitBreaker::new(BreakerConfig::default())),

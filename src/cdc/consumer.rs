@@ -47,7 +47,7 @@ impl Consumer for OutboxConsumer {
 mod tests {
     use super::*;
     use crate::cdc::decode::tests::{event_columns, log_row, log_schema};
-    use crate::publish::TopicRouter;
+    use crate::publish::Encoder;
     use crate::publish::faults::{Fault, FaultInjector};
     use crate::publish::local::{LocalLogPublisher, TopicLog};
 
@@ -80,7 +80,7 @@ mod tests {
         let outlet = Outlet {
             store: store.clone(),
             publisher: faults.clone(),
-            topics: TopicRouter::new(crate::publish::DEFAULT_TOPIC_TEMPLATE).unwrap(),
+            encoder: Encoder::default(),
             resilience: Resilience::new(
                 Default::default(),
                 Arc::new(CircuitBreaker::new(Default::default())),

@@ -9,7 +9,7 @@
 
 use super::{CDC_RELAY_NAME, CdcError};
 use crate::domain::StoredEvent;
-use crate::publish::{FailureKind, Message, PublishError, Publisher, TopicRouter};
+use crate::publish::{Encoder, FailureKind, PublishError, Publisher};
 use crate::relay::runner::pause;
 use crate::relay::suspension::SuspensionWatch;
 use crate::resilience::Resilience;
@@ -34,7 +34,7 @@ pub struct Outlet {
     pub store: Arc<dyn OutboxLog>,
     /// The relay's sink (with the fault injector), shared with the polling relay.
     pub publisher: Arc<dyn Publisher>,
-    pub topics: TopicRouter,
+    pub encoder: Encoder,
     /// The same retry policy and circuit breaker as the polling relay.
     pub resilience: Resilience,
     /// Metrics and the live feed, labelled `streaming`.
@@ -49,7 +49,7 @@ impl Outlet {
     /// Publishes `event` until it is acknowledged or dead-lettered, and records which.
     pub async fn deliver(&self, event: StoredEvent) -> Result<(), CdcError> {
         let (resilience, metrics) = (&self.resilience, &self.telemetry.metrics);
-        let message = Message::from_event(&event, &self.topics);
+        let message = self.encoder.message(&event);
         let mut tally = Tally::default();
         let mut first_failed_at = None;
         // The ticket of the last failed attempt: what the sink took since then is the
@@ -66,6 +66,7 @@ impl Outlet {
                 .publish_one(self.publisher.as_ref(), &message)
                 .await;
             let now = Utc::now();
+            (self.telemetry.spans).publish(&event, started.elapsed(), &result);
             let error = match result {
                 Ok(delivery) => {
                     let publish_time = started.elapsed().as_secs_f64();
@@ -224,7 +225,7 @@ pub(crate) mod tests {
         Outlet {
             store,
             publisher,
-            topics: TopicRouter::new(crate::publish::DEFAULT_TOPIC_TEMPLATE).unwrap(),
+            encoder: Encoder::default(),
             resilience: Resilience::new(
                 Default::default(),
                 Arc::new(CircuitBreaker::new(Default::default())),

@@ -51,7 +51,7 @@ pub fn spawn(
             let outlet = Outlet {
                 store: store.clone(),
                 publisher: publisher.clone(),
-                topics: settings.topics.clone(),
+                encoder: settings.encoder.clone(),
                 resilience: settings.resilience.clone(),
                 telemetry: settings.telemetry.clone(),
                 stop: stop.clone(),

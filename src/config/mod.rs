@@ -8,8 +8,11 @@ pub mod duration;
 
 use crate::cdc::timing::{CdcPreset, CdcTiming};
 use crate::domain::Secret;
-use crate::publish::DEFAULT_TOPIC_TEMPLATE;
 use crate::publish::kafka::KafkaSettings;
+use crate::publish::{
+    DEFAULT_CLOUDEVENTS_SOURCE, DEFAULT_TOPIC_TEMPLATE, Encoder, EventFormat, TopicRouter,
+    valid_source,
+};
 use crate::resilience::breaker::BreakerConfig;
 use crate::resilience::retry::{Jitter, RetryConfig};
 use crate::store::scylla::{ScyllaOptions, TlsOptions};
@@ -66,6 +69,27 @@ pub struct Config {
     /// Log lines as `json` or `pretty` text; unset: JSON unless stderr is a terminal.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// OTLP/HTTP collector to export spans to (HTTP request, store commit, relay publish):
+    /// a base URL such as `http://127.0.0.1:4318`, `/v1/traces` appended. Unset: no spans.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = otlp_endpoint)]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+
+    /// `service.name` of the exported spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "outbox")]
+    pub otel_service_name: String,
+}
+
+/// An OTLP/HTTP endpoint: plain `http://` (the exporter's client is built without TLS; run a
+/// collector beside the server and let it forward over TLS).
+fn otlp_endpoint(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{text:?}: use an http:// URL of an OTLP/HTTP collector"))?;
+    if rest.is_empty() || rest.contains(char::is_whitespace) {
+        return Err(format!("{text:?} names no host"));
+    }
+    Ok(text.to_string())
 }
 
 /// Where the server listens, and who may act as an operator.
@@ -183,6 +207,17 @@ pub struct RelayConfig {
     /// Topic of each event; `{aggregate_type}` is replaced (orders → `outbox.event.order`).
     #[arg(long, env = "TOPIC_TEMPLATE", default_value = DEFAULT_TOPIC_TEMPLATE)]
     pub topic_template: String,
+
+    /// Record layout: `outbox` (envelope headers `event_id`, `event_type`, …) or
+    /// `cloudevents` (CloudEvents 1.0 Kafka binding, binary mode: `ce_id`, `ce_type`, …).
+    /// Applies to Kafka, the embedded log and dead-letter replays alike.
+    #[arg(long, env = "EVENT_FORMAT", value_enum, default_value = "outbox")]
+    pub event_format: EventFormat,
+
+    /// CloudEvents `source` attribute (`ce_source`) of every event, a URI reference.
+    #[arg(long, env = "CLOUDEVENTS_SOURCE", default_value = DEFAULT_CLOUDEVENTS_SOURCE,
+          value_parser = valid_source)]
+    pub cloudevents_source: String,
 }
 
 /// How long stored things are kept.
@@ -441,6 +476,16 @@ impl Config {
     }
 
     /// Kafka settings, when brokers are configured.
+    /// How events become records: the topic template, the format and its source.
+    pub fn encoder(&self) -> Result<Encoder, String> {
+        let r = &self.relay;
+        Ok(Encoder::new(
+            TopicRouter::new(&r.topic_template)?,
+            r.event_format,
+            &r.cloudevents_source,
+        ))
+    }
+
     pub fn kafka(&self) -> Option<KafkaSettings> {
         let k = &self.kafka;
         k.kafka_brokers.as_ref().map(|brokers| KafkaSettings {
@@ -684,6 +729,8 @@ mod tests {
         assert_eq!(r.topic_log_max_messages, 1_000_000);
         assert_eq!(Duration::from(r.retention_interval), secs(60));
         assert_eq!(c.relay.topic_template, DEFAULT_TOPIC_TEMPLATE);
+        assert_eq!(c.relay.event_format, EventFormat::Outbox);
+        assert_eq!(c.relay.cloudevents_source, DEFAULT_CLOUDEVENTS_SOURCE);
         let scylla = c.scylla_options();
         assert_eq!(scylla.nodes, ["127.0.0.1:9042"]);
         assert_eq!(
@@ -827,5 +874,22 @@ mod tests {
             let args = ["outbox", "--idempotency-key-ttl", ttl];
             assert!(Config::try_parse_from(args).is_err(), "{ttl:?}");
         }
+    }
+
+    #[test]
+    fn the_otlp_endpoint_must_be_a_plain_http_url() {
+        assert!(otlp_endpoint("http://127.0.0.1:4318").is_ok());
+        for bad in [
+            "https://collector:4318",
+            "collector:4318",
+            "http://",
+            "http://a b",
+            "",
+        ] {
+            assert!(otlp_endpoint(bad).is_err(), "{bad:?}");
+        }
+        let c = Config::try_parse_from(["outbox"]).unwrap();
+        assert_eq!(c.otel_exporter_otlp_endpoint, None, "no spans by default");
+        assert_eq!(c.otel_service_name, "outbox");
     }
 }

@@ -1,6 +1,7 @@
 //! Domain events and the envelope they travel in (the outbox row).
 
 use super::order::Order;
+use super::trace::TraceContext;
 use super::values::{CustomerId, OrderId, OrderItems, Version};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -105,6 +106,9 @@ pub struct EventEnvelope {
     pub payload: Payload,
     pub occurred_at: DateTime<Utc>,
     pub schema_version: u32,
+    /// The W3C trace context of the request that caused the event, sent with the published
+    /// record so consumers continue its trace. `None` for events stored before traces were.
+    pub trace: Option<TraceContext>,
 }
 
 impl EventEnvelope {
@@ -147,6 +151,7 @@ impl EventEnvelope {
             payload: Payload(payload.expect("order fields always serialise")),
             occurred_at: now,
             schema_version: EVENT_SCHEMA_VERSION,
+            trace: None,
         }
     }
 }

@@ -7,6 +7,7 @@ mod event;
 mod order;
 mod secret;
 mod timestamp;
+mod trace;
 mod validation;
 mod values;
 
@@ -18,6 +19,7 @@ pub use event::{
 };
 pub use order::{DomainError, Order, OrderStatus};
 pub use secret::Secret;
+pub use trace::TraceContext;
 pub use validation::{FieldError, ValidationErrors};
 pub use values::{
     CancelReason, CustomerId, NewOrder, OrderId, OrderItem, OrderItems, PriceCents, Quantity,

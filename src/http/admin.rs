@@ -15,6 +15,14 @@ use axum::extract::State;
 use chrono::Utc;
 
 /// `GET /api/admin/relay/mode`: the relay's current mode.
+#[utoipa::path(
+    get,
+    path = "/api/admin/relay/mode",
+    operation_id = "getRelayMode",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The relay's mode", body = app::dto::RelayModeDto))
+)]
 pub async fn relay_mode(_admin: Admin, State(state): State<AppState>) -> Json<RelayModeDto> {
     Json(RelayModeDto {
         mode: *state.relay_mode.borrow(),
@@ -23,6 +31,15 @@ pub async fn relay_mode(_admin: Admin, State(state): State<AppState>) -> Json<Re
 
 /// `POST /api/admin/relay/mode`: switches polling ↔ streaming at run time. The checkpoint is
 /// untouched, so no event is lost or skipped by the switch.
+#[utoipa::path(
+    post,
+    path = "/api/admin/relay/mode",
+    operation_id = "setRelayMode",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body = app::dto::RelayModeDto,
+    responses((status = 200, description = "The mode now in effect", body = app::dto::RelayModeDto))
+)]
 pub async fn set_relay_mode(
     _admin: Admin,
     State(state): State<AppState>,
@@ -35,6 +52,14 @@ pub async fn set_relay_mode(
 
 /// `POST /api/admin/relay/suspend`: the relay records what is in flight, then reads and sends
 /// nothing until resumed. Orders are still taken; their events wait as pending.
+#[utoipa::path(
+    post,
+    path = "/api/admin/relay/suspend",
+    operation_id = "suspendRelay",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Suspended", body = app::dto::SuspensionDto))
+)]
 pub async fn suspend(_admin: Admin, State(state): State<AppState>) -> Json<SuspensionDto> {
     state.relay.suspension.suspend();
     tracing::warn!("relay suspended by an operator");
@@ -42,6 +67,14 @@ pub async fn suspend(_admin: Admin, State(state): State<AppState>) -> Json<Suspe
 }
 
 /// `POST /api/admin/relay/resume`: ends a suspension; the relay carries on from its checkpoint.
+#[utoipa::path(
+    post,
+    path = "/api/admin/relay/resume",
+    operation_id = "resumeRelay",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Not suspended", body = app::dto::SuspensionDto))
+)]
 pub async fn resume(_admin: Admin, State(state): State<AppState>) -> Json<SuspensionDto> {
     state.relay.suspension.resume();
     tracing::info!("relay resumed by an operator");
@@ -50,6 +83,18 @@ pub async fn resume(_admin: Admin, State(state): State<AppState>) -> Json<Suspen
 
 /// `GET /api/admin/relay`: mode, state, checkpoint, backlog, breaker with its recent
 /// transitions, dead letters per status, and the simulated fault if one is active.
+#[utoipa::path(
+    get,
+    path = "/api/admin/relay",
+    operation_id = "getRelayStatus",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses((
+        status = 200,
+        description = "What the relay is doing",
+        body = app::dto::RelayStatusDto
+    ))
+)]
 pub async fn relay_status(
     _admin: Admin,
     State(state): State<AppState>,
@@ -80,6 +125,30 @@ pub async fn relay_status(
 /// `GET /api/admin/sink/offsets`: each partition's low and high offset on the Kafka broker;
 /// 404 `not_found` when the sink is the embedded log (browse it through `/api/topics`), 503 when
 /// no broker answers.
+#[utoipa::path(
+    get,
+    path = "/api/admin/sink/offsets",
+    operation_id = "getSinkOffsets",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (
+            status = 200,
+            description = "Each partition's offsets",
+            body = Vec<app::dto::PartitionOffsetsDto>
+        ),
+        (
+            status = 404,
+            description = "`not_found`: the sink is the embedded log",
+            body = app::dto::ErrorBody
+        ),
+        (
+            status = 503,
+            description = "`sink_unavailable`: no broker answers",
+            body = app::dto::ErrorBody
+        ),
+    )
+)]
 pub async fn sink_offsets(
     _admin: Admin,
     State(state): State<AppState>,
@@ -92,12 +161,41 @@ pub async fn sink_offsets(
 }
 
 /// `GET /api/admin/faults`: the simulated fault (`{"mode": "none"}` when there is none).
+#[utoipa::path(
+    get,
+    path = "/api/admin/faults",
+    operation_id = "getFault",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The simulated fault", body = app::dto::Fault))
+)]
 pub async fn faults(_admin: Admin, State(state): State<AppState>) -> Json<Fault> {
     Json(state.relay.faults.fault())
 }
 
 /// `POST /api/admin/faults`: sets the simulated fault: `none`, `down`, `slow` (with
 /// `latency_ms`) or `poison` (with `event_type` and/or `every_n`).
+#[utoipa::path(
+    post,
+    path = "/api/admin/faults",
+    operation_id = "setFault",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body = app::dto::Fault,
+    responses(
+        (status = 200, description = "The fault now simulated", body = app::dto::Fault),
+        (
+            status = 403,
+            description = "`faults_disabled` (`FAULT_INJECTION=false`) or `cross_site`",
+            body = app::dto::ErrorBody
+        ),
+        (
+            status = 422,
+            description = "`validation_failed` or `invalid_body`",
+            body = app::dto::ErrorBody
+        ),
+    )
+)]
 pub async fn set_faults(
     _admin: Admin,
     State(state): State<AppState>,

@@ -27,14 +27,25 @@ const MAX_TEXT: usize = 200;
 const MAX_REASON: usize = 500;
 
 /// `GET /api/admin/dlq` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// `OrderCreated`, `OrderItemsUpdated` or `OrderCancelled`.
     event_type: Option<String>,
+    /// The order's id.
+    #[param(format = Uuid)]
     aggregate_id: Option<String>,
+    /// Part of the event id, payload or error message.
+    #[param(min_length = 1, max_length = 200)]
     q: Option<String>,
+    #[param(value_type = Option<app::dto::DeadLetterStatus>)]
     status: Option<String>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(minimum = 1)]
     cursor: Option<i64>,
 }
 
@@ -76,6 +87,19 @@ fn filter(
 }
 
 /// `GET /api/admin/dlq`: records matching the filters, newest first, paginated by `cursor`.
+#[utoipa::path(
+    get,
+    path = "/api/admin/dlq",
+    operation_id = "listDeadLetters",
+    tag = "dlq",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses((
+        status = 200,
+        description = "One page of records",
+        body = app::dto::DeadLetterPageDto
+    ))
+)]
 pub async fn list(
     _admin: Admin,
     State(state): State<AppState>,
@@ -123,6 +147,18 @@ fn record_id(raw: &str) -> Result<i64, AppError> {
 }
 
 /// `GET /api/admin/dlq/{id}`: one record with its replay history.
+#[utoipa::path(
+    get,
+    path = "/api/admin/dlq/{id}",
+    operation_id = "getDeadLetter",
+    tag = "dlq",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "The record's id")),
+    responses(
+        (status = 200, description = "The record", body = app::dto::DeadLetterDto),
+        (status = 404, description = "`not_found`: no such record", body = app::dto::ErrorBody),
+    )
+)]
 pub async fn get(
     _admin: Admin,
     State(state): State<AppState>,
@@ -152,6 +188,29 @@ impl From<ReplayError> for AppError {
 
 /// `POST /api/admin/dlq/{id}/replay`: publishes the original envelope (same `event_id`);
 /// 200 with the record, now `replayed`, once the sink acknowledged.
+#[utoipa::path(
+    post,
+    path = "/api/admin/dlq/{id}/replay",
+    operation_id = "replayDeadLetter",
+    tag = "dlq",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "The record's id")),
+    responses(
+        (status = 200, description = "The record, now `replayed`", body = app::dto::DeadLetterDto),
+        (status = 404, description = "`not_found`: no such record", body = app::dto::ErrorBody),
+        (status = 409, description = "`not_pending` or `in_progress`", body = app::dto::ErrorBody),
+        (
+            status = 502,
+            description = "`replay_failed`: the sink refused it (attempt recorded)",
+            body = app::dto::ErrorBody
+        ),
+        (
+            status = 503,
+            description = "`sink_unavailable`: the circuit breaker is open",
+            body = app::dto::ErrorBody
+        ),
+    )
+)]
 pub async fn replay(
     _admin: Admin,
     State(state): State<AppState>,
@@ -164,6 +223,22 @@ pub async fn replay(
 
 /// `POST /api/admin/dlq/replay`: replays the listed records (or up to 1,000 pending ones
 /// matching the filter) oldest first, and reports each outcome.
+#[utoipa::path(
+    post,
+    path = "/api/admin/dlq/replay",
+    operation_id = "replayDeadLetters",
+    tag = "dlq",
+    security(("bearer" = [])),
+    request_body = app::dto::BulkReplayRequest,
+    responses(
+        (status = 200, description = "Each record's outcome", body = app::dto::BulkReplayDto),
+        (
+            status = 422,
+            description = "`validation_failed` or `invalid_body`",
+            body = app::dto::ErrorBody
+        ),
+    )
+)]
 pub async fn replay_many(
     _admin: Admin,
     State(state): State<AppState>,
@@ -241,6 +316,25 @@ pub async fn replay_many(
 }
 
 /// `POST /api/admin/dlq/{id}/discard`: sets a pending record aside, with a reason.
+#[utoipa::path(
+    post,
+    path = "/api/admin/dlq/{id}/discard",
+    operation_id = "discardDeadLetter",
+    tag = "dlq",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "The record's id")),
+    request_body = app::dto::DiscardRequest,
+    responses(
+        (status = 200, description = "The record, now `discarded`", body = app::dto::DeadLetterDto),
+        (status = 404, description = "`not_found`: no such record", body = app::dto::ErrorBody),
+        (status = 409, description = "`not_pending` or `in_progress`", body = app::dto::ErrorBody),
+        (
+            status = 422,
+            description = "`validation_failed` or `invalid_body`",
+            body = app::dto::ErrorBody
+        ),
+    )
+)]
 pub async fn discard(
     _admin: Admin,
     State(state): State<AppState>,

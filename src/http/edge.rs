@@ -1,11 +1,12 @@
-//! What every request and response passes through, as one tower service: the request id
-//! and the log span (`request_id`), the security headers (`headers`), the request metrics
+//! What every request and response passes through, as one tower service: the request id,
+//! the trace context (`trace`) and the log span (`request_id`), the security headers (`headers`), the request metrics
 //! (`metrics`) and a debug line per answer. It calls the route directly; as three `from_fn`
 //! middlewares and tower-http's trace layer, each cloned the whole boxed route stack beneath
 //! it on every request, which cost more than reading the request.
 
-use super::{headers, metrics, request_id};
+use super::{headers, metrics, request_id, trace};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::spans::Spans;
 use axum::extract::Request;
 use axum::response::Response;
 use futures::future::BoxFuture;
@@ -18,12 +19,13 @@ use tracing::Instrument;
 #[derive(Clone)]
 pub struct EdgeLayer {
     metrics: Arc<Metrics>,
+    spans: Arc<Spans>,
 }
 
 impl EdgeLayer {
-    /// Counts requests in `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
+    /// Counts requests in `metrics` and exports their server spans to `spans`.
+    pub fn new(metrics: Arc<Metrics>, spans: Arc<Spans>) -> Self {
+        Self { metrics, spans }
     }
 }
 
@@ -34,6 +36,7 @@ impl<S> tower::Layer<S> for EdgeLayer {
         Edge {
             inner,
             metrics: Arc::clone(&self.metrics),
+            spans: Arc::clone(&self.spans),
         }
     }
 }
@@ -43,6 +46,7 @@ impl<S> tower::Layer<S> for EdgeLayer {
 pub struct Edge<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    spans: Arc<Spans>,
 }
 
 impl<S> tower::Service<Request> for Edge<S>
@@ -60,7 +64,8 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let id = request_id::assign(&mut request);
-        let span = request_id::span(&id, &request);
+        let (trace, server_span) = trace::assign(&mut request, &self.spans);
+        let span = request_id::span(&id, trace.trace_id(), &request);
         let admin_data = headers::is_admin_data(request.uri().path());
         let counted = metrics::Counted::start(&request);
         let answer = span.in_scope(|| self.inner.call(request));
@@ -70,6 +75,9 @@ where
             response.headers_mut().insert(request_id::HEADER, id);
             headers::secure(response.headers_mut(), admin_data);
             let elapsed = counted.finish(&metrics, response.status());
+            if let Some(server_span) = server_span {
+                server_span.finish(response.status().as_u16());
+            }
             span.in_scope(|| {
                 tracing::debug!(
                     status = response.status().as_u16(),

@@ -102,6 +102,13 @@ fn components(relay: RelayState, sink: BreakerState, faulted: bool) -> Vec<Compo
 }
 
 /// Liveness: always 200 while the process answers, with the state of each component.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "health",
+    responses((status = 200, description = "The process answers", body = app::dto::HealthDto))
+)]
 pub async fn healthz(State(state): State<AppState>) -> Json<HealthDto> {
     Json(HealthDto {
         status: HealthVerdict::Ok,
@@ -111,6 +118,20 @@ pub async fn healthz(State(state): State<AppState>) -> Json<HealthDto> {
 
 /// Readiness: a durable write probe through the writer (at most once per [`PROBE_FRESH`]),
 /// plus the relay's components.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "`ready`, or `degraded`", body = app::dto::HealthDto),
+        (
+            status = 503,
+            description = "`not_ready`: a component is down",
+            body = app::dto::HealthDto
+        ),
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthDto>) {
     let store = match state.ready_probe.check(&state).await {
         Ok(()) => Component {

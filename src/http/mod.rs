@@ -13,11 +13,13 @@ pub mod headers;
 pub mod health;
 mod live;
 mod metrics;
+mod openapi;
 mod orders;
 pub mod request_id;
 pub mod session;
 pub mod throttle;
 mod topics;
+pub mod trace;
 
 use crate::publish::faults::FaultInjector;
 use crate::publish::local::TopicLog;
@@ -32,6 +34,7 @@ use crate::resilience::breaker::CircuitBreaker;
 use crate::store::{DeadLetterStore, OrderStore, OutboxLog};
 use crate::telemetry::live::LiveHub;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::spans::Spans;
 use crate::ui::UiBridge;
 use app::api::OrdersApi;
 use auth::AdminToken;
@@ -89,6 +92,8 @@ pub struct Services {
     /// The relay's moving parts that admin endpoints show and steer.
     pub relay: RelayHandles,
     pub metrics: Arc<Metrics>,
+    /// Span export (OTLP), off unless configured.
+    pub spans: Arc<Spans>,
     /// The live feed behind `/api/live`.
     pub live: Arc<LiveHub>,
     /// The readiness write probe's last result, reused for a moment.
@@ -130,6 +135,7 @@ impl FromRef<AppState> for LeptosOptions {
 fn api() -> Router<AppState> {
     let no_route = || async { AppError::NoRoute };
     Router::new()
+        .route("/api/openapi.json", get(openapi::document))
         .route("/api/orders", post(orders::create).get(orders::list))
         .route("/api/orders/{id}", get(orders::get))
         .route("/api/orders/{id}/items", put(orders::replace_items))
@@ -176,6 +182,7 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         Arc::clone(&state.orders),
         Arc::clone(&state.outbox),
         Arc::clone(&state.metrics),
+        Arc::clone(&state.spans),
     ));
     let meter = Arc::clone(&state.metrics);
     // Every page render: the UI's service, and the page's security policy with the nonce
@@ -216,6 +223,6 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route("/metrics", get(metrics::scrape))
         .layer(bounded)
         .route("/api/live", get(live::live))
-        .layer(edge::EdgeLayer::new(meter))
+        .layer(edge::EdgeLayer::new(meter, Arc::clone(&state.spans)))
         .with_state(state)
 }

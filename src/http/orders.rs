@@ -3,6 +3,7 @@
 use super::AppState;
 use super::error::AppError;
 use super::extract::{ApiJson, ApiQuery, OptionalIdempotencyKey, OrderIdPath};
+use super::trace::RequestTrace;
 use crate::domain::{CancelReason, NewOrder, OrderItems, RawItem, ValidationErrors, Version};
 use crate::store::{Applied, Command, EventPage, OrderCursor};
 use crate::telemetry;
@@ -18,33 +19,49 @@ const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
 
 /// `POST /api/orders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderBody {
+    #[schema(format = Uuid)]
     customer_id: String,
+    /// 1 to 100 lines.
+    #[schema(value_type = Vec<app::dto::OrderItemDto>, min_items = 1, max_items = 100)]
     items: Vec<RawItem>,
 }
 
 /// `PUT /api/orders/{id}/items`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceItemsBody {
+    /// 1 to 100 lines.
+    #[schema(value_type = Vec<app::dto::OrderItemDto>, min_items = 1, max_items = 100)]
     items: Vec<RawItem>,
+    /// The order's `version` as last read (optimistic concurrency).
+    #[schema(value_type = u32)]
     expected_version: Version,
 }
 
 /// `POST /api/orders/{id}/cancel`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
+    /// 1 to 500 characters (trimmed), no control characters but newline and tab.
+    #[schema(min_length = 1, max_length = 500)]
     reason: String,
+    /// The order's `version` as last read (optimistic concurrency).
+    #[schema(value_type = u32)]
     expected_version: Version,
 }
 
 /// The query of `GET /api/orders` and `GET /api/orders/{id}`: a page size and where to go on.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     cursor: Option<String>,
 }
 
@@ -72,20 +89,86 @@ fn invalid_cursor(message: String) -> AppError {
 }
 
 /// Creates an order; with an `Idempotency-Key`, retries return the same order.
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    operation_id = "createOrder",
+    tag = "orders",
+    params(
+        (
+            "Idempotency-Key" = Option<String>,
+            Header,
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[!-~]+$",
+            description = "Same key and request: the same order, no second event \
+                           (`Idempotent-Replayed: true`); same key, another request: 422"
+        ),
+        (
+            "traceparent" = Option<String>,
+            Header,
+            description = "W3C trace context (`00-{trace-id}-{parent-id}-{flags}`): the \
+                           request and the order's event continue the caller's trace; a \
+                           malformed value is ignored"
+        ),
+        (
+            "tracestate" = Option<String>,
+            Header,
+            description = "W3C trace context: vendor data that goes with `traceparent`"
+        ),
+    ),
+    request_body = CreateOrderBody,
+    responses(
+        (
+            status = 201,
+            description = "Created (or, for a repeated `Idempotency-Key`, created before)",
+            body = app::dto::OrderDto,
+            headers(
+                ("Location" = String, description = "`/api/orders/{id}`"),
+                ("Idempotent-Replayed" = String, description = "`true` on a replayed answer")
+            ),
+            links(
+                ("read" = (operation_id = "getOrder", parameters(("id" = "$response.body#/id")))),
+                (
+                    "replace_items" = (
+                        operation_id = "replaceOrderItems",
+                        parameters(("id" = "$response.body#/id"))
+                    )
+                ),
+                (
+                    "cancel" = (
+                        operation_id = "cancelOrder",
+                        parameters(("id" = "$response.body#/id"))
+                    )
+                )
+            )
+        ),
+        (
+            status = 422,
+            description = "`validation_failed` (`details` names each field), `invalid_body`, \
+                           or `idempotency_key_reused` (the key came with another request)",
+            body = app::dto::ErrorBody
+        ),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     OptionalIdempotencyKey(idempotency_key): OptionalIdempotencyKey,
+    RequestTrace(trace): RequestTrace,
     ApiJson(body): ApiJson<CreateOrderBody>,
 ) -> Result<(StatusCode, HeaderMap, Json<OrderDto>), AppError> {
     let order = NewOrder::parse(&body.customer_id, &body.items)?;
-    let applied = state
-        .orders
-        .apply(Command::Create {
+    let applied = telemetry::apply_command(
+        state.orders.as_ref(),
+        &state.metrics,
+        &state.spans,
+        Command::Create {
             order,
             idempotency_key,
-        })
-        .await?;
-    telemetry::order_applied(&state.metrics, &applied);
+        },
+        Some(trace),
+    )
+    .await?;
     let dto = views::order(applied.order());
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", dto.id)) {
@@ -99,6 +182,21 @@ pub async fn create(
 
 /// The order and one page of its events, newest first: `limit` (1–100, default 20) per page,
 /// continued with `cursor`.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    operation_id = "getOrder",
+    tag = "orders",
+    params(("id" = String, Path, format = Uuid, description = "The order's id"), PageQuery),
+    responses(
+        (
+            status = 200,
+            description = "The order and a page of its events",
+            body = app::dto::OrderDetailDto
+        ),
+        (status = 404, description = "`not_found`: no such order", body = app::dto::ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     OrderIdPath(id): OrderIdPath,
@@ -111,6 +209,14 @@ pub async fn get(
 }
 
 /// Newest first, `limit` (1–100, default 20) per page, continued with `cursor`.
+#[utoipa::path(
+    get,
+    path = "/api/orders",
+    operation_id = "listOrders",
+    tag = "orders",
+    params(PageQuery),
+    responses((status = 200, description = "One page of orders", body = app::dto::OrderPageDto))
+)]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<PageQuery>,
@@ -130,40 +236,92 @@ pub async fn list(
 }
 
 /// Replaces the items of an order at `expected_version`.
+#[utoipa::path(
+    put,
+    path = "/api/orders/{id}/items",
+    operation_id = "replaceOrderItems",
+    tag = "orders",
+    params(("id" = String, Path, format = Uuid, description = "The order's id")),
+    request_body = ReplaceItemsBody,
+    responses(
+        (status = 200, description = "The order, changed", body = app::dto::OrderDto),
+        (status = 404, description = "`not_found`: no such order", body = app::dto::ErrorBody),
+        (
+            status = 409,
+            description = "`version_conflict` (re-read the order) or `order_cancelled`",
+            body = app::dto::ErrorBody
+        ),
+        (
+            status = 422,
+            description = "`validation_failed` (`details` names each field) or `invalid_body`",
+            body = app::dto::ErrorBody
+        ),
+    )
+)]
 pub async fn replace_items(
     State(state): State<AppState>,
     OrderIdPath(id): OrderIdPath,
+    RequestTrace(trace): RequestTrace,
     ApiJson(body): ApiJson<ReplaceItemsBody>,
 ) -> Result<Json<OrderDto>, AppError> {
     let items = OrderItems::parse(&body.items)?;
-    let applied = state
-        .orders
-        .apply(Command::ReplaceItems {
+    let applied = telemetry::apply_command(
+        state.orders.as_ref(),
+        &state.metrics,
+        &state.spans,
+        Command::ReplaceItems {
             id,
             items,
             expected_version: body.expected_version,
-        })
-        .await?;
-    telemetry::order_applied(&state.metrics, &applied);
+        },
+        Some(trace),
+    )
+    .await?;
     Ok(Json(views::order(applied.order())))
 }
 
 /// Cancels an order at `expected_version` with a reason.
+#[utoipa::path(
+    post,
+    path = "/api/orders/{id}/cancel",
+    operation_id = "cancelOrder",
+    tag = "orders",
+    params(("id" = String, Path, format = Uuid, description = "The order's id")),
+    request_body = CancelBody,
+    responses(
+        (status = 200, description = "The order, changed", body = app::dto::OrderDto),
+        (status = 404, description = "`not_found`: no such order", body = app::dto::ErrorBody),
+        (
+            status = 409,
+            description = "`version_conflict` (re-read the order) or `order_cancelled`",
+            body = app::dto::ErrorBody
+        ),
+        (
+            status = 422,
+            description = "`validation_failed` (`details` names each field) or `invalid_body`",
+            body = app::dto::ErrorBody
+        ),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     OrderIdPath(id): OrderIdPath,
+    RequestTrace(trace): RequestTrace,
     ApiJson(body): ApiJson<CancelBody>,
 ) -> Result<Json<OrderDto>, AppError> {
     let reason =
         CancelReason::parse(&body.reason).map_err(|m| ValidationErrors::single("reason", m))?;
-    let applied = state
-        .orders
-        .apply(Command::Cancel {
+    let applied = telemetry::apply_command(
+        state.orders.as_ref(),
+        &state.metrics,
+        &state.spans,
+        Command::Cancel {
             id,
             reason,
             expected_version: body.expected_version,
-        })
-        .await?;
-    telemetry::order_applied(&state.metrics, &applied);
+        },
+        Some(trace),
+    )
+    .await?;
     Ok(Json(views::order(applied.order())))
 }

@@ -35,12 +35,13 @@ pub fn assign(request: &mut Request) -> HeaderValue {
     id
 }
 
-/// The span the request runs in: its id, method and path, and the `order_id` a handler
-/// records.
-pub fn span(id: &HeaderValue, request: &Request) -> tracing::Span {
+/// The span the request runs in: its id, its W3C trace id, method and path, and the
+/// `order_id` a handler records.
+pub fn span(id: &HeaderValue, trace_id: &str, request: &Request) -> tracing::Span {
     tracing::info_span!(
         "request",
         request_id = %id.to_str().unwrap_or_default(),
+        trace_id,
         method = %request.method(),
         path = %request.uri().path(),
         order_id = tracing::field::Empty,

@@ -13,12 +13,36 @@ use serde::Deserialize;
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
-#[derive(Debug, Deserialize)]
+/// `GET /api/topics/{topic}/messages` query: where to start and how many.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
+    /// The first offset to read (default 0); pass the last answer's `next_offset` to go on.
+    #[param(minimum = 0)]
     from_offset: Option<i64>,
+    /// Most messages per answer, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
+/// `GET /api/topics`: each topic of the embedded log with its offsets.
+#[utoipa::path(
+    get,
+    path = "/api/topics",
+    operation_id = "listTopics",
+    tag = "topics",
+    responses((
+        status = 200,
+        description = "Every topic",
+        body = Vec<app::dto::TopicDto>,
+        links((
+            "messages" = (
+                operation_id = "readTopicMessages",
+                parameters(("topic" = "$response.body#/0/topic"))
+            )
+        ))
+    ))
+)]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<TopicDto>>, AppError> {
     let topics = state.topic_log.topics().await?;
     Ok(Json(
@@ -34,6 +58,18 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<TopicDto>>, 
     ))
 }
 
+/// `GET /api/topics/{topic}/messages`: messages of one topic from an offset on.
+#[utoipa::path(
+    get,
+    path = "/api/topics/{topic}/messages",
+    operation_id = "readTopicMessages",
+    tag = "topics",
+    params(("topic" = String, Path, description = "The topic's name"), MessagesQuery),
+    responses(
+        (status = 200, description = "Messages in offset order", body = app::dto::TopicMessagesDto),
+        (status = 404, description = "`not_found`: no such topic", body = app::dto::ErrorBody),
+    )
+)]
 pub async fn messages(
     State(state): State<AppState>,
     Path(topic): Path<String>,

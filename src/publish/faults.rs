@@ -55,7 +55,7 @@ impl FaultInjector {
             .iter()
             .map(|m| {
                 let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
-                let by_type = event_type.is_some_and(|t| m.header("event_type") == Some(t));
+                let by_type = event_type.is_some_and(|t| m.event_type == t);
                 let by_count = every_n.is_some_and(|every| n.is_multiple_of(every));
                 by_type || by_count
             })
@@ -171,12 +171,14 @@ mod tests {
         }
     }
 
-    fn message(key: &str, event_type: &str) -> Message {
+    fn message(key: &str, event_type: &'static str) -> Message {
         Message {
             topic: "t".into(),
             key: key.into(),
             value: "{}".into(),
             headers: vec![("event_type", event_type.into())],
+            event_id: uuid::Uuid::now_v7(),
+            event_type,
         }
     }
 

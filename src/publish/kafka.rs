@@ -329,7 +329,7 @@ impl KafkaPublisher {
 #[derive(Clone)]
 struct Acks {
     /// Deliveries still awaited after their publish gave up waiting, by event id.
-    stash: Arc<Mutex<HashMap<String, DeliveryFuture>>>,
+    stash: Arc<Mutex<HashMap<uuid::Uuid, DeliveryFuture>>>,
     /// Set when acknowledgements stopped coming; the next publish probes a broker first.
     suspect: Arc<AtomicBool>,
     /// How long one publish waits for its acknowledgements.
@@ -337,7 +337,7 @@ struct Acks {
 }
 
 impl Acks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, DeliveryFuture>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<uuid::Uuid, DeliveryFuture>> {
         self.stash
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -351,8 +351,8 @@ impl Acks {
         if stash.is_empty() {
             return;
         }
-        let ids: HashSet<&str> = batch.iter().map(event_id).collect();
-        stash.retain(|id, delivery| ids.contains(id.as_str()) || delivery.now_or_never().is_none());
+        let ids: HashSet<uuid::Uuid> = batch.iter().map(|m| m.event_id).collect();
+        stash.retain(|id, delivery| ids.contains(id) || delivery.now_or_never().is_none());
     }
 
     /// The delivery still awaited for `m` from an earlier try, if any.
@@ -361,7 +361,7 @@ impl Acks {
         if stash.is_empty() {
             return None;
         }
-        stash.remove(event_id(m))
+        stash.remove(&m.event_id)
     }
 
     /// Waits until `deadline` for the deliveries of `batch` (the first `pending.len()`
@@ -398,7 +398,7 @@ impl Acks {
                 None => {
                     expired = true;
                     self.suspect.store(true, Ordering::SeqCst);
-                    self.lock().insert(event_id(m).to_string(), delivery);
+                    self.lock().insert(m.event_id, delivery);
                     Err(PublishError::unanswered(format!(
                         "not acknowledged within {} ms",
                         self.timeout.as_millis()
@@ -414,11 +414,6 @@ impl Acks {
         }
         results
     }
-}
-
-/// The event id header every outbox message carries.
-fn event_id(m: &Message) -> &str {
-    m.header("event_id").unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -2,19 +2,23 @@
 //!
 //! [`Message`] is what every sink receives: Debezium-outbox-router style topic, key = the
 //! aggregate id (so one aggregate's events stay in order), value = the payload, and the
-//! envelope fields as headers. [`local`] is the embedded topic log, [`kafka`] the Kafka sink.
+//! envelope as headers, in the outbox or the CloudEvents layout ([`Encoder`]). [`local`] is
+//! the embedded topic log, [`kafka`] the Kafka sink.
 
+mod encoding;
 pub mod faults;
 pub mod kafka;
 pub mod local;
 
-use crate::domain::{DeliveryRecord, StoredEvent};
+pub use encoding::{
+    DEFAULT_CLOUDEVENTS_SOURCE, DEFAULT_TOPIC_TEMPLATE, Encoder, EventFormat, TopicRouter,
+    valid_source,
+};
+
+use crate::domain::DeliveryRecord;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-
-/// Default topic template: orders go to `outbox.event.order`.
-pub const DEFAULT_TOPIC_TEMPLATE: &str = "outbox.event.{aggregate_type}";
 
 /// One message for a sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,38 +28,16 @@ pub struct Message {
     pub key: String,
     /// The event payload as JSON text.
     pub value: String,
-    /// Envelope fields, in a fixed order.
+    /// Envelope fields, in a fixed order (which depends on the [`EventFormat`]).
     pub headers: Vec<(&'static str, String)>,
+    /// The event's id, whatever the format calls its header: the Kafka sink tracks
+    /// deliveries still awaited by it.
+    pub event_id: uuid::Uuid,
+    /// The event's type name: what fault injection picks poisoned messages by.
+    pub event_type: &'static str,
 }
 
 impl Message {
-    /// The message for `event`, routed by `topics`.
-    pub fn from_event(event: &StoredEvent, topics: &TopicRouter) -> Self {
-        let e = &event.envelope;
-        // Ids are written straight into a buffer, and text copied with `to_owned`: both
-        // through `Display` (what `to_string` uses) cost several times as much per event.
-        let text = |id: &uuid::Uuid| {
-            let mut buffer = uuid::Uuid::encode_buffer();
-            id.hyphenated().encode_lower(&mut buffer).to_owned()
-        };
-        let key = text(&e.aggregate_id.0);
-        Self {
-            topic: topics.topic_for(e.aggregate_type),
-            value: e.payload.as_str().to_owned(),
-            headers: vec![
-                ("event_id", text(&e.event_id)),
-                ("event_type", e.event_type.as_str().to_owned()),
-                ("aggregate_type", e.aggregate_type.to_owned()),
-                ("aggregate_id", key.clone()),
-                ("aggregate_version", e.aggregate_version.to_string()),
-                ("occurred_at", crate::domain::timestamp(&e.occurred_at)),
-                ("schema_version", e.schema_version.to_string()),
-                ("content-type", "application/json".to_owned()),
-            ],
-            key,
-        }
-    }
-
     /// The value of header `name`, if the message has it.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -186,69 +168,4 @@ pub trait Publisher: Send + Sync + 'static {
 
     /// Sends whatever is still buffered; called once when the relay stops.
     fn close(&self) {}
-}
-
-/// Topic routing by template; `{aggregate_type}` is replaced by the event's aggregate type.
-#[derive(Debug, Clone)]
-pub struct TopicRouter {
-    /// The template split at each `{aggregate_type}`, so routing a message is one join
-    /// instead of a search through the template.
-    parts: Vec<String>,
-    /// The topic of orders (today's only aggregate), joined once.
-    orders: String,
-}
-
-impl TopicRouter {
-    /// A router for `template`; it must contain `{aggregate_type}` and give a valid Kafka
-    /// topic name (1–249 characters of `A-Za-z0-9._-`).
-    pub fn new(template: &str) -> Result<Self, String> {
-        if !template.contains("{aggregate_type}") {
-            return Err("the topic template must contain {aggregate_type}".into());
-        }
-        let sample = template.replace("{aggregate_type}", crate::domain::AGGREGATE_TYPE_ORDER);
-        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        if sample.is_empty() || sample.len() > 249 || !sample.chars().all(valid) {
-            return Err(format!("{sample:?} is not a valid topic name"));
-        }
-        Ok(Self {
-            parts: template
-                .split("{aggregate_type}")
-                .map(str::to_string)
-                .collect(),
-            orders: sample,
-        })
-    }
-
-    pub fn topic_for(&self, aggregate_type: &str) -> String {
-        if aggregate_type == crate::domain::AGGREGATE_TYPE_ORDER {
-            return self.orders.clone();
-        }
-        self.parts.join(aggregate_type)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates_route_by_aggregate_type() {
-        let r = TopicRouter::new(DEFAULT_TOPIC_TEMPLATE).unwrap();
-        assert_eq!(r.topic_for("order"), "outbox.event.order");
-        assert_eq!(
-            TopicRouter::new("{aggregate_type}.{aggregate_type}")
-                .unwrap()
-                .topic_for("order"),
-            "order.order"
-        );
-        assert_eq!(
-            TopicRouter::new("events-{aggregate_type}")
-                .unwrap()
-                .topic_for("order"),
-            "events-order"
-        );
-        assert!(TopicRouter::new("static-topic").is_err());
-        assert!(TopicRouter::new("bad topic {aggregate_type}").is_err());
-        assert!(TopicRouter::new(&format!("{}{{aggregate_type}}", "x".repeat(249))).is_err());
-    }
 }

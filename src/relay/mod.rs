@@ -17,9 +17,7 @@ pub mod suspension;
 pub(crate) mod test_support;
 
 use crate::domain::{DeliveryRecord, StoredEvent};
-use crate::publish::{
-    Delivery, FailureKind, Message, Pending, PublishError, Publisher, TopicRouter,
-};
+use crate::publish::{Delivery, Encoder, FailureKind, Pending, PublishError, Publisher};
 use crate::resilience::Resilience;
 use crate::resilience::breaker::{BreakerState, CircuitBreaker};
 use crate::resilience::policy::{self, Attempt, Decision, Tally};
@@ -112,7 +110,7 @@ pub struct Relay {
     /// Where the relay reads committed events and records its progress.
     log: Arc<dyn OutboxLog>,
     publisher: Arc<dyn Publisher>,
-    topics: TopicRouter,
+    encoder: Encoder,
     resilience: Resilience,
     telemetry: Telemetry,
     /// The mode the runner drives it in, for the metrics' `mode` label.
@@ -131,7 +129,7 @@ impl Relay {
     pub async fn resume(
         log: Arc<dyn OutboxLog>,
         publisher: Arc<dyn Publisher>,
-        topics: TopicRouter,
+        encoder: Encoder,
         resilience: Resilience,
         telemetry: Telemetry,
         batching: Batching,
@@ -140,7 +138,7 @@ impl Relay {
         Ok(Self {
             log,
             publisher,
-            topics,
+            encoder,
             resilience,
             telemetry,
             mode: RelayMode::Streaming,
@@ -235,10 +233,7 @@ impl Relay {
                     retry_in: refusal.wait(),
                 }));
             }
-            let messages = events
-                .iter()
-                .map(|e| Message::from_event(e, &self.topics))
-                .collect();
+            let messages = events.iter().map(|e| self.encoder.message(e)).collect();
             let sent_at = std::time::Instant::now();
             let first_ticket = self.resilience.sent.issue(events.len());
             let outcomes = self.publisher.send(messages).await;
@@ -309,7 +304,9 @@ impl Relay {
         let deliveries = self.telemetry.deliveries(self.mode);
         let mut done = Done::default();
         let mut stopped = None;
+        let (spans, took) = (&self.telemetry.spans, sent_at.elapsed());
         for (i, (event, result)) in events.iter().zip(results).enumerate() {
+            spans.publish(event, took, &result);
             let error = match result {
                 Ok(d) => {
                     tracing::debug!(
@@ -319,6 +316,7 @@ impl Relay {
                         topic = %d.topic,
                         partition = ?d.partition,
                         offset = ?d.offset,
+                        trace_id = event.envelope.trace.as_ref().map_or("", |t| t.trace_id()),
                         "published"
                     );
                     deliveries.delivered(event, &d.topic, publish_time, now);

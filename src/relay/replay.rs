@@ -8,7 +8,7 @@
 //! `discarded`) refuses whatever comes after. A record's event is published at most once by
 //! these calls.
 
-use crate::publish::{Message, Publisher, TopicRouter};
+use crate::publish::{Encoder, Publisher};
 use crate::resilience::Resilience;
 use crate::resilience::policy::{self, Attempt, Decision, Tally};
 use crate::store::dead_letters::{DeadLetter, DeadLetterStatus, ReplayOutcome};
@@ -87,7 +87,7 @@ pub struct Replayer {
     pub publisher: Arc<dyn Publisher>,
     /// The relay's breaker and send order: a replay is one more publish through that sink.
     pub resilience: Resilience,
-    pub topics: TopicRouter,
+    pub encoder: Encoder,
     /// Counts replays by outcome and announces them.
     pub telemetry: Telemetry,
     /// The records a replay or discard is under way on.
@@ -114,11 +114,13 @@ impl Replayer {
                 retry_in: refusal.wait(),
             });
         }
-        let message = Message::from_event(&letter.failure.event, &self.topics);
+        let message = self.encoder.message(&letter.failure.event);
+        let started = std::time::Instant::now();
         let (result, ticket) = self
             .resilience
             .publish_one(self.publisher.as_ref(), &message)
             .await;
+        (self.telemetry.spans).publish(&letter.failure.event, started.elapsed(), &result);
         let later = self.resilience.sent.took_later_than(ticket);
         let attempt = match &result {
             Ok(_) => Attempt::Acknowledged,

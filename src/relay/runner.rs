@@ -6,7 +6,7 @@ use super::activity::{RelayActivity, RelayState};
 use super::restart::RestartBackoff;
 use super::suspension::Suspension;
 use super::{Batching, Outcome, Relay, RelayError};
-use crate::publish::{Publisher, TopicRouter};
+use crate::publish::{Encoder, Publisher};
 use crate::resilience::Resilience;
 use crate::resilience::breaker::BreakerState;
 use crate::store::OutboxLog;
@@ -35,7 +35,7 @@ pub struct RelaySettings {
     /// Wait between polls when idle (polling mode).
     pub poll_interval: Duration,
     pub batching: Batching,
-    pub topics: TopicRouter,
+    pub encoder: Encoder,
     pub resilience: Resilience,
     /// Where the runner reports what the relay is doing.
     pub activity: Arc<RelayActivity>,
@@ -103,7 +103,7 @@ async fn run(
     let mut relay = Relay::resume(
         Arc::clone(&log),
         publisher,
-        settings.topics,
+        settings.encoder,
         settings.resilience,
         settings.telemetry,
         settings.batching,
@@ -236,7 +236,7 @@ mod tests {
             suspension: Suspension::default(),
             poll_interval: Duration::from_secs(1),
             batching: Batching::serial(10),
-            topics: TopicRouter::new(crate::publish::DEFAULT_TOPIC_TEMPLATE).unwrap(),
+            encoder: Encoder::default(),
             resilience: Resilience::new(
                 Default::default(),
                 Arc::new(CircuitBreaker::new(Default::default())),

@@ -9,7 +9,8 @@ pub mod scylla;
 pub mod sqlite;
 
 use crate::domain::{
-    CancelReason, DeliveryRecord, NewOrder, Order, OrderId, OrderItems, StoredEvent, Version,
+    CancelReason, DeliveryRecord, NewOrder, Order, OrderId, OrderItems, StoredEvent, TraceContext,
+    Version,
 };
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterStatus, NewDeadLetter, ReplayOutcome,
@@ -204,7 +205,17 @@ impl StoreError {
 pub trait OrderStore: Send + Sync + 'static {
     /// Applies `command`: the order change and its outbox event are committed in one atomic
     /// write, or nothing is written. Returns once the write is durable.
-    async fn apply(&self, command: Command) -> Result<Applied, StoreError>;
+    async fn apply(&self, command: Command) -> Result<Applied, StoreError> {
+        self.apply_traced(command, None).await
+    }
+
+    /// [`OrderStore::apply`], with the trace context of the request that asked for it stored
+    /// with the event (and published with it).
+    async fn apply_traced(
+        &self,
+        command: Command,
+        trace: Option<TraceContext>,
+    ) -> Result<Applied, StoreError>;
 
     /// The order and the events `page` asks for, newest first, or `None`. Read together, so
     /// the events match the order's state.

@@ -1,21 +1,49 @@
-//! Logs, metrics and the live feed.
+//! Logs, metrics, exported spans and the live feed.
 
 pub mod live;
 pub mod logs;
 pub mod metrics;
+pub mod spans;
 
+use crate::domain::TraceContext;
 use crate::domain::{EventType, StoredEvent};
 use crate::publish::FailureKind;
 use crate::resilience::breaker::Transition;
-use crate::store::Applied;
+use crate::store::{Applied, Command, OrderStore, StoreError};
 use app::dto::RelayMode;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
-/// After a command was applied (through the API or the pages): counts the committed change,
-/// puts the order on the request's span, and logs the event's ids, so one order can be
-/// followed to the relay's `published` line. An idempotent replay counts nothing.
-pub fn order_applied(metrics: &metrics::Metrics, applied: &Applied) {
+/// Applies `command` for a request (through the API or the pages) in its `trace`: the event
+/// stores the trace context, the commit becomes a span of the request when spans are
+/// exported, and the change is counted and logged ([`order_applied`]).
+pub async fn apply_command(
+    orders: &dyn OrderStore,
+    metrics: &metrics::Metrics,
+    spans: &spans::Spans,
+    command: Command,
+    trace: Option<TraceContext>,
+) -> Result<Applied, StoreError> {
+    let started = std::time::SystemTime::now();
+    let commit_trace = if spans.is_on() { trace.clone() } else { None };
+    let applied = orders.apply_traced(command, trace).await;
+    if let Some(trace) = &commit_trace {
+        let outcome = match &applied {
+            Ok(_) => spans::Outcome::Ok,
+            Err(_) => spans::Outcome::Failed("not committed"),
+        };
+        spans.commit(trace, started, outcome);
+    }
+    if let Ok(applied) = &applied {
+        order_applied(metrics, applied);
+    }
+    applied
+}
+
+/// After a command was applied: counts the committed change, puts the order on the
+/// request's span, and logs the event's ids, so one order can be followed to the relay's
+/// `published` line. An idempotent replay counts nothing.
+fn order_applied(metrics: &metrics::Metrics, applied: &Applied) {
     tracing::Span::current().record("order_id", tracing::field::display(&applied.order().id));
     if let Applied::Written { event, .. } = applied {
         let e = &event.envelope;
@@ -85,6 +113,8 @@ impl Deliveries {
 pub struct Telemetry {
     pub metrics: Arc<metrics::Metrics>,
     pub live: Arc<live::LiveHub>,
+    /// Span export (OTLP): the relays and replays record each publish there.
+    pub spans: Arc<spans::Spans>,
     /// The series of acknowledged events per relay mode, in the order of `RelayMode::ALL`,
     /// looked up once: finding a labelled series costs more than moving it.
     deliveries: Arc<Vec<Deliveries>>,
@@ -119,8 +149,14 @@ impl Telemetry {
         Self {
             metrics,
             live,
+            spans: Arc::default(),
             deliveries: Arc::new(deliveries),
         }
+    }
+
+    /// The same telemetry, exporting spans to `spans`.
+    pub fn with_spans(self, spans: Arc<spans::Spans>) -> Self {
+        Self { spans, ..self }
     }
 
     /// The series an acknowledged event moves when the relay in `mode` publishes it.

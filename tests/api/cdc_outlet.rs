@@ -6,7 +6,7 @@ use crate::relay::{RefusesKey, create, open_store};
 use outbox::cdc::CdcError;
 use outbox::cdc::outlet::Outlet;
 use outbox::domain::StoredEvent;
-use outbox::publish::TopicRouter;
+use outbox::publish::Encoder;
 use outbox::publish::faults::{Fault, FaultInjector};
 use outbox::publish::local::{LocalLogPublisher, TopicLog};
 use outbox::resilience::Resilience;
@@ -113,7 +113,7 @@ impl Bench {
                 failures: AtomicUsize::new(failures),
             }),
             publisher: faults.clone(),
-            topics: TopicRouter::new(outbox::publish::DEFAULT_TOPIC_TEMPLATE).unwrap(),
+            encoder: Encoder::default(),
             resilience: Resilience::new(
                 RetryConfig {
                     max_attempts: attempts,
@@ -262,7 +262,7 @@ async fn an_event_that_keeps_failing_while_other_streams_pass_is_dead_lettered()
     let outlet = Arc::new(Outlet {
         store: bench.store.clone(),
         publisher: sink,
-        topics: bench.outlet.topics.clone(),
+        encoder: bench.outlet.encoder.clone(),
         resilience: bench.outlet.resilience.clone(),
         telemetry: Telemetry::default(),
         stop: bench.outlet.stop.clone(),

@@ -28,6 +28,8 @@ fn message(n: usize) -> Message {
         key: format!("key-{}", n % 7),
         value: format!("{{\"n\":{n}}}"),
         headers: vec![("event_id", format!("event-{n}"))],
+        event_id: uuid::Uuid::from_u128(n as u128 + 1),
+        event_type: "OrderCreated",
     }
 }
 

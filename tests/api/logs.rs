@@ -1,6 +1,7 @@
 //! Logs and request ids: every response carries an `x-request-id` (the caller's if sane,
 //! otherwise a new one); with `LOG_FORMAT=json` every log line is a JSON object, and one
-//! request id leads to the order it created and on to the relay's `published` line.
+//! request id (and the W3C trace id) leads to the order it created and on to the relay's
+//! `published` line.
 
 use crate::crash::start_server_with;
 use crate::helpers::{order_body, spawn_app};
@@ -60,6 +61,10 @@ async fn json_logs_lead_from_the_request_to_the_published_event() {
     let order: OrderDto = Client::new()
         .post(format!("{base}/api/orders"))
         .header("x-request-id", "follow-me-1")
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
         .json(&order_body(&["LOG-1"]))
         .send()
         .await
@@ -94,6 +99,10 @@ async fn json_logs_lead_from_the_request_to_the_published_event() {
         .find(|l| l["message"] == "order change committed")
         .expect("a committed line");
     assert_eq!(committed["span"]["request_id"], "follow-me-1");
+    assert_eq!(
+        committed["span"]["trace_id"],
+        "0af7651916cd43dd8448eb211c80319c"
+    );
     assert_eq!(committed["order_id"], order_id.as_str());
     let event_id = committed["event_id"].as_str().unwrap();
     // The relay's line for the same event names its topic, partition and offset.
@@ -103,6 +112,7 @@ async fn json_logs_lead_from_the_request_to_the_published_event() {
         .expect("a published line for the event");
     assert_eq!(published["order_id"], order_id.as_str());
     assert_eq!(published["topic"], "outbox.event.order");
+    assert_eq!(published["trace_id"], "0af7651916cd43dd8448eb211c80319c");
 }
 
 /// Without `ADMIN_TOKEN` the server generates one and shows it exactly once, in its log; it

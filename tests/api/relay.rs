@@ -7,7 +7,7 @@ use app::dto::{TopicMessageDto, TopicMessagesDto};
 use async_trait::async_trait;
 use outbox::domain::{NewOrder, RawItem};
 use outbox::publish::local::{LocalLogPublisher, TopicLog};
-use outbox::publish::{Delivery, Message, PublishError, Publisher, TopicRouter};
+use outbox::publish::{Delivery, Encoder, Message, PublishError, Publisher};
 use outbox::relay::{Batching, Outcome, Relay};
 use outbox::resilience::Resilience;
 use outbox::resilience::breaker::{BreakerConfig, CircuitBreaker};
@@ -206,10 +206,6 @@ pub fn published(count: usize, checkpoint: u64) -> Outcome {
     }
 }
 
-fn router() -> TopicRouter {
-    TopicRouter::new(outbox::publish::DEFAULT_TOPIC_TEMPLATE).unwrap()
-}
-
 /// A relay over `store` and `sink` with [`resilience`] and standalone telemetry.
 pub async fn relay_over(
     store: Arc<SqliteStore>,
@@ -218,9 +214,16 @@ pub async fn relay_over(
     batching: Batching,
 ) -> Relay {
     let telemetry = outbox::telemetry::Telemetry::default();
-    Relay::resume(store, sink, router(), resilience, telemetry, batching)
-        .await
-        .expect("the relay resumes")
+    Relay::resume(
+        store,
+        sink,
+        Encoder::default(),
+        resilience,
+        telemetry,
+        batching,
+    )
+    .await
+    .expect("the relay resumes")
 }
 
 /// The default retry and breaker settings, without jitter.
@@ -617,11 +620,8 @@ async fn topic_log_retention_keeps_the_newest_and_moves_the_first_offset() {
     let store = store_with_orders(dir.path(), 10).await;
     let publisher = LocalLogPublisher::new(store.clone());
     let events = store.events_after(0, 100).await.unwrap();
-    let router = router();
-    let messages: Vec<Message> = events
-        .iter()
-        .map(|e| Message::from_event(e, &router))
-        .collect();
+    let encoder = Encoder::default();
+    let messages: Vec<Message> = events.iter().map(|e| encoder.message(e)).collect();
     assert!(publisher.publish(&messages).await.iter().all(Result::is_ok));
     let past = chrono::Utc::now() - chrono::Duration::hours(1);
     // Only the count applies: 10 messages, keep 4, at most 5 deleted per call.

@@ -30,6 +30,9 @@ struct OutboxRow {
     aggregate_id: String,
     version: i64,
     payload: Value,
+    /// The W3C trace context stored with the event: the record must carry it.
+    traceparent: Option<String>,
+    tracestate: Option<String>,
 }
 
 /// Every outbox event of the database at `db` is on the topic, with its key, value and
@@ -39,7 +42,8 @@ pub fn assert_topic_holds_outbox(db: &Path, messages: &[Consumed]) -> HashSet<St
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
         .prepare(
-            "SELECT event_id, event_type, aggregate_id, aggregate_version, payload FROM outbox",
+            "SELECT event_id, event_type, aggregate_id, aggregate_version, payload, traceparent, \
+             tracestate FROM outbox",
         )
         .unwrap();
     let outbox: HashMap<String, OutboxRow> = stmt
@@ -51,6 +55,8 @@ pub fn assert_topic_holds_outbox(db: &Path, messages: &[Consumed]) -> HashSet<St
                     aggregate_id: r.get(2)?,
                     version: r.get(3)?,
                     payload: serde_json::from_str(&r.get::<_, String>(4)?).unwrap(),
+                    traceparent: r.get(5)?,
+                    tracestate: r.get(6)?,
                 },
             ))
         })
@@ -91,6 +97,8 @@ pub fn assert_topic_holds_outbox(db: &Path, messages: &[Consumed]) -> HashSet<St
             assert_eq!(m.headers["schema_version"], "1");
             assert_eq!(m.headers["content-type"], "application/json");
             assert!(m.headers["occurred_at"].ends_with('Z'));
+            assert_eq!(m.headers.get("traceparent"), row.traceparent.as_ref());
+            assert_eq!(m.headers.get("tracestate"), row.tracestate.as_ref());
             if !seen.insert(m.event_id().to_string()) {
                 duplicates.insert(m.event_id().to_string());
                 continue;

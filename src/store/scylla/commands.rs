@@ -14,7 +14,7 @@ use super::position;
 use super::rows::micros;
 use super::statements::{Stmt, applied};
 use crate::domain::StoredEvent;
-use crate::domain::{DomainError, EventEnvelope, NewOrder, Order, OrderId};
+use crate::domain::{DomainError, EventEnvelope, NewOrder, Order, OrderId, TraceContext};
 use crate::store::{Applied, IdempotencyKey, StoreError, fingerprint};
 use chrono::{DateTime, Utc};
 use scylla::value::CqlValue;
@@ -27,6 +27,7 @@ impl ScyllaStore {
         &self,
         new: NewOrder,
         key: Option<IdempotencyKey>,
+        trace: Option<TraceContext>,
         now: DateTime<Utc>,
     ) -> Result<Applied, StoreError> {
         let mut id = OrderId::generate();
@@ -57,7 +58,8 @@ impl ScyllaStore {
                 id = stored_id;
             }
         }
-        let (order, event) = Order::create(id, new, now);
+        let (order, mut event) = Order::create(id, new, now);
+        event.trace = trace;
         let position = self.clock.next(now, 0, self.tag.current()?);
         if self.write(&order, &event, position, true, now).await? {
             return Ok(written(order, event, position));
@@ -75,11 +77,13 @@ impl ScyllaStore {
     pub(super) async fn change(
         &self,
         id: OrderId,
+        trace: Option<TraceContext>,
         now: DateTime<Utc>,
         decide: impl Fn(&Order) -> Result<(Order, EventEnvelope), DomainError>,
     ) -> Result<Applied, StoreError> {
         let (current, last, _) = self.load(id).await?.ok_or(StoreError::NotFound("order"))?;
-        let (order, event) = decide(&current)?;
+        let (order, mut event) = decide(&current)?;
+        event.trace = trace;
         let position = self.clock.next(now, last, self.tag.current()?);
         if self.write(&order, &event, position, false, now).await? {
             return Ok(written(order, event, position));
@@ -220,6 +224,8 @@ impl ScyllaStore {
             event.payload.as_str(),
             micros(&event.occurred_at),
             event.schema_version as i32,
+            event.trace.as_ref().map(TraceContext::traceparent),
+            event.trace.as_ref().and_then(TraceContext::tracestate),
             self.ttl_seconds,
         ];
         let result = self.cluster.commit(state, row).await?;

@@ -7,6 +7,7 @@ use super::ScyllaStore;
 use super::cluster::{Row, values};
 use super::rows::{self, NamedRow, micros};
 use super::statements::{DEAD_LETTER_COLUMNS, Stmt, applied};
+use crate::domain::TraceContext;
 use crate::store::StoreError;
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterKind, DeadLetterStatus,
@@ -17,8 +18,8 @@ use scylla::value::CqlValue;
 
 /// Columns of a record as the store reads them: `id`, read as the event's `position`, then
 /// the rest.
-const NAMES: [&str; 17] = {
-    let mut names = [""; 17];
+const NAMES: [&str; 19] = {
+    let mut names = [""; 19];
     names[0] = "position";
     let mut i = 0;
     while i < DEAD_LETTER_COLUMNS.len() {
@@ -107,6 +108,8 @@ impl ScyllaStore {
                 l.failures as i32,
                 micros(&l.first_failed_at),
                 micros(&l.last_failed_at),
+                e.trace.as_ref().map(TraceContext::traceparent),
+                e.trace.as_ref().and_then(TraceContext::tracestate),
                 now,
             ];
             self.run(Stmt::InsertDeadLetter, values).await?;
@@ -339,6 +342,8 @@ mod tests {
             Some(CqlValue::Text(status.into())),
             None,
             Some(CqlValue::BigInt(1_764_240_768_000_000)),
+            event.0["traceparent"].clone(),
+            event.0["tracestate"].clone(),
         ]);
         values
     }

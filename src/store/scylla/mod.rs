@@ -31,7 +31,7 @@ use super::{
     Applied, Backlog, Command, DeadLetterStore, EventPage, OrderCursor, OrderPage, OrderStore,
     OutboxLog, RetentionStore, StoreError,
 };
-use crate::domain::{DeliveryRecord, Order, OrderId, Secret, StoredEvent};
+use crate::domain::{DeliveryRecord, Order, OrderId, Secret, StoredEvent, TraceContext};
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, NewDeadLetter, ReplayOutcome,
 };
@@ -252,20 +252,24 @@ impl ScyllaStore {
 
 #[async_trait]
 impl OrderStore for ScyllaStore {
-    async fn apply(&self, command: Command) -> Result<Applied, StoreError> {
+    async fn apply_traced(
+        &self,
+        command: Command,
+        trace: Option<TraceContext>,
+    ) -> Result<Applied, StoreError> {
         // Stored timestamps keep microseconds; truncating here makes the answer equal the row.
         let now = Utc::now().trunc_subsecs(6);
         match command {
             Command::Create {
                 order,
                 idempotency_key,
-            } => self.create(order, idempotency_key, now).await,
+            } => self.create(order, idempotency_key, trace, now).await,
             Command::ReplaceItems {
                 id,
                 items,
                 expected_version,
             } => {
-                self.change(id, now, |o| {
+                self.change(id, trace, now, |o| {
                     o.replace_items(items.clone(), expected_version, now)
                 })
                 .await
@@ -275,8 +279,10 @@ impl OrderStore for ScyllaStore {
                 reason,
                 expected_version,
             } => {
-                self.change(id, now, |o| o.cancel(reason.clone(), expected_version, now))
-                    .await
+                self.change(id, trace, now, |o| {
+                    o.cancel(reason.clone(), expected_version, now)
+                })
+                .await
             }
         }
     }

@@ -5,7 +5,7 @@
 use crate::domain::StoredEvent;
 use crate::domain::{
     AGGREGATE_TYPE_ORDER, CancelReason, CustomerId, EventEnvelope, EventType, Order, OrderId,
-    OrderItems, OrderStatus, Payload, RawItem,
+    OrderItems, OrderStatus, Payload, RawItem, TraceContext,
 };
 use crate::store::StoreError;
 use chrono::{DateTime, TimeZone, Utc};
@@ -13,7 +13,7 @@ use scylla::value::CqlValue;
 use uuid::Uuid;
 
 /// The event columns of `outbox`, in the order the store selects them.
-pub const EVENT_COLUMNS: [&str; 9] = [
+pub const EVENT_COLUMNS: [&str; 11] = [
     "position",
     "event_id",
     "aggregate_type",
@@ -23,6 +23,8 @@ pub const EVENT_COLUMNS: [&str; 9] = [
     "payload",
     "occurred_at",
     "schema_version",
+    "traceparent",
+    "tracestate",
 ];
 
 /// The order (static) columns of `outbox`, in the order the store selects them.
@@ -202,8 +204,16 @@ pub fn event(row: &impl Columns) -> Result<StoredEvent, DecodeError> {
                 .map_err(|e| invalid("payload", e))?,
             occurred_at: time(row, "occurred_at")?,
             schema_version: unsigned(row, "schema_version")?,
+            trace: trace(row),
         },
     })
+}
+
+/// The event's trace context. Absent (an event from before the columns existed, or a CDC
+/// row of a table not yet altered) or damaged, the event goes on without one.
+fn trace(row: &impl Columns) -> Option<TraceContext> {
+    let text = |name| optional_text(row, name).ok().flatten();
+    TraceContext::parse(text("traceparent")?, text("tracestate"))
 }
 
 /// The order in the static columns of a row holding [`ORDER_COLUMNS`], with its newest event
@@ -270,6 +280,13 @@ pub(crate) mod tests {
             ),
             ("occurred_at", Some(CqlValue::BigInt(1_764_240_767_123_456))),
             ("schema_version", Some(CqlValue::Int(1))),
+            (
+                "traceparent",
+                Some(CqlValue::Text(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+                )),
+            ),
+            ("tracestate", None),
         ]))
     }
 
@@ -287,6 +304,25 @@ pub(crate) mod tests {
             event.envelope.payload.to_value()["order_id"],
             "0193a5e0-0000-7000-8000-0000000000aa"
         );
+        let trace = event.envelope.trace.expect("the stored trace context");
+        assert_eq!(trace.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(trace.tracestate(), None);
+    }
+
+    #[test]
+    fn an_event_without_trace_columns_or_with_a_damaged_one_has_no_trace() {
+        // A CDC row of a table from before the trace columns.
+        let mut row = event_row();
+        row.0.remove("traceparent");
+        row.0.remove("tracestate");
+        assert_eq!(event(&row).unwrap().envelope.trace, None);
+        let mut row = event_row();
+        row.0
+            .insert("traceparent", Some(CqlValue::Text("garbage".into())));
+        assert_eq!(event(&row).unwrap().envelope.trace, None);
+        let mut row = event_row();
+        row.0.insert("traceparent", Some(CqlValue::Int(1)));
+        assert_eq!(event(&row).unwrap().envelope.trace, None);
     }
 
     #[test]

@@ -16,6 +16,7 @@ const FILES: &[&str] = &[
     include_str!("../../../schema/scylla/0002_orders_outbox.cql"),
     include_str!("../../../schema/scylla/0003_relay.cql"),
     include_str!("../../../schema/scylla/0004_position_tags.cql"),
+    include_str!("../../../schema/scylla/0005_trace_context.cql"),
 ];
 
 /// Errors while applying the schema.
@@ -163,6 +164,15 @@ pub async fn apply(
     replication_factor: u8,
 ) -> Result<(), SchemaError> {
     for statement in statements(keyspace, replication_factor)? {
+        let statement = match added_column(&statement) {
+            Some(added) => {
+                if column_exists(session, keyspace, &added).await? {
+                    continue;
+                }
+                added.cql
+            }
+            None => statement,
+        };
         // Creating a table with CDC takes longer than the store's request timeout.
         let mut query = Statement::new(statement.as_str());
         query.set_request_timeout(Some(SCHEMA_TIMEOUT));
@@ -181,14 +191,75 @@ pub async fn apply(
     Ok(())
 }
 
+/// An `ALTER TABLE … ADD IF NOT EXISTS <column> <type>` of the schema files, which ScyllaDB
+/// cannot run as it is: the table, the column, and the statement without `IF NOT EXISTS`.
+#[derive(Debug, PartialEq, Eq)]
+struct AddedColumn {
+    table: String,
+    column: String,
+    cql: String,
+}
+
+/// `statement` as an [`AddedColumn`], if it is one.
+fn added_column(statement: &str) -> Option<AddedColumn> {
+    let rest = statement.strip_prefix("ALTER TABLE ")?;
+    let (qualified, rest) = rest.split_once(" ADD IF NOT EXISTS ")?;
+    let (_, table) = qualified.split_once('.')?;
+    let column = rest.split_whitespace().next()?;
+    Some(AddedColumn {
+        table: table.to_string(),
+        column: column.to_string(),
+        cql: statement.replacen(" ADD IF NOT EXISTS ", " ADD ", 1),
+    })
+}
+
+/// Whether the keyspace's table has the column already.
+async fn column_exists(
+    session: &Session,
+    keyspace: &str,
+    added: &AddedColumn,
+) -> Result<bool, SchemaError> {
+    let query = "SELECT column_name FROM system_schema.columns \
+                 WHERE keyspace_name = ? AND table_name = ? AND column_name = ?";
+    let found = session
+        .query_unpaged(query, (keyspace, &added.table, &added.column))
+        .await
+        .map_err(|source| SchemaError::Statement {
+            statement: query.to_string(),
+            source: Box::new(source),
+        })?;
+    let rows = found.into_rows_result().map(|r| r.rows_num()).unwrap_or(0);
+    Ok(rows > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn added_columns_run_without_if_not_exists() {
+        let all = statements("shop", 1).unwrap();
+        let added: Vec<AddedColumn> = all.iter().filter_map(|s| added_column(s)).collect();
+        assert_eq!(added.len(), 4);
+        assert_eq!(
+            added[0],
+            AddedColumn {
+                table: "outbox".into(),
+                column: "traceparent".into(),
+                cql: "ALTER TABLE shop.outbox ADD traceparent text".into(),
+            }
+        );
+        assert_eq!(added[3].table, "dead_letters");
+        assert_eq!(
+            added_column("CREATE TABLE IF NOT EXISTS shop.x (a int)"),
+            None
+        );
+    }
+
+    #[test]
     fn statements_are_idempotent_and_name_the_keyspace() {
         let all = statements("shop", 3).unwrap();
-        assert_eq!(all.len(), 15);
+        assert_eq!(all.len(), 19);
         for s in &all {
             assert!(s.contains("IF NOT EXISTS"), "not idempotent: {s}");
             assert!(s.contains("shop"), "keyspace missing: {s}");

@@ -44,7 +44,7 @@ pub fn order_and_event_columns() -> Vec<&'static str> {
 
 /// The columns of a dead letter record after its key, in the order the store writes and
 /// reads them (`id`, the event's position, comes first when read).
-pub const DEAD_LETTER_COLUMNS: [&str; 16] = [
+pub const DEAD_LETTER_COLUMNS: [&str; 18] = [
     "event_id",
     "event_type",
     "aggregate_type",
@@ -61,6 +61,8 @@ pub const DEAD_LETTER_COLUMNS: [&str; 16] = [
     "status",
     "discard_reason",
     "updated_at",
+    "traceparent",
+    "tracestate",
 ];
 
 /// How long one attempt to take, renew or release a lease may take.
@@ -355,10 +357,10 @@ impl Stmt {
                 format!("DELETE FROM {ks}.position_tags WHERE tag = ? IF owner = ?")
             }
             Stmt::InsertDeadLetter => format!(
-                "INSERT INTO {ks}.dead_letters (shard, id, {}, status, updated_at) \
-                 VALUES (0, {}, 'pending', ?) IF NOT EXISTS",
+                "INSERT INTO {ks}.dead_letters (shard, id, {}, traceparent, tracestate, status, \
+                 updated_at) VALUES (0, {}, 'pending', ?) IF NOT EXISTS",
                 DEAD_LETTER_COLUMNS[..13].join(", "),
-                marks(14)
+                marks(16)
             ),
             Stmt::DeadLetterPage => format!("{letters} AND id < ? LIMIT ?"),
             Stmt::DeadLetter => format!("{letters} AND id = ?"),
@@ -453,9 +455,9 @@ mod tests {
 
     #[test]
     fn dead_letters_are_written_and_rewritten_with_every_column() {
-        // The key, the record's first 13 columns, and when it was written.
+        // The key, the record's first 13 columns, its trace, and when it was written.
         let insert = Stmt::InsertDeadLetter.cql("shop");
-        assert_eq!(insert.matches('?').count(), 15);
+        assert_eq!(insert.matches('?').count(), 17);
         // The rewrite with a TTL must cover every column, or the row outlives it.
         let rewrite = Stmt::ExpireDeadLetter.cql("shop");
         for column in DEAD_LETTER_COLUMNS {

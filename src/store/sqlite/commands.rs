@@ -3,13 +3,17 @@
 
 use super::rows;
 use crate::domain::StoredEvent;
-use crate::domain::{EventEnvelope, Order, OrderId};
+use crate::domain::{EventEnvelope, Order, OrderId, TraceContext};
 use crate::store::{Applied, Command, StoreError};
 use chrono::{SubsecRound, Utc};
 use rusqlite::Connection;
 
 /// Applies one command on the writer connection.
-pub fn apply(conn: &Connection, command: Command) -> Result<Applied, StoreError> {
+pub fn apply(
+    conn: &Connection,
+    command: Command,
+    trace: Option<TraceContext>,
+) -> Result<Applied, StoreError> {
     // Stored timestamps keep microseconds; truncating here makes the answer equal the row.
     let now = Utc::now().trunc_subsecs(6);
     match command {
@@ -31,7 +35,8 @@ pub fn apply(conn: &Connection, command: Command) -> Result<Applied, StoreError>
                 })?;
                 return Ok(Applied::Replayed { order });
             }
-            let (order, event) = Order::create(OrderId::generate(), order, now);
+            let (order, mut event) = Order::create(OrderId::generate(), order, now);
+            event.trace = trace;
             rows::insert_order(conn, &order)?;
             let position = rows::insert_event(conn, &event)?;
             if let (Some(key), Some(fp)) = (&idempotency_key, &fingerprint) {
@@ -43,12 +48,14 @@ pub fn apply(conn: &Connection, command: Command) -> Result<Applied, StoreError>
             id,
             items,
             expected_version,
-        } => change(conn, id, |o| o.replace_items(items, expected_version, now)),
+        } => change(conn, id, trace, |o| {
+            o.replace_items(items, expected_version, now)
+        }),
         Command::Cancel {
             id,
             reason,
             expected_version,
-        } => change(conn, id, |o| o.cancel(reason, expected_version, now)),
+        } => change(conn, id, trace, |o| o.cancel(reason, expected_version, now)),
     }
 }
 
@@ -56,10 +63,12 @@ pub fn apply(conn: &Connection, command: Command) -> Result<Applied, StoreError>
 fn change(
     conn: &Connection,
     id: OrderId,
+    trace: Option<TraceContext>,
     decide: impl FnOnce(&Order) -> Result<(Order, EventEnvelope), crate::domain::DomainError>,
 ) -> Result<Applied, StoreError> {
     let current = rows::load_order(conn, id)?.ok_or(StoreError::NotFound("order"))?;
-    let (order, event) = decide(&current)?;
+    let (order, mut event) = decide(&current)?;
+    event.trace = trace;
     rows::update_order(conn, &order)?;
     let position = rows::insert_event(conn, &event)?;
     Ok(written(order, event, position))

@@ -1,8 +1,8 @@
 //! The dead letter queue's SQL: records written with the relay's progress, filtered lists,
 //! replay attempts, discards and counts. Every value is a bound parameter.
 
-use super::rows::{corrupt, parse_time, read_event};
-use crate::domain::{StoredEvent, timestamp};
+use super::rows::{EVENT_COLUMN_COUNT, corrupt, parse_time, read_event};
+use crate::domain::{StoredEvent, TraceContext, timestamp};
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterKind, DeadLetterStatus,
     NewDeadLetter, ReplayAttempt, ReplayOutcome,
@@ -14,8 +14,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// The envelope columns (named like the outbox's) followed by the record's own.
 const COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, aggregate_version, \
-     event_type, payload, occurred_at, schema_version, id, error_kind, error_message, \
-     failure_count, first_failed_at, last_failed_at, status, discard_reason, updated_at";
+     event_type, payload, occurred_at, schema_version, traceparent, tracestate, id, error_kind, \
+     error_message, failure_count, first_failed_at, last_failed_at, status, discard_reason, \
+     updated_at";
 
 /// Stores `letters` (in the caller's transaction). An event already dead-lettered is left
 /// as it is.
@@ -23,8 +24,8 @@ pub fn insert(conn: &Connection, letters: &[NewDeadLetter]) -> Result<(), StoreE
     let mut insert = conn.prepare_cached(
         "INSERT INTO dead_letters (position, event_id, event_type, aggregate_type, aggregate_id, \
          aggregate_version, payload, occurred_at, schema_version, error_kind, error_message, \
-         failure_count, first_failed_at, last_failed_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+         failure_count, first_failed_at, last_failed_at, updated_at, traceparent, tracestate) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
          ON CONFLICT (position) DO NOTHING",
     )?;
     let now = timestamp(&chrono::Utc::now());
@@ -46,6 +47,8 @@ pub fn insert(conn: &Connection, letters: &[NewDeadLetter]) -> Result<(), StoreE
             timestamp(&l.first_failed_at),
             timestamp(&l.last_failed_at),
             now,
+            e.trace.as_ref().map(TraceContext::traceparent),
+            e.trace.as_ref().and_then(TraceContext::tracestate),
         ])?;
     }
     Ok(())
@@ -56,15 +59,15 @@ fn read(r: &Row<'_>) -> rusqlite::Result<(StoredEvent, RecordRow)> {
     Ok((
         read_event(r)?,
         RecordRow {
-            id: r.get(9)?,
-            kind: r.get(10)?,
-            error: r.get(11)?,
-            failures: r.get(12)?,
-            first_failed_at: r.get(13)?,
-            last_failed_at: r.get(14)?,
-            status: r.get(15)?,
-            discard_reason: r.get(16)?,
-            updated_at: r.get(17)?,
+            id: r.get(EVENT_COLUMN_COUNT)?,
+            kind: r.get(EVENT_COLUMN_COUNT + 1)?,
+            error: r.get(EVENT_COLUMN_COUNT + 2)?,
+            failures: r.get(EVENT_COLUMN_COUNT + 3)?,
+            first_failed_at: r.get(EVENT_COLUMN_COUNT + 4)?,
+            last_failed_at: r.get(EVENT_COLUMN_COUNT + 5)?,
+            status: r.get(EVENT_COLUMN_COUNT + 6)?,
+            discard_reason: r.get(EVENT_COLUMN_COUNT + 7)?,
+            updated_at: r.get(EVENT_COLUMN_COUNT + 8)?,
         },
     ))
 }

@@ -16,7 +16,7 @@ use super::{
     Applied, Backlog, Command, DeadLetterStore, EventPage, OrderCursor, OrderPage, OrderStore,
     OutboxLog, RetentionStore, StoreError,
 };
-use crate::domain::{DeliveryRecord, Order, OrderId, StoredEvent};
+use crate::domain::{DeliveryRecord, Order, OrderId, StoredEvent, TraceContext};
 use crate::publish::local::{LogError, LoggedMessage, TopicLog, TopicSummary};
 use crate::publish::{Delivery, Message};
 use crate::store::dead_letters::{
@@ -148,8 +148,13 @@ fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Connection, rusq
 
 #[async_trait]
 impl OrderStore for SqliteStore {
-    async fn apply(&self, command: Command) -> Result<Applied, StoreError> {
-        self.write(move |conn| commands::apply(conn, command)).await
+    async fn apply_traced(
+        &self,
+        command: Command,
+        trace: Option<TraceContext>,
+    ) -> Result<Applied, StoreError> {
+        self.write(move |conn| commands::apply(conn, command, trace))
+            .await
     }
 
     async fn order(

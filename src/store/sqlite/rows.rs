@@ -1,11 +1,11 @@
 //! SQL statements and row decoding for the SQLite store. All statements are parameterised and
 //! cached per connection.
 
-use crate::domain::StoredEvent;
 use crate::domain::{
     AGGREGATE_TYPE_ORDER, CancelReason, CustomerId, EventEnvelope, EventType, Order, OrderId,
     OrderItems, OrderStatus, Payload, RawItem, timestamp,
 };
+use crate::domain::{StoredEvent, TraceContext};
 use crate::store::{EventPage, IdempotencyKey, OrderCursor, OrderPage, StoreError};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -28,7 +28,9 @@ const ORDER_COLUMNS: &str =
     "seq, id, customer_id, status, version, items, cancel_reason, created_at, updated_at";
 /// The columns [`read_event`] reads, in its order.
 pub(super) const EVENT_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, \
-     aggregate_version, event_type, payload, occurred_at, schema_version";
+     aggregate_version, event_type, payload, occurred_at, schema_version, traceparent, tracestate";
+/// How many columns [`EVENT_COLUMNS`] has: a row's own columns follow them.
+pub(super) const EVENT_COLUMN_COUNT: usize = 11;
 
 pub(super) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {detail}"))
@@ -118,6 +120,14 @@ pub(super) fn read_event(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     }
     let event_type = text(5)?;
     let occurred_at = text(7)?;
+    let traceparent: Option<&str> = r
+        .get_ref(9)?
+        .as_str_or_null()
+        .map_err(|e| bad_column(9, e))?;
+    let tracestate: Option<&str> = r
+        .get_ref(10)?
+        .as_str_or_null()
+        .map_err(|e| bad_column(10, e))?;
     Ok(StoredEvent {
         position: r.get(0)?,
         envelope: EventEnvelope {
@@ -131,6 +141,7 @@ pub(super) fn read_event(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
             occurred_at: crate::domain::parse_timestamp(occurred_at)
                 .ok_or_else(|| bad_column(7, format_args!("timestamp {occurred_at:?}")))?,
             schema_version: r.get(8)?,
+            trace: traceparent.and_then(|t| TraceContext::parse(t, tracestate)),
         },
     })
 }
@@ -238,8 +249,8 @@ pub fn update_order(conn: &Connection, order: &Order) -> Result<(), StoreError> 
 pub fn insert_event(conn: &Connection, event: &EventEnvelope) -> Result<u64, StoreError> {
     conn.prepare_cached(
         "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, \
-         event_type, payload, occurred_at, schema_version) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         event_type, payload, occurred_at, schema_version, traceparent, tracestate) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         event.event_id.to_string(),
@@ -250,6 +261,8 @@ pub fn insert_event(conn: &Connection, event: &EventEnvelope) -> Result<u64, Sto
         event.payload.as_str(),
         timestamp(&event.occurred_at),
         event.schema_version,
+        event.trace.as_ref().map(TraceContext::traceparent),
+        event.trace.as_ref().and_then(TraceContext::tracestate),
     ])?;
     Ok(conn.last_insert_rowid() as u64)
 }

@@ -33,6 +33,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
         7,
         include_str!("../../../schema/sqlite/0007_delivery_batches.sql"),
     ),
+    (
+        8,
+        include_str!("../../../schema/sqlite/0008_trace_context.sql"),
+    ),
 ];
 
 /// Errors while bringing the schema up to date.
@@ -78,8 +82,8 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), 7);
-        assert_eq!(migrate(&mut conn).unwrap(), 7);
+        assert_eq!(migrate(&mut conn).unwrap(), 8);
+        assert_eq!(migrate(&mut conn).unwrap(), 8);
         let tables: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN \
