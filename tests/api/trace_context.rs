@@ -189,10 +189,12 @@ async fn hostile_trace_headers_start_a_new_trace_and_are_not_echoed() {
 
 /// With Kafka (tansu) and the CloudEvents format, a real Kafka client reads records in the
 /// binary mode of the CloudEvents Kafka binding, the payload as the value and the request's
-/// trace in `traceparent`.
+/// trace in `traceparent`; the exported publish span belongs to that trace, a child of the
+/// span the record names.
 #[tokio::test]
 async fn kafka_records_are_cloudevents_that_carry_the_request_trace() {
     let broker = Broker::start().await;
+    let collector = Collector::start().await;
     let app = app_on(
         &broker,
         "streaming",
@@ -201,6 +203,8 @@ async fn kafka_records_are_cloudevents_that_carry_the_request_trace() {
             "cloudevents",
             "--cloudevents-source",
             "urn:shop:orders",
+            "--otel-exporter-otlp-endpoint",
+            &collector.address,
         ],
     )
     .await;
@@ -228,6 +232,13 @@ async fn kafka_records_are_cloudevents_that_carry_the_request_trace() {
     assert_eq!(m.value, event.payload, "the payload is the record's value");
     assert_continues_caller(&h["traceparent"]);
     assert_eq!(h["tracestate"], TRACESTATE);
+    let publish = collector.span(TRACE_ID, "outbox.event.order publish").await;
+    let named = h["traceparent"].split('-').nth(2).unwrap();
+    assert_eq!(hex(&publish.parent_span_id), named);
+    assert_eq!(attribute(&publish, "messaging.message.id"), event.event_id);
+    let server = collector.span(TRACE_ID, "POST").await;
+    assert_eq!(hex(&server.span_id), named);
+    assert_eq!(hex(&server.parent_span_id), CALLER_SPAN);
 }
 
 /// A dead letter keeps its event's trace, and its replay publishes in the configured format
