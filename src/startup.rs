@@ -218,6 +218,7 @@ impl Application {
             orders: stores.store.clone(),
             outbox: stores.store.clone(),
             dead_letters: stores.store.clone(),
+            audit: stores.store.clone(),
             topic_log: stores.embedded,
             admin_token: AdminToken::new(&admin_secret(config)),
             sessions: Arc::new(Sessions::new(
@@ -367,7 +368,10 @@ fn sink(
         Some(kafka) => {
             let topic = encoder.topics().topic_for(AGGREGATE_TYPE_ORDER);
             tracing::info!(brokers = %kafka.brokers, %topic, "publishing to Kafka");
-            Arc::new(KafkaPublisher::new(&kafka, vec![topic])?)
+            Arc::new(
+                KafkaPublisher::new(&kafka, vec![topic])?
+                    .with_lag_groups(config.kafka_lag_groups()),
+            )
         }
         None => Arc::new(LocalLogPublisher::new(stores.embedded.clone())),
     })
@@ -488,6 +492,7 @@ fn spawn_background(
         idempotency_keys: config.retention.idempotency_key_ttl.into(),
         topic_log: config.retention.topic_log_retention.into(),
         topic_log_messages: config.retention.topic_log_max_messages,
+        audit_log: config.retention.audit_retention.into(),
     };
     let interval = config.retention.retention_interval.into();
     let log = stores.embedded.clone();

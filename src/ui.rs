@@ -5,16 +5,19 @@ use crate::domain::{NewOrder, OrderId, RawItem, TraceContext, ValidationErrors};
 use crate::store::{Command, EventPage, OrderCursor, OrderStore, OutboxLog, StoreError};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::spans::Spans;
-use crate::views;
+use crate::views::{self, EventPaths};
 use app::api::{OrdersApi, UiError};
 use app::dto::{FieldErrorDto, ItemInput, OrderDetailDto, OrderDto, OrderPageDto};
 use async_trait::async_trait;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use std::sync::Arc;
 use uuid::Uuid;
 
 /// Orders shown per page in the UI.
 const UI_PAGE: u32 = 20;
+
+/// Whether a page request's headers carry a console session.
+pub type SignedIn = Arc<dyn Fn(&HeaderMap) -> bool + Send + Sync>;
 
 pub struct UiBridge {
     orders: Arc<dyn OrderStore>,
@@ -24,6 +27,9 @@ pub struct UiBridge {
     metrics: Arc<Metrics>,
     /// Records their commits as spans, when spans are exported.
     spans: Arc<Spans>,
+    /// Where the order page learns where events went, for operators signed in.
+    paths: EventPaths,
+    signed_in: SignedIn,
 }
 
 impl UiBridge {
@@ -32,13 +38,23 @@ impl UiBridge {
         log: Arc<dyn OutboxLog>,
         metrics: Arc<Metrics>,
         spans: Arc<Spans>,
+        paths: EventPaths,
+        signed_in: SignedIn,
     ) -> Self {
         Self {
             orders,
             log,
             metrics,
             spans,
+            paths,
+            signed_in,
         }
+    }
+
+    /// Whether the page's request comes from an operator signed in to the console.
+    fn operator(&self) -> bool {
+        leptos::prelude::use_context::<axum::http::request::Parts>()
+            .is_some_and(|parts| (self.signed_in)(&parts.headers))
     }
 }
 
@@ -175,9 +191,15 @@ impl OrdersApi for UiBridge {
         // A cursor that is not one the page made starts again from the newest events.
         let page = EventPage::parse(cursor.as_deref(), UI_PAGE)
             .unwrap_or_else(|_| EventPage::latest(UI_PAGE));
-        views::order_detail(self.orders.as_ref(), self.log.as_ref(), id, page)
+        let mut detail = views::order_detail(self.orders.as_ref(), self.log.as_ref(), id, page)
             .await
-            .map_err(ui_error)
+            .map_err(ui_error)?;
+        if let Some(detail) = detail.as_mut()
+            && self.operator()
+        {
+            self.paths.add_to(detail, id).await.map_err(ui_error)?;
+        }
+        Ok(detail)
     }
 
     async fn create_order(

@@ -5,15 +5,23 @@ use crate::domain::OrderId;
 use crate::domain::timestamp as time;
 use crate::domain::{DeliveryRecord, StoredEvent};
 use crate::domain::{DomainError, EventEnvelope, Order, OrderStatus};
+use crate::publish::{ConsumerGroups, Publisher};
 use crate::resilience::breaker::BreakerSnapshot;
-use crate::store::dead_letters::{DeadLetter, DeadLetterCounts};
+use crate::store::dead_letters::{DeadLetter, DeadLetterCounts, DeadLetterFilter};
 
-use crate::store::{EventPage, OrderStore, OutboxLog, StoreError};
+use crate::store::{DeadLetterStore, EventPage, OrderStore, OutboxLog, StoreError};
 use app::dto::{
-    BreakerDto, DeadLetterCountsDto, DeadLetterDto, DeliveryDto, EventDto, OrderDetailDto,
-    OrderDto, OrderItemDto, OrderStatusDto, ReplayAttemptDto, ReplayAttemptOutcome, TransitionDto,
+    BreakerDto, DeadLetterCountsDto, DeadLetterDto, DeadLetterRefDto, DeadLetterStatus,
+    DeliveryDto, EventDto, EventPathDto, EventState, GroupProgressDto, OrderDetailDto, OrderDto,
+    OrderItemDto, OrderStatusDto, ReplayAttemptDto, ReplayAttemptOutcome, TransitionDto,
 };
 use axum::http::StatusCode;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Most dead letters of one order looked at to find its events' records (the newest ones:
+/// those of the newest events).
+const DEAD_LETTERS_PER_ORDER: u32 = 200;
 
 /// What a client is told about a failed store call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +125,90 @@ pub async fn order_detail(
     }))
 }
 
+/// Where an order's events went, as admins see it: read from the dead letter queue and, with
+/// Kafka, from the consumer groups on the sink.
+#[derive(Clone)]
+pub struct EventPaths {
+    pub dead_letters: Arc<dyn DeadLetterStore>,
+    /// The sink as the relay uses it (its consumer groups, where it has them).
+    pub sink: Arc<dyn Publisher>,
+}
+
+impl EventPaths {
+    /// Sets the `path` of each event of `detail` (order `id`): pending, published,
+    /// dead-lettered or replayed, with its dead letter record, and with Kafka, whether each
+    /// consumer group on its topic has read it. A broker that does not answer leaves the
+    /// consumers out, not the rest.
+    pub async fn add_to(&self, detail: &mut OrderDetailDto, id: OrderId) -> Result<(), StoreError> {
+        let filter = DeadLetterFilter {
+            aggregate_id: Some(id),
+            limit: DEAD_LETTERS_PER_ORDER,
+            ..DeadLetterFilter::default()
+        };
+        let mut records = HashMap::new();
+        // Newest first: the newest record of a position wins.
+        for d in self.dead_letters.dead_letters(filter).await? {
+            records
+                .entry(d.failure.event.position)
+                .or_insert(DeadLetterRefDto {
+                    id: d.id,
+                    status: d.status,
+                });
+        }
+        let on_partition = detail
+            .events
+            .iter()
+            .any(|e| e.delivery.as_ref().is_some_and(|d| d.offset.is_some()));
+        let groups = match on_partition.then(|| self.sink.consumer_groups()) {
+            Some(asked) => match asked.await {
+                Some(Ok(groups)) => Some(groups),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer groups not read for the order page");
+                    None
+                }
+                None => None,
+            },
+            None => None,
+        };
+        for e in &mut detail.events {
+            let dead_letter = records.remove(&e.position);
+            let state = match (&dead_letter, &e.delivery) {
+                (Some(d), _) if d.status == DeadLetterStatus::Replayed => EventState::Replayed,
+                (Some(_), _) => EventState::DeadLettered,
+                (None, Some(_)) => EventState::Published,
+                (None, None) => EventState::Pending,
+            };
+            let consumers = groups.as_ref().and_then(|g| consumed_by(g, e));
+            e.path = Some(EventPathDto {
+                state,
+                dead_letter,
+                consumers,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Each group with committed offsets on `e`'s topic (it has a row for every partition), and
+/// whether it is past `e`'s offset; `None` when `e` is not on a Kafka partition.
+fn consumed_by(groups: &ConsumerGroups, e: &EventDto) -> Option<Vec<GroupProgressDto>> {
+    let d = e.delivery.as_ref()?;
+    let (partition, offset) = (d.partition?, d.offset?);
+    let on_partition = groups
+        .partitions
+        .iter()
+        .filter(|p| p.topic == d.topic && p.partition == partition);
+    Some(
+        on_partition
+            .map(|p| GroupProgressDto {
+                group: p.group.clone(),
+                committed: p.committed,
+                consumed: p.committed.is_some_and(|c| c > offset),
+            })
+            .collect(),
+    )
+}
+
 pub fn event(e: &StoredEvent, delivery: Option<&DeliveryRecord>) -> EventDto {
     let EventEnvelope {
         event_id,
@@ -147,6 +239,7 @@ pub fn event(e: &StoredEvent, delivery: Option<&DeliveryRecord>) -> EventDto {
             published_at: time(&d.published_at),
             latency_ms: (d.published_at - *occurred_at).num_milliseconds(),
         }),
+        path: None,
     }
 }
 
@@ -177,6 +270,8 @@ pub fn dead_letter(d: &DeadLetter) -> DeadLetterDto {
                 detail: a.detail.clone(),
             })
             .collect(),
+        edited_payload: d.edit.as_ref().map(|e| e.payload.to_value()),
+        edited_at: d.edit.as_ref().map(|e| time(&e.at)),
     }
 }
 

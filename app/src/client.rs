@@ -29,20 +29,27 @@ pub async fn post_empty<T: DeserializeOwned>(path: &str) -> Result<T, String> {
     bodiless(Verb::Post, path).await
 }
 
-/// The methods of requests without a body.
+/// The methods the console uses.
 enum Verb {
     Get,
     Post,
+    Put,
+}
+
+/// A request of `verb` to `path`.
+#[cfg(feature = "hydrate")]
+fn request(verb: Verb, path: &str) -> gloo_net::http::RequestBuilder {
+    match verb {
+        Verb::Get => gloo_net::http::Request::get(path),
+        Verb::Post => gloo_net::http::Request::post(path),
+        Verb::Put => gloo_net::http::Request::put(path),
+    }
 }
 
 async fn bodiless<T: DeserializeOwned>(verb: Verb, path: &str) -> Result<T, String> {
     #[cfg(feature = "hydrate")]
     {
-        let request = match verb {
-            Verb::Get => gloo_net::http::Request::get(path),
-            Verb::Post => gloo_net::http::Request::post(path),
-        };
-        let response = request
+        let response = request(verb, path)
             .send()
             .await
             .map_err(|e| format!("the request failed: {e}"))?;
@@ -57,9 +64,22 @@ async fn bodiless<T: DeserializeOwned>(verb: Verb, path: &str) -> Result<T, Stri
 
 /// `POST path` with `body` as JSON, the answer decoded from JSON.
 pub async fn post<T: DeserializeOwned, B: Serialize>(path: &str, body: &B) -> Result<T, String> {
+    with_body(Verb::Post, path, body).await
+}
+
+/// `PUT path` with `body` as JSON (replacing what `path` names), the answer decoded from JSON.
+pub async fn put<T: DeserializeOwned, B: Serialize>(path: &str, body: &B) -> Result<T, String> {
+    with_body(Verb::Put, path, body).await
+}
+
+async fn with_body<T: DeserializeOwned, B: Serialize>(
+    verb: Verb,
+    path: &str,
+    body: &B,
+) -> Result<T, String> {
     #[cfg(feature = "hydrate")]
     {
-        let response = gloo_net::http::Request::post(path)
+        let response = request(verb, path)
             .json(body)
             .map_err(|e| format!("the request could not be built: {e}"))?
             .send()
@@ -69,7 +89,7 @@ pub async fn post<T: DeserializeOwned, B: Serialize>(path: &str, body: &B) -> Re
     }
     #[cfg(not(feature = "hydrate"))]
     {
-        let _ = (path, body);
+        let _ = (verb, path, body);
         Err(SERVER_SIDE.into())
     }
 }

@@ -123,9 +123,11 @@ wire_enum! {
 }
 
 wire_enum! {
-    /// What a bulk replay did with one record.
+    /// What a bulk replay (or a group's replay or discard) did with one record.
     pub enum BulkReplayOutcome {
         Replayed = "replayed",
+        /// Set aside by a group discard.
+        Discarded = "discarded",
         Failed = "failed",
         /// Not pending (or not found): left alone.
         Skipped = "skipped",
@@ -421,6 +423,9 @@ pub struct EventDto {
     pub trace_id: Option<String>,
     /// Present once the relay published the event.
     pub delivery: Option<DeliveryDto>,
+    /// Where the event went: only for requests with admin credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<EventPathDto>,
 }
 
 /// `GET /api/orders/{id}`: the order and its events in version order.
@@ -564,6 +569,11 @@ pub struct DeadLetterDto {
     pub updated_at: String,
     /// Oldest first (only in `GET /api/admin/dlq/{id}` and replay answers).
     pub attempts: Vec<ReplayAttemptDto>,
+    /// The payload an operator corrected (`PUT /api/admin/dlq/{id}/payload`): replays publish
+    /// it instead of `event.payload`, which stays the original.
+    pub edited_payload: Option<serde_json::Value>,
+    /// When the payload was last edited (RFC 3339, UTC).
+    pub edited_at: Option<String>,
 }
 
 /// `GET /api/admin/dlq`: one page, newest first.
@@ -667,4 +677,182 @@ pub struct RelayStatusDto {
     pub fault: Option<Fault>,
     /// Whether fault injection is enabled in this deployment (`FAULT_INJECTION`).
     pub fault_injection: bool,
+}
+
+/// One partition of the sink's topics as a consumer group reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ConsumerLagDto {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    /// The group's committed offset (the next offset it will read); absent when it has
+    /// committed none on this partition.
+    pub committed: Option<i64>,
+    /// The partition's end: the offset the next message will get.
+    pub end: i64,
+    /// Messages the group has still to read: `end − committed`, or everything still on the
+    /// broker (`end − oldest offset`) when it has committed nothing here.
+    pub lag: i64,
+}
+
+/// `GET /api/admin/sink/consumer-groups`: the consumer groups with committed offsets on the
+/// Kafka sink's topics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ConsumerGroupsDto {
+    /// One row per group and partition, by group, topic and partition.
+    pub partitions: Vec<ConsumerLagDto>,
+    /// The cluster has more consumer groups than are checked (the first 50 by name, without
+    /// `KAFKA_LAG_GROUPS`): name the ones that matter in `KAFKA_LAG_GROUPS`.
+    pub truncated: bool,
+}
+
+wire_enum! {
+    /// Where an event stands on its way to the sink.
+    pub enum EventState {
+        /// Committed, not yet handled by the relay.
+        Pending = "pending",
+        /// Acknowledged by the sink.
+        Published = "published",
+        /// The relay gave up on it: it waits in the dead letter queue (or was discarded there).
+        DeadLettered = "dead_lettered",
+        /// Dead-lettered, then published by a replay.
+        Replayed = "replayed",
+    }
+}
+
+/// The dead letter record of an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct DeadLetterRefDto {
+    /// The record's id (`GET /api/admin/dlq/{id}`).
+    pub id: i64,
+    pub status: DeadLetterStatus,
+}
+
+/// Whether a consumer group has read an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct GroupProgressDto {
+    pub group: String,
+    /// The group's committed offset on the event's partition; absent when it has none there.
+    pub committed: Option<i64>,
+    /// The committed offset is past the event's offset.
+    pub consumed: bool,
+}
+
+/// Where an event went, for admins: its state, its dead letter record, and with Kafka, which
+/// consumer groups have read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct EventPathDto {
+    pub state: EventState,
+    /// Present when the event was dead-lettered (whatever became of the record since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterRefDto>,
+    /// With Kafka, once the event is on a partition: each consumer group with committed
+    /// offsets on its topic. Absent with the embedded log, before publishing, or when no
+    /// broker answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<Vec<GroupProgressDto>>,
+}
+
+wire_enum! {
+    /// How an audited operator action ended.
+    pub enum AuditOutcome {
+        /// Done (a 2xx answer, or the sign-in/out redirect).
+        Ok = "ok",
+        /// Refused by authentication (401, 403, a wrong token at sign-in): nothing changed.
+        Refused = "refused",
+        /// Authenticated but not done (a bad request, a missing record, a failed replay, a
+        /// timeout).
+        Failed = "failed",
+    }
+}
+
+/// One operator action of the audit log. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuditEntryDto {
+    pub id: i64,
+    /// When it was answered (RFC 3339, UTC).
+    pub at: String,
+    /// Who: a console session's marker (12 hex digits of its token's digest), `bearer` for
+    /// the admin token; absent when no credential was accepted (a failed sign-in).
+    pub session: Option<String>,
+    /// The client's address (the TCP peer's).
+    pub address: String,
+    /// `session.sign_in`, `dlq.replay`, `relay.mode`, … (`admin.…` for other admin routes).
+    pub action: String,
+    /// What it acted on: a record id, a group key, a mode, a fault.
+    pub target: Option<String>,
+    /// The HTTP status of the answer.
+    pub status: u16,
+    pub outcome: AuditOutcome,
+}
+
+/// `GET /api/admin/audit`: one page, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuditPageDto {
+    pub items: Vec<AuditEntryDto>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// One real record of a failure group, to show what the normalised message stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct DeadLetterExampleDto {
+    pub id: i64,
+    pub event_id: String,
+    /// The error message as the sink reported it.
+    pub error_message: String,
+}
+
+/// Pending dead letters that failed the same way: one event type, one kind of error and one
+/// message once ids and numbers are normalised (`<id>`, `<hex>`, `<n>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct DeadLetterGroupDto {
+    /// Stable key (16 hex digits) for `/api/admin/dlq/groups/{group}/…` and the list's
+    /// `group` filter.
+    pub group: String,
+    pub event_type: String,
+    pub error_kind: DeadLetterKind,
+    /// The error message, normalised.
+    pub message: String,
+    pub count: u64,
+    /// The earliest first failure among its records (RFC 3339).
+    pub first_seen: String,
+    /// The latest last failure among its records (RFC 3339).
+    pub last_seen: String,
+    /// The newest record of the group.
+    pub example: DeadLetterExampleDto,
+}
+
+/// `GET /api/admin/dlq/groups`: largest group first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct DeadLetterGroupsDto {
+    pub groups: Vec<DeadLetterGroupDto>,
+}
+
+/// `POST /api/admin/dlq/groups/{group}/replay` and `/discard`: what one call did. A call takes
+/// at most 1,000 records, oldest first; call again while `remaining` is above 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct GroupActionDto {
+    pub group: String,
+    /// Records this call took (each has an entry in `results`).
+    pub done: usize,
+    /// Pending records of the group this call did not take.
+    pub remaining: usize,
+    /// Replayed (or discarded) by this call.
+    pub succeeded: usize,
+    pub failed: usize,
+    /// No longer pending, or busy with another request: left alone.
+    pub skipped: usize,
+    pub results: Vec<ReplayResultDto>,
 }

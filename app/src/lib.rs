@@ -23,7 +23,7 @@ use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
-use pages::console::{DashboardPage, DlqPage, RelayPage, SignInPage};
+use pages::console::{AuditPage, DashboardPage, DlqPage, RelayPage, SignInPage};
 use pages::{NotFound, OrderDetailPage, OrdersPage};
 
 /// The HTML document around the app, rendered on the server.
@@ -71,6 +71,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/console/sign-in") view=SignInPage/>
                     <Route path=path!("/console/dlq") view=DlqPage/>
                     <Route path=path!("/console/relay") view=RelayPage/>
+                    <Route path=path!("/console/audit") view=AuditPage/>
                 </Routes>
             </main>
         </Router>

@@ -45,9 +45,11 @@ export class OrdersPage {
     await this.form.getByRole('button', { name: 'Create order' }).click();
   }
 
-  /** The error message shown next to `field` (linked to it by aria-describedby). */
+  /** The error message shown next to `field` (linked to it by aria-describedby, which may
+   * also name a hint). */
   async errorNextTo(field: Locator): Promise<Locator> {
-    const id = await field.getAttribute('aria-describedby');
+    const ids = (await field.getAttribute('aria-describedby')) ?? '';
+    const id = ids.split(' ').find((i) => i.endsWith('-error'));
     expect(id, 'field has an error slot').toBeTruthy();
     return this.page.locator(`[id="${id}"]`);
   }

@@ -8,7 +8,7 @@ pub mod duration;
 
 use crate::cdc::timing::{CdcPreset, CdcTiming};
 use crate::domain::Secret;
-use crate::publish::kafka::KafkaSettings;
+use crate::publish::kafka::{KafkaSettings, MAX_LAG_GROUPS};
 use crate::publish::{
     DEFAULT_CLOUDEVENTS_SOURCE, DEFAULT_TOPIC_TEMPLATE, Encoder, EventFormat, TopicRouter,
     valid_source,
@@ -242,6 +242,11 @@ pub struct RetentionConfig {
     #[arg(long, env = "TOPIC_LOG_MAX_MESSAGES", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub topic_log_max_messages: u64,
 
+    /// Audit log entries (operator actions) are kept at least this long; afterwards the
+    /// retention sweep deletes them.
+    #[arg(long, env = "AUDIT_RETENTION", default_value_t = Interval(90 * DAY), value_parser = duration::any)]
+    pub audit_retention: Interval,
+
     /// How often the retention sweep runs.
     #[arg(long, env = "RETENTION_INTERVAL", default_value_t = Interval(secs(60)), value_parser = between(ms(10), DAY))]
     pub retention_interval: Interval,
@@ -276,6 +281,36 @@ pub struct KafkaConfig {
     /// (the messages stay queued and are picked up by the retry).
     #[arg(long, env = "KAFKA_ACK_TIMEOUT", default_value_t = Interval(secs(5)), value_parser = between(ms(1), secs(600)))]
     pub kafka_ack_timeout: Interval,
+
+    /// Consumer groups whose lag the console and `/metrics` report (`group,group`, at most
+    /// 50). Unset: every consumer group with committed offsets on the relay's topics, among
+    /// the first 50 of the cluster by name.
+    #[arg(long, env = "KAFKA_LAG_GROUPS", value_parser = parse_lag_groups)]
+    pub kafka_lag_groups: Option<LagGroups>,
+}
+
+/// The consumer groups named by `KAFKA_LAG_GROUPS`: 1 to [`MAX_LAG_GROUPS`] distinct names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LagGroups(pub Vec<String>);
+
+/// `group,group`: names of 1–255 characters without control characters, at most
+/// [`MAX_LAG_GROUPS`] of them; repeats count once.
+fn parse_lag_groups(text: &str) -> Result<LagGroups, String> {
+    let mut groups: Vec<String> = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+            return Err(format!(
+                "{name:?} is not a consumer group name (1–255 characters, no control characters)"
+            ));
+        }
+        if !groups.iter().any(|g| g == name) {
+            groups.push(name.to_owned());
+        }
+    }
+    if groups.len() > MAX_LAG_GROUPS {
+        return Err(format!("at most {MAX_LAG_GROUPS} consumer groups"));
+    }
+    Ok(LagGroups(groups))
 }
 
 /// How failed publishes are retried; the defaults are [`RetryConfig::default`]'s.
@@ -498,6 +533,15 @@ impl Config {
         })
     }
 
+    /// The consumer groups whose lag is reported (`KAFKA_LAG_GROUPS`); empty: any.
+    pub fn kafka_lag_groups(&self) -> Vec<String> {
+        self.kafka
+            .kafka_lag_groups
+            .clone()
+            .map(|g| g.0)
+            .unwrap_or_default()
+    }
+
     /// The retry policy.
     pub fn retry(&self) -> RetryConfig {
         let r = &self.retry;
@@ -646,6 +690,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn lag_groups_are_distinct_sensible_names_and_few() {
+        assert_eq!(
+            parse_lag_groups("billing, shipping,billing").unwrap().0,
+            ["billing", "shipping"]
+        );
+        for bad in ["", "a,,b", "a,\u{7}", &"x".repeat(256)] {
+            assert!(parse_lag_groups(bad).is_err(), "{bad:?} accepted");
+        }
+        let many: Vec<String> = (0..=MAX_LAG_GROUPS).map(|i| format!("g{i}")).collect();
+        assert!(parse_lag_groups(&many.join(",")).is_err());
+        assert!(parse_lag_groups(&many[1..].join(",")).is_ok());
+    }
+
     /// Parsing an empty environment gives every component the documented defaults. Settings
     /// the test's own environment happens to set (`make` exports two) are given their
     /// defaults on the command line, which wins over the environment.
@@ -728,6 +786,7 @@ mod tests {
         assert_eq!(Duration::from(r.topic_log_retention), secs(7 * 86_400));
         assert_eq!(r.topic_log_max_messages, 1_000_000);
         assert_eq!(Duration::from(r.retention_interval), secs(60));
+        assert_eq!(Duration::from(r.audit_retention), secs(90 * 86_400));
         assert_eq!(c.relay.topic_template, DEFAULT_TOPIC_TEMPLATE);
         assert_eq!(c.relay.event_format, EventFormat::Outbox);
         assert_eq!(c.relay.cloudevents_source, DEFAULT_CLOUDEVENTS_SOURCE);

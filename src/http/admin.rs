@@ -3,16 +3,17 @@
 use super::AppState;
 use super::auth::Admin;
 use super::error::AppError;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiQuery};
 use crate::domain::{EventType, ValidationErrors, timestamp};
 use crate::publish::faults::Fault;
-use crate::publish::{PartitionOffsets, Publisher};
+use crate::publish::{ConsumerGroups, PartitionOffsets, Publisher};
 
 use crate::views;
 use app::dto::{RelayModeDto, RelayStatusDto, SuspensionDto};
 use axum::Json;
 use axum::extract::State;
 use chrono::Utc;
+use serde::Deserialize;
 
 /// `GET /api/admin/relay/mode`: the relay's current mode.
 #[utoipa::path(
@@ -156,6 +157,83 @@ pub async fn sink_offsets(
     match state.relay.faults.offsets().await {
         None => Err(AppError::NotFound("Kafka sink")),
         Some(Ok(offsets)) => Ok(Json(offsets)),
+        Some(Err(e)) => Err(AppError::SinkUnavailable(e.message)),
+    }
+}
+
+/// The query of `GET /api/admin/sink/consumer-groups`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerGroupsQuery {
+    /// Only this consumer group: 1–255 characters, no control characters.
+    #[param(min_length = 1, max_length = 255)]
+    group: Option<String>,
+}
+
+impl ConsumerGroupsQuery {
+    /// The group asked for, if any; 400 `invalid_query` for a name no group can have.
+    fn group(&self) -> Result<Option<&str>, AppError> {
+        match self.group.as_deref() {
+            Some(g) if g.is_empty() || g.len() > 255 || g.chars().any(char::is_control) => {
+                Err(AppError::BadRequest {
+                    code: "invalid_query",
+                    message: "group must be 1 to 255 characters without control characters".into(),
+                })
+            }
+            group => Ok(group),
+        }
+    }
+}
+
+/// `GET /api/admin/sink/consumer-groups?group=`: the consumer groups with committed offsets on
+/// the Kafka sink's topics (those of `KAFKA_LAG_GROUPS` only, when it is set), with each
+/// partition's committed offset, end and lag; 404 `not_found` with the embedded log, 503 when
+/// no broker answers.
+#[utoipa::path(
+    get,
+    path = "/api/admin/sink/consumer-groups",
+    operation_id = "getSinkConsumerGroups",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(ConsumerGroupsQuery),
+    responses(
+        (
+            status = 200,
+            description = "Each group's partitions with their lag",
+            body = app::dto::ConsumerGroupsDto
+        ),
+        (
+            status = 400,
+            description = "`invalid_query`: a bad group name or an unknown parameter",
+            body = app::dto::ErrorBody
+        ),
+        (
+            status = 404,
+            description = "`not_found`: the sink is the embedded log",
+            body = app::dto::ErrorBody
+        ),
+        (
+            status = 503,
+            description = "`sink_unavailable`: no broker answers",
+            body = app::dto::ErrorBody
+        ),
+    )
+)]
+pub async fn sink_consumer_groups(
+    _admin: Admin,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ConsumerGroupsQuery>,
+) -> Result<Json<ConsumerGroups>, AppError> {
+    let group = query.group()?;
+    match state.relay.faults.consumer_groups().await {
+        None => Err(AppError::NotFound("Kafka sink")),
+        Some(Ok(mut groups)) => {
+            if let Some(group) = group {
+                groups.partitions.retain(|p| p.group == group);
+            }
+            Ok(Json(groups))
+        }
         Some(Err(e)) => Err(AppError::SinkUnavailable(e.message)),
     }
 }

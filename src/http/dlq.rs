@@ -1,22 +1,28 @@
 //! The dead letter queue's admin endpoints (all need the admin token): list with filters and
-//! text search, read one, replay one or many, discard one.
+//! text search, read one, replay one or many, discard one, edit a payload before replaying it,
+//! and failure groups (pending records that failed the same way), replayed or discarded
+//! together.
 
 use super::AppState;
 use super::auth::Admin;
 use super::error::AppError;
 use super::extract::{ApiJson, ApiQuery};
-use crate::domain::{EventType, OrderId, ValidationErrors};
+use crate::domain::{EventType, OrderId, Payload, ValidationErrors, timestamp};
 use crate::relay::replay::ReplayError;
 use crate::store::StoreError;
-use crate::store::dead_letters::{DeadLetterFilter, DeadLetterStatus};
+use crate::store::dead_letters::{
+    self, DeadLetter, DeadLetterFilter, DeadLetterGroup, DeadLetterStatus, is_group_key,
+};
 
 use crate::views;
 use app::dto::{BulkReplayDto, DeadLetterDto, DeadLetterPageDto, ReplayResultDto};
 use app::dto::{BulkReplayOutcome, BulkReplayRequest, DiscardRequest};
+use app::dto::{DeadLetterExampleDto, DeadLetterGroupDto, DeadLetterGroupsDto, GroupActionDto};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 use std::collections::BTreeSet;
+use std::future::Future;
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
@@ -47,6 +53,9 @@ pub struct ListQuery {
     /// The `next_cursor` of the previous page.
     #[param(minimum = 1)]
     cursor: Option<i64>,
+    /// A failure group's key (from `GET /api/admin/dlq/groups`): only its records.
+    #[param(pattern = "^[0-9a-f]{16}$")]
+    group: Option<String>,
 }
 
 /// 1 to `max` characters, none of them control characters.
@@ -123,6 +132,12 @@ pub async fn list(
     if query.cursor.is_some_and(|c| c < 1) {
         return Err(bad_query("cursor must be a positive record id".into()));
     }
+    if let Some(group) = &query.group
+        && !is_group_key(group)
+    {
+        return Err(bad_query(format!("group {group:?} is not a group key")));
+    }
+    f.group = query.group;
     f.before_id = query.cursor;
     // One more than asked tells whether another page follows.
     f.limit = limit + 1;
@@ -286,33 +301,61 @@ pub async fn replay_many(
     if !errors.is_empty() {
         return Err(errors.into());
     }
-    let mut report = BulkReplayDto {
-        replayed: 0,
+    let run = each(ids, BulkReplayOutcome::Replayed, |id| {
+        state.relay.replayer.replay(id)
+    })
+    .await?;
+    Ok(Json(BulkReplayDto {
+        replayed: run.succeeded,
+        failed: run.failed,
+        skipped: run.skipped,
+        results: run.results,
+    }))
+}
+
+/// What an action over many records did, record by record.
+struct Run {
+    succeeded: usize,
+    failed: usize,
+    skipped: usize,
+    results: Vec<ReplayResultDto>,
+}
+
+/// Applies `act` to each of `ids` in turn (one winner per record, as for single calls):
+/// records no longer pending or busy are skipped, a refusal by the sink counts as failed, and
+/// a store error stops the run.
+async fn each<F, Fut>(ids: Vec<i64>, success: BulkReplayOutcome, act: F) -> Result<Run, AppError>
+where
+    F: Fn(i64) -> Fut,
+    Fut: Future<Output = Result<DeadLetter, ReplayError>>,
+{
+    let mut run = Run {
+        succeeded: 0,
         failed: 0,
         skipped: 0,
         results: Vec::with_capacity(ids.len()),
     };
     for id in ids {
-        let (outcome, error) = match state.relay.replayer.replay(id).await {
+        let (outcome, error) = match act(id).await {
             Ok(_) => {
-                report.replayed += 1;
-                (BulkReplayOutcome::Replayed, None)
+                run.succeeded += 1;
+                (success, None)
             }
             Err(
                 e @ (ReplayError::NotFound | ReplayError::NotPending(_) | ReplayError::InProgress),
             ) => {
-                report.skipped += 1;
+                run.skipped += 1;
                 (BulkReplayOutcome::Skipped, Some(e.to_string()))
             }
             Err(ReplayError::Store(e)) => return Err(e.into()),
             Err(e) => {
-                report.failed += 1;
+                run.failed += 1;
                 (BulkReplayOutcome::Failed, Some(e.to_string()))
             }
         };
-        report.results.push(ReplayResultDto { id, outcome, error });
+        run.results.push(ReplayResultDto { id, outcome, error });
     }
-    Ok(Json(report))
+    Ok(run)
 }
 
 /// `POST /api/admin/dlq/{id}/discard`: sets a pending record aside, with a reason.
@@ -342,6 +385,14 @@ pub async fn discard(
     ApiJson(body): ApiJson<DiscardRequest>,
 ) -> Result<Json<DeadLetterDto>, AppError> {
     let id = record_id(&id)?;
+    let reason = discard_reason(&body)?;
+    let letter = state.relay.replayer.discard(id, reason).await?;
+    Ok(Json(views::dead_letter(&letter)))
+}
+
+/// A discard's reason, trimmed: 1 to 500 characters without control characters (422
+/// otherwise).
+fn discard_reason(body: &DiscardRequest) -> Result<String, AppError> {
     let reason = body.reason.trim();
     if reason.is_empty()
         || reason.chars().count() > MAX_REASON
@@ -354,6 +405,207 @@ pub async fn discard(
         );
         return Err(errors.into());
     }
-    let letter = state.relay.replayer.discard(id, reason.to_string()).await?;
+    Ok(reason.to_string())
+}
+
+/// `PUT /api/admin/dlq/{id}/payload`: stores a corrected payload beside the original; the
+/// record's replays publish it (same envelope and `event_id`, header `outbox_edited: true`).
+#[utoipa::path(
+    put,
+    path = "/api/admin/dlq/{id}/payload",
+    operation_id = "editDeadLetterPayload",
+    tag = "dlq",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "The record's id")),
+    request_body(
+        content = Object,
+        description = "The new payload: a JSON object keeping the original's `order_id`"
+    ),
+    responses(
+        (status = 200, description = "The record, with `edited_payload`", body = app::dto::DeadLetterDto),
+        (status = 404, description = "`not_found`: no such record", body = app::dto::ErrorBody),
+        (status = 409, description = "`not_pending` or `in_progress`", body = app::dto::ErrorBody),
+        (
+            status = 422,
+            description = "`validation_failed`: not an object, or `order_id` changed",
+            body = app::dto::ErrorBody
+        ),
+    )
+)]
+pub async fn edit_payload(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<DeadLetterDto>, AppError> {
+    let id = record_id(&id)?;
+    let letter = state
+        .dead_letters
+        .dead_letter(id)
+        .await?
+        .ok_or(AppError::NotFound("dead letter"))?;
+    if letter.status != DeadLetterStatus::Pending {
+        return Err(StoreError::NotPending(letter.status).into());
+    }
+    let payload = edited_payload(&letter, body)?;
+    let letter = state.relay.replayer.edit(id, payload).await?;
     Ok(Json(views::dead_letter(&letter)))
+}
+
+/// `body` as the edited payload of `letter`: a JSON object whose `order_id` is the original's
+/// (the record stays about the same order, whose key and envelope the replay keeps).
+fn edited_payload(letter: &DeadLetter, body: serde_json::Value) -> Result<Payload, AppError> {
+    let mut errors = ValidationErrors::default();
+    let original = letter.failure.event.envelope.payload.to_value();
+    match &body {
+        serde_json::Value::Object(fields) if fields.get("order_id") != original.get("order_id") => {
+            errors.add("order_id", "must stay the original payload's order_id");
+        }
+        serde_json::Value::Object(_) => {}
+        _ => errors.add("body", "the payload must be a JSON object"),
+    }
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    Payload::from_stored(body.to_string()).map_err(|e| AppError::Internal(e.to_string()))
+}
+
+/// A group as the API shows it.
+fn group_view(g: &DeadLetterGroup) -> DeadLetterGroupDto {
+    DeadLetterGroupDto {
+        group: g.key.clone(),
+        event_type: g.event_type.clone(),
+        error_kind: g.kind,
+        message: g.message.clone(),
+        count: g.count,
+        first_seen: timestamp(&g.first_seen),
+        last_seen: timestamp(&g.last_seen),
+        example: DeadLetterExampleDto {
+            id: g.example.id,
+            event_id: g.example.failure.event.envelope.event_id.to_string(),
+            error_message: g.example.failure.error.clone(),
+        },
+    }
+}
+
+/// `GET /api/admin/dlq/groups`: pending records grouped by event type, error kind and
+/// normalised message, largest group first.
+#[utoipa::path(
+    get,
+    path = "/api/admin/dlq/groups",
+    operation_id = "listDeadLetterGroups",
+    tag = "dlq",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The failure groups", body = app::dto::DeadLetterGroupsDto))
+)]
+pub async fn groups(
+    _admin: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<DeadLetterGroupsDto>, AppError> {
+    let groups = dead_letters::failure_groups(state.dead_letters.as_ref()).await?;
+    Ok(Json(DeadLetterGroupsDto {
+        groups: groups.iter().map(group_view).collect(),
+    }))
+}
+
+/// The `{group}` path segment's pending records, oldest first: 400 unless it is a group key,
+/// 404 when no pending record is in that group.
+async fn group_members(state: &AppState, group: &str) -> Result<Vec<i64>, AppError> {
+    if !is_group_key(group) {
+        return Err(AppError::BadRequest {
+            code: "invalid_id",
+            message: "a group key is 16 lowercase hex digits".into(),
+        });
+    }
+    let ids = dead_letters::group_ids(state.dead_letters.as_ref(), group).await?;
+    if ids.is_empty() {
+        return Err(AppError::NotFound("dead letter group"));
+    }
+    Ok(ids)
+}
+
+/// Runs `act` on the oldest [`MAX_BULK`] pending records of `group` and says what it did.
+async fn act_on_group<F, Fut>(
+    state: &AppState,
+    group: String,
+    success: BulkReplayOutcome,
+    act: F,
+) -> Result<Json<GroupActionDto>, AppError>
+where
+    F: Fn(i64) -> Fut,
+    Fut: Future<Output = Result<DeadLetter, ReplayError>>,
+{
+    let mut ids = group_members(state, &group).await?;
+    let remaining = ids.len().saturating_sub(MAX_BULK as usize);
+    ids.truncate(MAX_BULK as usize);
+    let run = each(ids, success, act).await?;
+    Ok(Json(GroupActionDto {
+        group,
+        done: run.results.len(),
+        remaining,
+        succeeded: run.succeeded,
+        failed: run.failed,
+        skipped: run.skipped,
+        results: run.results,
+    }))
+}
+
+/// `POST /api/admin/dlq/groups/{group}/replay`: replays the group's pending records, oldest
+/// first, at most 1,000 per call.
+#[utoipa::path(
+    post,
+    path = "/api/admin/dlq/groups/{group}/replay",
+    operation_id = "replayDeadLetterGroup",
+    tag = "dlq",
+    security(("bearer" = [])),
+    params(("group" = String, Path, pattern = "^[0-9a-f]{16}$", description = "The group's key")),
+    responses(
+        (status = 200, description = "Each record's outcome", body = app::dto::GroupActionDto),
+        (status = 404, description = "`not_found`: no pending record in that group", body = app::dto::ErrorBody),
+    )
+)]
+pub async fn replay_group(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> Result<Json<GroupActionDto>, AppError> {
+    let replayer = &state.relay.replayer;
+    act_on_group(&state, group, BulkReplayOutcome::Replayed, |id| {
+        replayer.replay(id)
+    })
+    .await
+}
+
+/// `POST /api/admin/dlq/groups/{group}/discard`: sets the group's pending records aside with
+/// one reason, oldest first, at most 1,000 per call.
+#[utoipa::path(
+    post,
+    path = "/api/admin/dlq/groups/{group}/discard",
+    operation_id = "discardDeadLetterGroup",
+    tag = "dlq",
+    security(("bearer" = [])),
+    params(("group" = String, Path, pattern = "^[0-9a-f]{16}$", description = "The group's key")),
+    request_body = app::dto::DiscardRequest,
+    responses(
+        (status = 200, description = "Each record's outcome", body = app::dto::GroupActionDto),
+        (status = 404, description = "`not_found`: no pending record in that group", body = app::dto::ErrorBody),
+        (
+            status = 422,
+            description = "`validation_failed` or `invalid_body`",
+            body = app::dto::ErrorBody
+        ),
+    )
+)]
+pub async fn discard_group(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    ApiJson(body): ApiJson<DiscardRequest>,
+) -> Result<Json<GroupActionDto>, AppError> {
+    let reason = discard_reason(&body)?;
+    let replayer = &state.relay.replayer;
+    act_on_group(&state, group, BulkReplayOutcome::Discarded, |id| {
+        replayer.discard(id, reason.clone())
+    })
+    .await
 }

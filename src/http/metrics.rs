@@ -4,6 +4,7 @@
 use super::AppState;
 use super::error::AppError;
 use crate::domain::EventType;
+use crate::publish::Publisher;
 use crate::resilience::breaker::BreakerState;
 use crate::telemetry::metrics::Metrics;
 use axum::extract::{MatchedPath, Request, State};
@@ -42,6 +43,11 @@ pub async fn scrape(State(state): State<AppState>) -> Result<Response, AppError>
     }
     m.breaker_state
         .set(breaker_gauge(state.relay.breaker.state()));
+    let groups = state.relay.faults.consumer_groups().await;
+    if let Some(Err(e)) = &groups {
+        tracing::debug!(error = %e, "consumer group lag not read");
+    }
+    m.set_consumer_lag(groups.as_ref().and_then(|g| g.as_ref().ok()));
     Ok((
         [(
             header::CONTENT_TYPE,

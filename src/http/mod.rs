@@ -2,6 +2,7 @@
 //! server functions.
 
 mod admin;
+mod audit;
 pub mod auth;
 mod bounded;
 mod console;
@@ -31,7 +32,7 @@ use crate::relay::backlog::BacklogGauge;
 use crate::relay::suspension::Suspension;
 use crate::resilience::breaker::CircuitBreaker;
 
-use crate::store::{DeadLetterStore, OrderStore, OutboxLog};
+use crate::store::{AuditLog, DeadLetterStore, OrderStore, OutboxLog};
 use crate::telemetry::live::LiveHub;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::spans::Spans;
@@ -63,6 +64,16 @@ impl AppState {
     }
 }
 
+impl Services {
+    /// Where the order pages and `GET /api/orders/{id}` learn where events went (for admins).
+    pub fn event_paths(&self) -> crate::views::EventPaths {
+        crate::views::EventPaths {
+            dead_letters: Arc::clone(&self.dead_letters),
+            sink: Arc::clone(&self.relay.faults) as Arc<dyn crate::publish::Publisher>,
+        }
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = Services;
 
@@ -79,6 +90,8 @@ pub struct Services {
     pub outbox: Arc<dyn OutboxLog>,
     /// The dead letter queue.
     pub dead_letters: Arc<dyn DeadLetterStore>,
+    /// Where operator actions are recorded ([`audit`]).
+    pub audit: Arc<dyn AuditLog>,
     /// The embedded topic log, readable through `/api/topics`.
     pub topic_log: Arc<dyn TopicLog>,
     /// Digest of the admin secret that admin endpoints require.
@@ -154,11 +167,26 @@ fn api() -> Router<AppState> {
             get(admin::faults).post(admin::set_faults),
         )
         .route("/api/admin/sink/offsets", get(admin::sink_offsets))
+        .route(
+            "/api/admin/sink/consumer-groups",
+            get(admin::sink_consumer_groups),
+        )
+        .route("/api/admin/audit", get(audit::list))
         .route("/api/admin/dlq", get(dlq::list))
         .route("/api/admin/dlq/replay", post(dlq::replay_many))
+        .route("/api/admin/dlq/groups", get(dlq::groups))
+        .route(
+            "/api/admin/dlq/groups/{group}/replay",
+            post(dlq::replay_group),
+        )
+        .route(
+            "/api/admin/dlq/groups/{group}/discard",
+            post(dlq::discard_group),
+        )
         .route("/api/admin/dlq/{id}", get(dlq::get))
         .route("/api/admin/dlq/{id}/replay", post(dlq::replay))
         .route("/api/admin/dlq/{id}/discard", post(dlq::discard))
+        .route("/api/admin/dlq/{id}/payload", put(dlq::edit_payload))
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .route("/api", any(no_route))
         .route("/api/", any(no_route))
@@ -178,11 +206,14 @@ pub struct RequestLimits {
 /// The whole application router. Every route but the live feed (a stream meant to stay open)
 /// is bounded by `limits`.
 pub fn router(state: AppState, limits: RequestLimits) -> Router {
+    let sessions = Arc::clone(&state.sessions);
     let ui: Arc<dyn OrdersApi> = Arc::new(UiBridge::new(
         Arc::clone(&state.orders),
         Arc::clone(&state.outbox),
         Arc::clone(&state.metrics),
         Arc::clone(&state.spans),
+        state.event_paths(),
+        Arc::new(move |headers: &axum::http::HeaderMap| sessions.signed_in(headers)),
     ));
     let meter = Arc::clone(&state.metrics);
     // Every page render: the UI's service, and the page's security policy with the nonce
@@ -222,6 +253,11 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
         .layer(bounded)
+        // Outside `bounded`, so an action that timed out or was shed is recorded too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .route("/api/live", get(live::live))
         .layer(edge::EdgeLayer::new(meter, Arc::clone(&state.spans)))
         .with_state(state)

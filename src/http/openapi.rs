@@ -8,7 +8,7 @@
 //! extractors and layers in front of every handler give (a bad JSON body, a missing admin
 //! token, overload, a timeout) are added by [`LayerAnswers`], one rule each.
 
-use super::{admin, dlq, health, orders, topics};
+use super::{admin, audit, dlq, health, orders, topics};
 use app::dto::ErrorBody;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -50,11 +50,17 @@ const BEARER: &str = "bearer";
         admin::faults,
         admin::set_faults,
         admin::sink_offsets,
+        admin::sink_consumer_groups,
+        audit::list,
         dlq::list,
         dlq::replay_many,
         dlq::get,
         dlq::replay,
         dlq::discard,
+        dlq::edit_payload,
+        dlq::groups,
+        dlq::replay_group,
+        dlq::discard_group,
         health::healthz,
         health::readyz,
         document,

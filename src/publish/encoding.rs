@@ -4,10 +4,14 @@
 //! all publish the same records.
 
 use super::Message;
-use crate::domain::StoredEvent;
+use crate::domain::{Payload, StoredEvent};
 
 /// Default topic template: orders go to `outbox.event.order`.
 pub const DEFAULT_TOPIC_TEMPLATE: &str = "outbox.event.{aggregate_type}";
+/// Header that marks a record whose payload an operator edited before replaying it (in both
+/// formats), so consumers can tell it from the event as first written.
+pub const EDITED_HEADER: &str = "outbox_edited";
+
 /// Default CloudEvents `source` of the events this service publishes.
 pub const DEFAULT_CLOUDEVENTS_SOURCE: &str = "/outbox/orders";
 
@@ -109,6 +113,15 @@ impl Encoder {
             event_id: e.event_id,
             event_type: e.event_type.as_str(),
         }
+    }
+
+    /// The message for `event` with the operator's edited `payload` as its value: the same
+    /// key, `event_id` and envelope headers, plus `outbox_edited: true`.
+    pub fn edited_message(&self, event: &StoredEvent, payload: &Payload) -> Message {
+        let mut message = self.message(event);
+        message.value = payload.as_str().to_owned();
+        message.headers.push((EDITED_HEADER, "true".to_owned()));
+        message
     }
 }
 
@@ -263,6 +276,28 @@ mod tests {
         assert_eq!(got, expected);
         assert_eq!(m.value, "{\"order_id\":\"x\"}", "the payload is the value");
         assert_eq!(m.event_type, "OrderCancelled");
+    }
+
+    #[test]
+    fn an_edited_message_keeps_the_envelope_and_says_it_was_edited() {
+        let edited = Payload::from_stored("{\"order_id\":\"x\",\"fixed\":true}".into()).unwrap();
+        for format in [EventFormat::Outbox, EventFormat::Cloudevents] {
+            let encoder = Encoder::new(
+                TopicRouter::new(DEFAULT_TOPIC_TEMPLATE).unwrap(),
+                format,
+                DEFAULT_CLOUDEVENTS_SOURCE,
+            );
+            let original = encoder.message(&event(None));
+            let m = encoder.edited_message(&event(None), &edited);
+            assert_eq!(m.value, edited.as_str());
+            assert_eq!(
+                (&m.key, &m.topic, m.event_id),
+                (&original.key, &original.topic, original.event_id)
+            );
+            assert_eq!(m.headers[..original.headers.len()], original.headers[..]);
+            assert_eq!(m.header(EDITED_HEADER), Some("true"), "{format:?}");
+            assert_eq!(original.header(EDITED_HEADER), None);
+        }
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! request (`POST /api/admin/faults`), so operators and tests can watch retries, the circuit
 //! breaker and the dead letter queue at work against any sink.
 
-use super::{Message, Outcomes, PartitionOffsets, Pending, PublishError, Publisher};
+use super::{
+    ConsumerGroups, Message, Outcomes, PartitionOffsets, Pending, PublishError, Publisher,
+};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -128,6 +130,10 @@ impl Publisher for FaultInjector {
 
     async fn offsets(&self) -> Option<Result<Vec<PartitionOffsets>, PublishError>> {
         self.inner.offsets().await
+    }
+
+    async fn consumer_groups(&self) -> Option<Result<ConsumerGroups, PublishError>> {
+        self.inner.consumer_groups().await
     }
 
     fn name(&self) -> &'static str {

@@ -11,19 +11,27 @@
 //! such a timeout the next publish first checks that a broker answers, and fails at once if
 //! none does, so the circuit breaker learns of an outage in seconds without anything being
 //! sent twice.
+//!
+//! The sink also reports the consumer groups that read its topics, with each partition's lag
+//! ([`KafkaPublisher::with_lag_groups`]): groups come from the cluster's group list (ListGroups),
+//! their committed offsets from an OffsetFetch in each group's name, by a client that never
+//! joins the group, so looking disturbs no consumer.
 
 use super::{
-    Delivery, FailureKind, Message, Outcomes, PartitionOffsets, Pending, PublishError, Publisher,
+    ConsumerGroups, ConsumerLag, Delivery, FailureKind, Message, Outcomes, PartitionOffsets,
+    Pending, PublishError, Publisher,
 };
 use async_trait::async_trait;
 use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{Client, ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +39,18 @@ use std::time::Duration;
 
 /// How long the check for a reachable broker may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most consumer groups whose lag is reported: `KAFKA_LAG_GROUPS` names at most this many, and
+/// without it the first this many of the cluster's consumer groups by name are checked.
+pub const MAX_LAG_GROUPS: usize = 50;
+
+/// How long one broker request about consumer groups may take.
+const GROUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a look at the consumer groups is reused: the console, the order pages and the
+/// scrapes of `/metrics` share it, so however often they ask, the broker is asked at most
+/// once per interval.
+const GROUPS_REUSE: Duration = Duration::from_secs(1);
 
 /// How to reach and use the cluster.
 #[derive(Debug, Clone)]
@@ -100,6 +120,13 @@ pub struct KafkaPublisher {
     /// Acknowledgements: the timeout, the stash of deliveries still awaited, the suspicion
     /// that no broker answers.
     acks: Acks,
+    /// The bootstrap list, for the clients that read consumer groups' offsets.
+    brokers: String,
+    /// Consumer groups whose lag is reported; empty: any group with offsets on the topics.
+    lag_groups: Vec<String>,
+    /// The last look at the consumer groups and when it was taken; the lock is held while
+    /// the broker is asked, so callers at the same moment share one answer.
+    groups_seen: tokio::sync::Mutex<Option<(tokio::time::Instant, ConsumerGroups)>>,
 }
 
 /// Why the sink could not be set up (the client configuration was refused).
@@ -127,7 +154,17 @@ impl KafkaPublisher {
                 suspect: Arc::default(),
                 timeout: settings.ack_timeout,
             },
+            brokers: settings.brokers.clone(),
+            lag_groups: Vec::new(),
+            groups_seen: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Reports the lag of `groups` only (`KAFKA_LAG_GROUPS`, at most [`MAX_LAG_GROUPS`]);
+    /// without this, of every consumer group with committed offsets on the topics.
+    pub fn with_lag_groups(mut self, groups: Vec<String>) -> Self {
+        self.lag_groups = groups;
+        self
     }
 
     /// Creates the missing topics (an existing topic is fine).
@@ -258,6 +295,27 @@ impl Publisher for KafkaPublisher {
         Some(self.watermarks().await)
     }
 
+    async fn consumer_groups(&self) -> Option<Result<ConsumerGroups, PublishError>> {
+        let mut seen = self.groups_seen.lock().await;
+        if let Some((at, groups)) = seen.as_ref()
+            && at.elapsed() < GROUPS_REUSE
+        {
+            return Some(Ok(groups.clone()));
+        }
+        let (client, topics) = (self.producer.clone(), self.topics.clone());
+        let (brokers, allowed) = (self.brokers.clone(), self.lag_groups.clone());
+        let asked = tokio::task::spawn_blocking(move || {
+            read_groups(client.client(), &brokers, &topics, &allowed)
+        })
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))
+        .map_err(|e| failure(&e, "cannot read the consumer groups"));
+        if let Ok(groups) = &asked {
+            *seen = Some((tokio::time::Instant::now(), groups.clone()));
+        }
+        Some(asked)
+    }
+
     fn name(&self) -> &'static str {
         "kafka"
     }
@@ -285,27 +343,10 @@ impl KafkaPublisher {
     /// The low and high watermark of every partition of the relay's topics.
     async fn watermarks(&self) -> Result<Vec<PartitionOffsets>, PublishError> {
         let (client, topics) = (self.producer.clone(), self.topics.clone());
-        let asked = tokio::task::spawn_blocking(move || {
-            let client = client.client();
-            let mut offsets = Vec::new();
-            for topic in &topics {
-                let metadata = client.fetch_metadata(Some(topic), PROBE_TIMEOUT)?;
-                for t in metadata.topics() {
-                    for p in t.partitions() {
-                        let (low, high) = client.fetch_watermarks(topic, p.id(), PROBE_TIMEOUT)?;
-                        offsets.push(PartitionOffsets {
-                            topic: topic.clone(),
-                            partition: p.id(),
-                            low,
-                            high,
-                        });
-                    }
-                }
-            }
-            Ok::<_, KafkaError>(offsets)
-        })
-        .await
-        .unwrap_or(Err(KafkaError::Canceled));
+        let asked =
+            tokio::task::spawn_blocking(move || partition_offsets(client.client(), &topics))
+                .await
+                .unwrap_or(Err(KafkaError::Canceled));
         asked.map_err(|e| failure(&e, "cannot read the topics' offsets"))
     }
 
@@ -322,6 +363,111 @@ impl KafkaPublisher {
         .unwrap_or_else(|_| Err(KafkaError::Canceled));
         probe.map_err(|e| PublishError::transient(format!("no Kafka broker answers: {e}")))
     }
+}
+
+/// The low and high watermark of every partition of `topics` (blocking).
+fn partition_offsets<C: ClientContext>(
+    client: &Client<C>,
+    topics: &[String],
+) -> Result<Vec<PartitionOffsets>, KafkaError> {
+    let mut offsets = Vec::new();
+    for topic in topics {
+        let metadata = client.fetch_metadata(Some(topic), PROBE_TIMEOUT)?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                let (low, high) = client.fetch_watermarks(topic, p.id(), PROBE_TIMEOUT)?;
+                offsets.push(PartitionOffsets {
+                    topic: topic.clone(),
+                    partition: p.id(),
+                    low,
+                    high,
+                });
+            }
+        }
+    }
+    Ok(offsets)
+}
+
+/// The consumer groups with committed offsets on `topics`, each partition with its lag
+/// (blocking): `allowed` groups, or (when it is empty) the first [`MAX_LAG_GROUPS`] consumer
+/// groups of the cluster by name.
+fn read_groups<C: ClientContext>(
+    client: &Client<C>,
+    brokers: &str,
+    topics: &[String],
+    allowed: &[String],
+) -> Result<ConsumerGroups, KafkaError> {
+    let (candidates, truncated) = if allowed.is_empty() {
+        let list = client.fetch_group_list(None, GROUP_TIMEOUT)?;
+        let mut names: Vec<String> = list
+            .groups()
+            .iter()
+            // Groups of other protocols (Connect workers, …) commit no offsets.
+            .filter(|g| matches!(g.protocol_type(), "consumer" | ""))
+            .map(|g| g.name().to_owned())
+            .collect();
+        names.sort();
+        names.dedup();
+        let truncated = names.len() > MAX_LAG_GROUPS;
+        names.truncate(MAX_LAG_GROUPS);
+        (names, truncated)
+    } else {
+        (allowed.to_vec(), false)
+    };
+    let ends = partition_offsets(client, topics)?;
+    let mut partitions = Vec::new();
+    for group in candidates {
+        let committed = committed_offsets(brokers, &group, &ends)?;
+        if committed.iter().all(Option::is_none) {
+            continue;
+        }
+        partitions.extend(
+            ends.iter()
+                .zip(committed)
+                .map(|(p, committed)| ConsumerLag {
+                    group: group.clone(),
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    committed,
+                    end: p.high,
+                    lag: (p.high - committed.unwrap_or(p.low)).max(0),
+                }),
+        );
+    }
+    Ok(ConsumerGroups {
+        partitions,
+        truncated,
+    })
+}
+
+/// What `group` has committed on each of `partitions`, in their order (`None`: nothing),
+/// asked by a client in the group's name that never joins it (blocking).
+fn committed_offsets(
+    brokers: &str,
+    group: &str,
+    partitions: &[PartitionOffsets],
+) -> Result<Vec<Option<i64>>, KafkaError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut asked = TopicPartitionList::new();
+    for p in partitions {
+        asked.add_partition(&p.topic, p.partition);
+    }
+    let answer = consumer.committed_offsets(asked, GROUP_TIMEOUT)?;
+    Ok(partitions
+        .iter()
+        .map(|p| {
+            answer
+                .find_partition(&p.topic, p.partition)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(n) => Some(n),
+                    _ => None,
+                })
+        })
+        .collect())
 }
 
 /// The acknowledgements side of the sink, shared with the waits that [`KafkaPublisher::send`]

@@ -129,6 +129,9 @@ impl PublishError {
 /// One partition's offsets on the broker.
 pub use app::dto::PartitionOffsetsDto as PartitionOffsets;
 
+/// The consumer groups reading the sink's topics, with each partition's lag.
+pub use app::dto::{ConsumerGroupsDto as ConsumerGroups, ConsumerLagDto as ConsumerLag};
+
 /// Each message's outcome, in the order the messages were given.
 pub type Outcomes = Vec<Result<Delivery, PublishError>>;
 
@@ -160,6 +163,12 @@ pub trait Publisher: Send + Sync + 'static {
     /// The sink's own view of its topics' offsets, where it has one (Kafka); `None` for sinks
     /// that are browsed another way (the embedded log has its own API).
     async fn offsets(&self) -> Option<Result<Vec<PartitionOffsets>, PublishError>> {
+        None
+    }
+
+    /// The consumer groups with committed offsets on the sink's topics and how far behind
+    /// each is, where the sink has consumer groups (Kafka); `None` for sinks without them.
+    async fn consumer_groups(&self) -> Option<Result<ConsumerGroups, PublishError>> {
         None
     }
 

@@ -1,13 +1,15 @@
-//! Dead letter replay and discard: a replay publishes a record's original envelope (same
+//! Dead letter replay, edit and discard: a replay publishes a record's original envelope (same
 //! `event_id`) through the relay's sink and circuit breaker, and marks it `replayed` only
-//! after the sink acknowledged; a discard sets it aside with a reason.
+//! after the sink acknowledged; an edit stores a corrected payload, which replays then publish
+//! (same envelope, plus the `outbox_edited` header); a discard sets it aside with a reason.
 //!
-//! One record, one action at a time: replay and discard first claim the record, so of two
+//! One record, one action at a time: replay, edit and discard first claim the record, so of two
 //! calls racing on it, one wins and the other gets [`ReplayError::InProgress`] (409) without
 //! publishing anything; the store's own compare-and-set (`pending` → `replayed` or
 //! `discarded`) refuses whatever comes after. A record's event is published at most once by
 //! these calls.
 
+use crate::domain::Payload;
 use crate::publish::{Encoder, Publisher};
 use crate::resilience::Resilience;
 use crate::resilience::policy::{self, Attempt, Decision, Tally};
@@ -95,7 +97,8 @@ pub struct Replayer {
 }
 
 impl Replayer {
-    /// Replays record `id`: publishes its original envelope and records the outcome. A
+    /// Replays record `id`: publishes its original envelope (with the edited payload, if an
+    /// operator edited it) and records the outcome. A
     /// failed replay is recorded and leaves the record pending, whatever the failure policy
     /// would do with a relayed event (an operator asked for this one attempt).
     pub async fn replay(&self, id: i64) -> Result<DeadLetter, ReplayError> {
@@ -114,7 +117,11 @@ impl Replayer {
                 retry_in: refusal.wait(),
             });
         }
-        let message = self.encoder.message(&letter.failure.event);
+        let event = &letter.failure.event;
+        let message = match &letter.edit {
+            Some(edit) => self.encoder.edited_message(event, &edit.payload),
+            None => self.encoder.message(event),
+        };
         let started = std::time::Instant::now();
         let (result, ticket) = self
             .resilience
@@ -162,6 +169,12 @@ impl Replayer {
                 Ok(letter)
             }
         }
+    }
+
+    /// Stores `payload` as pending record `id`'s edited payload, for its next replay.
+    pub async fn edit(&self, id: i64, payload: Payload) -> Result<DeadLetter, ReplayError> {
+        let _claim = self.claims.claim(id)?;
+        Ok(self.store.edit_dead_letter_payload(id, payload).await?)
     }
 
     /// Sets pending record `id` aside with `reason`.

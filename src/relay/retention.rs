@@ -1,8 +1,9 @@
 //! Retention: a background task that deletes published outbox events older than the
 //! retention period (and dead letters replayed or discarded that long ago), idempotency keys
 //! older than their lifetime, and the embedded topic log's oldest messages (by age and
-//! per-topic count), in small batches so it never holds the writer for long. Unpublished
-//! events and pending dead letters are never deleted.
+//! per-topic count), and audit log entries older than their retention, in small batches so it
+//! never holds the writer for long. Unpublished events, pending dead letters and audit entries
+//! younger than `AUDIT_RETENTION` are never deleted.
 
 use crate::publish::local::TopicLog;
 use crate::store::{RELAY_NAME, RetentionStore};
@@ -29,6 +30,8 @@ pub struct Retention {
     /// Each topic of the embedded log keeps at most this many messages
     /// (`TOPIC_LOG_MAX_MESSAGES`).
     pub topic_log_messages: u64,
+    /// Audit log entries older than this are deleted (`AUDIT_RETENTION`).
+    pub audit_log: Duration,
 }
 
 /// Starts the sweeper: every `interval`, delete what `retention` no longer keeps.
@@ -53,6 +56,11 @@ pub fn spawn(
             let before = cutoff(retention.idempotency_keys);
             sweep("idempotency keys", |limit| {
                 store.delete_idempotency_keys(before, limit)
+            })
+            .await;
+            let before = cutoff(retention.audit_log);
+            sweep("audit log entries", |limit| {
+                store.delete_audit_entries(before, limit)
             })
             .await;
             let before = cutoff(retention.topic_log);

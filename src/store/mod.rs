@@ -4,14 +4,16 @@
 //! [`OutboxStore`] is the trait the rest of the program uses; [`sqlite`] is the embedded
 //! implementation, [`scylla`] the scale-out one.
 
+pub mod audit;
 pub mod dead_letters;
 pub mod scylla;
 pub mod sqlite;
 
 use crate::domain::{
-    CancelReason, DeliveryRecord, NewOrder, Order, OrderId, OrderItems, StoredEvent, TraceContext,
-    Version,
+    CancelReason, DeliveryRecord, NewOrder, Order, OrderId, OrderItems, Payload, StoredEvent,
+    TraceContext, Version,
 };
+use crate::store::audit::{AuditEntry, AuditQuery, NewAuditEntry};
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterStatus, NewDeadLetter, ReplayOutcome,
 };
@@ -291,6 +293,14 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     /// Marks pending dead letter `id` as `discarded` with `reason`.
     async fn discard_dead_letter(&self, id: i64, reason: String) -> Result<DeadLetter, StoreError>;
 
+    /// Stores `payload` as pending dead letter `id`'s edited payload (replacing an earlier
+    /// edit), beside the original. Fails with `NotPending` unless the record is pending.
+    async fn edit_dead_letter_payload(
+        &self,
+        id: i64,
+        payload: Payload,
+    ) -> Result<DeadLetter, StoreError>;
+
     async fn dead_letter_counts(&self) -> Result<DeadLetterCounts, StoreError>;
 }
 
@@ -323,10 +333,36 @@ pub trait RetentionStore: Send + Sync + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` of the oldest audit entries recorded before `before`
+    /// (`AUDIT_RETENTION` ago); younger ones are never deleted. Returns the count (on
+    /// ScyllaDB, of whole days of entries).
+    async fn delete_audit_entries(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+}
+
+/// The audit log of operator actions (`http::audit` writes it, the console reads it).
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
+    /// Stores one entry.
+    async fn record_audit(&self, entry: NewAuditEntry) -> Result<(), StoreError>;
+
+    /// Up to `query.limit` entries matching `query`, newest first. (ScyllaDB has no index
+    /// by action: with a filter it reads past the entries that do not match.)
+    async fn audit_entries(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
 }
 
 /// A whole store: every role. Start-up opens one and hands each part of the program the
 /// roles it uses (an `Arc<dyn OutboxStore>` coerces to any of them).
-pub trait OutboxStore: OrderStore + OutboxLog + DeadLetterStore + RetentionStore {}
+pub trait OutboxStore:
+    OrderStore + OutboxLog + DeadLetterStore + RetentionStore + AuditLog
+{
+}
 
-impl<T: OrderStore + OutboxLog + DeadLetterStore + RetentionStore + ?Sized> OutboxStore for T {}
+impl<T: OrderStore + OutboxLog + DeadLetterStore + RetentionStore + AuditLog + ?Sized> OutboxStore
+    for T
+{
+}

@@ -6,7 +6,7 @@
 //! `dlq_*`, `circuit_breaker_*`) plus the relay's lag and latency.
 
 use crate::domain::EventType;
-use crate::publish::FailureKind;
+use crate::publish::{ConsumerGroups, FailureKind};
 use app::dto::{BreakerState, RelayMode, ReplayAttemptOutcome};
 
 use prometheus::core::Collector;
@@ -65,6 +65,9 @@ pub struct Metrics {
     /// 1 on the instance that runs the relay (always, on the embedded store), else 0: the
     /// backlog gauges are counted there only (set at scrape time).
     pub relay_owner: IntGauge,
+    /// Messages each consumer group has still to read on each outbox topic (Kafka only; set
+    /// at scrape time, through [`Metrics::set_consumer_lag`]).
+    pub consumer_group_lag: IntGaugeVec,
     /// Committed order changes, by event type.
     pub orders: IntCounterVec,
     /// HTTP requests by method, matched route and status.
@@ -147,6 +150,16 @@ impl Metrics {
                 "Span of the CDC log the streaming relay needs but the log no longer keeps (0 normally).",
             ),
         );
+        let consumer_group_lag = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "outbox_consumer_group_lag",
+                    "Messages a consumer group has still to read on an outbox topic (Kafka).",
+                ),
+                &["group", "topic"],
+            ),
+        );
         let dlq_messages = register(
             &registry,
             IntCounter::new(
@@ -214,6 +227,7 @@ impl Metrics {
                 "The last commit position the relay handled.",
             ),
             poll_interval,
+            consumer_group_lag,
             relay_owner: gauge(
                 "relay_owner",
                 "1 on the instance that runs the relay (the backlog gauges are counted there), else 0.",
@@ -274,6 +288,18 @@ impl Metrics {
         self
     }
 
+    /// Sets `outbox_consumer_group_lag` to each group's lag per topic (the sum over its
+    /// partitions). Without `groups` (no Kafka, or no broker answered) the series are
+    /// removed, so no stale lag is exported.
+    pub fn set_consumer_lag(&self, groups: Option<&ConsumerGroups>) {
+        self.consumer_group_lag.reset();
+        for p in groups.map_or(&[][..], |g| &g.partitions) {
+            self.consumer_group_lag
+                .with_label_values(&[p.group.as_str(), p.topic.as_str()])
+                .add(p.lag);
+        }
+    }
+
     /// Everything in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -287,6 +313,41 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publish::ConsumerLag;
+
+    #[test]
+    fn consumer_lag_is_summed_per_group_and_topic_and_forgotten_when_unknown() {
+        let metrics = Metrics::new();
+        let row = |group: &str, partition, lag| ConsumerLag {
+            group: group.into(),
+            topic: "outbox.event.order".into(),
+            partition,
+            committed: Some(0),
+            end: lag,
+            lag,
+        };
+        let groups = ConsumerGroups {
+            partitions: vec![
+                row("billing", 0, 3),
+                row("billing", 1, 4),
+                row("audit", 0, 0),
+            ],
+            truncated: false,
+        };
+        metrics.set_consumer_lag(Some(&groups));
+        let text = metrics.render();
+        for series in [
+            r#"outbox_consumer_group_lag{group="billing",topic="outbox.event.order"} 7"#,
+            r#"outbox_consumer_group_lag{group="audit",topic="outbox.event.order"} 0"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == series),
+                "missing `{series}` in:\n{text}"
+            );
+        }
+        metrics.set_consumer_lag(None);
+        assert!(!metrics.render().contains("outbox_consumer_group_lag{"));
+    }
 
     #[test]
     fn series_with_known_labels_are_exported_at_zero_before_anything_happens() {

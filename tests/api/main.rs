@@ -4,13 +4,17 @@
 //! are ignored unless run with `--include-ignored` (`make test-scylla`) against `SCYLLA_URI`.
 
 mod admin;
+mod audit;
 mod bad_input;
 mod broker;
 mod cdc_outlet;
 mod concurrency;
 mod console;
+mod consumer_lag;
 mod contract;
 mod crash;
+mod dlq_groups;
+mod event_path;
 mod frozen_broker;
 mod hardening;
 mod helpers;

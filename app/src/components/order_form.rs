@@ -9,6 +9,9 @@ use crate::dto::FieldErrorDto;
 use crate::format;
 use leptos::prelude::*;
 
+/// The unit of the unit price: typed in whole units with cents after the point, kept in cents.
+const UNIT_PRICE_HINT: &str = "in units.cents: 12.50 = 1250 cents";
+
 /// Field paths of the server's validation errors → message, for one field.
 fn message_for(errors: &[FieldErrorDto], field: &str) -> Option<String> {
     errors
@@ -133,12 +136,19 @@ fn ItemRow(
             message_for(&errors.get(), &format!("items[{}].{field}", index.get()))
         })
     };
+    // `hint` says what to type (the unit), under the input.
     let input = move |field: &'static str,
                       label: &'static str,
+                      hint: Option<&'static str>,
                       mode: &'static str,
                       initial: &'static str| {
         let id = format!("item-{key}-{field}");
         let error_id = format!("{id}-error");
+        let hint_id = format!("{id}-hint");
+        let described_by = match hint {
+            Some(_) => format!("{hint_id} {error_id}"),
+            None => error_id.clone(),
+        };
         let message = error(field);
         view! {
             <div class=format!("field field-{field}")>
@@ -151,8 +161,9 @@ fn ItemRow(
                     value=initial
                     autocomplete="off"
                     aria-invalid=move || message.get().is_some().to_string()
-                    aria-describedby=error_id.clone()
+                    aria-describedby=described_by
                 />
+                {hint.map(|h| view! { <span class="field-hint" id=hint_id>{h}</span> })}
                 <FieldMessage id=error_id message/>
             </div>
         }
@@ -160,9 +171,9 @@ fn ItemRow(
     view! {
         <fieldset class="item-row">
             <legend>{move || format!("Item {}", index.get() + 1)}</legend>
-            {input("sku", "SKU", "text", "")}
-            {input("quantity", "Quantity", "numeric", "1")}
-            {input("unit_price", "Unit price", "decimal", "")}
+            {input("sku", "SKU", None, "text", "")}
+            {input("quantity", "Quantity", None, "numeric", "1")}
+            {input("unit_price", "Unit price", Some(UNIT_PRICE_HINT), "decimal", "")}
             <button
                 type="button"
                 class="button button-ghost"

@@ -2,24 +2,26 @@
 //! refused), so they share one partition, newest first, and filters run in the program over
 //! pages of it. A record's id is its event's position; status changes are lightweight
 //! transactions (`IF status = 'pending'`), so two operators cannot both replay or discard it.
+//! Failure groups are computed the same way: in the program, over pages of the partition
+//! (`store::dead_letters::failure_groups`, with the group filter of [`matches`]).
 
 use super::ScyllaStore;
 use super::cluster::{Row, values};
 use super::rows::{self, NamedRow, micros};
 use super::statements::{DEAD_LETTER_COLUMNS, Stmt, applied};
-use crate::domain::TraceContext;
+use crate::domain::{Payload, TraceContext};
 use crate::store::StoreError;
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterKind, DeadLetterStatus,
-    NewDeadLetter, ReplayAttempt, ReplayOutcome,
+    NewDeadLetter, PayloadEdit, ReplayAttempt, ReplayOutcome,
 };
 use chrono::Utc;
 use scylla::value::CqlValue;
 
 /// Columns of a record as the store reads them: `id`, read as the event's `position`, then
 /// the rest.
-const NAMES: [&str; 19] = {
-    let mut names = [""; 19];
+const NAMES: [&str; 21] = {
+    let mut names = [""; 21];
     names[0] = "position";
     let mut i = 0;
     while i < DEAD_LETTER_COLUMNS.len() {
@@ -59,6 +61,14 @@ fn decode(values: &[Option<CqlValue>]) -> Result<DeadLetter, StoreError> {
         discard_reason: rows::optional_text(&row, "discard_reason")?.map(str::to_string),
         updated_at: rows::time(&row, "updated_at")?,
         attempts: Vec::new(),
+        edit: match rows::optional_text(&row, "edited_payload")? {
+            None => None,
+            Some(text) => Some(PayloadEdit {
+                payload: Payload::from_stored(text.to_string())
+                    .map_err(|e| rows::invalid("edited_payload", e))?,
+                at: rows::time(&row, "edited_at")?,
+            }),
+        },
     })
 }
 
@@ -71,6 +81,10 @@ fn matches(letter: &DeadLetter, filter: &DeadLetterFilter) -> bool {
         .is_none_or(|t| t == e.event_type.as_str())
         && filter.aggregate_id.is_none_or(|id| id == e.aggregate_id)
         && filter.status.is_none_or(|s| s == letter.status)
+        && filter
+            .group
+            .as_deref()
+            .is_none_or(|g| g == letter.group_key())
         && filter.text.as_deref().is_none_or(|t| {
             // Like SQLite's LIKE: ASCII letters match either case.
             let t = t.to_ascii_lowercase();
@@ -240,6 +254,21 @@ impl ScyllaStore {
         self.resolved(id, true).await
     }
 
+    /// Stores an edited payload of a pending record.
+    pub(super) async fn edit_payload(
+        &self,
+        id: i64,
+        payload: &Payload,
+    ) -> Result<DeadLetter, StoreError> {
+        let now = micros(&Utc::now());
+        let values = values![payload.as_str(), now, now, id];
+        let result = self.run(Stmt::EditDeadLetter, values).await?;
+        if !applied(&result)? {
+            return Err(self.refusal(id).await);
+        }
+        self.resolved(id, false).await
+    }
+
     /// The record after a change; once it is `resolved` (replayed or discarded), it and its
     /// attempts are written again with the outbox TTL, so they expire like the events they
     /// copy (a pending record never expires). If that rewrite fails the record simply stays.
@@ -407,6 +436,90 @@ mod tests {
         assert_eq!(fake.count(Stmt::AddAttempt), 1);
         assert_eq!(fake.count(Stmt::ExpireDeadLetter), 0);
         assert_eq!(fake.count(Stmt::ExpireAttempt), 0);
+    }
+
+    /// A pending record `id` (its event at that position) that failed with `error`.
+    fn pending_row(id: i64, error: &str) -> Vec<Option<CqlValue>> {
+        let mut values = row("pending", error);
+        values[0] = Some(CqlValue::BigInt(id));
+        values
+    }
+
+    #[tokio::test]
+    async fn groups_are_computed_over_pages_of_the_partition() {
+        use crate::store::dead_letters::{failure_groups, group_ids};
+        let fake = Arc::new(FakeCluster::default());
+        let rows = vec![
+            pending_row(30, "Message size 2000000 exceeds 1048576"),
+            pending_row(20, "invalid topic"),
+            pending_row(10, "Message size 1500000 exceeds 1048576"),
+        ];
+        fake.always(Stmt::DeadLetterPage, Ok(rows));
+        let store = scripted(fake.clone()).await;
+        let groups = failure_groups(&store).await.unwrap();
+        assert_eq!(groups.len(), 2);
+        let large = &groups[0];
+        assert_eq!(large.count, 2);
+        assert_eq!(large.message, "Message size <n> exceeds <n>");
+        assert_eq!(large.event_type, "OrderCreated");
+        assert_eq!(large.example.id, 30, "the newest record is the example");
+        assert_eq!(groups[1].count, 1);
+        // The group filter runs in the program too: the group's records, oldest first.
+        assert_eq!(group_ids(&store, &large.key).await.unwrap(), [10, 30]);
+        assert_eq!(group_ids(&store, &groups[1].key).await.unwrap(), [20]);
+        assert!(
+            group_ids(&store, "0123456789abcdef")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Each scan read the partition from its newest record down, a page at a time.
+        let first_page = &fake.values(Stmt::DeadLetterPage)[0];
+        assert_eq!(first_page[0], Some(CqlValue::BigInt(i64::MAX)));
+    }
+
+    #[tokio::test]
+    async fn an_edit_is_a_conditional_write_of_a_pending_record() {
+        let (fake, store, _, _) = store_with_letter("pending").await;
+        let payload = crate::domain::Payload::from_stored("{\"order_id\":\"x\"}".into()).unwrap();
+        store.edit_payload(4242, &payload).await.unwrap();
+        let written = fake.values(Stmt::EditDeadLetter);
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0][0], Some(CqlValue::Text(payload.as_str().into())));
+        assert_eq!(written[0][3], Some(CqlValue::BigInt(4242)));
+        assert_eq!(
+            fake.count(Stmt::ExpireDeadLetter),
+            0,
+            "a pending record never expires"
+        );
+        // Lost the race: the record was replayed or discarded meanwhile.
+        let (fake, store, _, _) = store_with_letter("replayed").await;
+        fake.always(
+            Stmt::EditDeadLetter,
+            crate::store::scylla::cluster::fake::applied(false),
+        );
+        assert!(matches!(
+            store.edit_payload(4242, &payload).await,
+            Err(StoreError::NotPending(DeadLetterStatus::Replayed))
+        ));
+    }
+
+    #[test]
+    fn an_edited_row_decodes_with_both_payloads() {
+        let mut values = row("pending", "too large");
+        values.extend([
+            Some(CqlValue::Text("{\"order_id\":\"fixed\"}".into())),
+            Some(CqlValue::BigInt(1_764_240_769_000_000)),
+        ]);
+        let letter = decode(&values).unwrap();
+        let edit = letter.edit.expect("an edit");
+        assert_eq!(edit.payload.as_str(), "{\"order_id\":\"fixed\"}");
+        assert_eq!(timestamp(&edit.at), "2025-11-27T10:52:49.000000Z");
+        assert_ne!(
+            letter.failure.event.envelope.payload.as_str(),
+            edit.payload.as_str()
+        );
+        assert_eq!(decode(&row("pending", "x")).unwrap().edit, None);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //!
 //! `docs/SCYLLA.md` explains the data model and its trade-offs.
 
+mod audit;
 pub mod cdc_progress;
 pub(crate) mod cluster;
 mod commands;
@@ -27,11 +28,12 @@ pub mod schema;
 pub(crate) mod statements;
 mod tags;
 
+use super::audit::{AuditEntry, AuditQuery, NewAuditEntry};
 use super::{
-    Applied, Backlog, Command, DeadLetterStore, EventPage, OrderCursor, OrderPage, OrderStore,
-    OutboxLog, RetentionStore, StoreError,
+    Applied, AuditLog, Backlog, Command, DeadLetterStore, EventPage, OrderCursor, OrderPage,
+    OrderStore, OutboxLog, RetentionStore, StoreError,
 };
-use crate::domain::{DeliveryRecord, Order, OrderId, Secret, StoredEvent, TraceContext};
+use crate::domain::{DeliveryRecord, Order, OrderId, Payload, Secret, StoredEvent, TraceContext};
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, NewDeadLetter, ReplayOutcome,
 };
@@ -371,6 +373,14 @@ impl DeadLetterStore for ScyllaStore {
         self.discard(id, &reason).await
     }
 
+    async fn edit_dead_letter_payload(
+        &self,
+        id: i64,
+        payload: Payload,
+    ) -> Result<DeadLetter, StoreError> {
+        self.edit_payload(id, &payload).await
+    }
+
     async fn dead_letter_counts(&self) -> Result<DeadLetterCounts, StoreError> {
         self.count_dead_letters().await
     }
@@ -405,6 +415,26 @@ impl RetentionStore for ScyllaStore {
         _limit: u32,
     ) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    /// Deletes whole days of entries, each older than `before` (counts days, not entries).
+    async fn delete_audit_entries(
+        &self,
+        before: chrono::DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.delete_audit_days(before, limit).await
+    }
+}
+
+#[async_trait]
+impl AuditLog for ScyllaStore {
+    async fn record_audit(&self, entry: NewAuditEntry) -> Result<(), StoreError> {
+        self.insert_audit(&entry).await
+    }
+
+    async fn audit_entries(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_page(&query).await
     }
 }
 

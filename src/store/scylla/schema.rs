@@ -17,6 +17,8 @@ const FILES: &[&str] = &[
     include_str!("../../../schema/scylla/0003_relay.cql"),
     include_str!("../../../schema/scylla/0004_position_tags.cql"),
     include_str!("../../../schema/scylla/0005_trace_context.cql"),
+    include_str!("../../../schema/scylla/0006_dead_letter_edits.cql"),
+    include_str!("../../../schema/scylla/0007_audit_log.cql"),
 ];
 
 /// Errors while applying the schema.
@@ -240,7 +242,7 @@ mod tests {
     fn added_columns_run_without_if_not_exists() {
         let all = statements("shop", 1).unwrap();
         let added: Vec<AddedColumn> = all.iter().filter_map(|s| added_column(s)).collect();
-        assert_eq!(added.len(), 4);
+        assert_eq!(added.len(), 6);
         assert_eq!(
             added[0],
             AddedColumn {
@@ -259,7 +261,7 @@ mod tests {
     #[test]
     fn statements_are_idempotent_and_name_the_keyspace() {
         let all = statements("shop", 3).unwrap();
-        assert_eq!(all.len(), 19);
+        assert_eq!(all.len(), 23);
         for s in &all {
             assert!(s.contains("IF NOT EXISTS"), "not idempotent: {s}");
             assert!(s.contains("shop"), "keyspace missing: {s}");

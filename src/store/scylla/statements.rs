@@ -44,7 +44,7 @@ pub fn order_and_event_columns() -> Vec<&'static str> {
 
 /// The columns of a dead letter record after its key, in the order the store writes and
 /// reads them (`id`, the event's position, comes first when read).
-pub const DEAD_LETTER_COLUMNS: [&str; 18] = [
+pub const DEAD_LETTER_COLUMNS: [&str; 20] = [
     "event_id",
     "event_type",
     "aggregate_type",
@@ -63,6 +63,8 @@ pub const DEAD_LETTER_COLUMNS: [&str; 18] = [
     "updated_at",
     "traceparent",
     "tracestate",
+    "edited_payload",
+    "edited_at",
 ];
 
 /// How long one attempt to take, renew or release a lease may take.
@@ -148,17 +150,31 @@ pub enum Stmt {
     MarkReplayed,
     /// Marks a pending dead letter discarded.
     Discard,
+    /// Stores an operator's edited payload of a pending dead letter.
+    EditDeadLetter,
     /// Id, status and event type of dead letters below an id, for the counts.
     DeadLetterStatuses,
     /// Writes a resolved dead letter again with a TTL, so it expires like published events.
     ExpireDeadLetter,
     /// Writes a resolved dead letter's attempt again with the same TTL.
     ExpireAttempt,
+    /// Stores an audit entry in its day's partition.
+    InsertAudit,
+    /// Registers a day of the audit log.
+    AddAuditDay,
+    /// The audit log's days up to a day, newest first.
+    AuditDays,
+    /// Audit entries of one day below an id, newest first.
+    AuditPage,
+    /// Deletes a whole day of audit entries (retention).
+    DeleteAuditDay,
+    /// Removes a deleted day from the audit log's days.
+    ForgetAuditDay,
 }
 
 impl Stmt {
     /// Every statement, prepared once at start-up.
-    pub const ALL: [Stmt; 41] = [
+    pub const ALL: [Stmt; 48] = [
         Stmt::SaveOrder,
         Stmt::InsertEvent,
         Stmt::SelectOrder,
@@ -197,9 +213,16 @@ impl Stmt {
         Stmt::AddAttempt,
         Stmt::MarkReplayed,
         Stmt::Discard,
+        Stmt::EditDeadLetter,
         Stmt::DeadLetterStatuses,
         Stmt::ExpireDeadLetter,
         Stmt::ExpireAttempt,
+        Stmt::InsertAudit,
+        Stmt::AddAuditDay,
+        Stmt::AuditDays,
+        Stmt::AuditPage,
+        Stmt::DeleteAuditDay,
+        Stmt::ForgetAuditDay,
     ];
 
     /// Its own request timeout, shorter than the store's: the leases (relay and position
@@ -242,6 +265,7 @@ impl Stmt {
                 | Stmt::AddAttempt
                 | Stmt::MarkReplayed
                 | Stmt::Discard
+                | Stmt::EditDeadLetter
         )
     }
 
@@ -380,6 +404,10 @@ impl Stmt {
                 "UPDATE {ks}.dead_letters SET status = 'discarded', discard_reason = ?, \
                  updated_at = ? WHERE shard = 0 AND id = ? IF status = 'pending'"
             ),
+            Stmt::EditDeadLetter => format!(
+                "UPDATE {ks}.dead_letters SET edited_payload = ?, edited_at = ?, updated_at = ? \
+                 WHERE shard = 0 AND id = ? IF status = 'pending'"
+            ),
             Stmt::DeadLetterStatuses => format!(
                 "SELECT id, status, event_type FROM {ks}.dead_letters WHERE shard = 0 \
                  AND id < ? LIMIT ?"
@@ -393,6 +421,22 @@ impl Stmt {
                 "INSERT INTO {ks}.dead_letter_attempts (dead_letter_id, attempt, attempted_at, \
                  outcome, detail) VALUES (?, ?, ?, ?, ?) USING TTL ?"
             ),
+            Stmt::InsertAudit => format!(
+                "INSERT INTO {ks}.audit_log (day, id, at, session, address, action, target, \
+                 status, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            Stmt::AddAuditDay => format!("INSERT INTO {ks}.audit_days (shard, day) VALUES (0, ?)"),
+            Stmt::AuditDays => {
+                format!("SELECT day FROM {ks}.audit_days WHERE shard = 0 AND day <= ?")
+            }
+            Stmt::AuditPage => format!(
+                "SELECT id, at, session, address, action, target, status, outcome \
+                 FROM {ks}.audit_log WHERE day = ? AND id < ? LIMIT ?"
+            ),
+            Stmt::DeleteAuditDay => format!("DELETE FROM {ks}.audit_log WHERE day = ?"),
+            Stmt::ForgetAuditDay => {
+                format!("DELETE FROM {ks}.audit_days WHERE shard = 0 AND day = ?")
+            }
         }
     }
 }

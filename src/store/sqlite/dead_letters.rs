@@ -2,10 +2,10 @@
 //! replay attempts, discards and counts. Every value is a bound parameter.
 
 use super::rows::{EVENT_COLUMN_COUNT, corrupt, parse_time, read_event};
-use crate::domain::{StoredEvent, TraceContext, timestamp};
+use crate::domain::{Payload, StoredEvent, TraceContext, timestamp};
 use crate::store::dead_letters::{
     DeadLetter, DeadLetterCounts, DeadLetterFilter, DeadLetterKind, DeadLetterStatus,
-    NewDeadLetter, ReplayAttempt, ReplayOutcome,
+    NewDeadLetter, PayloadEdit, ReplayAttempt, ReplayOutcome,
 };
 
 use crate::store::{Backlog, StoreError};
@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 const COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, aggregate_version, \
      event_type, payload, occurred_at, schema_version, traceparent, tracestate, id, error_kind, \
      error_message, failure_count, first_failed_at, last_failed_at, status, discard_reason, \
-     updated_at";
+     updated_at, edited_payload, edited_at";
 
 /// Stores `letters` (in the caller's transaction). An event already dead-lettered is left
 /// as it is.
@@ -68,6 +68,8 @@ fn read(r: &Row<'_>) -> rusqlite::Result<(StoredEvent, RecordRow)> {
             status: r.get(EVENT_COLUMN_COUNT + 6)?,
             discard_reason: r.get(EVENT_COLUMN_COUNT + 7)?,
             updated_at: r.get(EVENT_COLUMN_COUNT + 8)?,
+            edited_payload: r.get(EVENT_COLUMN_COUNT + 9)?,
+            edited_at: r.get(EVENT_COLUMN_COUNT + 10)?,
         },
     ))
 }
@@ -83,6 +85,8 @@ struct RecordRow {
     status: String,
     discard_reason: Option<String>,
     updated_at: String,
+    edited_payload: Option<String>,
+    edited_at: Option<String>,
 }
 
 fn decode((event, row): (StoredEvent, RecordRow)) -> Result<DeadLetter, StoreError> {
@@ -102,6 +106,13 @@ fn decode((event, row): (StoredEvent, RecordRow)) -> Result<DeadLetter, StoreErr
         discard_reason: row.discard_reason,
         updated_at: parse_time(&row.updated_at)?,
         attempts: Vec::new(),
+        edit: match (row.edited_payload, row.edited_at) {
+            (Some(payload), Some(at)) => Some(PayloadEdit {
+                payload: Payload::from_stored(payload).map_err(|e| corrupt("edited_payload", e))?,
+                at: parse_time(&at)?,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -114,8 +125,41 @@ fn contains_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
-/// Records matching `filter`, newest first.
+/// Records read per query while filtering by failure group.
+const GROUP_PAGE: u32 = 200;
+
+/// Records matching `filter`, newest first. Group keys are computed in the program, so a
+/// group filter reads pages matching the other conditions and keeps the group's records.
 pub fn list(conn: &Connection, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+    let Some(group) = &filter.group else {
+        return list_page(conn, filter);
+    };
+    let mut found = Vec::new();
+    let mut page = DeadLetterFilter {
+        group: None,
+        limit: GROUP_PAGE,
+        ..filter.clone()
+    };
+    loop {
+        let letters = list_page(conn, &page)?;
+        let last_page = letters.len() < GROUP_PAGE as usize;
+        page.before_id = letters.last().map(|l| l.id);
+        for letter in letters {
+            if letter.group_key() == *group {
+                found.push(letter);
+                if found.len() >= filter.limit as usize {
+                    return Ok(found);
+                }
+            }
+        }
+        if last_page {
+            return Ok(found);
+        }
+    }
+}
+
+/// Records matching `filter` but its group, newest first: one query.
+fn list_page(conn: &Connection, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
     let mut conditions = vec!["id < ?".to_string()];
     let mut values: Vec<Value> = vec![Value::Integer(filter.before_id.unwrap_or(i64::MAX))];
     if let Some(t) = &filter.event_type {
@@ -220,6 +264,22 @@ pub fn record_replay(
          VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![id, now, result, detail])?;
+    get(conn, id)?.ok_or(StoreError::NotFound("dead letter"))
+}
+
+/// Stores `payload` as a pending record's edited payload.
+pub fn edit_payload(
+    conn: &Connection,
+    id: i64,
+    payload: &Payload,
+) -> Result<DeadLetter, StoreError> {
+    pending(conn, id)?;
+    let now = timestamp(&chrono::Utc::now());
+    conn.prepare_cached(
+        "UPDATE dead_letters SET edited_payload = ?2, edited_at = ?3, updated_at = ?3 \
+         WHERE id = ?1",
+    )?
+    .execute(params![id, payload.as_str(), now])?;
     get(conn, id)?.ok_or(StoreError::NotFound("dead letter"))
 }
 

@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite file in WAL mode, written by a single group-commit writer
 //! (`writer`) and read through a small pool of read-only connections (`read_pool`).
 
+mod audit;
 mod commands;
 mod dead_letters;
 mod progress;
@@ -12,11 +13,12 @@ mod writer;
 
 pub use schema::MigrationError;
 
+use super::audit::{AuditEntry, AuditQuery, NewAuditEntry};
 use super::{
-    Applied, Backlog, Command, DeadLetterStore, EventPage, OrderCursor, OrderPage, OrderStore,
-    OutboxLog, RetentionStore, StoreError,
+    Applied, AuditLog, Backlog, Command, DeadLetterStore, EventPage, OrderCursor, OrderPage,
+    OrderStore, OutboxLog, RetentionStore, StoreError,
 };
-use crate::domain::{DeliveryRecord, Order, OrderId, StoredEvent, TraceContext};
+use crate::domain::{DeliveryRecord, Order, OrderId, Payload, StoredEvent, TraceContext};
 use crate::publish::local::{LogError, LoggedMessage, TopicLog, TopicSummary};
 use crate::publish::{Delivery, Message};
 use crate::store::dead_letters::{
@@ -270,6 +272,15 @@ impl DeadLetterStore for SqliteStore {
             .await
     }
 
+    async fn edit_dead_letter_payload(
+        &self,
+        id: i64,
+        payload: Payload,
+    ) -> Result<DeadLetter, StoreError> {
+        self.write(move |conn| dead_letters::edit_payload(conn, id, &payload))
+            .await
+    }
+
     async fn dead_letter_counts(&self) -> Result<DeadLetterCounts, StoreError> {
         self.readers.read(dead_letters::counts).await
     }
@@ -303,6 +314,28 @@ impl RetentionStore for SqliteStore {
         limit: u32,
     ) -> Result<u64, StoreError> {
         self.write(move |conn| dead_letters::delete_resolved(conn, &before, limit))
+            .await
+    }
+
+    async fn delete_audit_entries(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.write(move |conn| audit::delete_older(conn, &before, limit))
+            .await
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqliteStore {
+    async fn record_audit(&self, entry: NewAuditEntry) -> Result<(), StoreError> {
+        self.write(move |conn| audit::insert(conn, &entry)).await
+    }
+
+    async fn audit_entries(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.readers
+            .read(move |conn| audit::list(conn, &query))
             .await
     }
 }

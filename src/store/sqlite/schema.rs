@@ -37,6 +37,14 @@ const MIGRATIONS: &[(u32, &str)] = &[
         8,
         include_str!("../../../schema/sqlite/0008_trace_context.sql"),
     ),
+    (
+        9,
+        include_str!("../../../schema/sqlite/0009_dead_letter_edits.sql"),
+    ),
+    (
+        10,
+        include_str!("../../../schema/sqlite/0010_audit_log.sql"),
+    ),
 ];
 
 /// Errors while bringing the schema up to date.
@@ -82,19 +90,19 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), 8);
-        assert_eq!(migrate(&mut conn).unwrap(), 8);
+        assert_eq!(migrate(&mut conn).unwrap(), 10);
+        assert_eq!(migrate(&mut conn).unwrap(), 10);
         let tables: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN \
                  ('orders', 'outbox', 'idempotency_keys', 'store_probe', 'topic_messages', \
                  'relay_checkpoints', 'deliveries', 'dead_letters', 'dead_letter_attempts', \
-                 'topic_heads', 'dead_letter_counts', 'delivery_batches')",
+                 'topic_heads', 'dead_letter_counts', 'delivery_batches', 'audit_log')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 12);
+        assert_eq!(tables, 13);
     }
 
     /// Migration 6 counts the dead letters already there, and its triggers keep the counts

@@ -1,12 +1,14 @@
 //! The operations console under `/console`: sign-in, the live dashboard, the dead letter
-//! queue and the relay controls. The server lets only signed-in operators reach these pages
-//! (and the admin API they call); see `src/http/console.rs`.
+//! queue, the relay controls and the audit log. The server lets only signed-in operators
+//! reach these pages (and the admin API they call); see `src/http/console.rs`.
 
+mod audit;
 mod dashboard;
 mod dlq;
 mod relay;
 mod sign_in;
 
+pub use audit::AuditPage;
 pub use dashboard::DashboardPage;
 pub use dlq::DlqPage;
 pub use relay::RelayPage;
@@ -30,6 +32,7 @@ fn ConsoleNav() -> impl IntoView {
                 {link("/console", "Dashboard")}
                 {link("/console/dlq", "Dead letters")}
                 {link("/console/relay", "Relay")}
+                {link("/console/audit", "Audit log")}
             </ul>
             <form method="post" action="/auth/sign-out" class="sign-out">
                 <button type="submit" class="button-secondary">"Sign out"</button>

@@ -1,11 +1,11 @@
-//! `/console/relay`: switch the relay's mode, suspend and resume it, inject faults, and
-//! browse the embedded topic log.
+//! `/console/relay`: switch the relay's mode, suspend and resume it, inject faults, browse the
+//! embedded topic log, and with Kafka, watch the partitions and the consumer groups' lag.
 
 use super::{BreakerBadge, ConsoleNav, Notice, NoticeLine};
 use crate::client;
 use crate::dto::{
-    Fault, KAFKA_SINK, PartitionOffsetsDto, RelayMode, RelayModeDto, RelayState, RelayStatusDto,
-    SuspensionDto, TopicDto, TopicMessagesDto,
+    ConsumerGroupsDto, Fault, KAFKA_SINK, LiveSnapshotDto, PartitionOffsetsDto, RelayMode,
+    RelayModeDto, RelayState, RelayStatusDto, SuspensionDto, TopicDto, TopicMessagesDto,
 };
 use crate::format;
 use leptos::prelude::*;
@@ -13,6 +13,9 @@ use leptos_meta::Title;
 
 /// Messages shown per topic: the newest ones.
 const LATEST: i64 = 20;
+
+/// The Kafka tables are asked again every this many live-feed snapshots (one per 500 ms).
+const SNAPSHOTS_PER_REFRESH: u32 = 4;
 
 /// The status the relay page shows, reloaded after every action.
 type Status = RwSignal<Option<Result<RelayStatusDto, String>>>;
@@ -185,7 +188,11 @@ fn TopicBrowser(status: Status) -> impl IntoView {
     view! {
         <section class="card" aria-labelledby="topics-title">
             <h2 id="topics-title">"Topics"</h2>
-            {move || kafka().then(|| view! { <KafkaOffsets/> })}
+            {move || if kafka() {
+                view! { <KafkaOffsets/> }.into_any()
+            } else {
+                view! { <p class="muted" data-testid="lag-kafka-only">"Consumer lag applies to Kafka only: the embedded log has no consumer groups."</p> }.into_any()
+            }}
             {move || match topics.get() {
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
                 Some(Err(e)) => view! { <p class="alert alert-error" role="alert">{e}</p> }.into_any(),
@@ -224,11 +231,33 @@ fn TopicBrowser(status: Status) -> impl IntoView {
     }
 }
 
-/// The Kafka topics' partitions with their oldest and latest offsets, as the broker reports.
+/// The Kafka topics' partitions with their oldest and latest offsets, as the broker reports,
+/// and the consumer groups' lag; both asked again every [`SNAPSHOTS_PER_REFRESH`] snapshots
+/// of the live feed.
 #[component]
 fn KafkaOffsets() -> impl IntoView {
     let offsets = RwSignal::new(None::<Result<Vec<PartitionOffsetsDto>, String>>);
-    Effect::new(move |_| client::load(offsets, client::get("/api/admin/sink/offsets")));
+    let groups = RwSignal::new(None::<Result<ConsumerGroupsDto, String>>);
+    let refresh = move || {
+        client::load(offsets, client::get("/api/admin/sink/offsets"));
+        client::load(groups, client::get("/api/admin/sink/consumer-groups"));
+    };
+    let feed = RwSignal::new(client::FeedState::Connecting);
+    let snapshots = StoredValue::new(0u32);
+    Effect::new(move |_| {
+        refresh();
+        client::subscribe_live(
+            feed,
+            move |_: LiveSnapshotDto| {
+                let seen = snapshots.get_value() + 1;
+                snapshots.set_value(seen % SNAPSHOTS_PER_REFRESH);
+                if seen == SNAPSHOTS_PER_REFRESH {
+                    refresh();
+                }
+            },
+            || {},
+        );
+    });
     view! {
         <h3>"On the Kafka broker"</h3>
         {move || match offsets.get() {
@@ -247,7 +276,46 @@ fn KafkaOffsets() -> impl IntoView {
                 </div>
             }.into_any(),
         }}
+        <ConsumerLag groups/>
         <h3>"Embedded log"</h3>
         <p class="muted">"What the relay published before Kafka was configured, if anything."</p>
+    }
+}
+
+/// The consumer groups with committed offsets on the outbox topics: each partition's committed
+/// offset, end and lag.
+#[component]
+fn ConsumerLag(groups: RwSignal<Option<Result<ConsumerGroupsDto, String>>>) -> impl IntoView {
+    view! {
+        <h3>"Consumer groups"</h3>
+        {move || match groups.get() {
+            None => view! { <p class="muted">"Asking the broker…"</p> }.into_any(),
+            Some(Err(e)) => view! { <p class="alert alert-error" role="alert">{e}</p> }.into_any(),
+            Some(Ok(g)) if g.partitions.is_empty() => view! {
+                <p class="muted" data-testid="no-consumer-groups">"No consumer group has committed offsets on these topics."</p>
+            }.into_any(),
+            Some(Ok(g)) => view! {
+                {g.truncated.then(|| view! {
+                    <p class="muted">"The cluster has more consumer groups than are checked (50): name yours in KAFKA_LAG_GROUPS."</p>
+                })}
+                <div class="table-wrap">
+                    <table data-testid="consumer-lag">
+                        <thead><tr><th scope="col">"Group"</th><th scope="col">"Topic"</th><th scope="col" class="num">"Partition"</th><th scope="col" class="num">"Committed offset"</th><th scope="col" class="num">"End offset"</th><th scope="col" class="num">"Lag"</th></tr></thead>
+                        <tbody>
+                            {g.partitions.into_iter().map(|p| view! {
+                                <tr>
+                                    <td class="mono">{p.group}</td>
+                                    <td class="mono">{p.topic}</td>
+                                    <td class="num">{p.partition}</td>
+                                    <td class="num">{p.committed.map_or_else(|| "–".to_string(), |c| c.to_string())}</td>
+                                    <td class="num">{p.end}</td>
+                                    <td class="num">{p.lag}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                </div>
+            }.into_any(),
+        }}
     }
 }

@@ -1,0 +1,78 @@
+import { expect, test } from '@playwright/test';
+import { ADMIN_TOKEN, RelayPage, SignInPage, interactive } from '../pages/console';
+import { AuditPage } from '../pages/audit-page';
+
+/** Browser console errors of the current test; each test ends by asserting there were none. */
+let consoleErrors: string[] = [];
+
+test.beforeEach(async ({ page }) => {
+  consoleErrors = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  page.on('pageerror', (e) => consoleErrors.push(e.message));
+  await page.goto('/console/sign-in?next=/console/relay');
+  await new SignInPage(page).signIn(ADMIN_TOKEN);
+  await expect(page).toHaveURL('/console/relay');
+});
+
+test.afterEach(async () => {
+  expect(consoleErrors, 'no errors in the browser console').toEqual([]);
+});
+
+test('suspending and resuming the relay from the console shows in the audit log', async ({ page }) => {
+  const relay = new RelayPage(page);
+  await relay.goto();
+  await page.getByRole('button', { name: 'Suspend relay' }).click();
+  await expect(relay.notice).toContainText('Relay suspended.');
+  await page.getByRole('button', { name: 'Resume relay' }).click();
+  await expect(relay.notice).toContainText('Relay resumed.');
+
+  await page.getByRole('link', { name: 'Audit log' }).click();
+  await expect(page).toHaveURL('/console/audit');
+  const audit = new AuditPage(page);
+  await expect(page.getByRole('link', { name: 'Audit log' })).toHaveAttribute('aria-current', 'page');
+  const [resumed, suspended] = [audit.rows.nth(0), audit.rows.nth(1)];
+  await expect(audit.cell(resumed, 'Action')).toHaveText('relay.resume');
+  await expect(audit.cell(suspended, 'Action')).toHaveText('relay.suspend');
+  for (const row of [resumed, suspended]) {
+    await expect(audit.cell(row, 'Outcome')).toContainText('ok');
+    await expect(audit.cell(row, 'Outcome')).toContainText('200');
+    await expect(audit.cell(row, 'Address')).toHaveText('127.0.0.1');
+  }
+  // Both were done in the session this test signed in with: its sign-in carries the same marker.
+  const marker = await audit.cell(resumed, 'Session').innerText();
+  expect(marker).toMatch(/^[0-9a-f]{12}$/);
+  const signIn = audit.rows.filter({ has: page.locator('td[data-label="Action"]', { hasText: 'session.sign_in' }) }).first();
+  await expect(audit.cell(signIn, 'Session')).toHaveText(marker);
+  await expect(audit.cell(suspended, 'Session')).toHaveText(marker);
+
+  await audit.filterBy('session.');
+  await expect(page).toHaveURL('/console/audit?action=session.');
+  await expect(audit.rows.first()).toBeVisible();
+  for (const action of await audit.rows.locator('td[data-label="Action"]').allInnerTexts()) {
+    expect(action).toMatch(/^session\./);
+  }
+  await expect(audit.filter).toHaveValue('session.');
+});
+
+test('the audit page fits 1280 and 390 px wide; screenshots are kept', async ({ page }, testInfo) => {
+  const relay = new RelayPage(page);
+  await relay.goto();
+  await page.getByRole('button', { name: 'Suspend relay' }).click();
+  await expect(relay.notice).toContainText('Relay suspended.');
+  await page.getByRole('button', { name: 'Resume relay' }).click();
+  await expect(relay.notice).toContainText('Relay resumed.');
+  const audit = new AuditPage(page);
+  for (const width of [1280, 390]) {
+    await page.setViewportSize({ width, height: 900 });
+    await audit.goto();
+    await expect(audit.rows.first()).toBeVisible();
+    await interactive(page);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow, `the audit page at ${width} px has no horizontal scroll`).toBeLessThanOrEqual(0);
+    const file = testInfo.outputPath(`console-audit-${width}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    await testInfo.attach(`audit at ${width} px`, { path: file, contentType: 'image/png' });
+  }
+});
