@@ -254,10 +254,7 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route("/metrics", get(metrics::scrape))
         .layer(bounded)
         // Outside `bounded`, so an action that timed out or was shed is recorded too.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            audit::record,
-        ))
+        .route_layer(audit::AuditLayer::new(state.clone()))
         .route("/api/live", get(live::live))
         .layer(edge::EdgeLayer::new(meter, Arc::clone(&state.spans)))
         .with_state(state)
