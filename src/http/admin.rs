@@ -4,6 +4,7 @@ use super::AppState;
 use super::auth::Admin;
 use super::error::AppError;
 use super::extract::{ApiJson, ApiQuery};
+use super::openapi::answers::{BrokerUnreachable, InvalidBody};
 use crate::domain::{EventType, ValidationErrors, timestamp};
 use crate::publish::faults::Fault;
 use crate::publish::{ConsumerGroups, PartitionOffsets, Publisher};
@@ -138,16 +139,7 @@ pub async fn relay_status(
             description = "Each partition's offsets",
             body = Vec<app::dto::PartitionOffsetsDto>
         ),
-        (
-            status = 404,
-            description = "`not_found`: the sink is the embedded log",
-            body = app::dto::ErrorBody
-        ),
-        (
-            status = 503,
-            description = "`sink_unavailable`: no broker answers",
-            body = app::dto::ErrorBody
-        ),
+        BrokerUnreachable,
     )
 )]
 pub async fn sink_offsets(
@@ -176,10 +168,9 @@ impl ConsumerGroupsQuery {
     fn group(&self) -> Result<Option<&str>, AppError> {
         match self.group.as_deref() {
             Some(g) if g.is_empty() || g.len() > 255 || g.chars().any(char::is_control) => {
-                Err(AppError::BadRequest {
-                    code: "invalid_query",
-                    message: "group must be 1 to 255 characters without control characters".into(),
-                })
+                Err(AppError::invalid_query(
+                    "group must be 1 to 255 characters without control characters".into(),
+                ))
             }
             group => Ok(group),
         }
@@ -208,16 +199,7 @@ impl ConsumerGroupsQuery {
             description = "`invalid_query`: a bad group name or an unknown parameter",
             body = app::dto::ErrorBody
         ),
-        (
-            status = 404,
-            description = "`not_found`: the sink is the embedded log",
-            body = app::dto::ErrorBody
-        ),
-        (
-            status = 503,
-            description = "`sink_unavailable`: no broker answers",
-            body = app::dto::ErrorBody
-        ),
+        BrokerUnreachable,
     )
 )]
 pub async fn sink_consumer_groups(
@@ -267,11 +249,7 @@ pub async fn faults(_admin: Admin, State(state): State<AppState>) -> Json<Fault>
             description = "`faults_disabled` (`FAULT_INJECTION=false`) or `cross_site`",
             body = app::dto::ErrorBody
         ),
-        (
-            status = 422,
-            description = "`validation_failed` or `invalid_body`",
-            body = app::dto::ErrorBody
-        ),
+        InvalidBody,
     )
 )]
 pub async fn set_faults(

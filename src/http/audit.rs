@@ -18,7 +18,7 @@
 use super::AppState;
 use super::auth::Admin;
 use super::error::AppError;
-use super::extract::{ApiQuery, BODY_LIMIT};
+use super::extract::{ApiQuery, BODY_LIMIT, page_limit};
 use super::throttle::ClientAddr;
 use crate::domain::timestamp;
 use crate::store::audit::{ActionFilter, AuditEntry, AuditOutcome, AuditQuery, NewAuditEntry};
@@ -441,13 +441,6 @@ pub struct ListQuery {
     action: Option<String>,
 }
 
-fn bad_query(message: String) -> AppError {
-    AppError::BadRequest {
-        code: "invalid_query",
-        message,
-    }
-}
-
 fn entry_dto(found: AuditEntry) -> AuditEntryDto {
     let e = found.entry;
     AuditEntryDto {
@@ -477,12 +470,9 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<AuditPageDto>, AppError> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(bad_query(format!("limit must be between 1 and {MAX_PAGE}")));
-    }
+    let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     if query.before.is_some_and(|b| b < 1) {
-        return Err(bad_query(
+        return Err(AppError::invalid_query(
             "before must be a value returned as next_cursor".into(),
         ));
     }
@@ -491,7 +481,7 @@ pub async fn list(
         .as_deref()
         .map(ActionFilter::parse)
         .transpose()
-        .map_err(bad_query)?;
+        .map_err(AppError::invalid_query)?;
     // One more than asked tells whether another page follows.
     let mut items = state
         .audit

@@ -6,7 +6,8 @@
 use super::AppState;
 use super::auth::Admin;
 use super::error::AppError;
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiQuery, page_limit};
+use super::openapi::answers::{InvalidBody, NoPendingInGroup, NoSuchRecord, NotPending};
 use crate::domain::{EventType, OrderId, Payload, ValidationErrors, timestamp};
 use crate::relay::replay::ReplayError;
 use crate::store::StoreError;
@@ -63,13 +64,6 @@ fn plain_text(text: &str, max: usize) -> bool {
     !text.is_empty() && text.chars().count() <= max && !text.chars().any(char::is_control)
 }
 
-fn bad_query(message: String) -> AppError {
-    AppError::BadRequest {
-        code: "invalid_query",
-        message,
-    }
-}
-
 /// Checks the filter fields; `field` names them in errors.
 fn filter(
     event_type: Option<String>,
@@ -114,28 +108,30 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<DeadLetterPageDto>, AppError> {
-    let mut f = filter(query.event_type, query.aggregate_id, query.q).map_err(bad_query)?;
+    let mut f =
+        filter(query.event_type, query.aggregate_id, query.q).map_err(AppError::invalid_query)?;
     f.status = query
         .status
         .map(|s| {
             DeadLetterStatus::parse(&s).ok_or_else(|| {
-                bad_query(format!(
+                AppError::invalid_query(format!(
                     "status {s:?} is not pending, replayed or discarded"
                 ))
             })
         })
         .transpose()?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(bad_query(format!("limit must be between 1 and {MAX_PAGE}")));
-    }
+    let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     if query.cursor.is_some_and(|c| c < 1) {
-        return Err(bad_query("cursor must be a positive record id".into()));
+        return Err(AppError::invalid_query(
+            "cursor must be a positive record id".into(),
+        ));
     }
     if let Some(group) = &query.group
         && !is_group_key(group)
     {
-        return Err(bad_query(format!("group {group:?} is not a group key")));
+        return Err(AppError::invalid_query(format!(
+            "group {group:?} is not a group key"
+        )));
     }
     f.group = query.group;
     f.before_id = query.cursor;
@@ -171,7 +167,7 @@ fn record_id(raw: &str) -> Result<i64, AppError> {
     params(("id" = i64, Path, minimum = 1, description = "The record's id")),
     responses(
         (status = 200, description = "The record", body = app::dto::DeadLetterDto),
-        (status = 404, description = "`not_found`: no such record", body = app::dto::ErrorBody),
+        NoSuchRecord,
     )
 )]
 pub async fn get(
@@ -212,8 +208,8 @@ impl From<ReplayError> for AppError {
     params(("id" = i64, Path, minimum = 1, description = "The record's id")),
     responses(
         (status = 200, description = "The record, now `replayed`", body = app::dto::DeadLetterDto),
-        (status = 404, description = "`not_found`: no such record", body = app::dto::ErrorBody),
-        (status = 409, description = "`not_pending` or `in_progress`", body = app::dto::ErrorBody),
+        NoSuchRecord,
+        NotPending,
         (
             status = 502,
             description = "`replay_failed`: the sink refused it (attempt recorded)",
@@ -247,11 +243,7 @@ pub async fn replay(
     request_body = app::dto::BulkReplayRequest,
     responses(
         (status = 200, description = "Each record's outcome", body = app::dto::BulkReplayDto),
-        (
-            status = 422,
-            description = "`validation_failed` or `invalid_body`",
-            body = app::dto::ErrorBody
-        ),
+        InvalidBody,
     )
 )]
 pub async fn replay_many(
@@ -369,13 +361,9 @@ where
     request_body = app::dto::DiscardRequest,
     responses(
         (status = 200, description = "The record, now `discarded`", body = app::dto::DeadLetterDto),
-        (status = 404, description = "`not_found`: no such record", body = app::dto::ErrorBody),
-        (status = 409, description = "`not_pending` or `in_progress`", body = app::dto::ErrorBody),
-        (
-            status = 422,
-            description = "`validation_failed` or `invalid_body`",
-            body = app::dto::ErrorBody
-        ),
+        NoSuchRecord,
+        NotPending,
+        InvalidBody,
     )
 )]
 pub async fn discard(
@@ -423,8 +411,8 @@ fn discard_reason(body: &DiscardRequest) -> Result<String, AppError> {
     ),
     responses(
         (status = 200, description = "The record, with `edited_payload`", body = app::dto::DeadLetterDto),
-        (status = 404, description = "`not_found`: no such record", body = app::dto::ErrorBody),
-        (status = 409, description = "`not_pending` or `in_progress`", body = app::dto::ErrorBody),
+        NoSuchRecord,
+        NotPending,
         (
             status = 422,
             description = "`validation_failed`: not an object, or `order_id` changed",
@@ -561,7 +549,7 @@ where
     params(("group" = String, Path, pattern = "^[0-9a-f]{16}$", description = "The group's key")),
     responses(
         (status = 200, description = "Each record's outcome", body = app::dto::GroupActionDto),
-        (status = 404, description = "`not_found`: no pending record in that group", body = app::dto::ErrorBody),
+        NoPendingInGroup,
     )
 )]
 pub async fn replay_group(
@@ -588,12 +576,8 @@ pub async fn replay_group(
     request_body = app::dto::DiscardRequest,
     responses(
         (status = 200, description = "Each record's outcome", body = app::dto::GroupActionDto),
-        (status = 404, description = "`not_found`: no pending record in that group", body = app::dto::ErrorBody),
-        (
-            status = 422,
-            description = "`validation_failed` or `invalid_body`",
-            body = app::dto::ErrorBody
-        ),
+        NoPendingInGroup,
+        InvalidBody,
     )
 )]
 pub async fn discard_group(

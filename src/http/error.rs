@@ -96,6 +96,14 @@ impl From<ValidationErrors> for AppError {
 }
 
 impl AppError {
+    /// 400 `invalid_query`: a query parameter the handler refuses.
+    pub fn invalid_query(message: String) -> Self {
+        AppError::BadRequest {
+            code: "invalid_query",
+            message,
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),

@@ -134,10 +134,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| ApiQuery(q))
-            .map_err(|e| AppError::BadRequest {
-                code: "invalid_query",
-                message: e.body_text(),
-            })
+            .map_err(|e| AppError::invalid_query(e.body_text()))
+    }
+}
+
+/// A query's page size: `default` when absent; 400 `invalid_query` outside 1 to `max`.
+pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, AppError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(AppError::invalid_query(format!(
+            "limit must be between 1 and {max}"
+        )))
     }
 }
 

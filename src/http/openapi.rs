@@ -255,3 +255,69 @@ fn also_error_body(own: &mut Response) {
         }
     }
 }
+
+/// The error answers that several handlers share, named once for their annotations'
+/// `responses(...)` lists: each adds one answer with an [`ErrorBody`], in the place it is cited.
+#[allow(
+    dead_code,
+    reason = "never built: the annotations use only their derived `IntoResponses`"
+)]
+pub(super) mod answers {
+    use app::dto::ErrorBody;
+    use utoipa::IntoResponses;
+
+    /// `422` of a body that fails its checks or has the wrong shape.
+    #[derive(IntoResponses)]
+    #[response(status = 422, description = "`validation_failed` or `invalid_body`")]
+    pub struct InvalidBody(ErrorBody);
+
+    /// `404` of a dead letter's id.
+    #[derive(IntoResponses)]
+    #[response(status = 404, description = "`not_found`: no such record")]
+    pub struct NoSuchRecord(ErrorBody);
+
+    /// `409` of an action on a dead letter that is no longer pending.
+    #[derive(IntoResponses)]
+    #[response(status = 409, description = "`not_pending` or `in_progress`")]
+    pub struct NotPending(ErrorBody);
+
+    /// `404` of a failure group without pending records.
+    #[derive(IntoResponses)]
+    #[response(
+        status = 404,
+        description = "`not_found`: no pending record in that group"
+    )]
+    pub struct NoPendingInGroup(ErrorBody);
+
+    /// `404` of an order's id.
+    #[derive(IntoResponses)]
+    #[response(status = 404, description = "`not_found`: no such order")]
+    pub struct NoSuchOrder(ErrorBody);
+
+    /// `409` and `422` of a change to an order.
+    #[derive(IntoResponses)]
+    pub enum OrderChangeRefused {
+        #[response(
+            status = 409,
+            description = "`version_conflict` (re-read the order) or `order_cancelled`"
+        )]
+        Conflict(ErrorBody),
+        #[response(
+            status = 422,
+            description = "`validation_failed` (`details` names each field) or `invalid_body`"
+        )]
+        Invalid(ErrorBody),
+    }
+
+    /// `404` and `503` of the operations that ask the broker.
+    #[derive(IntoResponses)]
+    pub enum BrokerUnreachable {
+        #[response(
+            status = 404,
+            description = "`not_found`: the sink is the embedded log"
+        )]
+        EmbeddedSink(ErrorBody),
+        #[response(status = 503, description = "`sink_unavailable`: no broker answers")]
+        NoBroker(ErrorBody),
+    }
+}

@@ -3,7 +3,8 @@
 use super::AppState;
 use super::auth::is_admin;
 use super::error::AppError;
-use super::extract::{ApiJson, ApiQuery, OptionalIdempotencyKey, OrderIdPath};
+use super::extract::{ApiJson, ApiQuery, OptionalIdempotencyKey, OrderIdPath, page_limit};
+use super::openapi::answers::{NoSuchOrder, OrderChangeRefused};
 use super::throttle::ClientAddr;
 use super::trace::RequestTrace;
 use crate::domain::{CancelReason, NewOrder, OrderItems, RawItem, ValidationErrors, Version};
@@ -70,15 +71,7 @@ pub struct PageQuery {
 impl PageQuery {
     /// `limit`, 1–100, 20 when absent.
     fn limit(&self) -> Result<u32, AppError> {
-        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
-        if (1..=MAX_PAGE).contains(&limit) {
-            Ok(limit)
-        } else {
-            Err(AppError::BadRequest {
-                code: "invalid_query",
-                message: format!("limit must be between 1 and {MAX_PAGE}"),
-            })
-        }
+        page_limit(self.limit, DEFAULT_PAGE, MAX_PAGE)
     }
 }
 
@@ -198,7 +191,7 @@ pub async fn create(
             description = "The order and a page of its events",
             body = app::dto::OrderDetailDto
         ),
-        (status = 404, description = "`not_found`: no such order", body = app::dto::ErrorBody),
+        NoSuchOrder,
     )
 )]
 pub async fn get(
@@ -257,17 +250,8 @@ pub async fn list(
     request_body = ReplaceItemsBody,
     responses(
         (status = 200, description = "The order, changed", body = app::dto::OrderDto),
-        (status = 404, description = "`not_found`: no such order", body = app::dto::ErrorBody),
-        (
-            status = 409,
-            description = "`version_conflict` (re-read the order) or `order_cancelled`",
-            body = app::dto::ErrorBody
-        ),
-        (
-            status = 422,
-            description = "`validation_failed` (`details` names each field) or `invalid_body`",
-            body = app::dto::ErrorBody
-        ),
+        NoSuchOrder,
+        OrderChangeRefused,
     )
 )]
 pub async fn replace_items(
@@ -302,17 +286,8 @@ pub async fn replace_items(
     request_body = CancelBody,
     responses(
         (status = 200, description = "The order, changed", body = app::dto::OrderDto),
-        (status = 404, description = "`not_found`: no such order", body = app::dto::ErrorBody),
-        (
-            status = 409,
-            description = "`version_conflict` (re-read the order) or `order_cancelled`",
-            body = app::dto::ErrorBody
-        ),
-        (
-            status = 422,
-            description = "`validation_failed` (`details` names each field) or `invalid_body`",
-            body = app::dto::ErrorBody
-        ),
+        NoSuchOrder,
+        OrderChangeRefused,
     )
 )]
 pub async fn cancel(

@@ -75,10 +75,7 @@ pub async fn messages(
     Path(topic): Path<String>,
     ApiQuery(query): ApiQuery<MessagesQuery>,
 ) -> Result<Json<TopicMessagesDto>, AppError> {
-    let bad = |message: String| AppError::BadRequest {
-        code: "invalid_query",
-        message,
-    };
+    let bad = AppError::invalid_query;
     let from_offset = query.from_offset.unwrap_or(0);
     if from_offset < 0 {
         return Err(bad("from_offset must not be negative".into()));
