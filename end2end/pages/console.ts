@@ -84,11 +84,23 @@ export class DashboardPage extends ConsolePage {
 export class RelayPage extends ConsolePage {
   readonly mode: Locator;
   readonly pending: Locator;
+  /** With a Kafka sink: the consumer groups' committed offset, end offset and lag per partition. */
+  readonly consumerLag: Locator;
 
   constructor(page: Page) {
     super(page);
     this.mode = page.getByTestId('relay-mode');
     this.pending = page.getByTestId('relay-pending');
+    this.consumerLag = page.getByTestId('consumer-lag');
+  }
+
+  /** The consumer lag table's row of `group` on `topic`'s `partition`. */
+  lagRow(group: string, topic: string, partition: number): Locator {
+    return this.consumerLag
+      .locator('tbody tr')
+      .filter({ has: this.page.locator('td:nth-child(1)', { hasText: new RegExp(`^${group}$`) }) })
+      .filter({ has: this.page.locator('td:nth-child(2)', { hasText: new RegExp(`^${topic.replace(/\./g, '\\.')}$`) }) })
+      .filter({ has: this.page.locator('td:nth-child(3)', { hasText: new RegExp(`^${partition}$`) }) });
   }
 
   async goto() {

@@ -1,23 +1,13 @@
 import { expect, test } from '@playwright/test';
-import { ADMIN_TOKEN, RelayPage, SignInPage, interactive } from '../pages/console';
+import { RelayPage, interactive } from '../pages/console';
 import { AuditPage } from '../pages/audit-page';
+import { failOnBrowserErrors, signIn } from '../pages/session';
 
-/** Browser console errors of the current test; each test ends by asserting there were none. */
-let consoleErrors: string[] = [];
+// Each test ends by asserting the browser console reported no errors.
+failOnBrowserErrors();
 
 test.beforeEach(async ({ page }) => {
-  consoleErrors = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(m.text());
-  });
-  page.on('pageerror', (e) => consoleErrors.push(e.message));
-  await page.goto('/console/sign-in?next=/console/relay');
-  await new SignInPage(page).signIn(ADMIN_TOKEN);
-  await expect(page).toHaveURL('/console/relay');
-});
-
-test.afterEach(async () => {
-  expect(consoleErrors, 'no errors in the browser console').toEqual([]);
+  await signIn(page, '/console/relay');
 });
 
 test('suspending and resuming the relay from the console shows in the audit log', async ({ page }) => {

@@ -1,32 +1,14 @@
-import { expect, test, type APIRequestContext, type Page } from '@playwright/test';
+import { expect, test, type APIRequestContext } from '@playwright/test';
 import { ADMIN_TOKEN, DashboardPage, DlqPage, RelayPage, SignInPage, interactive } from '../pages/console';
-
-const admin = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+import { admin, clearFault, failOnBrowserErrors, signIn } from '../pages/session';
 
 /** Browser console errors of the current test; each test ends by asserting there were none. */
-let consoleErrors: string[] = [];
-
-test.beforeEach(async ({ page }) => {
-  consoleErrors = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(m.text());
-  });
-  page.on('pageerror', (e) => consoleErrors.push(e.message));
-});
-
-test.afterEach(async ({ request }) => {
+const consoleErrors = failOnBrowserErrors(async (request) => {
   // Leave the relay as the other tests expect it: streaming, no fault, running.
-  await request.post('/api/admin/faults', { headers: admin, data: { mode: 'none' } });
+  await clearFault(request);
   await request.post('/api/admin/relay/mode', { headers: admin, data: { mode: 'streaming' } });
   await request.post('/api/admin/relay/resume', { headers: admin });
-  expect(consoleErrors, 'no errors in the browser console').toEqual([]);
 });
-
-async function signIn(page: Page, next = '/console') {
-  await page.goto(`/console/sign-in?next=${next}`);
-  await new SignInPage(page).signIn(ADMIN_TOKEN);
-  await expect(page).toHaveURL(next);
-}
 
 async function createOrder(request: APIRequestContext, sku = 'E2E-CONSOLE'): Promise<string> {
   const response = await request.post('/api/orders', {
@@ -96,7 +78,7 @@ test('the dashboard says when the live feed is down and goes live again by itsel
   await expect(dashboard.feed).toHaveText('Live', { timeout: 15_000 });
   expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(7);
   // The refused connections are the only errors the browser may report here.
-  consoleErrors = consoleErrors.filter((e) => !e.includes('net::ERR_CONNECTION_REFUSED'));
+  consoleErrors.ignore((e) => e.includes('net::ERR_CONNECTION_REFUSED'));
 });
 
 test('fault down opens the breaker while pending grows; none closes it and drains the backlog', async ({ page, request }) => {

@@ -1,34 +1,17 @@
 import { mkdirSync } from 'node:fs';
 import { expect, test, type APIRequestContext, type Page } from '@playwright/test';
-import { ADMIN_TOKEN, DlqPage, SignInPage } from '../pages/console';
+import { DlqPage } from '../pages/console';
+import { admin, clearFault, failOnBrowserErrors, signIn as signInAt } from '../pages/session';
 
 // The DLQ page's failure groups (replayed as a whole after a confirmation, with progress) and
 // edit-and-replay. Dead letters come from fault injection (poisoned OrderCreated events).
 
-const admin = { Authorization: `Bearer ${ADMIN_TOKEN}` };
 /** Screenshots land here, outside test-results (which every run empties). */
 const SCREENS = '../target/screens';
 
-let consoleErrors: string[] = [];
+const consoleErrors = failOnBrowserErrors(clearFault);
 
-test.beforeEach(async ({ page }) => {
-  consoleErrors = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(m.text());
-  });
-  page.on('pageerror', (e) => consoleErrors.push(e.message));
-});
-
-test.afterEach(async ({ request }) => {
-  await request.post('/api/admin/faults', { headers: admin, data: { mode: 'none' } });
-  expect(consoleErrors, 'no errors in the browser console').toEqual([]);
-});
-
-async function signIn(page: Page) {
-  await page.goto('/console/sign-in?next=/console/dlq');
-  await new SignInPage(page).signIn(ADMIN_TOKEN);
-  await expect(page).toHaveURL('/console/dlq');
-}
+const signIn = (page: Page) => signInAt(page, '/console/dlq');
 
 async function setFault(request: APIRequestContext, data: object) {
   const response = await request.post('/api/admin/faults', { headers: admin, data });
@@ -144,8 +127,8 @@ test('a dead letter is edited in the console, then replayed with the edited payl
   await expect(dlq.record.getByTestId('edited-payload')).toHaveCount(0);
   // The browser logs that refused request; it is the one error this test expects.
   const refused = (e: string) => e.includes('status of 422');
-  await expect.poll(() => consoleErrors.some(refused)).toBe(true);
-  consoleErrors = consoleErrors.filter((e) => !refused(e));
+  await expect.poll(() => consoleErrors.list.some(refused)).toBe(true);
+  consoleErrors.ignore(refused);
 
   await dlq.record.getByRole('button', { name: 'Edit payload' }).click();
   await editor.fill(JSON.stringify({ ...original, note: 'fixed by e2e' }, null, 2));

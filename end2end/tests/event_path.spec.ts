@@ -1,25 +1,11 @@
 import { expect, test, type APIRequestContext, type Locator, type Page } from '@playwright/test';
-import { ADMIN_TOKEN, SignInPage, interactive } from '../pages/console';
+import { interactive } from '../pages/console';
 import { OrderPage } from '../pages/order-page';
 import { OrdersPage } from '../pages/orders-page';
+import { admin, clearFault, failOnBrowserErrors, signIn } from '../pages/session';
 
-const admin = { Authorization: `Bearer ${ADMIN_TOKEN}` };
-
-/** Browser console errors of the current test; each test ends by asserting there were none. */
-let consoleErrors: string[] = [];
-
-test.beforeEach(async ({ page }) => {
-  consoleErrors = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(m.text());
-  });
-  page.on('pageerror', (e) => consoleErrors.push(e.message));
-});
-
-test.afterEach(async ({ request }) => {
-  await request.post('/api/admin/faults', { headers: admin, data: { mode: 'none' } });
-  expect(consoleErrors, 'no errors in the browser console').toEqual([]);
-});
+// Each test ends by asserting the browser console reported no errors.
+failOnBrowserErrors(clearFault);
 
 /** An order whose cancellation the sink refuses for good; returns its id and the record's id. */
 async function orderWithDeadLetter(request: APIRequestContext): Promise<{ order: string; record: number }> {
@@ -44,12 +30,6 @@ async function orderWithDeadLetter(request: APIRequestContext): Promise<{ order:
     })
     .toBeGreaterThan(0);
   return { order, record };
-}
-
-async function signIn(page: Page) {
-  await page.goto('/console/sign-in?next=/console');
-  await new SignInPage(page).signIn(ADMIN_TOKEN);
-  await expect(page).toHaveURL('/console');
 }
 
 /** The box of `locator`, which must be shown. */

@@ -107,7 +107,7 @@ pub fn AuditPage() -> impl IntoView {
                     let newest = (!current().before.is_empty()).then(|| current().url("/console/audit", &[]));
                     view! {
                         <div class="table-wrap">
-                            <table class="audit-table">
+                            <table class="audit-table card-rows">
                                 <thead>
                                     <tr>
                                         <th scope="col">"When"</th>

@@ -459,7 +459,7 @@ fn GroupsCard(
                 Some(Ok(g)) if g.groups.is_empty() => view! { <p class="muted" data-testid="groups-empty">"No pending dead letters."</p> }.into_any(),
                 Some(Ok(g)) => view! {
                     <div class="table-wrap">
-                        <table class="groups-table">
+                        <table class="groups-table card-rows">
                             <thead>
                                 <tr>
                                     <th scope="col" class="num">"Count"</th>

@@ -265,11 +265,16 @@ fn KafkaOffsets() -> impl IntoView {
             Some(Err(e)) => view! { <p class="alert alert-error" role="alert">{e}</p> }.into_any(),
             Some(Ok(list)) => view! {
                 <div class="table-wrap">
-                    <table data-testid="kafka-offsets">
+                    <table data-testid="kafka-offsets" class="card-rows">
                         <thead><tr><th scope="col">"Topic"</th><th scope="col" class="num">"Partition"</th><th scope="col" class="num">"Oldest offset"</th><th scope="col" class="num">"Next offset"</th></tr></thead>
                         <tbody>
                             {list.into_iter().map(|p| view! {
-                                <tr><td class="mono">{p.topic}</td><td class="num">{p.partition}</td><td class="num">{p.low}</td><td class="num">{p.high}</td></tr>
+                                <tr>
+                                    <td data-label="Topic" class="mono">{p.topic}</td>
+                                    <td data-label="Partition" class="num">{p.partition}</td>
+                                    <td data-label="Oldest offset" class="num">{p.low}</td>
+                                    <td data-label="Next offset" class="num">{p.high}</td>
+                                </tr>
                             }).collect_view()}
                         </tbody>
                     </table>
@@ -299,17 +304,17 @@ fn ConsumerLag(groups: RwSignal<Option<Result<ConsumerGroupsDto, String>>>) -> i
                     <p class="muted">"The cluster has more consumer groups than are checked (50): name yours in KAFKA_LAG_GROUPS."</p>
                 })}
                 <div class="table-wrap">
-                    <table data-testid="consumer-lag">
+                    <table data-testid="consumer-lag" class="card-rows">
                         <thead><tr><th scope="col">"Group"</th><th scope="col">"Topic"</th><th scope="col" class="num">"Partition"</th><th scope="col" class="num">"Committed offset"</th><th scope="col" class="num">"End offset"</th><th scope="col" class="num">"Lag"</th></tr></thead>
                         <tbody>
                             {g.partitions.into_iter().map(|p| view! {
                                 <tr>
-                                    <td class="mono">{p.group}</td>
-                                    <td class="mono">{p.topic}</td>
-                                    <td class="num">{p.partition}</td>
-                                    <td class="num">{p.committed.map_or_else(|| "–".to_string(), |c| c.to_string())}</td>
-                                    <td class="num">{p.end}</td>
-                                    <td class="num">{p.lag}</td>
+                                    <td data-label="Group" class="mono">{p.group}</td>
+                                    <td data-label="Topic" class="mono">{p.topic}</td>
+                                    <td data-label="Partition" class="num">{p.partition}</td>
+                                    <td data-label="Committed offset" class="num">{p.committed.map_or_else(|| "–".to_string(), |c| c.to_string())}</td>
+                                    <td data-label="End offset" class="num">{p.end}</td>
+                                    <td data-label="Lag" class="num">{p.lag}</td>
                                 </tr>
                             }).collect_view()}
                         </tbody>
