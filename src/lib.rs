@@ -12,19 +12,23 @@
 //!
 //! 1. [`domain`]: the order aggregate, value types (parse, don't validate), events as
 //!    committed (`StoredEvent`) and where they were delivered, the one timestamp text format
-//!    (`domain/timestamp.rs`), and configuration secrets that never show in `Debug` output
-//!    (`domain/secret.rs`). Pure.
-//! 2. [`publish`]: the publisher seam (`Publisher`, `Message`, topic routing, transient vs
-//!    permanent `PublishError`), the embedded topic log's seam and sink (`publish/local.rs`),
+//!    (`domain/timestamp.rs`), the W3C trace context an event keeps (`domain/trace.rs`), and
+//!    configuration secrets that never show in `Debug` output (`domain/secret.rs`). Pure.
+//! 2. [`publish`]: the publisher seam (`Publisher`, `Message`, transient vs permanent
+//!    `PublishError`), how an event becomes a message — topic routing and the outbox or
+//!    CloudEvents layout (`publish/encoding.rs`) — the embedded topic log's seam and sink
+//!    (`publish/local.rs`),
 //!    the Kafka sink (`publish/kafka.rs`) and the fault-injecting wrapper (`publish/faults.rs`).
 //! 3. [`store`]: the store's role traits and their SQLite (`store/sqlite/`) and ScyllaDB
-//!    (`store/scylla/`) implementations; dead letter records (`store/dead_letters.rs`).
+//!    (`store/scylla/`) implementations; dead letter records and their failure groups
+//!    (`store/dead_letters.rs`) and the operators' audit log (`store/audit.rs`).
 //! 4. [`resilience`]: retry delays with backoff and jitter (`resilience/retry.rs`), the
 //!    circuit breaker (`resilience/breaker.rs`), and the failure policy every publisher path
 //!    applies (`resilience/policy.rs`). The decisions are pure; `Resilience::publish_one`
 //!    is the one place that calls the sink.
 //! 5. [`telemetry`]: logs (`telemetry/logs.rs`), Prometheus metrics (`telemetry/metrics.rs`),
-//!    the live feed's hub (`telemetry/live.rs`), and `Telemetry`, what publishers report to.
+//!    OTLP span export (`telemetry/spans.rs`), the live feed's hub (`telemetry/live.rs`), and
+//!    `Telemetry`, what publishers report to.
 //! 6. [`relay`]: the relay step function with its send-ahead pipeline (`relay/mod.rs`), its
 //!    supervised runner with the polling and streaming modes and operator suspension
 //!    (`relay/runner.rs`), the operator's suspension (`relay/suspension.rs`), what it is doing
@@ -43,9 +47,11 @@
 //!     (`http/throttle.rs`), the console's sign-in and page guard (`http/console.rs`), health
 //!     probes (`http/health.rs`), security headers (`http/headers.rs`), `/metrics`
 //!     (`http/metrics.rs`), the SSE live feed
-//!     (`http/live.rs`), request ids (`http/request_id.rs`), the layer every answer passes
-//!     through (`http/edge.rs`: request id, span, security headers, metrics), the request
-//!     limits (`http/bounded.rs`), `AppError`, extractors, and the Leptos page routes.
+//!     (`http/live.rs`), request ids (`http/request_id.rs`), the request's trace context
+//!     (`http/trace.rs`), the layer every answer passes through (`http/edge.rs`: request id,
+//!     trace, span, security headers, metrics), the request limits (`http/bounded.rs`), the
+//!     audit of operator actions (`http/audit.rs`), the OpenAPI document
+//!     (`http/openapi.rs`), `AppError`, extractors, and the Leptos page routes.
 //! 12. [`startup`]: `Application::build` (open the stores, build the sink, the relay's parts,
 //!     the background tasks, the admin secret) and `run_until_stopped` (graceful shutdown with
 //!     cancellation tokens and a task tracker), used by `main` and the tests.
