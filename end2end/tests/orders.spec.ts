@@ -135,6 +135,20 @@ test('a busy order shows its newest events and links to the older ones', async (
   await expect(detail.entries().first()).toContainText('v25');
 });
 
+test('each event shows the W3C trace id of the request that caused it', async ({ page, request }) => {
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const created = await request.post('/api/orders', {
+    headers: { traceparent },
+    data: { customer_id: '0193a5e0-7d1c-7b3a-9c4e-2f5d6a7b8c9d', items: [{ sku: 'E2E-TRACE', quantity: 1, unit_price_cents: 100 }] },
+  });
+  expect(created.status()).toBe(201);
+  const id: string = (await created.json()).id;
+  await page.goto(`/orders/${id}`);
+  const order = new OrderPage(page);
+  await expect(order.entries()).toHaveCount(1);
+  await expect(order.entries().first().getByTestId('trace-id')).toHaveText('4bf92f3577b34da6a3ce929d0e0e4736');
+});
+
 test('an unknown order shows a not-found page with status 404', async ({ page }) => {
   const response = await page.goto('/orders/01a21b60-3c0e-7485-95f2-000000000000');
   expect(response?.status()).toBe(404);

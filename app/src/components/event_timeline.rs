@@ -25,6 +25,9 @@ pub fn EventTimeline(events: Vec<EventDto>) -> impl IntoView {
                                 <dt>"Event id"</dt><dd class="mono">{e.event_id}</dd>
                                 <dt>"Commit position"</dt><dd class="mono">{e.position}</dd>
                                 <dt>"Schema"</dt><dd>{e.schema_version}</dd>
+                                {e.trace_id.map(|t| view! {
+                                    <dt>"Trace id"</dt><dd class="mono" data-testid="trace-id">{t}</dd>
+                                })}
                             </dl>
                             <details>
                                 <summary>"Payload"</summary>
