@@ -127,6 +127,10 @@ pub struct KafkaPublisher {
     /// The last look at the consumer groups and when it was taken; the lock is held while
     /// the broker is asked, so callers at the same moment share one answer.
     groups_seen: tokio::sync::Mutex<Option<(tokio::time::Instant, ConsumerGroups)>>,
+    /// One client per consumer group looked at, in the group's name, kept from one look to
+    /// the next: a new librdkafka client per group and look (its threads and connections)
+    /// cost more than the offsets it asks for. Groups no longer looked at are dropped.
+    group_clients: Arc<Mutex<HashMap<String, BaseConsumer>>>,
 }
 
 /// Why the sink could not be set up (the client configuration was refused).
@@ -157,6 +161,7 @@ impl KafkaPublisher {
             brokers: settings.brokers.clone(),
             lag_groups: Vec::new(),
             groups_seen: tokio::sync::Mutex::new(None),
+            group_clients: Arc::default(),
         })
     }
 
@@ -304,8 +309,12 @@ impl Publisher for KafkaPublisher {
         }
         let (client, topics) = (self.producer.clone(), self.topics.clone());
         let (brokers, allowed) = (self.brokers.clone(), self.lag_groups.clone());
+        let group_clients = Arc::clone(&self.group_clients);
         let asked = tokio::task::spawn_blocking(move || {
-            read_groups(client.client(), &brokers, &topics, &allowed)
+            let mut clients = group_clients
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            read_groups(client.client(), &mut clients, &brokers, &topics, &allowed)
         })
         .await
         .unwrap_or(Err(KafkaError::Canceled))
@@ -393,6 +402,7 @@ fn partition_offsets<C: ClientContext>(
 /// groups of the cluster by name.
 fn read_groups<C: ClientContext>(
     client: &Client<C>,
+    clients: &mut HashMap<String, BaseConsumer>,
     brokers: &str,
     topics: &[String],
     allowed: &[String],
@@ -415,9 +425,16 @@ fn read_groups<C: ClientContext>(
         (allowed.to_vec(), false)
     };
     let ends = partition_offsets(client, topics)?;
+    clients.retain(|group, _| candidates.contains(group));
     let mut partitions = Vec::new();
     for group in candidates {
-        let committed = committed_offsets(brokers, &group, &ends)?;
+        let consumer = match clients.entry(group.clone()) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) => {
+                new.insert(group_client(brokers, &group)?)
+            }
+        };
+        let committed = committed_offsets(consumer, &ends)?;
         if committed.iter().all(Option::is_none) {
             continue;
         }
@@ -440,18 +457,21 @@ fn read_groups<C: ClientContext>(
     })
 }
 
-/// What `group` has committed on each of `partitions`, in their order (`None`: nothing),
-/// asked by a client in the group's name that never joins it (blocking).
-fn committed_offsets(
-    brokers: &str,
-    group: &str,
-    partitions: &[PartitionOffsets],
-) -> Result<Vec<Option<i64>>, KafkaError> {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A client in `group`'s name that never joins it: it only asks what the group committed.
+fn group_client(brokers: &str, group: &str) -> Result<BaseConsumer, KafkaError> {
+    ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .create()?;
+        .create()
+}
+
+/// What `consumer`'s group has committed on each of `partitions`, in their order (`None`:
+/// nothing) (blocking).
+fn committed_offsets(
+    consumer: &BaseConsumer,
+    partitions: &[PartitionOffsets],
+) -> Result<Vec<Option<i64>>, KafkaError> {
     let mut asked = TopicPartitionList::new();
     for p in partitions {
         asked.add_partition(&p.topic, p.partition);
