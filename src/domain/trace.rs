@@ -22,28 +22,26 @@ impl TraceContext {
     /// no valid caller context, a new trace. (An invalid `traceparent` drops the caller's
     /// `tracestate` with it: the W3C rule, as state means nothing without its parent.)
     pub fn continue_or_start(caller: Option<&TraceContext>) -> Self {
-        let span_id = fastrand::u64(1..);
+        Self::for_span(caller, fastrand::u64(1..), fastrand::u128(1..))
+    }
+
+    /// The context of this server's span `span_id`, the parent its work names: in `caller`'s
+    /// trace (same flags and state), or, without a caller, first of the new trace `new_trace`
+    /// (sampled). A span exporter passes the ids its own span got.
+    pub fn for_span(caller: Option<&TraceContext>, span_id: u64, new_trace: u128) -> Self {
         match caller {
-            Some(caller) => caller.child(span_id),
-            None => Self::root(fastrand::u128(1..), span_id),
-        }
-    }
-
-    /// The same trace, flags and state, with `span_id` (a span of this server) as the parent.
-    pub fn child(&self, span_id: u64) -> Self {
-        let mut text = self.traceparent.clone().into_bytes();
-        write_hex(&mut text[36..52], u128::from(span_id));
-        Self {
-            traceparent: ascii(text),
-            state: self.state.clone(),
-        }
-    }
-
-    /// A new sampled trace whose first span is `span_id`.
-    pub fn root(trace_id: u128, span_id: u64) -> Self {
-        Self {
-            traceparent: format(trace_id, span_id, SAMPLED),
-            state: None,
+            Some(caller) => {
+                let mut text = caller.traceparent.clone().into_bytes();
+                write_hex(&mut text[36..52], u128::from(span_id));
+                Self {
+                    traceparent: ascii(text),
+                    state: caller.state.clone(),
+                }
+            }
+            None => Self {
+                traceparent: format(new_trace, span_id, SAMPLED),
+                state: None,
+            },
         }
     }
 
@@ -254,13 +252,15 @@ mod tests {
 
     #[test]
     fn ids_are_written_as_fixed_width_lowercase_hex_and_read_back() {
-        let root = TraceContext::root(0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7);
+        let root =
+            TraceContext::for_span(None, 0x00f067aa0ba902b7, 0x4bf92f3577b34da6a3ce929d0e0e4736);
         assert_eq!(root.traceparent(), PARENT);
         assert_eq!(
             root.ids(),
             (0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, 1)
         );
-        let small = TraceContext::root(1, 2).child(0xab);
+        let first = TraceContext::for_span(None, 2, 1);
+        let small = TraceContext::for_span(Some(&first), 0xab, 7);
         assert_eq!(
             small.traceparent(),
             "00-00000000000000000000000000000001-00000000000000ab-01"

@@ -127,7 +127,7 @@ impl Replayer {
             .resilience
             .publish_one(self.publisher.as_ref(), &message)
             .await;
-        (self.telemetry.spans).publish(&letter.failure.event, started.elapsed(), &result);
+        (self.telemetry.spans).publish(event, started.elapsed(), &result);
         let later = self.resilience.sent.took_later_than(ticket);
         let attempt = match &result {
             Ok(_) => Attempt::Acknowledged,

@@ -139,10 +139,7 @@ impl Spans {
             u128::from_be_bytes(context.trace_id().to_bytes()),
             u64::from_be_bytes(context.span_id().to_bytes()),
         );
-        let trace = match &caller {
-            Some(caller) => caller.child(span_id),
-            None => TraceContext::root(trace_id, span_id),
-        };
+        let trace = TraceContext::for_span(caller.as_ref(), span_id, trace_id);
         (trace, Some(RequestSpan(span)))
     }
 
