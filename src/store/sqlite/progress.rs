@@ -1,11 +1,18 @@
 //! The relay's reads and writes: events after a position, checkpoints, delivery records.
 
-use super::rows::{EVENT_COLUMNS, bad_column, parse_time, read_event};
+use super::rows::{bad_column, event_columns, first_rows, parse_time, read_event};
 use crate::domain::timestamp;
 use crate::domain::{DeliveryRecord, StoredEvent};
 use crate::store::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
+
+/// The events after a position, in commit order: read through [`first_rows`].
+pub(super) const EVENTS_AFTER: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM outbox WHERE position > ?1 ORDER BY position"
+);
 
 /// Up to `limit` events with a position above `after`, in commit order.
 pub fn events_after(
@@ -13,12 +20,13 @@ pub fn events_after(
     after: u64,
     limit: u32,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM outbox WHERE position > ?1 ORDER BY position LIMIT ?2"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![after, limit], read_event)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    first_rows(
+        conn,
+        EVENTS_AFTER,
+        params![after],
+        limit as usize,
+        read_event,
+    )
 }
 
 /// The saved checkpoint of `relay` (0 when it never published).

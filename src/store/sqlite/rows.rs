@@ -8,7 +8,7 @@ use crate::domain::{
 use crate::domain::{StoredEvent, TraceContext};
 use crate::store::{EventPage, IdempotencyKey, OrderCursor, OrderPage, StoreError};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Params, Row, params};
 use uuid::Uuid;
 
 impl From<rusqlite::Error> for StoreError {
@@ -24,13 +24,45 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-const ORDER_COLUMNS: &str =
-    "seq, id, customer_id, status, version, items, cancel_reason, created_at, updated_at";
-/// The columns [`read_event`] reads, in its order.
-pub(super) const EVENT_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, \
-     aggregate_version, event_type, payload, occurred_at, schema_version, traceparent, tracestate";
-/// How many columns [`EVENT_COLUMNS`] has: a row's own columns follow them.
+/// The columns [`OrderRow::read`] reads, in its order. A macro, so that the statements are
+/// joined by `concat!` when compiled rather than formatted on every call.
+macro_rules! order_columns {
+    () => {
+        "seq, id, customer_id, status, version, items, cancel_reason, created_at, updated_at"
+    };
+}
+/// The columns [`read_event`] reads, in its order (a macro for the same reason).
+macro_rules! event_columns {
+    () => {
+        "position, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, \
+         payload, occurred_at, schema_version, traceparent, tracestate"
+    };
+}
+pub(super) use event_columns;
+/// How many columns `event_columns!()` has: a row's own columns follow them.
 pub(super) const EVENT_COLUMN_COUNT: usize = 11;
+
+/// The first `limit` rows of the cached statement `sql`, in its order, read by `read`.
+///
+/// The limit is applied here rather than as a bound `LIMIT ?`: the bundled SQLite (built with
+/// STAT4) lets a bound LIMIT steer the query plan, so it compiles such a statement again every
+/// time it is run — about 100,000 instructions for the relay's read, more than the rows it
+/// returns (callgrind, issue 19). Only for statements whose ORDER BY comes from the index
+/// their WHERE walks, so that no sort precedes the first row and reading stops after `limit`
+/// rows (`tests::paging_reads_walk_an_index_without_sorting` checks their plans).
+pub(super) fn first_rows<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    limit: usize,
+    read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_map(params, read)?
+        .take(limit)
+        .collect::<Result<_, _>>()?)
+}
 
 pub(super) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {detail}"))
@@ -101,7 +133,7 @@ pub(super) fn bad_column(column: usize, detail: impl std::fmt::Display) -> rusql
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, detail)
 }
 
-/// An event from a row of [`EVENT_COLUMNS`]. The text columns are decoded where they lie in
+/// An event from a row of `event_columns!()`. The text columns are decoded where they lie in
 /// the row, without copying them first: the relay reads every event this way.
 pub(super) fn read_event(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     let text = |i: usize| -> rusqlite::Result<&str> {
@@ -148,13 +180,24 @@ pub(super) fn read_event(r: &Row<'_>) -> rusqlite::Result<StoredEvent> {
 
 /// Loads one order.
 pub fn load_order(conn: &Connection, id: OrderId) -> Result<Option<Order>, StoreError> {
-    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1");
-    conn.prepare_cached(&sql)?
-        .query_row(params![id.to_string()], OrderRow::read)
-        .optional()?
-        .map(OrderRow::decode)
-        .transpose()
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders WHERE id = ?1"
+    ))?
+    .query_row(params![id.to_string()], OrderRow::read)
+    .optional()?
+    .map(OrderRow::decode)
+    .transpose()
 }
+
+/// An order's events below a version, newest first: read through [`first_rows`].
+pub(super) const ORDER_EVENTS: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM outbox WHERE aggregate_id = ?1 AND aggregate_version < ?2 \
+     ORDER BY aggregate_version DESC"
+);
 
 /// Loads the events of one order that `page` asks for (through the index on aggregate id and
 /// version: no more rows than the page), newest first.
@@ -163,15 +206,22 @@ pub fn load_events(
     id: OrderId,
     page: EventPage,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM outbox WHERE aggregate_id = ?1 AND aggregate_version < ?2 \
-         ORDER BY aggregate_version DESC LIMIT ?3"
-    );
     let before = page.before.map_or(i64::MAX, i64::from);
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![id.to_string(), before, page.limit], read_event)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    first_rows(
+        conn,
+        ORDER_EVENTS,
+        params![id.to_string(), before],
+        page.limit as usize,
+        read_event,
+    )
 }
+
+/// Orders below a sequence number, newest first: read through [`first_rows`].
+pub(super) const ORDER_PAGE: &str = concat!(
+    "SELECT ",
+    order_columns!(),
+    " FROM orders WHERE seq < ?1 ORDER BY seq DESC"
+);
 
 /// One page of orders, newest first.
 pub fn load_page(
@@ -179,13 +229,14 @@ pub fn load_page(
     limit: u32,
     before: Option<OrderCursor>,
 ) -> Result<OrderPage, StoreError> {
-    let sql =
-        format!("SELECT {ORDER_COLUMNS} FROM orders WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2");
     let before = before.map_or(i64::MAX, |c| c.0.min(i64::MAX as u64) as i64);
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<OrderRow> = stmt
-        .query_map(params![before, i64::from(limit) + 1], OrderRow::read)?
-        .collect::<Result<_, _>>()?;
+    let mut rows = first_rows(
+        conn,
+        ORDER_PAGE,
+        params![before],
+        limit as usize + 1,
+        OrderRow::read,
+    )?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next = more.then(|| OrderCursor(rows.last().map_or(0, |r| r.seq)));
@@ -321,4 +372,71 @@ pub fn touch_probe(conn: &Connection) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE store_probe SET checked_at = ?1 WHERE id = 1")?
         .execute(params![timestamp(&Utc::now())])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{progress, schema, topic_log};
+    use super::*;
+    use rusqlite::StatementStatus;
+
+    fn migrated() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    /// The statements read through [`first_rows`] carry no LIMIT, so each must start at the
+    /// page's first row: an index walk in the ORDER BY's order, never a sort of every match.
+    #[test]
+    fn paging_reads_walk_an_index_without_sorting() {
+        let conn = migrated();
+        for sql in [
+            progress::EVENTS_AFTER,
+            topic_log::READ,
+            ORDER_EVENTS,
+            ORDER_PAGE,
+        ] {
+            let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let unbound = std::iter::repeat_n(rusqlite::types::Null, explain.parameter_count());
+            let plan: Vec<String> = explain
+                .query_map(rusqlite::params_from_iter(unbound), |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|step| step.contains(" USING ")),
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                plan.iter().all(|step| !step.contains("TEMP B-TREE")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
+
+    /// The relay's read is compiled once per connection, whatever batch size it asks for
+    /// (a bound `LIMIT ?` made SQLite compile it again on every call).
+    #[test]
+    fn the_relays_read_is_compiled_once() {
+        let conn = migrated();
+        for (after, limit) in [(0, 500), (3, 20), (3, 500), (9, 1)] {
+            progress::events_after(&conn, after, limit).unwrap();
+        }
+        let stmt = conn.prepare_cached(progress::EVENTS_AFTER).unwrap();
+        assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+    }
+
+    /// Reading stops at the limit, and a short table gives what it has.
+    #[test]
+    fn first_rows_reads_at_most_the_limit() {
+        let conn = migrated();
+        conn.execute_batch("CREATE TABLE n (v INTEGER); INSERT INTO n VALUES (1), (2), (3);")
+            .unwrap();
+        let sql = "SELECT v FROM n ORDER BY v";
+        let read = |r: &Row<'_>| r.get::<_, i64>(0);
+        assert_eq!(first_rows(&conn, sql, [], 2, read).unwrap(), [1, 2]);
+        assert_eq!(first_rows(&conn, sql, [], 10, read).unwrap(), [1, 2, 3]);
+        assert!(first_rows(&conn, sql, [], 0, read).unwrap().is_empty());
+    }
 }

@@ -1,6 +1,6 @@
 //! The embedded topic log's SQL: append-only per-topic logs with offsets from 0.
 
-use super::rows::{corrupt, parse_time};
+use super::rows::{corrupt, first_rows, parse_time};
 use crate::domain::timestamp;
 use crate::publish::local::{LoggedMessage, TopicSummary};
 use crate::publish::{Delivery, Message};
@@ -132,6 +132,10 @@ pub fn prune(
     Ok(total)
 }
 
+/// A topic's messages from an offset on: read through [`first_rows`].
+pub(super) const READ: &str = "SELECT log_offset, message_key, value, headers, appended_at \
+     FROM topic_messages WHERE topic = ?1 AND log_offset >= ?2 ORDER BY log_offset";
+
 /// Up to `limit` messages of `topic` from `from_offset` on.
 pub fn read(
     conn: &Connection,
@@ -139,28 +143,31 @@ pub fn read(
     from_offset: i64,
     limit: u32,
 ) -> Result<Vec<LoggedMessage>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT log_offset, message_key, value, headers, appended_at FROM topic_messages \
-         WHERE topic = ?1 AND log_offset >= ?2 ORDER BY log_offset LIMIT ?3",
+    let rows = first_rows(
+        conn,
+        READ,
+        params![topic, from_offset],
+        limit as usize,
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        },
     )?;
-    let rows = stmt.query_map(params![topic, from_offset, limit], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (offset, key, value, headers, at) = row?;
-        Ok(LoggedMessage {
-            offset,
-            key,
-            value: serde_json::from_str(&value).map_err(|e| corrupt("message value", e))?,
-            headers: serde_json::from_str(&headers).map_err(|e| corrupt("message headers", e))?,
-            appended_at: parse_time(&at)?,
+    rows.into_iter()
+        .map(|(offset, key, value, headers, at)| {
+            Ok(LoggedMessage {
+                offset,
+                key,
+                value: serde_json::from_str(&value).map_err(|e| corrupt("message value", e))?,
+                headers: serde_json::from_str(&headers)
+                    .map_err(|e| corrupt("message headers", e))?,
+                appended_at: parse_time(&at)?,
+            })
         })
-    })
-    .collect()
+        .collect()
 }
