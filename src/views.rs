@@ -101,6 +101,56 @@ pub fn order(o: &Order) -> OrderDto {
     }
 }
 
+/// The JSON of [`order`]`(o)`, byte for byte what serde_json writes for that DTO
+/// (`tests::order_json_is_the_dtos_json`), written straight into one buffer. It answers every
+/// order change, the API's hottest response: building the DTO and serialising it (serde_json
+/// escapes every key and every value byte by byte) took ~7,000 instructions per create,
+/// this ~1,500 (callgrind, issue 19). Ids and timestamps are written as they are (hex digits,
+/// `-`, `:`, `.`, `T`, `Z`), the SKUs and the cancel reason through serde_json's escaping.
+pub fn order_json(o: &Order) -> Vec<u8> {
+    fn text(out: &mut Vec<u8>, value: &str) {
+        serde_json::to_writer(&mut *out, value).expect("writing to a Vec cannot fail");
+    }
+    fn number(out: &mut Vec<u8>, value: u64) {
+        serde_json::to_writer(&mut *out, &value).expect("writing to a Vec cannot fail");
+    }
+    let mut out = Vec::with_capacity(256 + 80 * o.items.as_slice().len());
+    let mut uuid = uuid::Uuid::encode_buffer();
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(o.id.0.hyphenated().encode_lower(&mut uuid).as_bytes());
+    out.extend_from_slice(b"\",\"customer_id\":\"");
+    let customer = o.customer_id.as_uuid();
+    out.extend_from_slice(customer.hyphenated().encode_lower(&mut uuid).as_bytes());
+    out.extend_from_slice(match o.status {
+        OrderStatus::Created => b"\",\"status\":\"created\",\"version\":".as_slice(),
+        OrderStatus::Cancelled => b"\",\"status\":\"cancelled\",\"version\":",
+    });
+    number(&mut out, u64::from(o.version));
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in o.items.as_slice().iter().enumerate() {
+        out.extend_from_slice(if i == 0 { b"{\"sku\":" } else { b",{\"sku\":" });
+        text(&mut out, item.sku.as_str());
+        out.extend_from_slice(b",\"quantity\":");
+        number(&mut out, u64::from(item.quantity.get()));
+        out.extend_from_slice(b",\"unit_price_cents\":");
+        number(&mut out, item.unit_price_cents.get());
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"total_cents\":");
+    number(&mut out, o.total_cents());
+    out.extend_from_slice(b",\"cancel_reason\":");
+    match &o.cancel_reason {
+        Some(reason) => text(&mut out, reason.as_str()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"created_at\":\"");
+    out.extend_from_slice(time(&o.created_at).as_bytes());
+    out.extend_from_slice(b"\",\"updated_at\":\"");
+    out.extend_from_slice(time(&o.updated_at).as_bytes());
+    out.extend_from_slice(b"\"}");
+    out
+}
+
 /// Loads an order with one page of its events (newest first) and their delivery state, as the
 /// API and the pages show it.
 pub async fn order_detail(
@@ -297,5 +347,53 @@ pub fn dead_letter_counts(c: &DeadLetterCounts) -> DeadLetterCountsDto {
         pending: c.pending,
         replayed: c.replayed,
         discarded: c.discarded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CancelReason, NewOrder, RawItem};
+
+    fn item(sku: &str, quantity: i64, unit_price_cents: i64) -> RawItem {
+        RawItem {
+            sku: sku.into(),
+            quantity,
+            unit_price_cents,
+        }
+    }
+
+    /// The direct writer and serde agree byte for byte: with one item and with several, with
+    /// the biggest numbers, before and after a cancel whose reason needs escaping.
+    #[test]
+    fn order_json_is_the_dtos_json() {
+        let customer = "0b7c7b9e-3f1a-4c55-9d8e-2a1f6c3d4e5f";
+        let now = chrono::Utc::now();
+        let one = NewOrder::parse(customer, &[item("A-1", 1, 0)]).unwrap();
+        let many = NewOrder::parse(
+            customer,
+            &[
+                item("SKU-9", 1000, 100_000_000),
+                item("B", 3, 999),
+                item("ZZ-0", 7, 1),
+            ],
+        )
+        .unwrap();
+        let mut orders = Vec::new();
+        for new in [one, many] {
+            let (created, _) = Order::create(OrderId::generate(), new, now);
+            let reason = CancelReason::parse("\"quoted\" \\ é 😀 </script>").unwrap();
+            let later = now + chrono::Duration::microseconds(1_234_567);
+            let (cancelled, _) = created.cancel(reason, created.version, later).unwrap();
+            orders.extend([created, cancelled]);
+        }
+        for o in &orders {
+            let written = order_json(o);
+            let serde = serde_json::to_vec(&order(o)).unwrap();
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
+        }
     }
 }

@@ -23,14 +23,17 @@ fn is_json(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    // Compared without a lower-cased copy: this runs for every JSON request.
+    let essence = value.split(';').next().unwrap_or("").trim().as_bytes();
+    let ends_with = |suffix: &[u8]| {
+        essence.len() >= suffix.len()
+            && essence[essence.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    };
+    let starts_with = |prefix: &[u8]| {
+        essence.len() >= prefix.len() && essence[..prefix.len()].eq_ignore_ascii_case(prefix)
+    };
+    essence.eq_ignore_ascii_case(b"application/json")
+        || (starts_with(b"application/") && ends_with(b"+json"))
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -196,6 +199,11 @@ mod tests {
             ("application/merge-patch+json", true),
             ("text/plain", false),
             ("application/x-www-form-urlencoded", false),
+            ("APPLICATION/VND.API+JSON ; x=1", true),
+            ("application/jsonp", false),
+            ("text/plain+json", false),
+            ("+json", false),
+            ("", false),
         ] {
             h.insert(header::CONTENT_TYPE, value.parse().unwrap());
             assert_eq!(is_json(&h), ok, "{value}");

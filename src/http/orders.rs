@@ -7,19 +7,39 @@ use super::extract::{ApiJson, ApiQuery, OptionalIdempotencyKey, OrderIdPath, pag
 use super::openapi::answers::{NoSuchOrder, OrderChangeRefused};
 use super::throttle::ClientAddr;
 use super::trace::RequestTrace;
-use crate::domain::{CancelReason, NewOrder, OrderItems, RawItem, ValidationErrors, Version};
+use crate::domain::{
+    CancelReason, NewOrder, Order, OrderItems, RawItem, ValidationErrors, Version,
+};
 use crate::store::{Applied, Command, EventPage, OrderCursor};
 use crate::telemetry;
 use crate::views;
-use app::dto::{OrderDetailDto, OrderDto, OrderPageDto};
+use app::dto::{OrderDetailDto, OrderPageDto};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 /// Default and largest page size of `GET /api/orders` and of the events of `GET /api/orders/{id}`.
 const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
+
+/// An order as the answer to a change: the JSON of its [`app::dto::OrderDto`], written by
+/// [`views::order_json`].
+pub struct OrderJson(Vec<u8>);
+
+impl OrderJson {
+    fn of(order: &Order) -> Self {
+        Self(views::order_json(order))
+    }
+}
+
+impl IntoResponse for OrderJson {
+    fn into_response(self) -> Response {
+        let json = HeaderValue::from_static("application/json");
+        ([(header::CONTENT_TYPE, json)], self.0).into_response()
+    }
+}
 
 /// `POST /api/orders`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -151,7 +171,7 @@ pub async fn create(
     OptionalIdempotencyKey(idempotency_key): OptionalIdempotencyKey,
     RequestTrace(trace): RequestTrace,
     ApiJson(body): ApiJson<CreateOrderBody>,
-) -> Result<(StatusCode, HeaderMap, Json<OrderDto>), AppError> {
+) -> Result<(StatusCode, HeaderMap, OrderJson), AppError> {
     let order = NewOrder::parse(&body.customer_id, &body.items)?;
     let applied = telemetry::apply_command(
         state.orders.as_ref(),
@@ -164,15 +184,23 @@ pub async fn create(
         Some(trace),
     )
     .await?;
-    let dto = views::order(applied.order());
+    let order = applied.order();
+    let mut location = String::from("/api/orders/");
+    location.push_str(
+        order
+            .id
+            .0
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
     let mut headers = HeaderMap::new();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", dto.id)) {
+    if let Ok(location) = HeaderValue::try_from(location) {
         headers.insert(header::LOCATION, location);
     }
     if matches!(applied, Applied::Replayed { .. }) {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    Ok((StatusCode::CREATED, headers, Json(dto)))
+    Ok((StatusCode::CREATED, headers, OrderJson::of(order)))
 }
 
 /// The order and one page of its events, newest first: `limit` (1–100, default 20) per page,
@@ -259,7 +287,7 @@ pub async fn replace_items(
     OrderIdPath(id): OrderIdPath,
     RequestTrace(trace): RequestTrace,
     ApiJson(body): ApiJson<ReplaceItemsBody>,
-) -> Result<Json<OrderDto>, AppError> {
+) -> Result<OrderJson, AppError> {
     let items = OrderItems::parse(&body.items)?;
     let applied = telemetry::apply_command(
         state.orders.as_ref(),
@@ -273,7 +301,7 @@ pub async fn replace_items(
         Some(trace),
     )
     .await?;
-    Ok(Json(views::order(applied.order())))
+    Ok(OrderJson::of(applied.order()))
 }
 
 /// Cancels an order at `expected_version` with a reason.
@@ -295,7 +323,7 @@ pub async fn cancel(
     OrderIdPath(id): OrderIdPath,
     RequestTrace(trace): RequestTrace,
     ApiJson(body): ApiJson<CancelBody>,
-) -> Result<Json<OrderDto>, AppError> {
+) -> Result<OrderJson, AppError> {
     let reason =
         CancelReason::parse(&body.reason).map_err(|m| ValidationErrors::single("reason", m))?;
     let applied = telemetry::apply_command(
@@ -310,5 +338,5 @@ pub async fn cancel(
         Some(trace),
     )
     .await?;
-    Ok(Json(views::order(applied.order())))
+    Ok(OrderJson::of(applied.order()))
 }
