@@ -6,7 +6,7 @@ use crate::store::IdempotencyKey;
 use app::dto::FieldErrorDto;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::{HeaderMap, header, request::Parts};
+use axum::http::{HeaderMap, HeaderName, header, request::Parts};
 use serde::de::DeserializeOwned;
 
 /// Largest accepted request body.
@@ -111,7 +111,8 @@ impl<S: Send + Sync> FromRequestParts<S> for OptionalIdempotencyKey {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
-        let Some(value) = parts.headers.get("idempotency-key") else {
+        const HEADER: HeaderName = HeaderName::from_static("idempotency-key");
+        let Some(value) = parts.headers.get(HEADER) else {
             return Ok(Self(None));
         };
         let invalid = |m: String| AppError::BadRequest {

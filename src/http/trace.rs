@@ -6,7 +6,7 @@
 use crate::domain::TraceContext;
 use crate::telemetry::spans::{RequestSpan, Spans};
 use axum::extract::{FromRequestParts, Request};
-use axum::http::{HeaderMap, request::Parts};
+use axum::http::{HeaderMap, HeaderName, request::Parts};
 use std::convert::Infallible;
 
 /// The request's trace context, set on its extensions, and its server span when spans are
@@ -21,16 +21,20 @@ pub fn assign(request: &mut Request, spans: &Spans) -> (TraceContext, Option<Req
     (trace, span)
 }
 
+/// The W3C headers, as names that need no parsing at each lookup.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 /// The caller's context, if its `traceparent` is valid. Several `tracestate` headers are one
 /// list, in order (RFC 9110 field combination), as the W3C specification asks.
 fn caller(headers: &HeaderMap) -> Option<TraceContext> {
-    let traceparent = headers.get("traceparent")?.to_str().ok()?;
-    let mut states = headers.get_all("tracestate").iter();
+    let traceparent = headers.get(TRACEPARENT)?.to_str().ok()?;
+    let mut states = headers.get_all(TRACESTATE).iter();
     let state = match (states.next(), states.next()) {
         (Some(one), None) => one.to_str().ok().map(str::to_owned),
         (None, _) => None,
         (Some(_), Some(_)) => headers
-            .get_all("tracestate")
+            .get_all(TRACESTATE)
             .iter()
             .map(|v| v.to_str().ok())
             .collect::<Option<Vec<_>>>()
