@@ -3,11 +3,8 @@
 //! for admins report them.
 
 use crate::broker::{Broker, PARTITIONS};
-use crate::helpers::{
-    ADMIN_TOKEN, TestApp, eventually, expect_error, last_position, relay_checkpoint, spawn_app,
-};
-use crate::kafka::app_on;
-use crate::relay::write_some;
+use crate::helpers::{ADMIN_TOKEN, TestApp, eventually, expect_error, spawn_app};
+use crate::kafka::{acknowledged, app_on};
 use crate::topic_check::TOPIC;
 use app::dto::{ConsumerGroupsDto, ConsumerLagDto, OrderDetailDto};
 use rdkafka::config::ClientConfig;
@@ -105,25 +102,13 @@ async fn lag_metric(app: &TestApp, group: &str) -> Option<i64> {
         .map(|v| v.parse().expect("an integer"))
 }
 
-/// The application on `broker` with every event of `orders` orders acknowledged.
-async fn published(broker: &Broker, orders: usize, extra: &[&str]) -> (TestApp, usize) {
-    let app = app_on(broker, "streaming", extra).await;
-    let db = app.db_path();
-    let events = write_some(&app, orders).await;
-    eventually("every event is acknowledged", || async {
-        relay_checkpoint(&db) == last_position(&db)
-    })
-    .await;
-    (app, events)
-}
-
 /// A group reads part of the topic and commits: the endpoint shows each partition's
 /// committed offset, end and lag, `/metrics` their sum, and the order answer (for admins)
 /// which events the group has consumed; once it reads and commits the rest, all lag is 0.
 #[tokio::test]
 async fn a_consumer_groups_lag_is_reported_per_partition_until_it_catches_up() {
     let broker = Broker::start().await;
-    let (app, events) = published(&broker, 12, &["--kafka-lag-groups", "billing"]).await;
+    let (app, events) = acknowledged(&broker, 12, &["--kafka-lag-groups", "billing"]).await;
     let partial = events / 2;
     let reader = GroupReader::new(&broker.address, "billing");
     let reader = blocking(reader, move |r| r.read_and_commit(partial)).await;
@@ -189,7 +174,7 @@ async fn a_consumer_groups_lag_is_reported_per_partition_until_it_catches_up() {
 async fn the_allow_list_and_the_group_filter_choose_the_groups_reported() {
     let broker = Broker::start().await;
     let lag_groups = ["--kafka-lag-groups", "audit,billing,nobody"];
-    let (app, events) = published(&broker, 6, &lag_groups).await;
+    let (app, events) = acknowledged(&broker, 6, &lag_groups).await;
     for group in ["audit", "billing"] {
         let reader = GroupReader::new(&broker.address, group);
         blocking(reader, move |r| r.read_and_commit(events)).await;

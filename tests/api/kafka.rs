@@ -100,7 +100,7 @@ async fn events_committed_while_the_broker_is_down_arrive_after_it_restarts() {
 #[tokio::test]
 async fn the_admin_api_reports_each_partitions_offsets_on_the_broker() {
     let mut broker = Broker::start().await;
-    let (app, expected) = acknowledged(&broker, 12).await;
+    let (app, expected) = acknowledged(&broker, 12, &[]).await;
     let partitions: Vec<PartitionOffsetsDto> = app.admin_get("/api/admin/sink/offsets").await;
     assert_eq!(partitions.len(), PARTITIONS as usize);
     assert!(partitions.iter().all(|p| p.topic == TOPIC));
@@ -125,7 +125,7 @@ async fn the_admin_api_reports_each_partitions_offsets_on_the_broker() {
 #[tokio::test]
 async fn kcat_reads_every_event_with_its_headers() {
     let broker = Broker::start().await;
-    let (app, expected) = acknowledged(&broker, 9).await;
+    let (app, expected) = acknowledged(&broker, 9, &[]).await;
     let kcat = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kcat");
     let output = tokio::process::Command::new(kcat)
         .args(["-b", &broker.address, "-C", "-t", TOPIC, "-e", "-J", "-q"])
@@ -144,10 +144,11 @@ async fn kcat_reads_every_event_with_its_headers() {
     assert!(duplicates.is_empty(), "published twice: {duplicates:?}");
 }
 
-/// The application publishing to `broker` in streaming mode once `orders` orders (some
-/// changed and cancelled) are written and every event is acknowledged; and the event count.
-async fn acknowledged(broker: &Broker, orders: usize) -> (TestApp, usize) {
-    let app = app_on(broker, "streaming", &[]).await;
+/// The application publishing to `broker` in streaming mode (with the `extra` arguments)
+/// once `orders` orders (some changed and cancelled) are written and every event is
+/// acknowledged; and the event count.
+pub async fn acknowledged(broker: &Broker, orders: usize, extra: &[&str]) -> (TestApp, usize) {
+    let app = app_on(broker, "streaming", extra).await;
     let db = app.db_path();
     let events = write_some(&app, orders).await;
     eventually("every event is acknowledged", || async {
