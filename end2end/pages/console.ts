@@ -115,6 +115,14 @@ export class RelayPage extends ConsolePage {
     await expect(this.notice).toContainText(`switched to ${mode}`);
   }
 
+  /** Suspends the relay, then resumes it: two audited actions, each confirmed by its notice. */
+  async suspendAndResume() {
+    await this.page.getByRole('button', { name: 'Suspend relay' }).click();
+    await expect(this.notice).toContainText('Relay suspended.');
+    await this.page.getByRole('button', { name: 'Resume relay' }).click();
+    await expect(this.notice).toContainText('Relay resumed.');
+  }
+
   async setFault(fault: 'none' | 'down' | 'slow' | 'poison', options: { eventType?: string } = {}) {
     await this.page.getByLabel('Simulated fault').selectOption(fault);
     if (options.eventType) {

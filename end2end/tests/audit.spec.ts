@@ -13,10 +13,7 @@ test.beforeEach(async ({ page }) => {
 test('suspending and resuming the relay from the console shows in the audit log', async ({ page }) => {
   const relay = new RelayPage(page);
   await relay.goto();
-  await page.getByRole('button', { name: 'Suspend relay' }).click();
-  await expect(relay.notice).toContainText('Relay suspended.');
-  await page.getByRole('button', { name: 'Resume relay' }).click();
-  await expect(relay.notice).toContainText('Relay resumed.');
+  await relay.suspendAndResume();
 
   await page.getByRole('link', { name: 'Audit log' }).click();
   await expect(page).toHaveURL('/console/audit');
@@ -49,10 +46,7 @@ test('suspending and resuming the relay from the console shows in the audit log'
 test('the audit page fits 1280 and 390 px wide; screenshots are kept', async ({ page }, testInfo) => {
   const relay = new RelayPage(page);
   await relay.goto();
-  await page.getByRole('button', { name: 'Suspend relay' }).click();
-  await expect(relay.notice).toContainText('Relay suspended.');
-  await page.getByRole('button', { name: 'Resume relay' }).click();
-  await expect(relay.notice).toContainText('Relay resumed.');
+  await relay.suspendAndResume();
   const audit = new AuditPage(page);
   for (const width of [1280, 390]) {
     await page.setViewportSize({ width, height: 900 });
